@@ -1,0 +1,5 @@
+use clap::Parser;
+fn main() {
+    let cli = kcmp_cli::Cli::parse();
+    eprintln!("{cli:?}");
+}

@@ -1,0 +1,269 @@
+//! The comparison API: one safe, validated function per kcmp(2) use.
+
+use crate::error::{Error, KcmpCall, KcmpError, Result};
+use crate::kind::{KcmpType, ProcessResource};
+use crate::ordering::KcmpOrdering;
+use crate::sys;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd};
+
+/// A process or thread id, always `> 0`.
+///
+/// kcmp looks pids up in the caller's pid namespace; thread ids work as pids.
+///
+/// ```
+/// use kcmp::Pid;
+/// assert!(Pid::new(0).is_err());
+/// assert!(Pid::new(-5).is_err());
+/// assert_eq!(Pid::new(42).unwrap().get(), 42);
+/// assert_eq!(Pid::this().get() as u32, std::process::id());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Pid(i32);
+
+impl Pid {
+    /// Validates a pid: it must be positive.
+    pub fn new(raw: i32) -> Result<Self> {
+        Pid::try_from(raw as i64)
+    }
+
+    /// The calling process.
+    pub fn this() -> Self {
+        Pid(std::process::id() as i32)
+    }
+
+    /// The number.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Pid {
+    type Error = Error;
+    fn try_from(raw: i64) -> Result<Self> {
+        if raw <= 0 || raw > i32::MAX as i64 {
+            return Err(Error::InvalidArgument(format!(
+                "pid {raw} is out of range (a pid is 1..={})",
+                i32::MAX
+            )));
+        }
+        Ok(Pid(raw as i32))
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An fd number in another (or this) process, `0..=i32::MAX`.
+///
+/// The kernel truncates kcmp's fd arguments to 32 bits, so fd + 2^32 would
+/// silently compare as fd; this type rejects such numbers.
+///
+/// ```
+/// use kcmp::Fd;
+/// assert!(Fd::try_from(-1i64).is_err());
+/// assert!(Fd::try_from((1i64 << 32) + 3).is_err());
+/// assert_eq!(Fd::new(3).unwrap().get(), 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Fd(i32);
+
+impl Fd {
+    /// Validates an fd number: it must be non-negative.
+    pub fn new(raw: i32) -> Result<Self> {
+        Fd::try_from(raw as i64)
+    }
+
+    /// The number.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Fd {
+    type Error = Error;
+    fn try_from(raw: i64) -> Result<Self> {
+        if !(0..=i32::MAX as i64).contains(&raw) {
+            return Err(Error::InvalidArgument(format!(
+                "fd {raw} is out of range (an fd is 0..={})",
+                i32::MAX
+            )));
+        }
+        Ok(Fd(raw as i32))
+    }
+}
+
+impl fmt::Display for Fd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a registration sits in an epoll instance: the `struct
+/// kcmp_epoll_slot` of `KCMP_EPOLL_TFD`.
+///
+/// ```
+/// use kcmp::{EpollSlot, Fd};
+/// let slot = EpollSlot { epfd: Fd::new(5).unwrap(), tfd: Fd::new(7).unwrap(), toff: 0 };
+/// assert_eq!(slot.tfd.get(), 7);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EpollSlot {
+    /// The epoll fd, in the second process.
+    pub epfd: Fd,
+    /// The fd number the target was registered under (it may be closed since).
+    pub tfd: Fd,
+    /// Which of the registrations under `tfd`, counted from 0 in the kernel's order.
+    pub toff: u32,
+}
+
+fn call(
+    call: KcmpCall,
+    result: std::result::Result<i32, rustix::io::Errno>,
+) -> Result<KcmpOrdering> {
+    match result {
+        Ok(raw) => Ok(KcmpOrdering::from_raw(raw)),
+        Err(errno) => Err(Error::Kcmp(KcmpError { call, errno })),
+    }
+}
+
+/// Compares two open file descriptions: fd1 of pid1 against fd2 of pid2
+/// (`KCMP_FILE`).
+///
+/// Two `open()`s of one file are *different* descriptions; `dup`, `fork`
+/// and `SCM_RIGHTS` share one. O_PATH fds work.
+///
+/// ```
+/// use kcmp::{compare_files, Fd, Pid};
+/// let me = Pid::this();
+/// let stdin = Fd::new(0).unwrap();
+/// assert!(compare_files(me, stdin, me, stdin).unwrap().is_equal());
+/// ```
+pub fn compare_files(pid1: Pid, fd1: Fd, pid2: Pid, fd2: Fd) -> Result<KcmpOrdering> {
+    let c = KcmpCall {
+        pid1: pid1.0,
+        pid2: pid2.0,
+        ty: KcmpType::File,
+        idx1: fd1.0 as u64,
+        idx2: fd2.0 as u64,
+        epoll_slot: None,
+    };
+    call(c, sys::kcmp(c.pid1, c.pid2, 0, c.idx1, c.idx2))
+}
+
+/// Compares a per-process resource of two tasks (`KCMP_VM`, `KCMP_FILES`,
+/// `KCMP_FS`, `KCMP_SIGHAND`, `KCMP_IO`, `KCMP_SYSVSEM`).
+///
+/// Caveat: the kernel compares pointers even when an object was never
+/// allocated. Two tasks with no I/O context, or no SysV undo list, compare
+/// *equal*; zombies and kernel threads (no mm) compare equal on VM. "Equal"
+/// from this function therefore means "same object, or both have none".
+/// The scanner ([`crate::scan`]) tells the two apart.
+///
+/// ```
+/// use kcmp::{compare_process, Pid, ProcessResource};
+/// let me = Pid::this();
+/// assert!(compare_process(ProcessResource::Vm, me, me).unwrap().is_equal());
+/// ```
+pub fn compare_process(resource: ProcessResource, pid1: Pid, pid2: Pid) -> Result<KcmpOrdering> {
+    let ty = resource.kcmp_type();
+    let c = KcmpCall {
+        pid1: pid1.0,
+        pid2: pid2.0,
+        ty,
+        idx1: 0,
+        idx2: 0,
+        epoll_slot: None,
+    };
+    call(c, sys::kcmp(c.pid1, c.pid2, ty as i32, 0, 0))
+}
+
+/// Compares fd1 of pid1 with a file registered in an epoll instance of pid2
+/// (`KCMP_EPOLL_TFD`, Linux 4.13+). Orders like [`compare_files`].
+///
+/// Errors: `EBADF` (fd1 or the epoll fd not open), `EINVAL` (not an epoll),
+/// `ENOENT` (no registration at (tfd, toff)).
+///
+/// ```no_run
+/// use kcmp::{compare_epoll_target, EpollSlot, Fd, Pid};
+/// let me = Pid::this();
+/// let slot = EpollSlot { epfd: Fd::new(4).unwrap(), tfd: Fd::new(3).unwrap(), toff: 0 };
+/// let same = compare_epoll_target(me, Fd::new(3).unwrap(), me, slot)?.is_equal();
+/// # Ok::<(), kcmp::Error>(())
+/// ```
+pub fn compare_epoll_target(
+    pid1: Pid,
+    fd1: Fd,
+    pid2: Pid,
+    slot: EpollSlot,
+) -> Result<KcmpOrdering> {
+    let raw = sys::KcmpEpollSlot {
+        efd: slot.epfd.0 as u32,
+        tfd: slot.tfd.0 as u32,
+        toff: slot.toff,
+    };
+    let c = KcmpCall {
+        pid1: pid1.0,
+        pid2: pid2.0,
+        ty: KcmpType::EpollTfd,
+        idx1: fd1.0 as u64,
+        idx2: 0,
+        epoll_slot: Some((raw.efd, raw.tfd, raw.toff)),
+    };
+    call(c, sys::kcmp_epoll_tfd(c.pid1, c.pid2, c.idx1, &raw))
+}
+
+/// Any comparison by type and raw indices, validated like the typed
+/// functions. For [`KcmpType::EpollTfd`] use [`compare_epoll_target`].
+///
+/// ```
+/// use kcmp::{compare, KcmpType, Pid};
+/// let me = Pid::this();
+/// assert!(compare(KcmpType::Fs, me, me, 0, 0).unwrap().is_equal());
+/// assert!(compare(KcmpType::File, me, me, 1 << 32, 0).is_err()); // would be truncated
+/// ```
+pub fn compare(ty: KcmpType, pid1: Pid, pid2: Pid, idx1: i64, idx2: i64) -> Result<KcmpOrdering> {
+    match ty {
+        KcmpType::File => compare_files(pid1, Fd::try_from(idx1)?, pid2, Fd::try_from(idx2)?),
+        KcmpType::EpollTfd => Err(Error::InvalidArgument(
+            "KCMP_EPOLL_TFD needs an epoll slot: use compare_epoll_target".into(),
+        )),
+        other => compare_process(
+            other
+                .process_resource()
+                .expect("non-file types are process resources"),
+            pid1,
+            pid2,
+        ),
+    }
+}
+
+/// Compares two fds of the calling process by their open file descriptions.
+///
+/// ```
+/// use kcmp::compare_own_fds;
+/// let f = std::fs::File::open("/dev/null").unwrap();
+/// let g = f.try_clone().unwrap(); // dup: one description
+/// let h = std::fs::File::open("/dev/null").unwrap(); // a second open()
+/// assert!(compare_own_fds(&f, &g).unwrap().is_equal());
+/// assert!(!compare_own_fds(&f, &h).unwrap().is_equal());
+/// ```
+pub fn compare_own_fds(a: impl AsFd, b: impl AsFd) -> Result<KcmpOrdering> {
+    let me = Pid::this();
+    compare_files(me, Fd(a.as_fd().as_raw_fd()), me, Fd(b.as_fd().as_raw_fd()))
+}
+
+/// True when two fds of the calling process refer to one open file description.
+///
+/// ```
+/// let f = std::fs::File::open("/dev/null").unwrap();
+/// assert!(kcmp::same_open_file(&f, &f).unwrap());
+/// ```
+pub fn same_open_file(a: impl AsFd, b: impl AsFd) -> Result<bool> {
+    Ok(compare_own_fds(a, b)?.is_equal())
+}

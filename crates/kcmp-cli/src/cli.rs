@@ -77,6 +77,7 @@ pub struct ProcessPair {
 pub enum Command {
     /// Do FD1 of PID1 and FD2 of PID2 refer to one open file description? (KCMP_FILE)
     #[command(after_help = "Example:\n  kcmp file 1144 3 1145 3\n  kcmp file --json $$ 0 $$ 1")]
+    #[command(allow_negative_numbers = true)]
     File {
         /// First process.
         #[arg(value_parser = parse_pid)]
@@ -95,24 +96,31 @@ pub enum Command {
     },
     /// Do two tasks share one address space? (KCMP_VM)
     #[command(after_help = "Example:\n  kcmp vm 1144 1145")]
+    #[command(allow_negative_numbers = true)]
     Vm(ProcessPair),
     /// Do two tasks share one fd table? (KCMP_FILES)
     #[command(after_help = "Example:\n  kcmp files 1144 1145")]
+    #[command(allow_negative_numbers = true)]
     Files(ProcessPair),
     /// Do two tasks share cwd, root and umask? (KCMP_FS)
     #[command(after_help = "Example:\n  kcmp fs 1144 1145")]
+    #[command(allow_negative_numbers = true)]
     Fs(ProcessPair),
     /// Do two tasks share signal handlers? (KCMP_SIGHAND)
     #[command(after_help = "Example:\n  kcmp sighand 1144 1145")]
+    #[command(allow_negative_numbers = true)]
     Sighand(ProcessPair),
     /// Do two tasks share an I/O context? (KCMP_IO; `same` may mean both have none)
     #[command(after_help = "Example:\n  kcmp io 1144 1145")]
+    #[command(allow_negative_numbers = true)]
     Io(ProcessPair),
     /// Do two tasks share a SysV semaphore undo list? (KCMP_SYSVSEM; `same` may mean both have none)
     #[command(after_help = "Example:\n  kcmp sysvsem 1144 1145")]
+    #[command(allow_negative_numbers = true)]
     Sysvsem(ProcessPair),
     /// Is FD1 of PID1 the file registered as TFD in epoll EPFD of PID2? (KCMP_EPOLL_TFD)
     #[command(after_help = "Example:\n  kcmp epoll-tfd 1144 5 1145 7 5 --toff 0")]
+    #[command(allow_negative_numbers = true)]
     EpollTfd {
         /// The process holding the fd to test.
         #[arg(value_parser = parse_pid)]
@@ -139,11 +147,13 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  kcmp scan                      # the whole host\n  kcmp scan --tree 1144 --json   # a process tree, as JSON\n  kcmp scan --pid 1144 --pid 1145 --include-unshared\n  kcmp scan --tree 1144 --dot | dot -Tsvg > sharing.svg"
     )]
+    #[command(allow_negative_numbers = true)]
     Scan(ScanArgs),
     /// Every (pid, fd) that refers to the same open file description as FD of PID.
     #[command(
         after_help = "Examples:\n  kcmp holders 1144 3\n  kcmp holders 1144 4 --peer     # also the other end of a pipe"
     )]
+    #[command(allow_negative_numbers = true)]
     Holders {
         /// The process.
         #[arg(value_parser = parse_pid)]
@@ -163,6 +173,7 @@ pub enum Command {
     },
     /// Resolve every registration of an epoll instance to the open file descriptions it watches.
     #[command(after_help = "Example:\n  kcmp epoll-targets 1144 5 --json")]
+    #[command(allow_negative_numbers = true)]
     EpollTargets {
         /// The process holding the epoll instance.
         #[arg(value_parser = parse_pid)]
@@ -187,6 +198,16 @@ pub enum Command {
     /// Run the man page's example: open a file, fork, compare (same / different / same).
     #[command(after_help = "Example:\n  kcmp demo")]
     Demo,
+    /// The child half of `kcmp demo` (internal).
+    #[command(hide = true, name = "__demo-child")]
+    DemoChild {
+        /// The parent's pid.
+        parent: i32,
+        /// The fd the parent opened (inherited).
+        fd: i32,
+        /// The file's path.
+        path: std::path::PathBuf,
+    },
 }
 
 /// Options of `kcmp scan`.

@@ -1,0 +1,145 @@
+//! `kcmp file|vm|files|fs|sighand|io|sysvsem|epoll-tfd`: one comparison,
+//! answered `same` or `different`, exit status as cmp(1).
+
+use crate::cli::{CompareOptions, ProcessPair};
+use crate::{exit, report_error};
+use kcmp::{EpollSlot, Fd, KcmpOrdering, Pid, ProcessResource};
+use serde_json::json;
+
+/// What one comparison answered, for printing.
+struct Answer {
+    json: serde_json::Value,
+    same: bool,
+}
+
+fn print(answer: Answer, options: &CompareOptions) -> i32 {
+    if options.json {
+        println!("{}", answer.json);
+    } else {
+        println!("{}", if answer.same { "same" } else { "different" });
+    }
+    if answer.same {
+        exit::SAME
+    } else {
+        exit::DIFFERENT
+    }
+}
+
+fn pid(raw: i32) -> Result<Pid, kcmp::Error> {
+    Pid::new(raw)
+}
+
+fn fd(raw: i32) -> Result<Fd, kcmp::Error> {
+    Fd::new(raw)
+}
+
+fn base_json(
+    ty: &str,
+    pid1: i32,
+    pid2: i32,
+    idx1: i64,
+    idx2: i64,
+    result: KcmpOrdering,
+) -> serde_json::Value {
+    json!({
+        "type": ty,
+        "pid1": pid1,
+        "pid2": pid2,
+        "idx1": idx1,
+        "idx2": idx2,
+        "result": result.as_str(),
+        "same": result.is_equal(),
+    })
+}
+
+/// Runs `f` with `pids` frozen when `--freeze` was given.
+fn with_freeze<T>(
+    options: &CompareOptions,
+    pids: &[Pid],
+    f: impl FnOnce() -> Result<T, kcmp::Error>,
+) -> Result<T, kcmp::Error> {
+    crate::commands::freezing::run_frozen(options.freeze, pids, f)
+}
+
+/// `kcmp file PID1 FD1 PID2 FD2`.
+pub fn file(pid1: i32, fd1: i32, pid2: i32, fd2: i32, options: &CompareOptions) -> i32 {
+    let run = || -> Result<Answer, kcmp::Error> {
+        let (p1, p2, f1, f2) = (pid(pid1)?, pid(pid2)?, fd(fd1)?, fd(fd2)?);
+        let result = with_freeze(options, &[p1, p2], || kcmp::compare_files(p1, f1, p2, f2))?;
+        let mut json = base_json("file", pid1, pid2, fd1 as i64, fd2 as i64, result);
+        json["method"] = json!("kcmp");
+        Ok(Answer {
+            same: result.is_equal(),
+            json,
+        })
+    };
+    match run() {
+        Ok(a) => print(a, options),
+        Err(e) => report_error(&e),
+    }
+}
+
+/// `kcmp vm|files|fs|sighand|io|sysvsem PID1 PID2`.
+pub fn process(resource: ProcessResource, pair: &ProcessPair) -> i32 {
+    let run = || -> Result<Answer, kcmp::Error> {
+        let (p1, p2) = (pid(pair.pid1)?, pid(pair.pid2)?);
+        let result = with_freeze(&pair.options, &[p1, p2], || {
+            kcmp::compare_process(resource, p1, p2)
+        })?;
+        let json = base_json(resource.name(), pair.pid1, pair.pid2, 0, 0, result);
+        Ok(Answer {
+            same: result.is_equal(),
+            json,
+        })
+    };
+    match run() {
+        Ok(a) => {
+            if a.same && resource.may_be_absent() {
+                eprintln!(
+                    "kcmp: note: `same` may also mean that neither task has {} (the kernel compares two absent objects as equal)",
+                    match resource {
+                        ProcessResource::Io => "an I/O context (allocated lazily, e.g. by ioprio_set)",
+                        _ => "a SysV undo list (created by semop with SEM_UNDO or CLONE_SYSVSEM)",
+                    }
+                );
+            }
+            print(a, &pair.options)
+        }
+        Err(e) => report_error(&e),
+    }
+}
+
+/// `kcmp epoll-tfd PID1 FD1 PID2 EPFD TFD [--toff N]`.
+pub fn epoll_tfd(
+    pid1: i32,
+    fd1: i32,
+    pid2: i32,
+    epfd: i32,
+    tfd: i32,
+    toff: u32,
+    options: &CompareOptions,
+) -> i32 {
+    let run = || -> Result<Answer, kcmp::Error> {
+        let (p1, p2, f1) = (pid(pid1)?, pid(pid2)?, fd(fd1)?);
+        let slot = EpollSlot {
+            epfd: fd(epfd)?,
+            tfd: fd(tfd)?,
+            toff,
+        };
+        let result = with_freeze(options, &[p1, p2], || {
+            kcmp::compare_epoll_target(p1, f1, p2, slot)
+        })?;
+        let mut json = base_json("epoll-tfd", pid1, pid2, fd1 as i64, tfd as i64, result);
+        json["efd"] = json!(epfd);
+        json["tfd"] = json!(tfd);
+        json["toff"] = json!(toff);
+        Ok(Answer {
+            same: result.is_equal(),
+            json,
+        })
+    };
+    match run() {
+        Ok(a) => print(a, options),
+        Err(e) => report_error(&e),
+    }
+}

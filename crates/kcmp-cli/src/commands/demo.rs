@@ -1,0 +1,140 @@
+//! `kcmp demo`: the man page's example program, run for real.
+//!
+//! The parent opens a temporary file and starts a child (fork + exec) that
+//! inherits the open file description as its standard input: exec keeps
+//! descriptions, so this is the fork of the man page with a fresh program
+//! image. The child compares its copy with the parent's, opens the file a
+//! second time, dups, and compares again: same / different / same.
+
+use crate::exit;
+use kcmp::{compare_files, Fd, Pid};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::Command;
+
+fn same_or_different(pid1: i32, pid2: i32, fd_a: i32, fd_b: i32) -> Result<bool, kcmp::Error> {
+    let r = compare_files(
+        Pid::new(pid1)?,
+        Fd::new(fd_a)?,
+        Pid::new(pid2)?,
+        Fd::new(fd_b)?,
+    )?;
+    Ok(r.is_equal())
+}
+
+fn test_kcmp(msg: &str, pid1: i32, pid2: i32, fd_a: i32, fd_b: i32) -> Result<bool, kcmp::Error> {
+    let same = same_or_different(pid1, pid2, fd_a, fd_b)?;
+    println!("\t{msg}");
+    println!(
+        "\t\tkcmp({pid1}, {pid2}, KCMP_FILE, {fd_a}, {fd_b}) ==> {}",
+        if same { "same" } else { "different" }
+    );
+    Ok(same)
+}
+
+/// The parent half: `kcmp demo`.
+pub fn run() -> i32 {
+    let path = std::env::temp_dir().join(format!("kcmp.test.{}", std::process::id()));
+    let status = parent(&path);
+    let _ = std::fs::remove_file(&path);
+    status
+}
+
+fn parent(path: &Path) -> i32 {
+    use std::io::Write;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("kcmp: demo: cannot create {}: {e}", path.display());
+            return exit::TROUBLE;
+        }
+    };
+    let for_child = match file.try_clone() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("kcmp: demo: dup: {e}");
+            return exit::TROUBLE;
+        }
+    };
+    let fd1 = file.as_raw_fd();
+    println!("Parent PID is {}", std::process::id());
+    println!("Parent opened file on FD {fd1}\n");
+    let _ = std::io::stdout().flush();
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("kcmp: demo: cannot find own executable: {e}");
+            return exit::TROUBLE;
+        }
+    };
+    let status = Command::new(exe)
+        .arg("__demo-child")
+        .arg(std::process::id().to_string())
+        .arg(fd1.to_string())
+        .arg(path)
+        .stdin(std::process::Stdio::from(for_child))
+        .status();
+    drop(file);
+    match status {
+        Ok(s) if s.success() => exit::SAME,
+        Ok(s) => s.code().unwrap_or(exit::TROUBLE),
+        Err(e) => {
+            eprintln!("kcmp: demo: cannot start the child: {e}");
+            exit::TROUBLE
+        }
+    }
+}
+
+/// The child half: runs in a fresh process whose standard input is the
+/// parent's open file description (`parent_fd` in the parent).
+pub fn child(parent: i32, parent_fd: i32, path: &Path) -> i32 {
+    use std::os::fd::AsFd;
+    let me = std::process::id() as i32;
+    let stdin = std::io::stdin();
+    let fd1 = stdin.as_fd().as_raw_fd();
+    println!("PID of child of fork() is {me}");
+    let run = || -> Result<bool, kcmp::Error> {
+        let first = test_kcmp(
+            "Compare duplicate FDs from different processes:",
+            me,
+            parent,
+            fd1,
+            parent_fd,
+        )?;
+        let second_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| kcmp::Error::io(format!("open {}", path.display()), &e))?;
+        let fd2 = second_file.as_raw_fd();
+        println!("Child opened file on FD {fd2}");
+        let second = test_kcmp(
+            "Compare FDs from distinct open()s in same process:",
+            me,
+            me,
+            fd1,
+            fd2,
+        )?;
+        let inherited = stdin
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| kcmp::Error::io("dup", &e))?;
+        let fd3 = inherited.as_raw_fd();
+        println!("Child duplicated FD {fd1} to create FD {fd3}");
+        let third = test_kcmp("Compare duplicated FDs in same process:", me, me, fd1, fd3)?;
+        Ok(first && !second && third)
+    };
+    match run() {
+        Ok(true) => exit::SAME,
+        Ok(false) => {
+            eprintln!("kcmp: demo: the kernel did not answer same / different / same");
+            exit::DIFFERENT
+        }
+        Err(e) => crate::report_error(&e),
+    }
+}

@@ -1,0 +1,9 @@
+//! One module per subcommand; each `run` returns the exit status.
+
+pub mod compare;
+pub mod demo;
+pub mod doctor;
+pub mod epoll;
+pub mod freezing;
+pub mod holders;
+pub mod scan;

@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// assert!(matches!(err, Error::InvalidArgument(_)));
 /// assert_eq!(err.errno_name(), Some("EINVAL"));
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// An argument the kernel would reject or silently misread (a pid <= 0,
     /// an fd outside `0..=i32::MAX`), caught before the call.

@@ -1,0 +1,278 @@
+//! Grouping by kcmp's ordering: sorted representatives and binary search.
+//!
+//! kcmp(2) orders kernel objects (stable, antisymmetric, transitive within a
+//! boot), so n items fall into groups of equal objects with about
+//! `n · log2(groups)` comparisons instead of `n²/2`: each group keeps one
+//! representative, the representatives stay sorted, and a new item is placed
+//! by binary search. A bucket that is one object costs one comparison per
+//! item after the first.
+//!
+//! When a comparator cannot order (kcmp answered "unordered", or a fallback
+//! that only knows equality), the grouping switches to comparing against
+//! every representative: still exact, with more comparisons.
+
+use crate::error::Error;
+use crate::ordering::KcmpOrdering;
+
+/// Groups of equal items, kept in the comparator's order.
+///
+/// ```
+/// use kcmp::grouping::OrderedGroups;
+/// use kcmp::KcmpOrdering;
+/// // Group numbers by value, with an ordinary ordering as the comparator.
+/// let mut groups = OrderedGroups::new();
+/// let mut calls = 0;
+/// for x in [5, 3, 5, 9, 3, 5] {
+///     groups.insert(x, &mut |a: i32, b: i32| { calls += 1; Ok(KcmpOrdering::from(a.cmp(&b))) }).unwrap();
+/// }
+/// let g: Vec<Vec<i32>> = groups.into_groups();
+/// assert_eq!(g, vec![vec![3, 3], vec![5, 5, 5], vec![9]]);
+/// assert!(calls <= 10);
+/// ```
+#[derive(Debug, Clone)]
+pub struct OrderedGroups<T> {
+    groups: Vec<Vec<T>>,
+    ordered: bool,
+    dropped: Vec<(T, Error)>,
+}
+
+impl<T> Default for OrderedGroups<T> {
+    fn default() -> Self {
+        OrderedGroups {
+            groups: Vec::new(),
+            ordered: true,
+            dropped: Vec::new(),
+        }
+    }
+}
+
+/// Why an item could not be placed.
+#[derive(Debug)]
+pub struct InsertError<T> {
+    /// The item.
+    pub item: T,
+    /// The comparator's error when comparing the item with itself.
+    pub error: Error,
+}
+
+impl<T: Copy> OrderedGroups<T> {
+    /// No groups yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the comparator has ordered every comparison so far.
+    pub fn is_ordered(&self) -> bool {
+        self.ordered
+    }
+
+    /// Places `item` in the group of its equal, or in a new group.
+    ///
+    /// `cmp(a, b)` answers how `a`'s object orders against `b`'s. When it
+    /// fails, the item is compared with itself to learn which side failed:
+    /// if the item itself fails, it is returned as an [`InsertError`]; if
+    /// the representative failed (its fd closed, its task exited), the
+    /// representative is dropped (see [`dropped`](Self::dropped)), the next
+    /// member of its group takes its place, and the search goes on.
+    pub fn insert<F>(&mut self, item: T, cmp: &mut F) -> Result<(), InsertError<T>>
+    where
+        F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
+    {
+        if self.groups.is_empty() {
+            // Make sure the first representative is valid.
+            if let Err(error) = cmp(item, item) {
+                return Err(InsertError { item, error });
+            }
+            self.groups.push(vec![item]);
+            return Ok(());
+        }
+        'search: loop {
+            if self.ordered {
+                let (mut lo, mut hi) = (0usize, self.groups.len());
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    match cmp(item, self.groups[mid][0]) {
+                        Ok(KcmpOrdering::Equal) => {
+                            self.groups[mid].push(item);
+                            return Ok(());
+                        }
+                        Ok(KcmpOrdering::Less) => hi = mid,
+                        Ok(KcmpOrdering::Greater) => lo = mid + 1,
+                        Ok(KcmpOrdering::Unordered(_)) => {
+                            self.ordered = false;
+                            continue 'search;
+                        }
+                        Err(e) => {
+                            self.handle_failure(item, mid, e, cmp)?;
+                            continue 'search;
+                        }
+                    }
+                }
+                self.groups.insert(lo, vec![item]);
+                return Ok(());
+            } else {
+                let mut i = 0;
+                while i < self.groups.len() {
+                    match cmp(item, self.groups[i][0]) {
+                        Ok(KcmpOrdering::Equal) => {
+                            self.groups[i].push(item);
+                            return Ok(());
+                        }
+                        Ok(_) => i += 1,
+                        Err(e) => {
+                            self.handle_failure(item, i, e, cmp)?;
+                            continue 'search;
+                        }
+                    }
+                }
+                self.groups.push(vec![item]);
+                return Ok(());
+            }
+        }
+    }
+
+    fn handle_failure<F>(&mut self, item: T, group: usize, error: Error, cmp: &mut F) -> Result<(), InsertError<T>>
+    where
+        F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
+    {
+        if let Err(own) = cmp(item, item) {
+            let _ = error;
+            return Err(InsertError { item, error: own });
+        }
+        // The item is fine: the representative failed. Drop it.
+        let rep = self.groups[group].remove(0);
+        self.dropped.push((rep, error));
+        if self.groups[group].is_empty() {
+            self.groups.remove(group);
+        }
+        Ok(())
+    }
+
+    /// Representatives dropped because comparing with them failed, with the
+    /// error that showed it.
+    pub fn dropped(&self) -> &[(T, Error)] {
+        &self.dropped
+    }
+
+    /// The number of groups.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// No groups.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The groups, in the comparator's order when it ordered, members in
+    /// insertion order.
+    pub fn groups(&self) -> &[Vec<T>] {
+        &self.groups
+    }
+
+    /// Finds the group equal to `probe` by the same search, without
+    /// inserting. Errors from the comparator are returned as they are.
+    pub fn find<P: Copy, F>(&self, probe: P, cmp: &mut F) -> crate::Result<Option<usize>>
+    where
+        F: FnMut(P, T) -> crate::Result<KcmpOrdering>,
+    {
+        if self.ordered {
+            let (mut lo, mut hi) = (0usize, self.groups.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match cmp(probe, self.groups[mid][0])? {
+                    KcmpOrdering::Equal => return Ok(Some(mid)),
+                    KcmpOrdering::Less => hi = mid,
+                    KcmpOrdering::Greater => lo = mid + 1,
+                    KcmpOrdering::Unordered(_) => return self.find_linear(probe, cmp),
+                }
+            }
+            Ok(None)
+        } else {
+            self.find_linear(probe, cmp)
+        }
+    }
+
+    fn find_linear<P: Copy, F>(&self, probe: P, cmp: &mut F) -> crate::Result<Option<usize>>
+    where
+        F: FnMut(P, T) -> crate::Result<KcmpOrdering>,
+    {
+        for (i, g) in self.groups.iter().enumerate() {
+            if cmp(probe, g[0])?.is_equal() {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The groups, consumed.
+    pub fn into_groups(self) -> Vec<Vec<T>> {
+        self.groups
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ord(a: i32, b: i32) -> crate::Result<KcmpOrdering> {
+        Ok(KcmpOrdering::from(a.cmp(&b)))
+    }
+
+    #[test]
+    fn one_object_costs_one_comparison_per_item() {
+        let mut g = OrderedGroups::new();
+        let mut calls = 0;
+        for _ in 0..100 {
+            g.insert(7, &mut |a, b| {
+                calls += 1;
+                ord(a, b)
+            })
+            .unwrap();
+        }
+        // The first item is checked against itself once.
+        assert_eq!(calls, 100);
+        assert_eq!(g.len(), 1);
+    }
+
+    #[test]
+    fn equality_only_comparator_still_groups_exactly() {
+        let mut g = OrderedGroups::new();
+        let mut eq = |a: i32, b: i32| Ok(if a == b { KcmpOrdering::Equal } else { KcmpOrdering::Unordered(3) });
+        for x in [4, 1, 4, 2, 1, 9] {
+            g.insert(x, &mut eq).unwrap();
+        }
+        assert!(!g.is_ordered());
+        let mut groups = g.into_groups();
+        groups.sort();
+        assert_eq!(groups, vec![vec![1, 1], vec![2], vec![4, 4], vec![9]]);
+    }
+
+    #[test]
+    fn failing_representative_is_replaced() {
+        // Item 100 "vanishes" after it became a representative.
+        let mut g = OrderedGroups::new();
+        let mut gone = false;
+        let mut cmp = |a: i32, b: i32| {
+            if gone && (a == 100 || b == 100) {
+                Err(Error::Vanished { pid: 100 })
+            } else {
+                ord(a % 10, b % 10)
+            }
+        };
+        g.insert(100, &mut cmp).unwrap();
+        g.insert(10, &mut cmp).unwrap();
+        gone = true;
+        let mut cmp = |a: i32, b: i32| {
+            if gone && (a == 100 || b == 100) {
+                Err(Error::Vanished { pid: 100 })
+            } else {
+                ord(a % 10, b % 10)
+            }
+        };
+        g.insert(20, &mut cmp).unwrap();
+        assert_eq!(g.dropped().len(), 1);
+        assert_eq!(g.groups(), &[vec![10, 20]]);
+        assert!(g.insert(100, &mut cmp).is_err());
+    }
+}

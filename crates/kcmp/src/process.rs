@@ -1,0 +1,152 @@
+//! Process handles that cannot be fooled by pid reuse.
+//!
+//! A [`ProcessHandle`] pins a task with a pidfd (and its start time) before
+//! it is inspected. Afterwards [`ProcessHandle::verify`] tells whether the
+//! task lived through the whole inspection: while a task is alive its pid
+//! cannot be given to another, so a task that is still alive at the end is
+//! the task every answer was about. One that exited — or whose pid now names
+//! a newcomer — is reported as vanished and its answers are discarded.
+
+use crate::compare::{compare_files, compare_process, Fd, Pid};
+use crate::error::{Error, Result};
+use crate::kind::ProcessResource;
+use crate::ordering::KcmpOrdering;
+use crate::procfs;
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::process::{pidfd_open, PidfdFlags};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// `PIDFD_THREAD` (Linux 6.9): a pidfd for one thread rather than a process.
+const PIDFD_THREAD: u32 = libc::O_EXCL as u32;
+
+/// A pinned process or thread: its pid, a pidfd when the kernel offers one,
+/// and its start time.
+///
+/// ```
+/// use kcmp::{Pid, ProcessHandle};
+/// let me = ProcessHandle::open(Pid::this()).unwrap();
+/// assert!(me.verify().is_ok());
+/// assert!(me.pidfd().is_some());
+/// ```
+#[derive(Debug)]
+pub struct ProcessHandle {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    start_time: u64,
+    exited_at_open: bool,
+}
+
+impl ProcessHandle {
+    /// Pins a process (or, on Linux 6.9+, a thread; older kernels pin
+    /// threads by start time only).
+    pub fn open(pid: Pid) -> Result<Self> {
+        let raw = rustix::process::Pid::from_raw(pid.get()).expect("Pid is positive");
+        let pidfd = match pidfd_open(raw, PidfdFlags::empty()) {
+            Ok(fd) => Some(fd),
+            // A thread that is not a group leader: try PIDFD_THREAD.
+            Err(e) if e == rustix::io::Errno::INVAL => {
+                pidfd_open(raw, PidfdFlags::from_bits_retain(PIDFD_THREAD)).ok()
+            }
+            Err(e) if e == rustix::io::Errno::SRCH => {
+                return Err(Error::os(format!("pidfd_open({pid})"), e))
+            }
+            // ENOSYS (before 5.3) or a sandbox: fall back to the start time.
+            Err(_) => None,
+        };
+        let stat = procfs::read_stat(pid)?;
+        let mut handle = ProcessHandle {
+            pid,
+            pidfd,
+            start_time: stat.start_time,
+            exited_at_open: false,
+        };
+        handle.exited_at_open = handle.has_exited();
+        Ok(handle)
+    }
+
+    /// The pid.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The pidfd, when there is one.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// The start time (clock ticks after boot) read when the handle was opened.
+    pub fn start_time(&self) -> u64 {
+        self.start_time
+    }
+
+    /// Whether the task had already exited (a zombie) when it was pinned.
+    pub fn was_exited_at_open(&self) -> bool {
+        self.exited_at_open
+    }
+
+    /// Whether the task has exited since (its pidfd is readable), or its pid
+    /// now names a task with another start time.
+    pub fn has_exited(&self) -> bool {
+        if let Some(fd) = &self.pidfd {
+            let mut fds = [PollFd::new(fd, PollFlags::IN)];
+            let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+            match poll(&mut fds, Some(&zero)) {
+                Ok(n) if n > 0 => return true,
+                Ok(_) => {}
+                Err(_) => return true,
+            }
+        }
+        match procfs::read_stat(self.pid) {
+            Ok(stat) => stat.start_time != self.start_time,
+            Err(_) => true,
+        }
+    }
+
+    /// `Ok` when the task lived from [`open`](Self::open) until now (or was
+    /// already a zombie then and its pid still names it); otherwise
+    /// [`Error::Vanished`].
+    pub fn verify(&self) -> Result<()> {
+        let gone = if self.exited_at_open {
+            // A zombie stays readable; only a changed start time means reuse.
+            procfs::read_stat(self.pid).map_or(true, |s| s.start_time != self.start_time)
+        } else {
+            self.has_exited()
+        };
+        if gone {
+            Err(Error::Vanished { pid: self.pid.get() })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// [`compare_files`] between two pinned tasks; an answer about a task
+    /// that vanished meanwhile is discarded as [`Error::Vanished`].
+    ///
+    /// ```
+    /// use kcmp::{Fd, Pid, ProcessHandle};
+    /// let me = ProcessHandle::open(Pid::this()).unwrap();
+    /// let fd = Fd::new(2).unwrap();
+    /// assert!(me.compare_files(fd, &me, fd).unwrap().is_equal());
+    /// ```
+    pub fn compare_files(&self, fd1: Fd, other: &ProcessHandle, fd2: Fd) -> Result<KcmpOrdering> {
+        let result = compare_files(self.pid, fd1, other.pid, fd2);
+        self.verify()?;
+        other.verify()?;
+        result
+    }
+
+    /// [`compare_process`] between two pinned tasks, verified like
+    /// [`compare_files`](Self::compare_files).
+    ///
+    /// ```
+    /// use kcmp::{Pid, ProcessHandle, ProcessResource};
+    /// let me = ProcessHandle::open(Pid::this()).unwrap();
+    /// assert!(me.compare_process(ProcessResource::Files, &me).unwrap().is_equal());
+    /// ```
+    pub fn compare_process(&self, resource: ProcessResource, other: &ProcessHandle) -> Result<KcmpOrdering> {
+        let result = compare_process(resource, self.pid, other.pid);
+        self.verify()?;
+        other.verify()?;
+        result
+    }
+}

@@ -1,0 +1,397 @@
+//! Reading /proc: tasks, their state, their fds and what the fds point at.
+//!
+//! Everything here is plain text parsing of procfs; no kcmp calls.
+
+use crate::compare::{Fd, Pid};
+use crate::error::{Error, Result};
+use rustix::fs::{openat, readlinkat, Dir, Mode, OFlags, CWD};
+use std::fmt;
+use std::os::fd::OwnedFd;
+
+/// `PF_KTHREAD` in the `flags` field of /proc/PID/stat.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// The fields of /proc/PID/stat (or /proc/PID/task/TID/stat) that kcmp needs.
+///
+/// ```
+/// let stat = kcmp::procfs::read_stat(kcmp::Pid::this()).unwrap();
+/// assert_eq!(stat.state, 'R');
+/// assert!(!stat.is_kernel_thread());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStat {
+    /// The pid (or tid).
+    pub pid: Pid,
+    /// The command name (`comm`), at most 15 bytes.
+    pub comm: String,
+    /// The state letter: R, S, D, T, t, Z, X, I, …
+    pub state: char,
+    /// The parent's pid (0 for the roots of the pid namespace).
+    pub ppid: i32,
+    /// The kernel's `task->flags`.
+    pub flags: u32,
+    /// Start time in clock ticks after boot: with the pid, it names one task
+    /// for the life of the system.
+    pub start_time: u64,
+}
+
+impl TaskStat {
+    /// Parses the text of a stat file.
+    ///
+    /// ```
+    /// let line = "42 (my (odd) name) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 999 0 0";
+    /// let s = kcmp::procfs::TaskStat::parse(line).unwrap();
+    /// assert_eq!(s.comm, "my (odd) name");
+    /// assert_eq!((s.state, s.ppid, s.start_time), ('S', 1, 999));
+    /// ```
+    pub fn parse(text: &str) -> Option<TaskStat> {
+        let open = text.find('(')?;
+        let close = text.rfind(')')?;
+        let pid: i32 = text[..open].trim().parse().ok()?;
+        let comm = text[open + 1..close].to_string();
+        let mut rest = text[close + 1..].split_ascii_whitespace();
+        let state = rest.next()?.chars().next()?;
+        let ppid: i32 = rest.next()?.parse().ok()?;
+        // Fields after ppid: pgrp(5) session(6) tty_nr(7) tpgid(8) flags(9) ... starttime(22).
+        let mut rest = rest.skip(4);
+        let flags: u32 = rest.next()?.parse().ok()?;
+        let start_time: u64 = rest.nth(12)?.parse().ok()?;
+        Some(TaskStat {
+            pid: Pid::new(pid).ok()?,
+            comm,
+            state,
+            ppid,
+            flags,
+            start_time,
+        })
+    }
+
+    /// A kernel thread (`PF_KTHREAD`): no mm, no fds of its own.
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+
+    /// A zombie (exited, not yet reaped) or dead task.
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+
+    /// Stopped by a signal (`T`) or by a tracer (`t`).
+    pub fn is_stopped(&self) -> bool {
+        matches!(self.state, 'T' | 't')
+    }
+}
+
+fn read_to_string(path: &str) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(format!("read {path}"), &e))
+}
+
+/// Reads /proc/PID/stat.
+pub fn read_stat(pid: Pid) -> Result<TaskStat> {
+    let path = format!("/proc/{pid}/stat");
+    let text = read_to_string(&path)?;
+    TaskStat::parse(&text).ok_or_else(|| Error::os(format!("parse {path}"), rustix::io::Errno::INVAL))
+}
+
+/// Reads /proc/PID/task/TID/stat.
+pub fn read_task_stat(pid: Pid, tid: Pid) -> Result<TaskStat> {
+    let path = format!("/proc/{pid}/task/{tid}/stat");
+    let text = read_to_string(&path)?;
+    TaskStat::parse(&text).ok_or_else(|| Error::os(format!("parse {path}"), rustix::io::Errno::INVAL))
+}
+
+fn numeric_entries(path: &str) -> Result<Vec<i32>> {
+    let dirfd = openat(CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::os(format!("open {path}"), e))?;
+    numeric_entries_of(dirfd, path)
+}
+
+fn numeric_entries_of(dirfd: OwnedFd, path: &str) -> Result<Vec<i32>> {
+    let mut dir = Dir::new(dirfd).map_err(|e| Error::os(format!("read {path}"), e))?;
+    let mut out = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry.map_err(|e| Error::os(format!("read {path}"), e))?;
+        if let Some(n) = parse_decimal(entry.file_name().to_bytes()) {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn parse_decimal(bytes: &[u8]) -> Option<i32> {
+    if bytes.is_empty() || bytes.len() > 10 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// Every process visible in /proc, ascending.
+///
+/// ```
+/// let pids = kcmp::procfs::list_pids().unwrap();
+/// assert!(pids.contains(&kcmp::Pid::this()));
+/// ```
+pub fn list_pids() -> Result<Vec<Pid>> {
+    Ok(numeric_entries("/proc")?
+        .into_iter()
+        .filter_map(|n| Pid::new(n).ok())
+        .collect())
+}
+
+/// The thread ids of a process, ascending (the leader's tid is its pid).
+///
+/// ```
+/// let me = kcmp::Pid::this();
+/// assert!(kcmp::procfs::list_tids(me).unwrap().contains(&me));
+/// ```
+pub fn list_tids(pid: Pid) -> Result<Vec<Pid>> {
+    Ok(numeric_entries(&format!("/proc/{pid}/task"))?
+        .into_iter()
+        .filter_map(|n| Pid::new(n).ok())
+        .collect())
+}
+
+/// What an fd refers to, classified from its /proc/PID/fd/N link text.
+///
+/// ```
+/// use kcmp::procfs::FdTarget;
+/// assert_eq!(FdTarget::parse("pipe:[1234]"), FdTarget::Pipe(1234));
+/// assert_eq!(FdTarget::parse("socket:[77]"), FdTarget::Socket(77));
+/// assert_eq!(FdTarget::parse("anon_inode:[eventfd]"), FdTarget::AnonInode("[eventfd]".into()));
+/// assert_eq!(FdTarget::parse("/tmp/x (deleted)"), FdTarget::Path("/tmp/x (deleted)".into()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FdTarget {
+    /// `socket:[ino]`: a socket inode has exactly one open file description.
+    Socket(u64),
+    /// `pipe:[ino]`: both ends of a pipe share the inode.
+    Pipe(u64),
+    /// `anon_inode:…`: eventfd, epoll, timerfd, signalfd, … share one inode.
+    AnonInode(String),
+    /// A path (possibly with ` (deleted)`).
+    Path(String),
+    /// Anything else (`net:[…]`, `mnt:[…]`, …), kept verbatim.
+    Other(String),
+}
+
+impl FdTarget {
+    /// Classifies a link text.
+    pub fn parse(link: &str) -> FdTarget {
+        fn bracketed(s: &str, prefix: &str) -> Option<u64> {
+            s.strip_prefix(prefix)?.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+        }
+        if let Some(ino) = bracketed(link, "socket:") {
+            FdTarget::Socket(ino)
+        } else if let Some(ino) = bracketed(link, "pipe:") {
+            FdTarget::Pipe(ino)
+        } else if let Some(name) = link.strip_prefix("anon_inode:") {
+            FdTarget::AnonInode(name.to_string())
+        } else if link.starts_with('/') {
+            FdTarget::Path(link.to_string())
+        } else {
+            FdTarget::Other(link.to_string())
+        }
+    }
+}
+
+impl fmt::Display for FdTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FdTarget::Socket(ino) => write!(f, "socket:[{ino}]"),
+            FdTarget::Pipe(ino) => write!(f, "pipe:[{ino}]"),
+            FdTarget::AnonInode(name) => write!(f, "anon_inode:{name}"),
+            FdTarget::Path(p) | FdTarget::Other(p) => f.write_str(p),
+        }
+    }
+}
+
+/// A key that every fd of one open file description shares: the link text,
+/// without a ` (deleted)` suffix (a file may be unlinked between two reads).
+///
+/// Equal keys do not prove one description (two `open()`s of one file have
+/// the same key); different keys prove different descriptions, except for a
+/// file renamed during the inspection.
+///
+/// ```
+/// assert_eq!(kcmp::procfs::bucket_key("/tmp/a (deleted)"), "/tmp/a");
+/// assert_eq!(kcmp::procfs::bucket_key("pipe:[5]"), "pipe:[5]");
+/// ```
+pub fn bucket_key(link: &str) -> &str {
+    link.strip_suffix(" (deleted)").unwrap_or(link)
+}
+
+/// One open fd of a process and its link text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdEntry {
+    /// The fd number.
+    pub fd: Fd,
+    /// The /proc/PID/fd/N link text.
+    pub target: String,
+}
+
+/// Lists the open fds of a process (or thread) with their link texts.
+///
+/// An fd closed between the directory read and its readlink is left out.
+/// Needs ptrace read access to the process: `EACCES` otherwise.
+///
+/// ```
+/// let fds = kcmp::procfs::list_fds(kcmp::Pid::this()).unwrap();
+/// assert!(fds.iter().any(|e| e.fd.get() == 0));
+/// ```
+pub fn list_fds(pid: Pid) -> Result<Vec<FdEntry>> {
+    list_fds_at(&format!("/proc/{pid}/fd"))
+}
+
+/// Like [`list_fds`] for one thread: /proc/PID/task/TID/fd.
+pub fn list_task_fds(pid: Pid, tid: Pid) -> Result<Vec<FdEntry>> {
+    list_fds_at(&format!("/proc/{pid}/task/{tid}/fd"))
+}
+
+fn list_fds_at(path: &str) -> Result<Vec<FdEntry>> {
+    let dirfd = openat(CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::os(format!("open {path}"), e))?;
+    let mut dir = Dir::read_from(&dirfd).map_err(|e| Error::os(format!("read {path}"), e))?;
+    let mut out = Vec::new();
+    let mut buf = Vec::with_capacity(256);
+    while let Some(entry) = dir.read() {
+        let entry = entry.map_err(|e| Error::os(format!("read {path}"), e))?;
+        let name = entry.file_name();
+        let Some(n) = parse_decimal(name.to_bytes()) else {
+            continue;
+        };
+        match readlinkat(&dirfd, name, std::mem::take(&mut buf)) {
+            Ok(link) => {
+                let mut bytes = link.into_bytes();
+                let target = String::from_utf8_lossy(&bytes).into_owned();
+                bytes.clear();
+                buf = bytes;
+                out.push(FdEntry {
+                    fd: Fd::new(n)?,
+                    target,
+                });
+            }
+            Err(e) if e == rustix::io::Errno::NOENT => continue, // closed meanwhile
+            Err(e) => return Err(Error::os(format!("readlink {path}/{n}"), e)),
+        }
+    }
+    out.sort_unstable_by_key(|e| e.fd);
+    Ok(out)
+}
+
+/// The parsed text of /proc/PID/fdinfo/FD.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FdInfo {
+    /// `pos:` the file offset.
+    pub pos: u64,
+    /// `flags:` the open flags (octal in the file), O_CLOEXEC included.
+    pub flags: u32,
+    /// `mnt_id:`.
+    pub mnt_id: u64,
+    /// `ino:` the inode number.
+    pub ino: u64,
+    /// The `tfd:` lines of an epoll fd, in the kernel's order.
+    pub epoll_registrations: Vec<EpollRegistration>,
+}
+
+/// One `tfd:` line of an epoll fd's fdinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpollRegistration {
+    /// The fd number the target was registered under.
+    pub tfd: i32,
+    /// The event mask.
+    pub events: u32,
+    /// The user data.
+    pub data: u64,
+    /// The target's file position.
+    pub pos: i64,
+    /// The target's inode number.
+    pub ino: u64,
+    /// The target's superblock device (the kernel's encoding).
+    pub sdev: u32,
+}
+
+impl FdInfo {
+    /// Parses fdinfo text.
+    ///
+    /// ```
+    /// let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\n\
+    ///     tfd:        5 events:       19 data:                5  pos:0 ino:1d5d sdev:d\n";
+    /// let info = kcmp::procfs::FdInfo::parse(text);
+    /// assert_eq!(info.flags, 0o2000002);
+    /// assert_eq!(info.epoll_registrations[0].tfd, 5);
+    /// assert_eq!(info.epoll_registrations[0].ino, 0x1d5d);
+    /// ```
+    pub fn parse(text: &str) -> FdInfo {
+        let mut info = FdInfo::default();
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("pos:") {
+                info.pos = v.trim().parse().unwrap_or(0);
+            } else if let Some(v) = line.strip_prefix("flags:") {
+                info.flags = u32::from_str_radix(v.trim(), 8).unwrap_or(0);
+            } else if let Some(v) = line.strip_prefix("mnt_id:") {
+                info.mnt_id = v.trim().parse().unwrap_or(0);
+            } else if let Some(v) = line.strip_prefix("ino:") {
+                info.ino = v.trim().parse().unwrap_or(0);
+            } else if line.starts_with("tfd:") {
+                if let Some(r) = parse_tfd_line(line) {
+                    info.epoll_registrations.push(r);
+                }
+            }
+        }
+        info
+    }
+
+    /// The access mode (`O_RDONLY`, `O_WRONLY` or `O_RDWR`).
+    pub fn access_mode(&self) -> u32 {
+        self.flags & libc::O_ACCMODE as u32
+    }
+}
+
+fn parse_tfd_line(line: &str) -> Option<EpollRegistration> {
+    // "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x"
+    let mut it = line.split_ascii_whitespace();
+    let mut reg = EpollRegistration { tfd: 0, events: 0, data: 0, pos: 0, ino: 0, sdev: 0 };
+    while let Some(word) = it.next() {
+        match word {
+            "tfd:" => reg.tfd = it.next()?.parse().ok()?,
+            "events:" => reg.events = u32::from_str_radix(it.next()?, 16).ok()?,
+            "data:" => reg.data = u64::from_str_radix(it.next()?, 16).ok()?,
+            w => {
+                if let Some(v) = w.strip_prefix("pos:") {
+                    reg.pos = v.parse().ok()?;
+                } else if let Some(v) = w.strip_prefix("ino:") {
+                    reg.ino = u64::from_str_radix(v, 16).ok()?;
+                } else if let Some(v) = w.strip_prefix("sdev:") {
+                    reg.sdev = u32::from_str_radix(v, 16).ok()?;
+                }
+            }
+        }
+    }
+    Some(reg)
+}
+
+/// Reads /proc/PID/fdinfo/FD.
+///
+/// ```
+/// let info = kcmp::procfs::read_fdinfo(kcmp::Pid::this(), kcmp::Fd::new(0).unwrap()).unwrap();
+/// assert!(info.ino > 0);
+/// ```
+pub fn read_fdinfo(pid: Pid, fd: Fd) -> Result<FdInfo> {
+    let path = format!("/proc/{pid}/fdinfo/{fd}");
+    Ok(FdInfo::parse(&read_to_string(&path)?))
+}
+
+/// Reads one `/proc/PID/status` field (`"TracerPid"`, `"Seccomp"`, …).
+///
+/// ```
+/// let v = kcmp::procfs::read_status_field(kcmp::Pid::this(), "Tgid").unwrap();
+/// assert_eq!(v, Some(std::process::id().to_string()));
+/// ```
+pub fn read_status_field(pid: Pid, field: &str) -> Result<Option<String>> {
+    let text = read_to_string(&format!("/proc/{pid}/status"))?;
+    Ok(text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == field).then(|| v.trim().to_string())
+    }))
+}

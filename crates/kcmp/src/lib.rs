@@ -37,9 +37,17 @@
 #![warn(missing_docs)]
 
 pub mod compare;
+pub mod doctor;
 pub mod error;
+pub mod fallback;
+pub mod freeze;
+pub mod grouping;
 pub mod kind;
 pub mod ordering;
+pub mod process;
+pub mod procfs;
+pub mod scan;
+pub mod sentinel;
 pub mod sys;
 
 pub use compare::{
@@ -49,3 +57,4 @@ pub use compare::{
 pub use error::{errno_name, Error, KcmpCall, KcmpError, Result};
 pub use kind::{KcmpType, ProcessResource, UnknownKcmpType};
 pub use ordering::KcmpOrdering;
+pub use process::ProcessHandle;

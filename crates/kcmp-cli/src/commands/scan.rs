@@ -1,6 +1,42 @@
-//! `kcmp scan` (in progress).
-/// Runs the command.
-pub fn run(_args: &crate::cli::ScanArgs) -> i32 {
-    eprintln!("kcmp: scan: not yet implemented");
-    crate::exit::TROUBLE
+//! `kcmp scan`: the sharing map of every process, a tree, or a set.
+
+use crate::cli::ScanArgs;
+use crate::output::progress::DelayedProgress;
+use crate::output::{scan as render, style::Style};
+use crate::{exit, report_error};
+use kcmp::scan::{scan_with_progress, ScanOptions};
+use kcmp::Pid;
+
+/// Runs the scan and prints it; exit 0 unless nothing could be scanned.
+pub fn run(args: &ScanArgs) -> i32 {
+    let to_pids = |v: &[i32]| {
+        v.iter()
+            .filter_map(|&p| Pid::new(p).ok())
+            .collect::<Vec<_>>()
+    };
+    let options = ScanOptions {
+        pids: to_pids(&args.pids),
+        trees: to_pids(&args.trees),
+        threads: args.threads,
+        freeze: args.freeze,
+        workers: 0,
+    };
+    let progress = DelayedProgress::stderr();
+    let result = scan_with_progress(&options, &|p| progress.update(p));
+    progress.finish();
+    let map = match result {
+        Ok(map) => map,
+        Err(e) => return report_error(&e),
+    };
+    let text = if args.json {
+        let mut s = render::json(&map, args.include_unshared).to_string();
+        s.push('\n');
+        s
+    } else if args.dot {
+        render::dot(&map, args.include_unshared)
+    } else {
+        render::human(&map, args.include_unshared, Style::stdout())
+    };
+    crate::output::write_stdout(&text);
+    exit::SAME
 }

@@ -1,0 +1,180 @@
+//! Rendering a [`SharingMap`]: human text, JSON schema 1, Graphviz DOT.
+
+use super::style::Style;
+use kcmp::scan::{OpenFileDescription, SharingMap};
+use kcmp::Pid;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+fn shown(map: &SharingMap, include_unshared: bool) -> impl Iterator<Item = &OpenFileDescription> {
+    map.open_files
+        .iter()
+        .filter(move |d| include_unshared || d.members.len() >= 2)
+}
+
+/// JSON schema 1 (see the README). More keys may be added; these keep their meaning.
+pub fn json(map: &SharingMap, include_unshared: bool) -> Value {
+    let open_files: Vec<Value> = shown(map, include_unshared)
+        .map(|d| {
+            json!({
+                "target": d.target,
+                "members": d.members.iter().map(|m| json!({"pid": m.pid, "fd": m.fd})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut out = json!({
+        "schema": 1,
+        "tasks": map.tasks.len(),
+        "fds": map.fd_count(),
+        "skipped": map.skipped,
+        "open_files": open_files,
+        "shared": map.shared,
+        "unavailable": map.unavailable,
+        "stats": map.stats,
+    });
+    if map.frozen {
+        out["frozen"] = json!(true);
+        out["not_frozen"] = json!(map.not_frozen);
+    }
+    out
+}
+
+fn holder(map: &SharingMap, pid: Pid) -> String {
+    format!("{pid} ({})", map.comm(pid).unwrap_or("?"))
+}
+
+/// Human output: one block per shared description, the process-level
+/// groups, then a summary line.
+pub fn human(map: &SharingMap, include_unshared: bool, style: Style) -> String {
+    let mut out = String::new();
+    let mut shared_count = 0usize;
+    for d in shown(map, include_unshared) {
+        if d.members.len() >= 2 {
+            shared_count += 1;
+        }
+        let _ = writeln!(out, "{}", style.target(&d.target));
+        for m in &d.members {
+            let _ = writeln!(out, "    {} fd {}", holder(map, m.pid), m.fd);
+        }
+    }
+    if !include_unshared {
+        shared_count = map
+            .open_files
+            .iter()
+            .filter(|d| d.members.len() >= 2)
+            .count();
+    } else {
+        shared_count = shared_count.max(
+            map.open_files
+                .iter()
+                .filter(|d| d.members.len() >= 2)
+                .count(),
+        );
+    }
+    let mut any_group = false;
+    for (kind, groups) in &map.shared {
+        for g in groups {
+            if !any_group {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                let _ = writeln!(out, "{}", style.bold("process-level sharing"));
+                any_group = true;
+            }
+            let members: Vec<String> = g.iter().map(|&p| holder(map, p)).collect();
+            let _ = writeln!(out, "    {kind:<8} {}", members.join(", "));
+        }
+    }
+    for (kind, why) in &map.unavailable {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.warn(&format!("{kind}: not computed: {why}"))
+        );
+    }
+    if !map.skipped.is_empty() {
+        let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
+        for s in &map.skipped {
+            *reasons.entry(s.reason.as_str()).or_default() += 1;
+        }
+        let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            style.dim(&format!(
+                "skipped: {} (use --json for each pid and why)",
+                list.join(", ")
+            ))
+        );
+    }
+    if map.frozen && !map.not_frozen.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.warn(&format!("not frozen: {} processes", map.not_frozen.len()))
+        );
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "{} tasks, {} fds, {} shared descriptions, {} skipped{} ({} kcmp calls, {:.0} ms)",
+        map.tasks.len(),
+        map.fd_count(),
+        shared_count,
+        map.skipped.len(),
+        if map.frozen { ", frozen" } else { "" },
+        map.stats.kcmp_calls,
+        map.stats.elapsed_ms
+    );
+    out
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Graphviz: tasks and shared descriptions as nodes, holders as edges
+/// labelled with the fd; process-level sharing as dashed edges.
+pub fn dot(map: &SharingMap, include_unshared: bool) -> String {
+    let mut out = String::from(
+        "digraph kcmp {\n  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];\n",
+    );
+    let mut used: std::collections::BTreeSet<Pid> = Default::default();
+    let mut body = String::new();
+    for (i, d) in shown(map, include_unshared).enumerate() {
+        let _ = writeln!(
+            body,
+            "  d{i} [shape=note, style=filled, fillcolor=\"#fff4d6\", label=\"{}\"];",
+            dot_escape(&d.target)
+        );
+        for m in &d.members {
+            used.insert(m.pid);
+            let _ = writeln!(body, "  p{} -> d{i} [label=\"fd {}\"];", m.pid, m.fd);
+        }
+    }
+    for (kind, groups) in &map.shared {
+        for g in groups {
+            for w in g.windows(2) {
+                used.insert(w[0]);
+                used.insert(w[1]);
+                let _ = writeln!(
+                    body,
+                    "  p{} -> p{} [dir=none, style=dashed, color=\"#3366cc\", label=\"{kind}\"];",
+                    w[0], w[1]
+                );
+            }
+        }
+    }
+    for pid in used {
+        let _ = writeln!(
+            out,
+            "  p{pid} [shape=box, style=rounded, label=\"{pid}\\n{}\"];",
+            dot_escape(map.comm(pid).unwrap_or("?"))
+        );
+    }
+    out.push_str(&body);
+    out.push_str("}\n");
+    out
+}

@@ -1,0 +1,929 @@
+//! The sharing map: which (pid, fd) pairs are one open file description, and
+//! which tasks share vm, files, fs, sighand, io and sysvsem.
+//!
+//! # How it stays exact and fast
+//! 1. Tasks are enumerated from /proc and pinned ([`ProcessHandle`]).
+//! 2. Every task's fds are listed with their link text, on all cores.
+//! 3. Fds are bucketed by a key that every fd of one description shares
+//!    ([`procfs::bucket_key`]). A socket inode has exactly one description,
+//!    so socket buckets need no kcmp at all.
+//! 4. Within a bucket, descriptions are told apart by kcmp's ordering
+//!    ([`OrderedGroups`]): about one call per fd when the bucket is one
+//!    description, `log2(descriptions)` otherwise. Never pairwise.
+//! 5. The six process-level kinds are grouped the same way, with sentinel
+//!    tasks ([`crate::sentinel`]) to tell "none" from "shared".
+//! 6. Tasks that exited during the scan, or whose pid was reused, are
+//!    dropped from every answer and reported as skipped.
+
+use crate::compare::{compare_files, compare_process, Fd, Pid};
+use crate::error::{errno_name, Error, Result};
+use crate::grouping::OrderedGroups;
+use crate::kind::ProcessResource;
+use crate::ordering::KcmpOrdering;
+use crate::process::ProcessHandle;
+use crate::procfs::{self, FdTarget, TaskStat};
+use crate::sentinel::Sentinels;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Which tasks to scan, and how.
+///
+/// ```
+/// use kcmp::scan::ScanOptions;
+/// let opts = ScanOptions { trees: vec![kcmp::Pid::this()], ..ScanOptions::default() };
+/// assert!(!opts.threads);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Scan exactly these processes. With `trees` empty too: every process.
+    pub pids: Vec<Pid>,
+    /// Scan these processes and all their descendants.
+    pub trees: Vec<Pid>,
+    /// Inspect every thread as its own task (pids are tids then).
+    pub threads: bool,
+    /// Stop the inspected processes for the duration (see [`crate::freeze`]).
+    pub freeze: bool,
+    /// Worker threads; 0 means one per CPU.
+    pub workers: usize,
+}
+
+/// One inspected task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskRecord {
+    /// The pid (the tid when threads are tasks).
+    pub pid: Pid,
+    /// The process (thread group) it belongs to.
+    pub tgid: Pid,
+    /// The command name.
+    pub comm: String,
+    /// The state letter when it was read.
+    pub state: char,
+    /// A kernel thread.
+    pub kernel_thread: bool,
+}
+
+impl TaskRecord {
+    /// A zombie when it was read.
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// A task that could not be inspected, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The pid (or tid).
+    pub pid: Pid,
+    /// The errno name: `EPERM` (no permission), `ESRCH` (vanished), …
+    pub reason: String,
+    /// What happened, in words.
+    pub detail: String,
+}
+
+/// One (pid, fd) pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct FdRef {
+    /// The pid (or tid).
+    pub pid: Pid,
+    /// The fd.
+    pub fd: Fd,
+}
+
+/// One open file description and every (pid, fd) that refers to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenFileDescription {
+    /// What it is open on: a path, `pipe:[ino]`, `socket:[ino]`, `anon_inode:…`.
+    pub target: String,
+    /// Its holders, sorted by (pid, fd).
+    pub members: Vec<FdRef>,
+}
+
+/// Counters of one scan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ScanStats {
+    /// kcmp(2) calls made.
+    pub kcmp_calls: u64,
+    /// Wall time of the scan.
+    pub elapsed_ms: f64,
+    /// Buckets of fds that needed kcmp to split.
+    pub buckets_compared: u64,
+    /// Fds whose description was proven by key alone (sockets, single fds).
+    pub fds_decided_by_key: u64,
+    /// Fds closed while the scan ran (left out).
+    pub fds_vanished: u64,
+    /// How equality was decided: `"kcmp"` (ordered) or a fallback.
+    pub method: String,
+}
+
+/// The result of a scan: what the selected tasks share.
+///
+/// ```no_run
+/// use kcmp::scan::{scan, ScanOptions};
+/// let map = scan(&ScanOptions { trees: vec![kcmp::Pid::this()], ..Default::default() })?;
+/// for d in map.open_files.iter().filter(|d| d.members.len() > 1) {
+///     println!("{} held by {} fds", d.target, d.members.len());
+/// }
+/// # Ok::<(), kcmp::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SharingMap {
+    /// Tasks inspected (not skipped).
+    pub tasks: Vec<TaskRecord>,
+    /// Tasks skipped, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Every open file description of the inspected tasks (shared or not),
+    /// sorted by first member.
+    pub open_files: Vec<OpenFileDescription>,
+    /// Groups of two or more tasks sharing each process-level kind that
+    /// could be computed; pids ascending, groups sorted by first member.
+    pub shared: BTreeMap<String, Vec<Vec<Pid>>>,
+    /// Kinds that could not be computed exactly, with the reason.
+    pub unavailable: BTreeMap<String, String>,
+    /// Counters.
+    pub stats: ScanStats,
+    /// Whether the tasks were frozen during the scan.
+    pub frozen: bool,
+    /// Processes that could not be frozen, with the reason.
+    pub not_frozen: Vec<Skipped>,
+    /// For each bucket key, the indices into `open_files` in kcmp order.
+    #[serde(skip)]
+    order: HashMap<String, Vec<usize>>,
+    /// Whether `order` is a kcmp order (false with the equality-only fallbacks).
+    #[serde(skip)]
+    ordered: bool,
+}
+
+impl SharingMap {
+    /// The number of (pid, fd) pairs inspected.
+    pub fn fd_count(&self) -> usize {
+        self.open_files.iter().map(|d| d.members.len()).sum()
+    }
+
+    /// The description that (pid, fd) belongs to.
+    pub fn description_of(&self, pid: Pid, fd: Fd) -> Option<&OpenFileDescription> {
+        let key = FdRef { pid, fd };
+        self.open_files
+            .iter()
+            .find(|d| d.members.binary_search(&key).is_ok())
+    }
+
+    /// Finds the description that `cmp` says is equal to some probe, among
+    /// the descriptions whose fds have bucket key `key` (see
+    /// [`procfs::bucket_key`]): a binary search in kcmp order, so about
+    /// `log2(descriptions in the bucket)` calls. `cmp(member)` must answer
+    /// how the *probe* orders against that member's description (for
+    /// example [`crate::compare_epoll_target`] with the member as pid1/fd1,
+    /// reversed). A member whose comparison fails (its fd closed) is passed
+    /// over for the next member of the same description.
+    pub fn find_description<F>(&self, key: &str, mut cmp: F) -> Result<Option<&OpenFileDescription>>
+    where
+        F: FnMut(&FdRef) -> Result<KcmpOrdering>,
+    {
+        let Some(order) = self.order.get(procfs::bucket_key(key)) else {
+            return Ok(None);
+        };
+        let mut probe = |d: &OpenFileDescription| -> Result<KcmpOrdering> {
+            let mut last = None;
+            for m in &d.members {
+                match cmp(m) {
+                    Ok(o) => return Ok(o),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| Error::InvalidArgument("empty description".into())))
+        };
+        if self.ordered {
+            let (mut lo, mut hi) = (0usize, order.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let d = &self.open_files[order[mid]];
+                match probe(d)? {
+                    KcmpOrdering::Equal => return Ok(Some(d)),
+                    KcmpOrdering::Less => hi = mid,
+                    KcmpOrdering::Greater => lo = mid + 1,
+                    KcmpOrdering::Unordered(_) => break,
+                }
+            }
+            if lo >= hi {
+                return Ok(None);
+            }
+        }
+        for &i in order {
+            let d = &self.open_files[i];
+            if probe(d)?.is_equal() {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The bucket keys of the scan (one per distinct link text).
+    pub fn bucket_keys(&self) -> impl Iterator<Item = &str> {
+        self.order.keys().map(String::as_str)
+    }
+
+    /// The command name of an inspected task.
+    pub fn comm(&self, pid: Pid) -> Option<&str> {
+        self.tasks
+            .iter()
+            .find(|t| t.pid == pid)
+            .map(|t| t.comm.as_str())
+    }
+}
+
+/// A task selected for inspection, with its handle.
+pub(crate) struct SelectedTask {
+    pub record: TaskRecord,
+    pub handle: ProcessHandle,
+}
+
+/// Progress of a running scan, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanProgress {
+    /// The phase: 0 listing fds, 1 grouping descriptions, 2 process kinds.
+    pub phase: u8,
+    /// Units done in this phase.
+    pub done: u64,
+    /// Units in this phase.
+    pub total: u64,
+}
+
+pub(crate) fn workers(requested: usize) -> usize {
+    if requested > 0 {
+        requested
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+/// Runs `work(i)` for every i in 0..n on `workers` threads; results in order.
+pub(crate) fn parallel_map<R: Send>(
+    n: usize,
+    workers: usize,
+    work: impl Fn(usize) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(n.max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let r = work(i);
+                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every slot filled")
+        })
+        .collect()
+}
+
+fn skipped_from(pid: Pid, err: &Error, what: &str) -> Skipped {
+    let reason = if err.is_permission() {
+        "EPERM".to_string()
+    } else if err.is_gone() {
+        "ESRCH".to_string()
+    } else {
+        err.errno_name().unwrap_or("E?").to_string()
+    };
+    let detail = if err.is_permission() {
+        format!("{what}: permission denied ({err})")
+    } else if err.is_gone() {
+        format!("{what}: the task exited ({err})")
+    } else {
+        format!("{what}: {err}")
+    };
+    Skipped {
+        pid,
+        reason,
+        detail,
+    }
+}
+
+/// Every process's stat, for selection (ppid links) and records.
+fn all_stats() -> Result<HashMap<Pid, TaskStat>> {
+    let pids = procfs::list_pids()?;
+    Ok(pids
+        .into_iter()
+        .filter_map(|p| procfs::read_stat(p).ok().map(|s| (p, s)))
+        .collect())
+}
+
+/// The processes (thread-group leaders) selected by `options`, excluding
+/// this process and `exclude`. Unknown explicit pids are reported.
+pub(crate) fn select_processes(
+    options: &ScanOptions,
+    exclude: &HashSet<Pid>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<TaskStat>> {
+    let me = Pid::this();
+    let stats = all_stats()?;
+    let mut chosen: BTreeSet<Pid> = BTreeSet::new();
+    if options.pids.is_empty() && options.trees.is_empty() {
+        chosen.extend(stats.keys().copied());
+    } else {
+        let mut children: HashMap<i32, Vec<Pid>> = HashMap::new();
+        for (pid, st) in &stats {
+            children.entry(st.ppid).or_default().push(*pid);
+        }
+        for &p in options.pids.iter().chain(&options.trees) {
+            if !stats.contains_key(&p) {
+                // Maybe a thread id, or a process we could not stat.
+                match procfs::read_stat(p) {
+                    Ok(_) => {}
+                    Err(e) => skipped.push(skipped_from(p, &e, "read /proc")),
+                }
+            }
+        }
+        for &p in &options.pids {
+            if stats.contains_key(&p) {
+                chosen.insert(p);
+            }
+        }
+        for &root in &options.trees {
+            if !stats.contains_key(&root) {
+                continue;
+            }
+            let mut stack = vec![root];
+            while let Some(p) = stack.pop() {
+                if chosen.insert(p) {
+                    if let Some(kids) = children.get(&p.get()) {
+                        stack.extend(kids.iter().copied());
+                    }
+                }
+            }
+        }
+    }
+    chosen.remove(&me);
+    Ok(chosen
+        .into_iter()
+        .filter(|p| !exclude.contains(p))
+        .filter_map(|p| stats.get(&p).cloned())
+        .collect())
+}
+
+/// Expands processes into tasks (threads when `threads`) and pins each.
+pub(crate) fn pin_tasks(
+    procs: &[TaskStat],
+    threads: bool,
+    workers: usize,
+) -> (Vec<SelectedTask>, Vec<Skipped>) {
+    let results = parallel_map(procs.len(), workers, |i| {
+        let st = &procs[i];
+        let mut out: Vec<std::result::Result<SelectedTask, Skipped>> = Vec::new();
+        let tids = if threads && !st.is_zombie() {
+            procfs::list_tids(st.pid).unwrap_or_else(|_| vec![st.pid])
+        } else {
+            vec![st.pid]
+        };
+        for tid in tids {
+            let stat = if tid == st.pid {
+                Ok(st.clone())
+            } else {
+                procfs::read_task_stat(st.pid, tid)
+            };
+            let pinned = stat.and_then(|stat| ProcessHandle::open(tid).map(|h| (stat, h)));
+            out.push(match pinned {
+                Ok((stat, handle)) if handle.start_time() == stat.start_time => Ok(SelectedTask {
+                    record: TaskRecord {
+                        pid: tid,
+                        tgid: st.pid,
+                        comm: stat.comm.clone(),
+                        state: stat.state,
+                        kernel_thread: stat.is_kernel_thread(),
+                    },
+                    handle,
+                }),
+                Ok(_) => Err(skipped_from(
+                    tid,
+                    &Error::Vanished { pid: tid.get() },
+                    "pin",
+                )),
+                Err(e) => Err(skipped_from(tid, &e, "pin")),
+            });
+        }
+        out
+    });
+    let mut tasks = Vec::new();
+    let mut skipped = Vec::new();
+    for r in results.into_iter().flatten() {
+        match r {
+            Ok(t) => tasks.push(t),
+            Err(s) => skipped.push(s),
+        }
+    }
+    (tasks, skipped)
+}
+
+/// The fds of each task (none for zombies and kernel threads).
+pub(crate) fn list_all_fds(
+    tasks: &[SelectedTask],
+    threads: bool,
+    workers: usize,
+    progress: &(dyn Fn(ScanProgress) + Sync),
+) -> Vec<Result<Vec<procfs::FdEntry>>> {
+    let done = AtomicU64::new(0);
+    let total = tasks.len() as u64;
+    parallel_map(tasks.len(), workers, |i| {
+        let r = &tasks[i].record;
+        let out = if r.kernel_thread || r.is_zombie() {
+            Ok(Vec::new())
+        } else if threads && r.pid != r.tgid {
+            procfs::list_task_fds(r.tgid, r.pid)
+        } else {
+            procfs::list_fds(r.pid)
+        };
+        let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
+        if d % 64 == 0 || d == total {
+            progress(ScanProgress {
+                phase: 0,
+                done: d,
+                total,
+            });
+        }
+        out
+    })
+}
+
+/// How two (pid, fd) pairs are compared.
+pub(crate) type FileComparator<'a> = dyn Fn(Pid, Fd, Pid, Fd) -> Result<KcmpOrdering> + Sync + 'a;
+
+/// kcmp when it works; otherwise the fallbacks of [`crate::fallback`], which
+/// know equality but no order ("unordered" makes the grouping exact but
+/// linear per bucket).
+pub(crate) fn file_comparator(use_kcmp: bool, calls: &AtomicU64) -> Box<FileComparator<'_>> {
+    if use_kcmp {
+        Box::new(move |p1, f1, p2, f2| {
+            calls.fetch_add(1, AtomicOrdering::Relaxed);
+            compare_files(p1, f1, p2, f2)
+        })
+    } else {
+        Box::new(move |p1, f1, p2, f2| {
+            calls.fetch_add(1, AtomicOrdering::Relaxed);
+            let same = crate::fallback::same_description_without_kcmp(p1, f1, p2, f2)?;
+            Ok(if same.same {
+                KcmpOrdering::Equal
+            } else {
+                KcmpOrdering::Unordered(3)
+            })
+        })
+    }
+}
+
+/// An fd in the flat table: (task index, fd, target).
+struct FdRow {
+    task: u32,
+    fd: Fd,
+    target: String,
+}
+
+/// Scans the selected tasks. See the module documentation.
+pub fn scan(options: &ScanOptions) -> Result<SharingMap> {
+    scan_with_progress(options, &|_| {})
+}
+
+/// [`scan`] reporting progress to a callback (called from worker threads).
+pub fn scan_with_progress(
+    options: &ScanOptions,
+    progress: &(dyn Fn(ScanProgress) + Sync),
+) -> Result<SharingMap> {
+    let started = Instant::now();
+    let workers = workers(options.workers);
+    let calls = AtomicU64::new(0);
+    let availability = crate::fallback::kcmp_available();
+    let cmp = file_comparator(availability.is_available(), &calls);
+    let mut map = SharingMap::default();
+
+    // Sentinels first, so that they can be excluded from the selection.
+    let sentinels = Sentinels::start();
+    let sentinel_pids: HashSet<Pid> = sentinels
+        .as_ref()
+        .map(|s| s.pids().into_iter().collect())
+        .unwrap_or_default();
+
+    let mut skipped = Vec::new();
+    let procs = select_processes(options, &sentinel_pids, &mut skipped)?;
+    if procs.is_empty() && skipped.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no process matches the selection".into(),
+        ));
+    }
+
+    let freeze_guard = if options.freeze {
+        let pids: Vec<Pid> = procs
+            .iter()
+            .filter(|s| !s.is_kernel_thread())
+            .map(|s| s.pid)
+            .collect();
+        let set = crate::freeze::freeze(&pids)?;
+        map.frozen = true;
+        map.not_frozen = set
+            .not_frozen()
+            .iter()
+            .map(|n| Skipped {
+                pid: n.pid,
+                reason: n.errno.map(errno_name).unwrap_or("E?").to_string(),
+                detail: n.reason.clone(),
+            })
+            .collect();
+        Some(set)
+    } else {
+        None
+    };
+
+    let (tasks, pin_skipped) = pin_tasks(&procs, options.threads, workers);
+    skipped.extend(pin_skipped);
+
+    // 1. List fds.
+    let listed = list_all_fds(&tasks, options.threads, workers, progress);
+    let mut rows: Vec<FdRow> = Vec::new();
+    let mut failed: HashMap<u32, Skipped> = HashMap::new();
+    for (i, r) in listed.into_iter().enumerate() {
+        match r {
+            Ok(entries) => rows.extend(entries.into_iter().map(|e| FdRow {
+                task: i as u32,
+                fd: e.fd,
+                target: e.target,
+            })),
+            Err(e) => {
+                failed.insert(i as u32, skipped_from(tasks[i].record.pid, &e, "list fds"));
+            }
+        }
+    }
+
+    // 2. Bucket by key.
+    let mut buckets: HashMap<&str, Vec<u32>> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        buckets
+            .entry(procfs::bucket_key(&row.target))
+            .or_default()
+            .push(i as u32);
+    }
+    let mut buckets: Vec<(&str, Vec<u32>)> = buckets.into_iter().collect();
+    // Largest first, so the workers finish together.
+    buckets.sort_unstable_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
+
+    // 3. Split buckets into descriptions.
+    let by_key = AtomicU64::new(0);
+    let compared = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let total = buckets.len() as u64;
+    let task_failures: Mutex<HashMap<u32, Skipped>> = Mutex::new(HashMap::new());
+    let vanished_fds = AtomicU64::new(0);
+    let grouped: Vec<Vec<Vec<u32>>> = parallel_map(buckets.len(), workers, |b| {
+        let members = &buckets[b].1;
+        let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
+        if d % 256 == 0 || d == total {
+            progress(ScanProgress {
+                phase: 1,
+                done: d,
+                total,
+            });
+        }
+        let first = &rows[members[0] as usize];
+        if members.len() == 1 || matches!(FdTarget::parse(&first.target), FdTarget::Socket(_)) {
+            by_key.fetch_add(members.len() as u64, AtomicOrdering::Relaxed);
+            return vec![members.clone()];
+        }
+        compared.fetch_add(1, AtomicOrdering::Relaxed);
+        let mut groups = OrderedGroups::new();
+        let mut c = |a: u32, b: u32| {
+            let (ra, rb) = (&rows[a as usize], &rows[b as usize]);
+            cmp(
+                tasks[ra.task as usize].record.pid,
+                ra.fd,
+                tasks[rb.task as usize].record.pid,
+                rb.fd,
+            )
+        };
+        for &m in members {
+            if let Err(e) = groups.insert(m, &mut c) {
+                note_failure(
+                    &e.error,
+                    rows[e.item as usize].task,
+                    &tasks,
+                    &task_failures,
+                    &vanished_fds,
+                );
+            }
+        }
+        for (item, err) in groups.dropped() {
+            note_failure(
+                err,
+                rows[*item as usize].task,
+                &tasks,
+                &task_failures,
+                &vanished_fds,
+            );
+        }
+        groups.into_groups()
+    });
+    failed.extend(
+        task_failures
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+
+    // 4. Process-level kinds.
+    let kind_candidates: Vec<u32> = (0..tasks.len() as u32)
+        .filter(|i| !failed.contains_key(i))
+        .filter(|&i| {
+            let r = &tasks[i as usize].record;
+            !r.kernel_thread && !r.is_zombie()
+        })
+        .collect();
+    let kinds = if let Some(why) = crate::fallback::process_kinds_unavailable(availability) {
+        ProcessResource::ALL
+            .into_iter()
+            .map(|k| (k, KindOutcome::Unavailable(why.clone())))
+            .collect()
+    } else {
+        process_kinds(
+            &tasks,
+            &kind_candidates,
+            sentinels.as_ref().ok(),
+            &calls,
+            workers,
+            progress,
+        )
+    };
+    for (_, outcome) in &kinds {
+        if let KindOutcome::Groups(_, failures) = outcome {
+            for (t, e) in failures {
+                if e.is_permission() || e.is_gone() {
+                    failed
+                        .entry(*t)
+                        .or_insert_with(|| skipped_from(tasks[*t as usize].record.pid, e, "kcmp"));
+                }
+            }
+        }
+    }
+
+    // 5. Verify that every task lived through the scan.
+    let mut gone: HashSet<u32> = HashSet::new();
+    for (i, t) in tasks.iter().enumerate() {
+        if failed.contains_key(&(i as u32)) {
+            continue;
+        }
+        if let Err(e) = t.handle.verify() {
+            gone.insert(i as u32);
+            failed.insert(
+                i as u32,
+                Skipped {
+                    pid: t.record.pid,
+                    reason: "ESRCH".into(),
+                    detail: format!("{e}; its answers were discarded"),
+                },
+            );
+        }
+    }
+    drop(freeze_guard);
+    drop(sentinels);
+
+    // 6. Assemble.
+    let keep = |task: u32| !failed.contains_key(&task);
+    // (bucket, position in kcmp order) of each description, for the index.
+    let mut origin: Vec<(usize, usize)> = Vec::new();
+    for (bucket, groups) in grouped.into_iter().enumerate() {
+        for (position, g) in groups.into_iter().enumerate() {
+            let mut members: Vec<FdRef> = g
+                .iter()
+                .map(|&r| &rows[r as usize])
+                .filter(|r| keep(r.task))
+                .map(|r| FdRef {
+                    pid: tasks[r.task as usize].record.pid,
+                    fd: r.fd,
+                })
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            members.sort_unstable();
+            let target = rows[g[0] as usize].target.clone();
+            map.open_files.push(OpenFileDescription { target, members });
+            origin.push((bucket, position));
+        }
+    }
+    let mut permutation: Vec<usize> = (0..map.open_files.len()).collect();
+    permutation
+        .sort_unstable_by(|&a, &b| map.open_files[a].members[0].cmp(&map.open_files[b].members[0]));
+    let mut sorted = Vec::with_capacity(permutation.len());
+    let mut slots: Vec<Option<OpenFileDescription>> = map.open_files.drain(..).map(Some).collect();
+    let mut by_bucket: Vec<Vec<(usize, usize)>> = vec![Vec::new(); buckets.len()];
+    for (new_index, &old) in permutation.iter().enumerate() {
+        sorted.push(slots[old].take().expect("each description once"));
+        let (bucket, position) = origin[old];
+        by_bucket[bucket].push((position, new_index));
+    }
+    map.open_files = sorted;
+    for (bucket, mut entries) in by_bucket.into_iter().enumerate() {
+        entries.sort_unstable();
+        map.order.insert(
+            buckets[bucket].0.to_string(),
+            entries.into_iter().map(|(_, i)| i).collect(),
+        );
+    }
+    map.ordered = availability.is_available();
+    for (kind, outcome) in kinds {
+        match outcome {
+            KindOutcome::Groups(groups, _) => {
+                let mut out: Vec<Vec<Pid>> = groups
+                    .into_iter()
+                    .map(|g| {
+                        let mut pids: Vec<Pid> = g
+                            .into_iter()
+                            .filter(|&t| keep(t))
+                            .map(|t| tasks[t as usize].record.pid)
+                            .collect();
+                        pids.sort_unstable();
+                        pids
+                    })
+                    .filter(|g| g.len() >= 2)
+                    .collect();
+                out.sort_unstable();
+                map.shared.insert(kind.name().to_string(), out);
+            }
+            KindOutcome::Unavailable(why) => {
+                map.unavailable.insert(kind.name().to_string(), why);
+            }
+        }
+    }
+    for (i, t) in tasks.iter().enumerate() {
+        if keep(i as u32) {
+            map.tasks.push(t.record.clone());
+        }
+    }
+    let mut all_skipped: Vec<Skipped> = skipped.into_iter().chain(failed.into_values()).collect();
+    all_skipped.sort_unstable_by_key(|s| s.pid);
+    all_skipped.dedup_by_key(|s| s.pid);
+    map.skipped = all_skipped;
+    if map.tasks.is_empty() {
+        let why = map
+            .skipped
+            .first()
+            .map(|s| format!("{} ({}): {}", s.pid, s.reason, s.detail))
+            .unwrap_or_else(|| "no task".into());
+        return Err(Error::InvalidArgument(format!(
+            "nothing could be scanned: {why}"
+        )));
+    }
+    map.stats = ScanStats {
+        kcmp_calls: calls.load(AtomicOrdering::Relaxed),
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        buckets_compared: compared.load(AtomicOrdering::Relaxed),
+        fds_decided_by_key: by_key.load(AtomicOrdering::Relaxed),
+        fds_vanished: vanished_fds.load(AtomicOrdering::Relaxed),
+        method: if availability.is_available() {
+            "kcmp".into()
+        } else {
+            "fallback (F_DUPFD_QUERY / epoll / pidfd_getfd: equality only)".into()
+        },
+    };
+    Ok(map)
+}
+
+fn note_failure(
+    err: &Error,
+    task: u32,
+    tasks: &[SelectedTask],
+    failures: &Mutex<HashMap<u32, Skipped>>,
+    vanished_fds: &AtomicU64,
+) {
+    if err.is_permission() || err.is_gone() {
+        let s = skipped_from(tasks[task as usize].record.pid, err, "kcmp");
+        failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(task)
+            .or_insert(s);
+    } else {
+        // EBADF: the fd was closed during the scan.
+        vanished_fds.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+}
+
+/// What came of grouping one process-level kind.
+enum KindOutcome {
+    /// Groups of task indices, and tasks that failed (EPERM, exited).
+    Groups(Vec<Vec<u32>>, Vec<(u32, Error)>),
+    Unavailable(String),
+}
+
+/// A task index or a sentinel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KindItem {
+    Task(u32),
+    Sentinel(Pid),
+}
+
+fn process_kinds(
+    tasks: &[SelectedTask],
+    candidates: &[u32],
+    sentinels: Option<&Sentinels>,
+    calls: &AtomicU64,
+    workers: usize,
+    progress: &(dyn Fn(ScanProgress) + Sync),
+) -> Vec<(ProcessResource, KindOutcome)> {
+    let kinds = ProcessResource::ALL;
+    let done = AtomicU64::new(0);
+    let results = parallel_map(kinds.len(), workers, |k| {
+        let kind = kinds[k];
+        let pid_of = |item: KindItem| match item {
+            KindItem::Task(t) => tasks[t as usize].record.pid,
+            KindItem::Sentinel(p) => p,
+        };
+        let mut c = |a: KindItem, b: KindItem| {
+            calls.fetch_add(1, AtomicOrdering::Relaxed);
+            compare_process(kind, pid_of(a), pid_of(b))
+        };
+        let mut groups = OrderedGroups::new();
+        // Sentinels: the zombie for vm/files/fs, the live pair for io/sysvsem.
+        let mut live = Vec::new();
+        let mut zombie = None;
+        if let Some(s) = sentinels {
+            match kind {
+                ProcessResource::Vm | ProcessResource::Files | ProcessResource::Fs => {
+                    zombie = s.zombie_pid().map(KindItem::Sentinel);
+                }
+                ProcessResource::Io | ProcessResource::Sysvsem => {
+                    live = s.live_pids().into_iter().map(KindItem::Sentinel).collect();
+                }
+                ProcessResource::Sighand => {}
+            }
+        } else if kind.may_be_absent() {
+            return KindOutcome::Unavailable(
+                "could not start sentinel tasks to tell \"none\" from \"shared\"".into(),
+            );
+        }
+        for item in live.iter().chain(zombie.iter()) {
+            if groups.insert(*item, &mut c).is_err() {
+                return KindOutcome::Unavailable(format!(
+                    "a sentinel task could not be compared on {}",
+                    kind.name()
+                ));
+            }
+        }
+        let mut failures = Vec::new();
+        for &t in candidates {
+            if let Err(e) = groups.insert(KindItem::Task(t), &mut c) {
+                failures.push((t, e.error));
+            }
+        }
+        let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
+        progress(ScanProgress {
+            phase: 2,
+            done: d,
+            total: kinds.len() as u64,
+        });
+        let groups = groups.into_groups();
+        // The group of the absent object.
+        let absent_group = if let Some(z) = zombie {
+            groups.iter().position(|g| g.contains(&z))
+        } else if live.len() == 2 {
+            let a = groups.iter().position(|g| g.contains(&live[0]));
+            let b = groups.iter().position(|g| g.contains(&live[1]));
+            if a != b {
+                return KindOutcome::Unavailable(format!(
+                    "two fresh sentinel tasks do not compare equal on {} (this process may have an \
+                     I/O priority that gives children their own context), so \"none\" cannot be \
+                     told from \"shared\"",
+                    kind.name()
+                ));
+            }
+            a
+        } else {
+            None
+        };
+        let out: Vec<Vec<u32>> = groups
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != absent_group)
+            .map(|(_, g)| {
+                g.into_iter()
+                    .filter_map(|item| match item {
+                        KindItem::Task(t) => Some(t),
+                        KindItem::Sentinel(_) => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        KindOutcome::Groups(out, failures)
+    });
+    kinds.into_iter().zip(results).collect()
+}
+
+/// The short name of an errno for a skipped entry.
+pub fn reason_name(err: &Error) -> &'static str {
+    err.errno().map(errno_name).unwrap_or("E?")
+}

@@ -6,6 +6,9 @@
 
 use rustix::io::Errno;
 
+pub mod fcntl;
+pub mod ptrace;
+
 /// The kernel ABI's `struct kcmp_epoll_slot` (include/uapi/linux/kcmp.h).
 ///
 /// The man page shows `__u64 toff`; the kernel has three `__u32`, 12 bytes.

@@ -1,0 +1,452 @@
+//! Life without kcmp: exact equality of open file descriptions when kcmp(2)
+//! is missing (`ENOSYS`) or refused even for the caller against itself
+//! (`EPERM`: a seccomp filter or a sandbox).
+//!
+//! Methods, tried in this order:
+//! - within the calling process: `fcntl(fd1, F_DUPFD_QUERY, fd2)` (Linux
+//!   6.10+; older kernels answer `EINVAL`, or `EBADF` on an O_PATH fd1 —
+//!   told apart from a closed fd with `F_GETFD`), then the **epoll trick**:
+//!   epoll keys a registration on (file, fd number), so after adding a dup
+//!   of fd1 to a fresh epoll, `dup2(fd2)` onto that number and adding again
+//!   fails with `EEXIST` exactly when both are one description. The trick
+//!   needs files that support poll (pipes, sockets, eventfds, ttys…); for
+//!   regular files and O_PATH fds epoll answers `EPERM` and only
+//!   `F_DUPFD_QUERY` can decide;
+//! - across processes: `pidfd_open` + `pidfd_getfd` (Linux 5.6; needs ptrace
+//!   *attach* rights, stricter than kcmp's *read*) bring both fds into this
+//!   process, then the same-process methods; the fetched fds are closed at
+//!   once.
+//!
+//! These give equality without order: grouping n fds into g descriptions
+//! costs up to n × g comparisons instead of kcmp's n log g
+//! ([`group_by_equality`] counts them). The six process-level kinds (vm,
+//! files, fs, sighand, io, sysvsem) have no exact fallback:
+//! [`process_kinds_unavailable`] gives the reason to report instead.
+//!
+//! ```
+//! use kcmp::fallback::{same_description, Method};
+//! use kcmp::{Fd, Pid};
+//! use std::os::fd::AsRawFd;
+//! let f = std::fs::File::open("/dev/null").unwrap();
+//! let g = f.try_clone().unwrap();
+//! let me = Pid::this();
+//! let fd = |x: &std::fs::File| Fd::new(x.as_raw_fd()).unwrap();
+//! let answer = same_description(me, fd(&f), me, fd(&g)).unwrap();
+//! assert!(answer.same);
+//! ```
+
+use crate::compare::{compare_files, compare_process, Fd, Pid};
+use crate::error::{errno_name, Error, Result};
+use crate::kind::ProcessResource;
+use crate::sys;
+use rustix::event::epoll;
+use rustix::io::Errno;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
+
+/// How a same-process comparison was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LocalMethod {
+    /// `fcntl(F_DUPFD_QUERY)`.
+    DupfdQuery,
+    /// The epoll trick.
+    EpollTrick,
+}
+
+impl LocalMethod {
+    /// `"f_dupfd_query"` or `"epoll"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LocalMethod::DupfdQuery => "f_dupfd_query",
+            LocalMethod::EpollTrick => "epoll",
+        }
+    }
+}
+
+/// Which method answered a [`same_description`] question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// kcmp(2) `KCMP_FILE`.
+    Kcmp,
+    /// `fcntl(F_DUPFD_QUERY)` on the caller's own fds.
+    DupfdQuery,
+    /// The epoll trick on the caller's own fds.
+    EpollTrick,
+    /// `pidfd_getfd` brought the fds in, then the inner method decided.
+    PidfdGetfd(LocalMethod),
+}
+
+impl Method {
+    /// The name used in JSON output: `"kcmp"`, `"f_dupfd_query"`, `"epoll"`,
+    /// `"pidfd_getfd+f_dupfd_query"` or `"pidfd_getfd+epoll"`.
+    ///
+    /// ```
+    /// use kcmp::fallback::{LocalMethod, Method};
+    /// assert_eq!(Method::PidfdGetfd(LocalMethod::EpollTrick).name(), "pidfd_getfd+epoll");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Kcmp => "kcmp",
+            Method::DupfdQuery => "f_dupfd_query",
+            Method::EpollTrick => "epoll",
+            Method::PidfdGetfd(LocalMethod::DupfdQuery) => "pidfd_getfd+f_dupfd_query",
+            Method::PidfdGetfd(LocalMethod::EpollTrick) => "pidfd_getfd+epoll",
+        }
+    }
+
+    fn local(m: LocalMethod) -> Method {
+        match m {
+            LocalMethod::DupfdQuery => Method::DupfdQuery,
+            LocalMethod::EpollTrick => Method::EpollTrick,
+        }
+    }
+}
+
+impl serde::Serialize for Method {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// The answer of [`same_description`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SameDescription {
+    /// True when both fds refer to one open file description.
+    pub same: bool,
+    /// Which method decided.
+    pub method: Method,
+}
+
+/// Why kcmp does not work here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// `ENOSYS` and no seccomp filter: the kernel lacks `CONFIG_KCMP`
+    /// (`CONFIG_CHECKPOINT_RESTORE` before 5.12), or a sandbox without a
+    /// seccomp filter (gVisor) does not implement it.
+    NotInKernel,
+    /// A seccomp filter is installed on this process (/proc/self/status
+    /// `Seccomp: 2`) and kcmp failed even for this process against itself.
+    SeccompFilter,
+    /// `EPERM` on self without a seccomp filter: a sandbox or security
+    /// module refuses it.
+    Sandbox,
+    /// Another errno, unexpected for the probe.
+    Other,
+}
+
+impl Cause {
+    /// `"not_in_kernel"`, `"seccomp_filter"`, `"sandbox"` or `"other"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::NotInKernel => "not_in_kernel",
+            Cause::SeccompFilter => "seccomp_filter",
+            Cause::Sandbox => "sandbox",
+            Cause::Other => "other",
+        }
+    }
+
+    /// The cause in words.
+    pub fn describe(self, errno: Errno) -> String {
+        let e = errno_name(errno);
+        match self {
+            Cause::NotInKernel => format!(
+                "kcmp fails with {e}: the kernel lacks CONFIG_KCMP (CONFIG_CHECKPOINT_RESTORE \
+                 before 5.12), or a sandbox such as gVisor does not implement it"
+            ),
+            Cause::SeccompFilter => format!(
+                "kcmp fails with {e} even for this process against itself, and a seccomp filter \
+                 is installed (/proc/self/status Seccomp: 2): the filter blocks kcmp (Docker's \
+                 default profile allows it only with CAP_SYS_PTRACE)"
+            ),
+            Cause::Sandbox => format!(
+                "kcmp fails with {e} even for this process against itself, without a seccomp \
+                 filter: a sandbox or security module refuses it"
+            ),
+            Cause::Other => format!("kcmp fails with {e} for this process against itself"),
+        }
+    }
+}
+
+/// Whether kcmp(2) works for the calling process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// kcmp answered a self-vs-self probe.
+    Available,
+    /// kcmp failed on a self-vs-self probe.
+    Unavailable {
+        /// The probe's errno (`ENOSYS`, `EPERM`, …).
+        errno: Errno,
+        /// The likely cause.
+        cause: Cause,
+    },
+}
+
+impl Availability {
+    /// True for [`Availability::Available`].
+    pub fn is_available(self) -> bool {
+        self == Availability::Available
+    }
+}
+
+/// The calling process's seccomp mode from /proc/self/status (0 none,
+/// 1 strict, 2 filter), or `None` when the field is missing.
+pub fn seccomp_mode() -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Probes kcmp now (`KCMP_VM`, this process against itself), uncached.
+pub fn probe_kcmp() -> Availability {
+    let me = Pid::this();
+    match compare_process(ProcessResource::Vm, me, me) {
+        Ok(_) => Availability::Available,
+        Err(err) => {
+            let errno = err.errno().unwrap_or(Errno::IO);
+            let filtered = seccomp_mode() == Some(2);
+            let cause = if errno == Errno::NOSYS {
+                if filtered {
+                    Cause::SeccompFilter
+                } else {
+                    Cause::NotInKernel
+                }
+            } else if errno == Errno::PERM {
+                if filtered {
+                    Cause::SeccompFilter
+                } else {
+                    Cause::Sandbox
+                }
+            } else {
+                Cause::Other
+            };
+            Availability::Unavailable { errno, cause }
+        }
+    }
+}
+
+/// Whether kcmp works, probed once per process and cached.
+///
+/// ```
+/// // On a kernel with kcmp and no filter:
+/// # if kcmp::fallback::seccomp_mode() != Some(2) {
+/// assert!(kcmp::fallback::kcmp_available().is_available());
+/// # }
+/// ```
+pub fn kcmp_available() -> Availability {
+    static CACHE: OnceLock<Availability> = OnceLock::new();
+    *CACHE.get_or_init(probe_kcmp)
+}
+
+/// The reason to report for the process-level kinds when kcmp is
+/// unavailable: they have no exact fallback, and are never guessed.
+pub fn process_kinds_unavailable(availability: Availability) -> Option<String> {
+    match availability {
+        Availability::Available => None,
+        Availability::Unavailable { errno, cause } => Some(format!(
+            "{}; process-level kinds have no exact fallback",
+            cause.describe(errno)
+        )),
+    }
+}
+
+/// `fcntl(a, F_DUPFD_QUERY, b)`: `Ok(Some(same))`, or `Ok(None)` when this
+/// kernel lacks `F_DUPFD_QUERY` (before 6.10).
+///
+/// ```
+/// let f = std::fs::File::open("/dev/null").unwrap();
+/// let g = std::fs::File::open("/dev/null").unwrap();
+/// if let Some(same) = kcmp::fallback::dupfd_query(&f, &g).unwrap() {
+///     assert!(!same);
+/// }
+/// ```
+pub fn dupfd_query(a: impl AsFd, b: impl AsFd) -> Result<Option<bool>> {
+    let (a, b) = (a.as_fd().as_raw_fd(), b.as_fd().as_raw_fd());
+    match sys::fcntl::dupfd_query(a, b) {
+        Ok(same) => Ok(Some(same)),
+        Err(e) if e == Errno::INVAL => Ok(None),
+        Err(e) if e == Errno::BADF => {
+            // Old kernels give EBADF for unknown commands on O_PATH fds; a
+            // real EBADF means one fd is not open.
+            match (sys::fcntl::is_open(a), sys::fcntl::is_open(b)) {
+                (Ok(()), Ok(())) => Ok(None),
+                _ => Err(Error::os("fcntl(F_DUPFD_QUERY)", e)),
+            }
+        }
+        Err(e) => Err(Error::os("fcntl(F_DUPFD_QUERY)", e)),
+    }
+}
+
+/// The epoll trick: true when `a` and `b` are one open file description.
+/// Needs files that support poll; regular files and O_PATH fds give an
+/// error (`EPERM`).
+///
+/// ```
+/// let (r, w) = rustix::pipe::pipe().unwrap();
+/// let r2 = r.try_clone().unwrap();
+/// assert!(kcmp::fallback::epoll_same(&r, &r2).unwrap());
+/// assert!(!kcmp::fallback::epoll_same(&r, &w).unwrap());
+/// ```
+pub fn epoll_same(a: impl AsFd, b: impl AsFd) -> Result<bool> {
+    let ep =
+        epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| Error::os("epoll_create1", e))?;
+    let mut slot: OwnedFd = a
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::io("dup", &e))?;
+    let add = |fd: BorrowedFd<'_>| {
+        epoll::add(
+            &ep,
+            fd,
+            epoll::EventData::new_u64(0),
+            epoll::EventFlags::empty(),
+        )
+    };
+    add(slot.as_fd()).map_err(|e| {
+        Error::os(
+            "epoll_ctl(EPOLL_CTL_ADD) (the epoll trick needs a file that supports poll)",
+            e,
+        )
+    })?;
+    // The registration stays keyed on (a's file, slot's number) after the
+    // dup2, because `a` keeps that file open.
+    rustix::io::dup2(b.as_fd(), &mut slot).map_err(|e| Error::os("dup2", e))?;
+    match add(slot.as_fd()) {
+        Err(e) if e == Errno::EXIST => Ok(true),
+        Ok(()) => Ok(false),
+        Err(e) => Err(Error::os(
+            "epoll_ctl(EPOLL_CTL_ADD) (the epoll trick needs a file that supports poll)",
+            e,
+        )),
+    }
+}
+
+/// Decides whether two fds of the calling process are one open file
+/// description without kcmp: `F_DUPFD_QUERY`, else the epoll trick.
+///
+/// ```
+/// use kcmp::fallback::same_own_fds;
+/// let (r, _w) = rustix::pipe::pipe().unwrap();
+/// let r2 = r.try_clone().unwrap();
+/// assert!(same_own_fds(&r, &r2).unwrap().0);
+/// ```
+pub fn same_own_fds(a: impl AsFd, b: impl AsFd) -> Result<(bool, LocalMethod)> {
+    if let Some(same) = dupfd_query(a.as_fd(), b.as_fd())? {
+        return Ok((same, LocalMethod::DupfdQuery));
+    }
+    Ok((epoll_same(a, b)?, LocalMethod::EpollTrick))
+}
+
+/// Brings fd `fd` of `pid` into this process: a dup for the calling
+/// process, `pidfd_getfd` for another (needs ptrace attach rights).
+fn fetch(pid: Pid, fd: Fd) -> Result<(OwnedFd, bool)> {
+    if pid == Pid::this() {
+        let owned = sys::fcntl::dup_owned(fd.get())
+            .map_err(|e| Error::os(format!("fd {fd} of process {pid} (this process)"), e))?;
+        return Ok((owned, false));
+    }
+    let rpid = rustix::process::Pid::from_raw(pid.get())
+        .ok_or_else(|| Error::InvalidArgument(format!("pid {pid}")))?;
+    let pidfd = rustix::process::pidfd_open(rpid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| Error::os(format!("pidfd_open({pid})"), e))?;
+    let owned =
+        rustix::process::pidfd_getfd(&pidfd, fd.get(), rustix::process::PidfdGetfdFlags::empty())
+            .map_err(|e| {
+            Error::os(
+                format!("pidfd_getfd(fd {fd} of process {pid}) (needs ptrace attach rights)"),
+                e,
+            )
+        })?;
+    Ok((owned, true))
+}
+
+/// Decides without kcmp whether fd1 of pid1 and fd2 of pid2 are one open
+/// file description (the methods of the [module docs](self)).
+pub fn same_description_without_kcmp(
+    pid1: Pid,
+    fd1: Fd,
+    pid2: Pid,
+    fd2: Fd,
+) -> Result<SameDescription> {
+    let (a, remote_a) = fetch(pid1, fd1)?;
+    let (b, remote_b) = fetch(pid2, fd2)?;
+    let (same, local) = same_own_fds(&a, &b)?;
+    // `a` and `b` are closed here, at once.
+    let method = if remote_a || remote_b {
+        Method::PidfdGetfd(local)
+    } else {
+        Method::local(local)
+    };
+    Ok(SameDescription { same, method })
+}
+
+/// Decides whether fd1 of pid1 and fd2 of pid2 are one open file
+/// description: with kcmp when it works ([`kcmp_available`]), else with the
+/// fallbacks, and says which method answered.
+pub fn same_description(pid1: Pid, fd1: Fd, pid2: Pid, fd2: Fd) -> Result<SameDescription> {
+    if kcmp_available().is_available() {
+        let ord = compare_files(pid1, fd1, pid2, fd2)?;
+        return Ok(SameDescription {
+            same: ord.is_equal(),
+            method: Method::Kcmp,
+        });
+    }
+    same_description_without_kcmp(pid1, fd1, pid2, fd2)
+}
+
+/// The result of [`group_by_equality`].
+#[derive(Debug)]
+pub struct EqualityGroups<T> {
+    /// The groups, in order of their first member; members keep input order.
+    pub groups: Vec<Vec<T>>,
+    /// Items a comparison failed for, with the error (never guessed into a group).
+    pub failed: Vec<(T, Error)>,
+    /// How many times `same` was called.
+    pub comparisons: u64,
+}
+
+/// Groups items exactly with an equality-only test (no order): each item is
+/// compared with one representative of every group so far and joins the
+/// first that is equal, or starts a new group. Exact for an equivalence
+/// relation such as "one open file description"; costs up to n × g
+/// comparisons for n items in g groups, counted in
+/// [`EqualityGroups::comparisons`].
+///
+/// An item whose comparison fails is set aside in
+/// [`EqualityGroups::failed`] with the error.
+///
+/// ```
+/// use kcmp::fallback::group_by_equality;
+/// let g = group_by_equality(vec![1, 11, 2, 21, 3], |a, b| Ok(a % 10 == b % 10));
+/// assert_eq!(g.groups, vec![vec![1, 11, 21], vec![2], vec![3]]);
+/// ```
+pub fn group_by_equality<T>(
+    items: Vec<T>,
+    mut same: impl FnMut(&T, &T) -> Result<bool>,
+) -> EqualityGroups<T> {
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    let mut failed = Vec::new();
+    let mut comparisons = 0u64;
+    'items: for item in items {
+        for group in groups.iter_mut() {
+            comparisons += 1;
+            match same(&group[0], &item) {
+                Ok(true) => {
+                    group.push(item);
+                    continue 'items;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    failed.push((item, e));
+                    continue 'items;
+                }
+            }
+        }
+        groups.push(vec![item]);
+    }
+    EqualityGroups {
+        groups,
+        failed,
+        comparisons,
+    }
+}

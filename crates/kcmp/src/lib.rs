@@ -42,6 +42,7 @@ pub mod error;
 pub mod fallback;
 pub mod freeze;
 pub mod grouping;
+pub mod holders;
 pub mod kind;
 pub mod ordering;
 pub mod process;

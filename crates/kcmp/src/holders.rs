@@ -1,0 +1,321 @@
+//! Who holds this open file description? (`kcmp holders`)
+//!
+//! Lists every (pid, fd) among the visible processes that refers to the same
+//! open file description as one fd — "why does my pipe reader never see
+//! EOF?" — and, for a pipe end, the holders of the other end.
+
+use crate::compare::{Fd, Pid};
+use crate::error::{Error, Result};
+use crate::grouping::OrderedGroups;
+use crate::ordering::KcmpOrdering;
+use crate::procfs::{self, FdTarget};
+use crate::scan::{
+    file_comparator, list_all_fds, pin_tasks, select_processes, FdRef, ScanOptions, Skipped,
+};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::time::Instant;
+
+/// Options of [`find_holders`].
+#[derive(Debug, Clone, Default)]
+pub struct HoldersOptions {
+    /// On a pipe end, also find the holders of the other end.
+    pub peer: bool,
+    /// Stop the processes that may hold the description while inspecting.
+    pub freeze: bool,
+    /// Worker threads; 0 means one per CPU.
+    pub workers: usize,
+}
+
+/// One holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    /// The pid.
+    pub pid: Pid,
+    /// The fd.
+    pub fd: Fd,
+    /// The command name.
+    pub comm: String,
+}
+
+/// The holders of the other end of a pipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerHolders {
+    /// The pipe (`pipe:[ino]`).
+    pub target: String,
+    /// Which end the holders hold: `"write"`, `"read"` or `"read-write"`.
+    pub end: String,
+    /// Every (pid, fd) holding an end of the pipe other than the queried one.
+    pub holders: Vec<Holder>,
+}
+
+/// The answer of [`find_holders`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HoldersReport {
+    /// The queried pid.
+    pub pid: Pid,
+    /// The queried fd.
+    pub fd: Fd,
+    /// What it is open on.
+    pub target: String,
+    /// Every (pid, fd) referring to the same open file description, the
+    /// queried one included, sorted by (pid, fd).
+    pub holders: Vec<Holder>,
+    /// With [`HoldersOptions::peer`] on a pipe: the other end's holders.
+    pub peer: Option<PeerHolders>,
+    /// Processes that could not be inspected.
+    pub skipped: Vec<Skipped>,
+    /// kcmp calls made.
+    pub kcmp_calls: u64,
+    /// Wall time.
+    pub elapsed_ms: f64,
+    /// Whether the candidate holders were frozen.
+    pub frozen: bool,
+}
+
+fn access_end(mode: u32) -> &'static str {
+    match mode {
+        0 => "read",
+        1 => "write",
+        _ => "read-write",
+    }
+}
+
+/// Finds every holder of the open file description of `fd` in `pid`.
+///
+/// ```
+/// use kcmp::holders::{find_holders, HoldersOptions};
+/// use kcmp::{Fd, Pid};
+/// let (r, _w) = std::io::pipe().unwrap();
+/// use std::os::fd::AsRawFd;
+/// let fd = Fd::new(r.as_raw_fd()).unwrap();
+/// let report = find_holders(Pid::this(), fd, &HoldersOptions::default()).unwrap();
+/// assert!(report.holders.iter().any(|h| h.pid == Pid::this() && h.fd == fd));
+/// ```
+pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<HoldersReport> {
+    let started = Instant::now();
+    let workers = crate::scan::workers(options.workers);
+    let link = readlink_fd(pid, fd)?;
+    let key = procfs::bucket_key(&link).to_string();
+    let queried = crate::process::ProcessHandle::open(pid)?;
+    let queried_mode = procfs::read_fdinfo(pid, fd).map(|i| i.access_mode()).ok();
+
+    let mut skipped = Vec::new();
+    let mut procs = select_processes(&ScanOptions::default(), &HashSet::new(), &mut skipped)?;
+    if pid == Pid::this() {
+        procs.push(procfs::read_stat(pid)?);
+    }
+    let (mut tasks, pin_skipped) = pin_tasks(&procs, false, workers);
+    skipped.extend(pin_skipped);
+    let mut listed = list_all_fds(&tasks, false, workers, &|_| {});
+
+    // Freeze only the processes that hold an fd with the same key, then
+    // list their fds again: now they cannot change.
+    let mut freeze_guard = None;
+    if options.freeze {
+        let holders_of_key: Vec<usize> = (0..tasks.len())
+            .filter(|&i| {
+                matches!(&listed[i], Ok(fds) if fds.iter().any(|e| procfs::bucket_key(&e.target) == key))
+                    || tasks[i].record.pid == pid
+            })
+            .collect();
+        let pids: Vec<Pid> = holders_of_key
+            .iter()
+            .map(|&i| tasks[i].record.pid)
+            .collect();
+        freeze_guard = Some(crate::freeze::freeze(&pids)?);
+        let keep: HashSet<usize> = holders_of_key.into_iter().collect();
+        let mut kept_tasks = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            if keep.contains(&i) {
+                kept_tasks.push(t);
+            }
+        }
+        tasks = kept_tasks;
+        listed = list_all_fds(&tasks, false, workers, &|_| {});
+    }
+
+    let calls = AtomicU64::new(0);
+    let use_kcmp = crate::fallback::kcmp_available().is_available();
+    let cmp = file_comparator(use_kcmp, &calls);
+    let is_socket = matches!(FdTarget::parse(&link), FdTarget::Socket(_));
+    let mut failed: HashMap<usize, Skipped> = HashMap::new();
+    let mut same: Vec<(usize, Fd)> = Vec::new();
+    let mut others: Vec<(usize, Fd)> = Vec::new();
+    for (i, r) in listed.iter().enumerate() {
+        let entries = match r {
+            Ok(e) => e,
+            Err(e) => {
+                failed.insert(i, skipped_entry(tasks[i].record.pid, e));
+                continue;
+            }
+        };
+        for e in entries
+            .iter()
+            .filter(|e| procfs::bucket_key(&e.target) == key)
+        {
+            let p = tasks[i].record.pid;
+            let verdict = if is_socket || (p == pid && e.fd == fd) {
+                Ok(KcmpOrdering::Equal)
+            } else {
+                cmp(p, e.fd, pid, fd)
+            };
+            match verdict {
+                Ok(o) if o.is_equal() => same.push((i, e.fd)),
+                Ok(_) => others.push((i, e.fd)),
+                Err(err) if err.is_permission() || err.is_gone() => {
+                    // Which side failed? The queried fd must still be valid.
+                    cmp(pid, fd, pid, fd)?;
+                    failed.entry(i).or_insert_with(|| skipped_entry(p, &err));
+                }
+                Err(_) => {} // closed meanwhile
+            }
+        }
+    }
+
+    let mut peer = None;
+    if options.peer {
+        if let FdTarget::Pipe(_) = FdTarget::parse(&link) {
+            // Split the other fds of this pipe into descriptions, then keep
+            // those of another access mode (the other end).
+            let mut groups = OrderedGroups::new();
+            let mut c = |a: (usize, Fd), b: (usize, Fd)| {
+                cmp(tasks[a.0].record.pid, a.1, tasks[b.0].record.pid, b.1)
+            };
+            for &o in &others {
+                let _ = groups.insert(o, &mut c);
+            }
+            let mut holders = Vec::new();
+            let mut ends = Vec::new();
+            for g in groups.groups() {
+                let (t, f) = g[0];
+                let mode = procfs::read_fdinfo(tasks[t].record.pid, f)
+                    .map(|i| i.access_mode())
+                    .ok();
+                let other_end = match (queried_mode, mode) {
+                    (Some(q), Some(m)) => q == 2 || m == 2 || q != m,
+                    _ => true,
+                };
+                if other_end {
+                    ends.push(access_end(mode.unwrap_or(2)));
+                    holders.extend(g.iter().map(|&(t, f)| holder(&tasks[t].record, f)));
+                }
+            }
+            ends.sort_unstable();
+            ends.dedup();
+            holders.sort_unstable_by_key(|h| (h.pid, h.fd));
+            peer = Some(PeerHolders {
+                target: link.clone(),
+                end: if ends.is_empty() {
+                    access_end(match queried_mode {
+                        Some(0) => 1,
+                        Some(1) => 0,
+                        _ => 2,
+                    })
+                    .to_string()
+                } else {
+                    ends.join(",")
+                },
+                holders,
+            });
+        }
+    }
+
+    // Discard answers about tasks that did not live through the inspection.
+    for (i, t) in tasks.iter().enumerate() {
+        if !failed.contains_key(&i) {
+            if let Err(e) = t.handle.verify() {
+                failed.insert(i, skipped_entry(t.record.pid, &e));
+            }
+        }
+    }
+    queried.verify()?;
+    let frozen = freeze_guard.is_some();
+    drop(freeze_guard);
+    let mut holders: Vec<Holder> = same
+        .into_iter()
+        .filter(|(i, _)| !failed.contains_key(i))
+        .map(|(i, f)| holder(&tasks[i].record, f))
+        .collect();
+    holders.sort_unstable_by_key(|h| (h.pid, h.fd));
+    if let Some(p) = &mut peer {
+        let gone: HashSet<Pid> = failed.values().map(|s| s.pid).collect();
+        p.holders.retain(|h| !gone.contains(&h.pid));
+    }
+    skipped.extend(failed.into_values());
+    skipped.sort_unstable_by_key(|s| s.pid);
+    Ok(HoldersReport {
+        pid,
+        fd,
+        target: link,
+        holders,
+        peer,
+        skipped,
+        kcmp_calls: calls.load(AtomicOrdering::Relaxed),
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        frozen,
+    })
+}
+
+fn holder(record: &crate::scan::TaskRecord, fd: Fd) -> Holder {
+    Holder {
+        pid: record.pid,
+        fd,
+        comm: record.comm.clone(),
+    }
+}
+
+fn skipped_entry(pid: Pid, err: &Error) -> Skipped {
+    Skipped {
+        pid,
+        reason: if err.is_permission() {
+            "EPERM".into()
+        } else if err.is_gone() {
+            "ESRCH".into()
+        } else {
+            err.errno_name().unwrap_or("E?").into()
+        },
+        detail: err.to_string(),
+    }
+}
+
+/// The link text of /proc/PID/fd/FD, with errors that say what they mean:
+/// `EBADF` when the fd is not open, `ESRCH` when there is no such process,
+/// `EPERM` when access is refused.
+pub fn readlink_fd(pid: Pid, fd: Fd) -> Result<String> {
+    let path = format!("/proc/{pid}/fd/{fd}");
+    match std::fs::read_link(&path) {
+        Ok(t) => Ok(t.to_string_lossy().into_owned()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                Err(Error::os(
+                    format!("fd {fd} is not open in process {pid}"),
+                    rustix::io::Errno::BADF,
+                ))
+            } else {
+                Err(Error::os(
+                    format!("no process {pid}"),
+                    rustix::io::Errno::SRCH,
+                ))
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => Err(Error::os(
+            format!("cannot read {path}: permission denied (another user's process?)"),
+            rustix::io::Errno::PERM,
+        )),
+        Err(e) => Err(Error::io(format!("readlink {path}"), &e)),
+    }
+}
+
+/// The (pid, fd) pairs of a report's holders.
+pub fn holder_refs(report: &HoldersReport) -> Vec<FdRef> {
+    report
+        .holders
+        .iter()
+        .map(|h| FdRef {
+            pid: h.pid,
+            fd: h.fd,
+        })
+        .collect()
+}

@@ -131,7 +131,13 @@ impl<T: Copy> OrderedGroups<T> {
         }
     }
 
-    fn handle_failure<F>(&mut self, item: T, group: usize, error: Error, cmp: &mut F) -> Result<(), InsertError<T>>
+    fn handle_failure<F>(
+        &mut self,
+        item: T,
+        group: usize,
+        error: Error,
+        cmp: &mut F,
+    ) -> Result<(), InsertError<T>>
     where
         F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
     {
@@ -238,7 +244,13 @@ mod tests {
     #[test]
     fn equality_only_comparator_still_groups_exactly() {
         let mut g = OrderedGroups::new();
-        let mut eq = |a: i32, b: i32| Ok(if a == b { KcmpOrdering::Equal } else { KcmpOrdering::Unordered(3) });
+        let mut eq = |a: i32, b: i32| {
+            Ok(if a == b {
+                KcmpOrdering::Equal
+            } else {
+                KcmpOrdering::Unordered(3)
+            })
+        };
         for x in [4, 1, 4, 2, 1, 9] {
             g.insert(x, &mut eq).unwrap();
         }

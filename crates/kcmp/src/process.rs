@@ -89,7 +89,10 @@ impl ProcessHandle {
     pub fn has_exited(&self) -> bool {
         if let Some(fd) = &self.pidfd {
             let mut fds = [PollFd::new(fd, PollFlags::IN)];
-            let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+            let zero = Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
             match poll(&mut fds, Some(&zero)) {
                 Ok(n) if n > 0 => return true,
                 Ok(_) => {}
@@ -113,7 +116,9 @@ impl ProcessHandle {
             self.has_exited()
         };
         if gone {
-            Err(Error::Vanished { pid: self.pid.get() })
+            Err(Error::Vanished {
+                pid: self.pid.get(),
+            })
         } else {
             Ok(())
         }
@@ -143,7 +148,11 @@ impl ProcessHandle {
     /// let me = ProcessHandle::open(Pid::this()).unwrap();
     /// assert!(me.compare_process(ProcessResource::Files, &me).unwrap().is_equal());
     /// ```
-    pub fn compare_process(&self, resource: ProcessResource, other: &ProcessHandle) -> Result<KcmpOrdering> {
+    pub fn compare_process(
+        &self,
+        resource: ProcessResource,
+        other: &ProcessHandle,
+    ) -> Result<KcmpOrdering> {
         let result = compare_process(resource, self.pid, other.pid);
         self.verify()?;
         other.verify()?;

@@ -90,19 +90,26 @@ fn read_to_string(path: &str) -> Result<String> {
 pub fn read_stat(pid: Pid) -> Result<TaskStat> {
     let path = format!("/proc/{pid}/stat");
     let text = read_to_string(&path)?;
-    TaskStat::parse(&text).ok_or_else(|| Error::os(format!("parse {path}"), rustix::io::Errno::INVAL))
+    TaskStat::parse(&text)
+        .ok_or_else(|| Error::os(format!("parse {path}"), rustix::io::Errno::INVAL))
 }
 
 /// Reads /proc/PID/task/TID/stat.
 pub fn read_task_stat(pid: Pid, tid: Pid) -> Result<TaskStat> {
     let path = format!("/proc/{pid}/task/{tid}/stat");
     let text = read_to_string(&path)?;
-    TaskStat::parse(&text).ok_or_else(|| Error::os(format!("parse {path}"), rustix::io::Errno::INVAL))
+    TaskStat::parse(&text)
+        .ok_or_else(|| Error::os(format!("parse {path}"), rustix::io::Errno::INVAL))
 }
 
 fn numeric_entries(path: &str) -> Result<Vec<i32>> {
-    let dirfd = openat(CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::os(format!("open {path}"), e))?;
+    let dirfd = openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::os(format!("open {path}"), e))?;
     numeric_entries_of(dirfd, path)
 }
 
@@ -179,7 +186,11 @@ impl FdTarget {
     /// Classifies a link text.
     pub fn parse(link: &str) -> FdTarget {
         fn bracketed(s: &str, prefix: &str) -> Option<u64> {
-            s.strip_prefix(prefix)?.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+            s.strip_prefix(prefix)?
+                .strip_prefix('[')?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
         }
         if let Some(ino) = bracketed(link, "socket:") {
             FdTarget::Socket(ino)
@@ -249,8 +260,13 @@ pub fn list_task_fds(pid: Pid, tid: Pid) -> Result<Vec<FdEntry>> {
 }
 
 fn list_fds_at(path: &str) -> Result<Vec<FdEntry>> {
-    let dirfd = openat(CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::os(format!("open {path}"), e))?;
+    let dirfd = openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::os(format!("open {path}"), e))?;
     let mut dir = Dir::read_from(&dirfd).map_err(|e| Error::os(format!("read {path}"), e))?;
     let mut out = Vec::new();
     let mut buf = Vec::with_capacity(256);
@@ -351,7 +367,14 @@ impl FdInfo {
 fn parse_tfd_line(line: &str) -> Option<EpollRegistration> {
     // "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x"
     let mut it = line.split_ascii_whitespace();
-    let mut reg = EpollRegistration { tfd: 0, events: 0, data: 0, pos: 0, ino: 0, sdev: 0 };
+    let mut reg = EpollRegistration {
+        tfd: 0,
+        events: 0,
+        data: 0,
+        pos: 0,
+        ino: 0,
+        sdev: 0,
+    };
     while let Some(word) = it.next() {
         match word {
             "tfd:" => reg.tfd = it.next()?.parse().ok()?,

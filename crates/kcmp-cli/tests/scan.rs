@@ -1,0 +1,299 @@
+//! `kcmp scan` and `kcmp holders` against generated topologies whose true
+//! sharing is known by construction (kcmp-testkit), compared exactly.
+
+use kcmp_testkit::{FdRef, Topology, Truth};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashSet};
+use std::process::Command;
+
+fn kcmp(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kcmp"))
+        .args(args)
+        .output()
+        .expect("run kcmp");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn scan_json(args: &[&str]) -> Value {
+    let (code, out, err) = kcmp(args);
+    assert_eq!(code, 0, "kcmp {args:?} failed: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
+}
+
+/// The scan's descriptions restricted to `pids`, as sorted member lists.
+fn partition(scan: &Value, pids: &HashSet<i32>) -> BTreeSet<Vec<FdRef>> {
+    scan["open_files"]
+        .as_array()
+        .expect("open_files")
+        .iter()
+        .map(|d| {
+            let mut m: Vec<FdRef> = d["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| FdRef {
+                    pid: m["pid"].as_i64().unwrap() as i32,
+                    fd: m["fd"].as_i64().unwrap() as i32,
+                })
+                .filter(|m| pids.contains(&m.pid))
+                .collect();
+            m.sort_unstable();
+            m
+        })
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// The scan's process-level groups of one kind, restricted to `pids`.
+fn groups(scan: &Value, kind: &str, pids: &HashSet<i32>) -> BTreeSet<Vec<i32>> {
+    scan["shared"][kind]
+        .as_array()
+        .unwrap_or_else(|| panic!("kind {kind} missing from shared: {}", scan["unavailable"]))
+        .iter()
+        .map(|g| {
+            g.as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_i64().unwrap() as i32)
+                .filter(|p| pids.contains(p))
+                .collect::<Vec<i32>>()
+        })
+        .filter(|g| g.len() >= 2)
+        .collect()
+}
+
+fn truth_groups(g: &[Vec<i32>]) -> BTreeSet<Vec<i32>> {
+    g.iter()
+        .map(|v| {
+            let mut v = v.clone();
+            v.sort_unstable();
+            v
+        })
+        .collect()
+}
+
+const KINDS: [&str; 6] = ["vm", "files", "fs", "sighand", "io", "sysvsem"];
+
+fn assert_matches_truth(scan: &Value, truth: &Truth) {
+    let pids: HashSet<i32> = truth.pids().into_iter().collect();
+    let got = partition(scan, &pids);
+    let want = truth.partition();
+    if got != want {
+        let extra: Vec<_> = got.difference(&want).collect();
+        let missing: Vec<_> = want.difference(&got).collect();
+        panic!("open file descriptions differ from the truth\n  scan has, truth not: {extra:?}\n  truth has, scan not: {missing:?}");
+    }
+    for kind in KINDS {
+        let got = groups(scan, kind, &pids);
+        let want = truth_groups(truth.shared.groups(kind));
+        assert_eq!(got, want, "process-level kind {kind} differs from the truth");
+    }
+    // Zombies are tasks, but never sharing anything.
+    for z in truth.zombies() {
+        for kind in KINDS {
+            for g in scan["shared"][kind].as_array().unwrap() {
+                assert!(!g.as_array().unwrap().iter().any(|p| p.as_i64() == Some(z as i64)), "zombie {z} reported sharing {kind}");
+            }
+        }
+    }
+}
+
+#[test]
+fn tree_scan_matches_the_truth_exactly() {
+    let topo = Topology::spawn("general", &[]);
+    let root = topo.root().to_string();
+    let scan = scan_json(&["scan", "--tree", &root, "--json", "--include-unshared"]);
+    assert_eq!(scan["schema"], 1);
+    assert_matches_truth(&scan, topo.truth());
+    // Exactly the topology's tasks were scanned, nothing skipped.
+    assert_eq!(scan["tasks"].as_u64().unwrap() as usize, topo.truth().tasks.len(), "{}", scan["skipped"]);
+    assert_eq!(scan["skipped"].as_array().unwrap().len(), 0, "{}", scan["skipped"]);
+    assert_eq!(scan["fds"].as_u64().unwrap() as usize, topo.truth().all_fds().len());
+    assert!(scan["unavailable"].as_object().unwrap().is_empty(), "{}", scan["unavailable"]);
+}
+
+#[test]
+fn whole_host_scan_restricted_to_the_topology_matches_the_truth() {
+    let topo = Topology::spawn("general", &["--seed", "7"]);
+    let scan = scan_json(&["scan", "--json", "--include-unshared"]);
+    assert_matches_truth(&scan, topo.truth());
+}
+
+#[test]
+fn default_output_lists_only_shared_descriptions_sorted() {
+    let topo = Topology::spawn("general", &[]);
+    let root = topo.root().to_string();
+    let scan = scan_json(&["scan", "--tree", &root, "--json"]);
+    let files = scan["open_files"].as_array().unwrap();
+    assert!(!files.is_empty());
+    let mut firsts = Vec::new();
+    for d in files {
+        let members: Vec<(i64, i64)> = d["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["pid"].as_i64().unwrap(), m["fd"].as_i64().unwrap()))
+            .collect();
+        assert!(members.len() >= 2, "unshared description listed: {d}");
+        assert!(members.windows(2).all(|w| w[0] < w[1]), "members not sorted: {d}");
+        assert!(d["target"].as_str().is_some_and(|t| !t.is_empty()));
+        firsts.push(members[0]);
+    }
+    assert!(firsts.windows(2).all(|w| w[0] < w[1]), "descriptions not sorted by first member");
+    let shared_in_truth = topo.truth().files.iter().filter(|f| f.members.len() >= 2).count();
+    assert_eq!(files.len(), shared_in_truth);
+    for kind in KINDS {
+        for g in scan["shared"][kind].as_array().unwrap() {
+            let pids: Vec<i64> = g.as_array().unwrap().iter().map(|p| p.as_i64().unwrap()).collect();
+            assert!(pids.len() >= 2 && pids.windows(2).all(|w| w[0] < w[1]), "{kind}: {g}");
+        }
+    }
+    assert!(scan["stats"]["kcmp_calls"].as_u64().unwrap() > 0);
+    assert!(scan["stats"]["elapsed_ms"].as_f64().is_some());
+}
+
+#[test]
+fn threads_as_tasks_match_the_thread_truth() {
+    let topo = Topology::spawn("general", &[]);
+    let truth = topo.truth();
+    let root = topo.root().to_string();
+    let scan = scan_json(&["scan", "--tree", &root, "--threads", "--json"]);
+    let tids: HashSet<i32> = truth.live_tids().into_iter().chain(truth.zombies()).collect();
+    for kind in KINDS {
+        let got = groups(&scan, kind, &tids);
+        let want = truth_groups(truth.shared_threads.groups(kind));
+        assert_eq!(got, want, "--threads: kind {kind} differs from the truth");
+    }
+}
+
+#[test]
+fn pid_selection_scans_exactly_those_processes() {
+    let topo = Topology::spawn("general", &[]);
+    let truth = topo.truth();
+    let live = truth.live_pids();
+    let (a, b) = (live[1], live[2]);
+    let scan = scan_json(&["scan", "--pid", &a.to_string(), "--pid", &b.to_string(), "--json", "--include-unshared"]);
+    assert_eq!(scan["tasks"], 2);
+    let mut seen = BTreeSet::new();
+    for d in scan["open_files"].as_array().unwrap() {
+        for m in d["members"].as_array().unwrap() {
+            seen.insert(m["pid"].as_i64().unwrap() as i32);
+        }
+    }
+    assert!(seen.iter().all(|p| *p == a || *p == b), "{seen:?}");
+    // Restricted to a and b, the truth's partition must match.
+    let pids: HashSet<i32> = [a, b].into_iter().collect();
+    let want: BTreeSet<Vec<FdRef>> = truth
+        .partition()
+        .into_iter()
+        .map(|m| m.into_iter().filter(|r| pids.contains(&r.pid)).collect::<Vec<_>>())
+        .filter(|m| !m.is_empty())
+        .collect();
+    assert_eq!(partition(&scan, &pids), want);
+}
+
+#[test]
+fn kcmp_calls_grow_linearly_not_pairwise() {
+    let topo = Topology::spawn("bench", &["--procs", "40", "--fds", "50"]);
+    let root = topo.root().to_string();
+    let scan = scan_json(&["scan", "--tree", &root, "--json", "--include-unshared"]);
+    assert_matches_truth(&scan, topo.truth());
+    let fds = scan["fds"].as_u64().unwrap();
+    let tasks = scan["tasks"].as_u64().unwrap();
+    let calls = scan["stats"]["kcmp_calls"].as_u64().unwrap();
+    // Pairwise would be ~fds²/2; sorted representatives need about one call
+    // per fd plus a log factor in buckets with several descriptions, and
+    // ~6·tasks·log2(tasks) for the process-level kinds.
+    let budget = 3 * fds + 6 * tasks * 8 + 64;
+    assert!(calls <= budget, "{calls} kcmp calls for {fds} fds and {tasks} tasks (budget {budget})");
+}
+
+#[test]
+fn human_and_dot_output() {
+    let topo = Topology::spawn("general", &[]);
+    let root = topo.root().to_string();
+    let (code, out, err) = kcmp(&["scan", "--tree", &root]);
+    assert_eq!(code, 0, "{err}");
+    let last = out.lines().last().unwrap();
+    assert!(last.contains(" tasks, ") && last.contains(" fds, ") && last.contains(" shared descriptions, ") && last.contains(" skipped"), "{last}");
+    assert!(!out.contains('\x1b'), "colour when stdout is not a terminal");
+    assert!(out.contains("process-level sharing"));
+    let (code, dot, err) = kcmp(&["scan", "--tree", &root, "--dot"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(dot.starts_with("digraph kcmp {") && dot.trim_end().ends_with('}'));
+    assert!(dot.contains(" -> d"), "no holder edges: {dot}");
+    assert_eq!(dot.matches('{').count(), dot.matches('}').count());
+}
+
+#[test]
+fn nothing_to_scan_is_trouble() {
+    let (code, out, err) = kcmp(&["scan", "--pid", "2147483646", "--json"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("ESRCH"), "{err}");
+    let (code, _, err) = kcmp(&["scan", "--pid", "-3"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn holders_lists_exactly_the_description_and_the_pipe_peer() {
+    let topo = Topology::spawn("general", &[]);
+    let truth = topo.truth();
+    // Every shared description with at least one member: holders == members.
+    let mut checked = 0;
+    for f in truth.files.iter().filter(|f| f.members.len() >= 2).take(6) {
+        let m = f.members[0];
+        let (code, out, err) = kcmp(&["holders", &m.pid.to_string(), &m.fd.to_string(), "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let pids: HashSet<i32> = truth.pids().into_iter().collect();
+        let got: BTreeSet<FdRef> = v["holders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| FdRef { pid: h["pid"].as_i64().unwrap() as i32, fd: h["fd"].as_i64().unwrap() as i32 })
+            .filter(|r| pids.contains(&r.pid))
+            .collect();
+        let want: BTreeSet<FdRef> = f.members.iter().copied().collect();
+        assert_eq!(got, want, "holders of {m:?} ({})", f.label);
+        assert_eq!(v["pid"], m.pid);
+        assert_eq!(v["fd"], m.fd);
+        assert!(v["holders"][0]["comm"].is_string());
+        checked += 1;
+    }
+    assert!(checked > 0);
+    // --peer on a pipe's read end: the holders of the write end(s) of the
+    // same pipe (which pipe an end belongs to is its inode).
+    let link = |r: FdRef| std::fs::read_link(format!("/proc/{}/fd/{}", r.pid, r.fd)).unwrap();
+    let read = truth.files.iter().find(|f| f.kind == "pipe-r").expect("a pipe read end");
+    let m = read.members[0];
+    let want: BTreeSet<FdRef> = truth
+        .files
+        .iter()
+        .filter(|f| f.kind == "pipe-w" && link(f.members[0]) == link(m))
+        .flat_map(|f| f.members.iter().copied())
+        .collect();
+    assert!(!want.is_empty(), "the fixture's pipe has a write end");
+    let (code, out, err) = kcmp(&["holders", &m.pid.to_string(), &m.fd.to_string(), "--peer", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let pids: HashSet<i32> = truth.pids().into_iter().collect();
+    let got: BTreeSet<FdRef> = v["peer"]["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| FdRef { pid: h["pid"].as_i64().unwrap() as i32, fd: h["fd"].as_i64().unwrap() as i32 })
+        .filter(|r| pids.contains(&r.pid))
+        .collect();
+    assert_eq!(got, want);
+    // Not open: EBADF, exit 2, one line.
+    let (code, _, err) = kcmp(&["holders", &topo.root().to_string(), "999", "--json"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("EBADF") && err.lines().count() == 1, "{err}");
+}

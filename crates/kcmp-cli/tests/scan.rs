@@ -91,13 +91,22 @@ fn assert_matches_truth(scan: &Value, truth: &Truth) {
     for kind in KINDS {
         let got = groups(scan, kind, &pids);
         let want = truth_groups(truth.shared.groups(kind));
-        assert_eq!(got, want, "process-level kind {kind} differs from the truth");
+        assert_eq!(
+            got, want,
+            "process-level kind {kind} differs from the truth"
+        );
     }
     // Zombies are tasks, but never sharing anything.
     for z in truth.zombies() {
         for kind in KINDS {
             for g in scan["shared"][kind].as_array().unwrap() {
-                assert!(!g.as_array().unwrap().iter().any(|p| p.as_i64() == Some(z as i64)), "zombie {z} reported sharing {kind}");
+                assert!(
+                    !g.as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|p| p.as_i64() == Some(z as i64)),
+                    "zombie {z} reported sharing {kind}"
+                );
             }
         }
     }
@@ -111,10 +120,27 @@ fn tree_scan_matches_the_truth_exactly() {
     assert_eq!(scan["schema"], 1);
     assert_matches_truth(&scan, topo.truth());
     // Exactly the topology's tasks were scanned, nothing skipped.
-    assert_eq!(scan["tasks"].as_u64().unwrap() as usize, topo.truth().tasks.len(), "{}", scan["skipped"]);
-    assert_eq!(scan["skipped"].as_array().unwrap().len(), 0, "{}", scan["skipped"]);
-    assert_eq!(scan["fds"].as_u64().unwrap() as usize, topo.truth().all_fds().len());
-    assert!(scan["unavailable"].as_object().unwrap().is_empty(), "{}", scan["unavailable"]);
+    assert_eq!(
+        scan["tasks"].as_u64().unwrap() as usize,
+        topo.truth().tasks.len(),
+        "{}",
+        scan["skipped"]
+    );
+    assert_eq!(
+        scan["skipped"].as_array().unwrap().len(),
+        0,
+        "{}",
+        scan["skipped"]
+    );
+    assert_eq!(
+        scan["fds"].as_u64().unwrap() as usize,
+        topo.truth().all_fds().len()
+    );
+    assert!(
+        scan["unavailable"].as_object().unwrap().is_empty(),
+        "{}",
+        scan["unavailable"]
+    );
 }
 
 #[test]
@@ -140,17 +166,36 @@ fn default_output_lists_only_shared_descriptions_sorted() {
             .map(|m| (m["pid"].as_i64().unwrap(), m["fd"].as_i64().unwrap()))
             .collect();
         assert!(members.len() >= 2, "unshared description listed: {d}");
-        assert!(members.windows(2).all(|w| w[0] < w[1]), "members not sorted: {d}");
+        assert!(
+            members.windows(2).all(|w| w[0] < w[1]),
+            "members not sorted: {d}"
+        );
         assert!(d["target"].as_str().is_some_and(|t| !t.is_empty()));
         firsts.push(members[0]);
     }
-    assert!(firsts.windows(2).all(|w| w[0] < w[1]), "descriptions not sorted by first member");
-    let shared_in_truth = topo.truth().files.iter().filter(|f| f.members.len() >= 2).count();
+    assert!(
+        firsts.windows(2).all(|w| w[0] < w[1]),
+        "descriptions not sorted by first member"
+    );
+    let shared_in_truth = topo
+        .truth()
+        .files
+        .iter()
+        .filter(|f| f.members.len() >= 2)
+        .count();
     assert_eq!(files.len(), shared_in_truth);
     for kind in KINDS {
         for g in scan["shared"][kind].as_array().unwrap() {
-            let pids: Vec<i64> = g.as_array().unwrap().iter().map(|p| p.as_i64().unwrap()).collect();
-            assert!(pids.len() >= 2 && pids.windows(2).all(|w| w[0] < w[1]), "{kind}: {g}");
+            let pids: Vec<i64> = g
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_i64().unwrap())
+                .collect();
+            assert!(
+                pids.len() >= 2 && pids.windows(2).all(|w| w[0] < w[1]),
+                "{kind}: {g}"
+            );
         }
     }
     assert!(scan["stats"]["kcmp_calls"].as_u64().unwrap() > 0);
@@ -163,7 +208,11 @@ fn threads_as_tasks_match_the_thread_truth() {
     let truth = topo.truth();
     let root = topo.root().to_string();
     let scan = scan_json(&["scan", "--tree", &root, "--threads", "--json"]);
-    let tids: HashSet<i32> = truth.live_tids().into_iter().chain(truth.zombies()).collect();
+    let tids: HashSet<i32> = truth
+        .live_tids()
+        .into_iter()
+        .chain(truth.zombies())
+        .collect();
     for kind in KINDS {
         let got = groups(&scan, kind, &tids);
         let want = truth_groups(truth.shared_threads.groups(kind));
@@ -177,7 +226,15 @@ fn pid_selection_scans_exactly_those_processes() {
     let truth = topo.truth();
     let live = truth.live_pids();
     let (a, b) = (live[1], live[2]);
-    let scan = scan_json(&["scan", "--pid", &a.to_string(), "--pid", &b.to_string(), "--json", "--include-unshared"]);
+    let scan = scan_json(&[
+        "scan",
+        "--pid",
+        &a.to_string(),
+        "--pid",
+        &b.to_string(),
+        "--json",
+        "--include-unshared",
+    ]);
     assert_eq!(scan["tasks"], 2);
     let mut seen = BTreeSet::new();
     for d in scan["open_files"].as_array().unwrap() {
@@ -191,7 +248,11 @@ fn pid_selection_scans_exactly_those_processes() {
     let want: BTreeSet<Vec<FdRef>> = truth
         .partition()
         .into_iter()
-        .map(|m| m.into_iter().filter(|r| pids.contains(&r.pid)).collect::<Vec<_>>())
+        .map(|m| {
+            m.into_iter()
+                .filter(|r| pids.contains(&r.pid))
+                .collect::<Vec<_>>()
+        })
         .filter(|m| !m.is_empty())
         .collect();
     assert_eq!(partition(&scan, &pids), want);
@@ -210,7 +271,10 @@ fn kcmp_calls_grow_linearly_not_pairwise() {
     // per fd plus a log factor in buckets with several descriptions, and
     // ~6·tasks·log2(tasks) for the process-level kinds.
     let budget = 3 * fds + 6 * tasks * 8 + 64;
-    assert!(calls <= budget, "{calls} kcmp calls for {fds} fds and {tasks} tasks (budget {budget})");
+    assert!(
+        calls <= budget,
+        "{calls} kcmp calls for {fds} fds and {tasks} tasks (budget {budget})"
+    );
 }
 
 #[test]
@@ -220,8 +284,17 @@ fn human_and_dot_output() {
     let (code, out, err) = kcmp(&["scan", "--tree", &root]);
     assert_eq!(code, 0, "{err}");
     let last = out.lines().last().unwrap();
-    assert!(last.contains(" tasks, ") && last.contains(" fds, ") && last.contains(" shared descriptions, ") && last.contains(" skipped"), "{last}");
-    assert!(!out.contains('\x1b'), "colour when stdout is not a terminal");
+    assert!(
+        last.contains(" tasks, ")
+            && last.contains(" fds, ")
+            && last.contains(" shared descriptions, ")
+            && last.contains(" skipped"),
+        "{last}"
+    );
+    assert!(
+        !out.contains('\x1b'),
+        "colour when stdout is not a terminal"
+    );
     assert!(out.contains("process-level sharing"));
     let (code, dot, err) = kcmp(&["scan", "--tree", &root, "--dot"]);
     assert_eq!(code, 0, "{err}");
@@ -257,7 +330,10 @@ fn holders_lists_exactly_the_description_and_the_pipe_peer() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|h| FdRef { pid: h["pid"].as_i64().unwrap() as i32, fd: h["fd"].as_i64().unwrap() as i32 })
+            .map(|h| FdRef {
+                pid: h["pid"].as_i64().unwrap() as i32,
+                fd: h["fd"].as_i64().unwrap() as i32,
+            })
             .filter(|r| pids.contains(&r.pid))
             .collect();
         let want: BTreeSet<FdRef> = f.members.iter().copied().collect();
@@ -271,7 +347,11 @@ fn holders_lists_exactly_the_description_and_the_pipe_peer() {
     // --peer on a pipe's read end: the holders of the write end(s) of the
     // same pipe (which pipe an end belongs to is its inode).
     let link = |r: FdRef| std::fs::read_link(format!("/proc/{}/fd/{}", r.pid, r.fd)).unwrap();
-    let read = truth.files.iter().find(|f| f.kind == "pipe-r").expect("a pipe read end");
+    let read = truth
+        .files
+        .iter()
+        .find(|f| f.kind == "pipe-r")
+        .expect("a pipe read end");
     let m = read.members[0];
     let want: BTreeSet<FdRef> = truth
         .files
@@ -280,7 +360,13 @@ fn holders_lists_exactly_the_description_and_the_pipe_peer() {
         .flat_map(|f| f.members.iter().copied())
         .collect();
     assert!(!want.is_empty(), "the fixture's pipe has a write end");
-    let (code, out, err) = kcmp(&["holders", &m.pid.to_string(), &m.fd.to_string(), "--peer", "--json"]);
+    let (code, out, err) = kcmp(&[
+        "holders",
+        &m.pid.to_string(),
+        &m.fd.to_string(),
+        "--peer",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     let pids: HashSet<i32> = truth.pids().into_iter().collect();
@@ -288,7 +374,10 @@ fn holders_lists_exactly_the_description_and_the_pipe_peer() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| FdRef { pid: h["pid"].as_i64().unwrap() as i32, fd: h["fd"].as_i64().unwrap() as i32 })
+        .map(|h| FdRef {
+            pid: h["pid"].as_i64().unwrap() as i32,
+            fd: h["fd"].as_i64().unwrap() as i32,
+        })
         .filter(|r| pids.contains(&r.pid))
         .collect();
     assert_eq!(got, want);

@@ -28,11 +28,14 @@ pub fn run(args: &ScanArgs) -> i32 {
         Ok(map) => map,
         Err(e) => return report_error(&e),
     };
-    let text = if args.json {
-        let mut s = render::json(&map, args.include_unshared).to_string();
-        s.push('\n');
-        s
-    } else if args.dot {
+    if args.json {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        let _ = render::write_json(&map, args.include_unshared, &mut out);
+        let _ = std::io::Write::flush(&mut out);
+        return exit::SAME;
+    }
+    let text = if args.dot {
         render::dot(&map, args.include_unshared)
     } else {
         render::human(&map, args.include_unshared, Style::stdout())

@@ -3,7 +3,7 @@
 use super::style::Style;
 use kcmp::scan::{OpenFileDescription, SharingMap};
 use kcmp::Pid;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::fmt::Write as _;
 
 fn shown(map: &SharingMap, include_unshared: bool) -> impl Iterator<Item = &OpenFileDescription> {
@@ -12,31 +12,59 @@ fn shown(map: &SharingMap, include_unshared: bool) -> impl Iterator<Item = &Open
         .filter(move |d| include_unshared || d.members.len() >= 2)
 }
 
-/// JSON schema 1 (see the README). More keys may be added; these keep their meaning.
-pub fn json(map: &SharingMap, include_unshared: bool) -> Value {
-    let open_files: Vec<Value> = shown(map, include_unshared)
-        .map(|d| {
-            json!({
-                "target": d.target,
-                "members": d.members.iter().map(|m| json!({"pid": m.pid, "fd": m.fd})).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let mut out = json!({
-        "schema": 1,
-        "tasks": map.tasks.len(),
-        "fds": map.fd_count(),
-        "skipped": map.skipped,
-        "open_files": open_files,
-        "shared": map.shared,
-        "unavailable": map.unavailable,
-        "stats": map.stats,
-    });
-    if map.frozen {
-        out["frozen"] = json!(true);
-        out["not_frozen"] = json!(map.not_frozen);
+/// The shown descriptions, serialized lazily.
+struct OpenFiles<'a> {
+    map: &'a SharingMap,
+    include_unshared: bool,
+}
+
+impl Serialize for OpenFiles<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(shown(self.map, self.include_unshared))
     }
-    out
+}
+
+/// JSON schema 1, borrowed from the map (no intermediate tree: a 50k-fd scan
+/// stays small in memory). More keys may be added; these keep their meaning.
+#[derive(Serialize)]
+struct ScanJson<'a> {
+    schema: u32,
+    tasks: usize,
+    fds: usize,
+    skipped: &'a [kcmp::scan::Skipped],
+    open_files: OpenFiles<'a>,
+    shared: &'a std::collections::BTreeMap<String, Vec<Vec<Pid>>>,
+    unavailable: &'a std::collections::BTreeMap<String, String>,
+    stats: &'a kcmp::scan::ScanStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frozen: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_frozen: Option<&'a [kcmp::scan::Skipped]>,
+}
+
+/// Writes JSON schema 1 (see the README) and a newline.
+pub fn write_json(
+    map: &SharingMap,
+    include_unshared: bool,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    let doc = ScanJson {
+        schema: 1,
+        tasks: map.tasks.len(),
+        fds: map.fd_count(),
+        skipped: &map.skipped,
+        open_files: OpenFiles {
+            map,
+            include_unshared,
+        },
+        shared: &map.shared,
+        unavailable: &map.unavailable,
+        stats: &map.stats,
+        frozen: map.frozen.then_some(true),
+        not_frozen: map.frozen.then_some(&map.not_frozen[..]),
+    };
+    serde_json::to_writer(&mut *out, &doc)?;
+    out.write_all(b"\n")
 }
 
 fn holder(map: &SharingMap, pid: Pid) -> String {
@@ -54,7 +82,7 @@ pub fn human(map: &SharingMap, include_unshared: bool, style: Style) -> String {
         }
         let _ = writeln!(out, "{}", style.target(&d.target));
         for m in &d.members {
-            let _ = writeln!(out, "    {} fd {}", holder(map, m.pid), m.fd);
+            let _ = writeln!(out, "    {} {}", holder(map, m.pid), m.fd);
         }
     }
     if !include_unshared {

@@ -179,14 +179,26 @@ impl KcmpError {
                 )
             }
         } else if e == Errno::BADF {
-            match (c.ty, c.epoll_slot) {
-                (KcmpType::EpollTfd, Some((efd, _, _))) => format!(
-                    "fd {} is not open in process {p1}, or epoll fd {efd} is not open in process {p2}",
+            // Say which fd, when /proc can tell (it may be racy; then say both).
+            let open =
+                |pid: i32, fd: u64| std::path::Path::new(&format!("/proc/{pid}/fd/{fd}")).exists();
+            let (second_fd, second_what) = match (c.ty, c.epoll_slot) {
+                (KcmpType::EpollTfd, Some((efd, _, _))) => (efd as u64, "epoll fd"),
+                _ => (c.idx2, "fd"),
+            };
+            match (open(p1, c.idx1), open(p2, second_fd)) {
+                (false, true) => format!("fd {} is not open in process {p1}", c.idx1),
+                (true, false) => format!("{second_what} {second_fd} is not open in process {p2}"),
+                (false, false) if (p1, c.idx1) == (p2, second_fd) => {
+                    format!("fd {} is not open in process {p1}", c.idx1)
+                }
+                (false, false) => format!(
+                    "fd {} is not open in process {p1}, and {second_what} {second_fd} is not open in process {p2}",
                     c.idx1
                 ),
-                _ => format!(
-                    "fd {} is not open in process {p1}, or fd {} is not open in process {p2}",
-                    c.idx1, c.idx2
+                (true, true) => format!(
+                    "fd {} is not open in process {p1}, or {second_what} {second_fd} is not open in process {p2}",
+                    c.idx1
                 ),
             }
         } else if e == Errno::INVAL {

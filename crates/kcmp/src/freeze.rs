@@ -521,6 +521,9 @@ fn seize_new_threads(tgid: i32, proc_: &mut Proc) -> bool {
                 }
                 let tracer = status_field(&format!("{task}/status"), "TracerPid:").unwrap_or(0);
                 let reason = if e == Errno::PERM && tracer != 0 {
+                    // TracerPid names the tracing thread; report its process.
+                    let tracer =
+                        status_field(&format!("/proc/{tracer}/status"), "Tgid:").unwrap_or(tracer);
                     format!("already traced by process {tracer}")
                 } else if e == Errno::PERM {
                     "permission denied (ptrace attach refused: another user's process, \

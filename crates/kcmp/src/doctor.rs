@@ -417,8 +417,12 @@ fn check_cgroup_freeze() -> Check {
             "cgroup v2 is mounted at {mount}, but this process is in no v2 cgroup"
         ));
     };
-    let file = format!("{}{}/cgroup.freeze", mount.trim_end_matches('/'), own);
-    if std::path::Path::new(&file).exists() {
+    let file = std::path::Path::new(&mount)
+        .join(own.trim_start_matches('/'))
+        .join("cgroup.freeze");
+    let file_exists = file.exists();
+    let file = file.display();
+    if file_exists {
         Check::ok(format!(
             "{file} exists (cgroup v2 freeze, Linux 5.2+); not tried, and not used by kcmp: a \
              cgroup freeze outlives the tool, so it would need a guardian process"

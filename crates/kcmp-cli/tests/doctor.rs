@@ -1,0 +1,125 @@
+//! `kcmp doctor` on this machine (kcmp available, no filter): every probe is
+//! real, so the report must match what the machine does.
+
+use std::process::Command;
+
+fn kcmp() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kcmp"))
+}
+
+fn doctor_json() -> (serde_json::Value, i32) {
+    let out = kcmp().args(["doctor", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    (v, out.status.code().unwrap())
+}
+
+fn status_field(key: &str) -> Option<String> {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+}
+
+#[test]
+fn json_report_matches_the_machine() {
+    let (v, code) = doctor_json();
+    // The keys documented in kcmp::doctor.
+    for key in [
+        "kernel",
+        "euid",
+        "kcmp",
+        "seccomp",
+        "cap_sys_ptrace",
+        "ptrace_scope",
+        "fallbacks",
+        "freeze",
+        "unprivileged",
+        "usable",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    let uname = rustix::system::uname();
+    assert_eq!(
+        v["kernel"]["release"],
+        uname.release().to_str().unwrap(),
+        "{v}"
+    );
+    let seccomp: u64 = status_field("Seccomp:").unwrap().parse().unwrap();
+    assert_eq!(v["seccomp"]["mode"], seccomp);
+    if seccomp == 0 {
+        // The test machine has kcmp (Linux 6.18, no filter).
+        assert_eq!(v["kcmp"]["works"], true, "{v}");
+        assert!(v["kcmp"]["errno"].is_null());
+        assert_eq!(code, 0);
+        assert_eq!(v["usable"], true);
+    }
+    let cap = u64::from_str_radix(&status_field("CapEff:").unwrap(), 16).unwrap();
+    assert_eq!(v["cap_sys_ptrace"], cap & (1 << 19) != 0);
+    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .map(|s| s.trim().parse::<u64>().unwrap());
+    match scope {
+        Some(s) => assert_eq!(v["ptrace_scope"]["value"], s),
+        None => assert!(v["ptrace_scope"]["value"].is_null()),
+    }
+    assert_eq!(v["euid"], rustix::process::geteuid().as_raw());
+    // Linux 6.18 has F_DUPFD_QUERY (6.10) and pidfd_getfd (5.6).
+    for f in ["f_dupfd_query", "pidfd_getfd", "epoll_trick"] {
+        assert_eq!(v["fallbacks"][f]["works"], true, "{f}: {v}");
+    }
+    // As root (or with CAP_SYS_PTRACE) ptrace of an own child works; SIGSTOP always.
+    assert_eq!(v["freeze"]["sigstop"]["works"], true, "{v}");
+    if cap & (1 << 19) != 0 {
+        assert_eq!(v["freeze"]["ptrace"]["works"], true, "{v}");
+    }
+    assert!(v["freeze"]["cgroup_freeze"]["works"].is_boolean());
+    assert!(v["unprivileged"].as_str().unwrap().contains("EPERM"));
+}
+
+#[test]
+fn human_report_names_every_section() {
+    let out = kcmp().arg("doctor").env("NO_COLOR", "1").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "kernel",
+        "kcmp",
+        "seccomp",
+        "CAP_SYS_PTRACE",
+        "ptrace_scope",
+        "F_DUPFD_QUERY",
+        "pidfd_getfd",
+        "epoll trick",
+        "ptrace",
+        "cgroup v2",
+        "SIGSTOP",
+        "unprivileged users",
+        "verdict",
+    ] {
+        assert!(text.contains(word), "no {word:?} in:\n{text}");
+    }
+    assert!(!text.contains('\x1b'), "colour on a pipe:\n{text}");
+    let (v, code) = doctor_json();
+    assert_eq!(out.status.code(), Some(code));
+    assert_eq!(v["usable"], code == 0);
+}
+
+#[test]
+fn doctor_leaves_no_child_behind() {
+    let out = kcmp().args(["doctor", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    // Its sleep children were reaped: none of them is left with it as parent
+    // (it has exited), and none is stopped.
+    let stray: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_str()?.to_string();
+            name.parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let comm = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+            (comm == "sleep" && rest.starts_with(['t', 'T'])).then_some(name)
+        })
+        .collect();
+    assert!(stray.is_empty(), "stopped sleep processes: {stray:?}");
+}

@@ -67,7 +67,7 @@ fn dupfd_query_tells_dup_from_second_open() {
 
 #[test]
 fn epoll_trick_on_pollable_files() {
-    let (r, w) = rustix::pipe::pipe().unwrap();
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
     let (s1, s2) = rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::STREAM,
@@ -104,7 +104,7 @@ fn epoll_trick_refuses_regular_files() {
 
 #[test]
 fn same_own_fds_prefers_dupfd_query() {
-    let (r, w) = rustix::pipe::pipe().unwrap();
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
     let r2 = r.try_clone().unwrap();
     assert_eq!(
         same_own_fds(&r, &r2).unwrap(),
@@ -128,7 +128,7 @@ fn fixtures(tag: &str) -> (Kid, Kid, File, OwnedFd, std::path::PathBuf) {
         Stdio::from(f.try_clone().unwrap()),
         Stdio::from(f_again),
     );
-    let (r, w) = rustix::pipe::pipe().unwrap();
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
     let b = sleeper(
         Stdio::from(r.try_clone().unwrap()),
         Stdio::from(w),

@@ -1,0 +1,235 @@
+//! Unprivileged use: `kcmp scan` and `kcmp holders` run as an unused uid
+//! while one topology runs as that uid and another as root. The user's
+//! processes are inspected exactly; root's are skipped with EPERM; exit 0.
+//!
+//! Needs root (to drop to the uid); without it the test says so and passes
+//! nothing off as checked.
+
+use kcmp_testkit::{topology_bin, FdRef, Topology, Truth};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashSet};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An unused uid and gid.
+const UID: u32 = 54321;
+
+/// A topology fixture running as [`UID`].
+struct UserTopology {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    truth: Truth,
+}
+
+impl UserTopology {
+    fn spawn(args: &[&str]) -> UserTopology {
+        let bin = topology_bin().unwrap_or_else(|e| panic!("{e}"));
+        let mut child = Command::new(bin)
+            .arg("general")
+            .args(args)
+            .uid(UID)
+            .gid(UID)
+            .current_dir("/")
+            .env("TMPDIR", "/tmp")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the fixture as the unprivileged uid");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("no truth from the unprivileged fixture");
+        let truth =
+            Truth::from_json(line.trim()).unwrap_or_else(|e| panic!("bad truth ({e}): {line}"));
+        UserTopology {
+            child,
+            stdin,
+            truth,
+        }
+    }
+}
+
+impl Drop for UserTopology {
+    fn drop(&mut self) {
+        drop(self.stdin.take()); // EOF: the fixture cleans up and exits
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs kcmp as [`UID`].
+fn kcmp_as_user(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kcmp"))
+        .args(args)
+        .uid(UID)
+        .gid(UID)
+        .current_dir("/")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kcmp as the unprivileged uid");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn partition(scan: &Value, pids: &HashSet<i32>) -> BTreeSet<Vec<FdRef>> {
+    scan["open_files"]
+        .as_array()
+        .expect("open_files")
+        .iter()
+        .map(|d| {
+            let mut m: Vec<FdRef> = d["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| FdRef {
+                    pid: m["pid"].as_i64().unwrap() as i32,
+                    fd: m["fd"].as_i64().unwrap() as i32,
+                })
+                .filter(|m| pids.contains(&m.pid))
+                .collect();
+            m.sort_unstable();
+            m
+        })
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+#[test]
+fn scan_and_holders_as_an_unprivileged_user() {
+    if !is_root() {
+        eprintln!("not root: cannot drop to uid {UID}; this test needs root");
+        return;
+    }
+    let user = UserTopology::spawn(&["--procs", "4", "--fds", "6"]);
+    let root_topo = Topology::spawn("general", &["--procs", "3", "--fds", "4", "--seed", "3"]);
+    let user_pids: HashSet<i32> = user.truth.pids().into_iter().collect();
+
+    // A whole-host scan as the user.
+    let (code, out, err) = kcmp_as_user(&["scan", "--json", "--include-unshared"]);
+    assert_eq!(code, 0, "scan as uid {UID} failed: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let scan: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    // The user's own processes are inspected exactly.
+    assert_eq!(
+        partition(&scan, &user_pids),
+        user.truth.partition(),
+        "the user's topology was not inspected exactly"
+    );
+    for kind in ["vm", "files", "fs", "sighand"] {
+        let got: BTreeSet<Vec<i32>> = scan["shared"][kind]
+            .as_array()
+            .unwrap_or_else(|| panic!("{kind} missing: {}", scan["unavailable"]))
+            .iter()
+            .map(|g| {
+                g.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_i64().unwrap() as i32)
+                    .filter(|p| user_pids.contains(p))
+                    .collect::<Vec<i32>>()
+            })
+            .filter(|g| g.len() >= 2)
+            .collect();
+        let want: BTreeSet<Vec<i32>> = user.truth.shared.groups(kind).iter().cloned().collect();
+        assert_eq!(got, want, "{kind}");
+    }
+    // Root's live processes are skipped with EPERM, and none of them is a member.
+    let skipped: Vec<(i64, String)> = scan["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["pid"].as_i64().unwrap(),
+                s["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for pid in root_topo.truth().live_pids() {
+        let entry = skipped.iter().find(|(p, _)| *p == pid as i64);
+        assert_eq!(
+            entry.map(|(_, r)| r.as_str()),
+            Some("EPERM"),
+            "root's process {pid} not skipped with EPERM"
+        );
+    }
+    let root_pids: HashSet<i32> = root_topo.truth().pids().into_iter().collect();
+    assert!(
+        partition(&scan, &root_pids).is_empty(),
+        "root's fds were reported to an unprivileged user"
+    );
+    // The user's processes are not skipped.
+    for pid in user.truth.live_pids() {
+        assert!(
+            !skipped.iter().any(|(p, _)| *p == pid as i64),
+            "the user's own process {pid} was skipped"
+        );
+    }
+
+    // holders, as the user, on a description shared inside the user's topology.
+    let shared = user
+        .truth
+        .files
+        .iter()
+        .find(|f| f.members.len() >= 2 && f.members.iter().any(|m| m.pid != f.members[0].pid))
+        .expect("the general topology shares descriptions across processes");
+    let m = shared.members[0];
+    let (code, out, err) =
+        kcmp_as_user(&["holders", &m.pid.to_string(), &m.fd.to_string(), "--json"]);
+    assert_eq!(code, 0, "holders as uid {UID} failed: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    let mut got: Vec<FdRef> = v["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| FdRef {
+            pid: h["pid"].as_i64().unwrap() as i32,
+            fd: h["fd"].as_i64().unwrap() as i32,
+        })
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, shared.members, "holders of {} ({})", shared.label, out);
+
+    // The human form exits 0 too, and never lists root's processes.
+    let (code, out, err) = kcmp_as_user(&["holders", &m.pid.to_string(), &m.fd.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    for pid in &root_pids {
+        assert!(
+            !out.lines()
+                .any(|l| l.split_whitespace().next() == Some(&pid.to_string())),
+            "root's {pid} listed: {out}"
+        );
+    }
+
+    // holders on root's fd: the user may not inspect it, trouble naming EPERM.
+    let root_pid = root_topo.root().to_string();
+    let (code, out, err) = kcmp_as_user(&["holders", &root_pid, "2"]);
+    assert_eq!(code, 2, "holders on root's fd as a user: {out}");
+    assert!(err.contains("EPERM"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -577,3 +577,28 @@ impl Drop for TempDir {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(59), (1970, 3, 1));
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+        assert_eq!(civil_from_days(20_420), (2025, 11, 28));
+    }
+
+    #[test]
+    fn man_date_uses_source_date_epoch() {
+        // The only test of this binary that touches the environment.
+        std::env::set_var("SOURCE_DATE_EPOCH", "1764288000");
+        assert_eq!(man_date(), "2025-11-28");
+        std::env::remove_var("SOURCE_DATE_EPOCH");
+        let today = man_date();
+        assert_eq!(today.len(), 10);
+        assert!(today.starts_with("20"), "{today}");
+    }
+}

@@ -9,9 +9,10 @@
  *        ./bench [CALLS [ROUNDS]]
  *
  * Both loops make the same call, kcmp(self, self, KCMP_FILE, fd, fd) on an
- * fd of /dev/null. The variants alternate round by round (which one goes
- * first alternates too) so that drift in machine load hits both alike; the
- * report gives per-round times, the median and the minimum.
+ * fd of /dev/null. Each round times CALLS calls of each variant, run as
+ * CHUNKS interleaved slices (which variant goes first alternates), so that
+ * changes in machine load hit both alike; the report gives per-round
+ * times, the median and the minimum.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #define MAX_ROUNDS 101
+#define CHUNKS 20
 
 static double
 now_ns(void)
@@ -108,14 +110,22 @@ main(int argc, char *argv[])
     loop_lib(me, fd, calls / 10 + 1);
     loop_raw(me, fd, calls / 10 + 1);
 
+    long chunk = calls / CHUNKS > 0 ? calls / CHUNKS : 1;
+    long nchunks = (calls + chunk - 1) / chunk;
     for (int r = 0; r < rounds; r++) {
-        if (r % 2 == 0) {
-            lib[r] = loop_lib(me, fd, calls);
-            raw[r] = loop_raw(me, fd, calls);
-        } else {
-            raw[r] = loop_raw(me, fd, calls);
-            lib[r] = loop_lib(me, fd, calls);
+        double lt = 0, rt = 0; /* ns in total */
+        for (long c = 0; c < nchunks; c++) {
+            long n = c == nchunks - 1 ? calls - c * chunk : chunk;
+            if ((r + c) % 2 == 0) {
+                lt += loop_lib(me, fd, n) * n;
+                rt += loop_raw(me, fd, n) * n;
+            } else {
+                rt += loop_raw(me, fd, n) * n;
+                lt += loop_lib(me, fd, n) * n;
+            }
         }
+        lib[r] = lt / calls;
+        raw[r] = rt / calls;
         printf("round %d: kcmp() %.1f ns/call, syscall() %.1f ns/call\n", r + 1,
                lib[r], raw[r]);
     }

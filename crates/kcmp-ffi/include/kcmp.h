@@ -50,8 +50,11 @@ int kcmp(pid_t pid1, pid_t pid2, int type, unsigned long idx1,
  * same file do not)?
  *
  * Returns 1 (same), 0 (different), or -1 with errno set: EINVAL (a pid <= 0
- * or an fd < 0), ESRCH, EBADF, EPERM, ... When kcmp(2) is unavailable the
- * library's fallbacks answer where they can.
+ * or an fd < 0), ESRCH, EBADF, EPERM, ... When kcmp(2) is unavailable
+ * (ENOSYS, or EPERM even for the caller against itself: a seccomp filter or
+ * sandbox) the library's fallbacks answer where they can: F_DUPFD_QUERY or
+ * the epoll trick within the caller, pidfd_getfd(2) (ptrace attach rights)
+ * for other processes. Whether kcmp(2) works is probed once per process.
  *
  * Ownership: none; nothing is allocated or kept.
  */
@@ -72,6 +75,8 @@ struct kcmp_holder {
  * (EINVAL: out is NULL, a pid <= 0 or an fd < 0; ESRCH; EBADF; EPERM;
  * ENOMEM; ...) and stores NULL in *out when out is not NULL.
  * Processes the caller may not inspect, or that exit meanwhile, are skipped.
+ * Without kcmp(2) it uses the same fallbacks as kcmp_same_file() (exact,
+ * but slower: equality without order).
  *
  * Ownership: the caller owns *out and must release it exactly once with
  * kcmp_holders_free().

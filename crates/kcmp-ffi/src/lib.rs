@@ -142,7 +142,8 @@ fn same_file(pid1: pid_t, fd1: c_int, pid2: pid_t, fd2: c_int) -> kcmp::Result<b
 }
 
 /// The C function `kcmp_holders()`: every (pid, fd) of the host that refers
-/// to the same open file description as `fd` of `pid`.
+/// to the same open file description as `fd` of `pid` (the caller's own
+/// fds included), sorted by pid, then fd.
 ///
 /// On success returns the number of holders `n` and stores in `*out` an
 /// array of `n` [`KcmpHolder`]s (NULL when `n` is 0) that the caller owns
@@ -152,7 +153,8 @@ fn same_file(pid1: pid_t, fd1: c_int, pid2: pid_t, fd2: c_int) -> kcmp::Result<b
 /// not NULL).
 ///
 /// Processes the caller may not inspect are skipped, as are processes that
-/// exit during the search.
+/// exit during the search. Without kcmp(2) the search uses the same
+/// fallbacks as [`kcmp_same_file`] (exact, but equality without order).
 ///
 /// # Safety
 /// `out` must be NULL or valid for writing one pointer.

@@ -185,12 +185,12 @@ fn c_holders_lists_every_holder_and_sets_errno() {
 }
 
 #[test]
-fn c_same_file_falls_back_when_a_seccomp_filter_returns_enosys() {
+fn c_same_file_and_holders_fall_back_when_a_seccomp_filter_returns_enosys() {
     api_test("fallback-enosys");
 }
 
 #[test]
-fn c_same_file_falls_back_when_a_seccomp_filter_returns_eperm() {
+fn c_same_file_and_holders_fall_back_when_a_seccomp_filter_returns_eperm() {
     api_test("fallback-eperm");
 }
 

@@ -326,9 +326,9 @@ deny_kcmp(int err)
 
 /*
  * kcmp(2) refused by a seccomp filter: kcmp() reports the filter's errno
- * like the raw syscall, and kcmp_same_file() still answers through the
- * library's fallbacks (F_DUPFD_QUERY or epoll within this process,
- * pidfd_getfd for a child). Must run in a fresh process: the library probes
+ * like the raw syscall, and kcmp_same_file() and kcmp_holders() still
+ * answer through the library's fallbacks (F_DUPFD_QUERY or epoll within
+ * this process, pidfd_getfd for a child). Must run in a fresh process: the library probes
  * kcmp once per process.
  */
 static void
@@ -355,6 +355,25 @@ test_fallback(int err)
     pid_t child = spawn_holder(&rel);
     CHECK(kcmp_same_file(me, p[0], child, p2) == 1);
     CHECK(kcmp_same_file(child, p[0], me, q[0]) == 0);
+
+    /* kcmp_holders without kcmp: exact through the same fallbacks. */
+    struct kcmp_holder *h = NULL;
+    ssize_t n = kcmp_holders(me, p[0], &h);
+    CHECK(n == 4 && h != NULL && has_holder(h, n, me, p[0]) &&
+          has_holder(h, n, me, p2) && has_holder(h, n, child, p[0]) &&
+          has_holder(h, n, child, p2));
+    kcmp_holders_free(h);
+    n = kcmp_holders(me, q[1], &h);
+    CHECK(n == 2 && h != NULL && has_holder(h, n, me, q[1]) &&
+          has_holder(h, n, child, q[1]));
+    kcmp_holders_free(h);
+    int r[2]; /* opened after the fork: only this process holds it */
+    CHECK(pipe2(r, O_CLOEXEC) == 0);
+    n = kcmp_holders(me, r[0], &h);
+    CHECK(n == 1 && h != NULL && h[0].pid == me && h[0].fd == r[0]);
+    kcmp_holders_free(h);
+    close(r[0]);
+    close(r[1]);
     release(child, rel);
 
     close(p[0]);

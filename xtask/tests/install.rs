@@ -1,0 +1,237 @@
+//! `cargo xtask install` into a temporary prefix: every file is there, the
+//! binary and library work, the man pages render, the completions load.
+//!
+//! Builds with the profile of this test binary (`dev` under `cargo test`),
+//! through the same [`xtask::install`] the command runs.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use xtask::{InstallOptions, Layout, TempDir};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn assert_success(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// The cargo profile this test was built with.
+fn profile() -> String {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name);
+    match dir.and_then(|d| d.to_str()) {
+        Some("debug") | None => "dev".into(),
+        Some(other) => other.into(),
+    }
+}
+
+#[test]
+fn install_puts_every_file_in_place_and_each_works() {
+    let tmp = TempDir::new("xtask-install-test").unwrap();
+    let prefix = tmp.path().join("usr");
+    let layout = Layout::new(&prefix);
+    let installed = xtask::install(&layout, &InstallOptions { profile: profile() })
+        .expect("cargo xtask install");
+
+    // Every listed file exists.
+    let mut expected: Vec<String> = [
+        "bin/kcmp",
+        "lib/libkcmp.so",
+        "lib/libkcmp.so.0",
+        "lib/libkcmp.a",
+        "include/kcmp.h",
+        "lib/pkgconfig/kcmp.pc",
+        "share/man/man1/kcmp.1",
+        "share/man/man3/kcmp.3",
+        "share/bash-completion/completions/kcmp",
+        "share/zsh/site-functions/_kcmp",
+        "share/fish/vendor_completions.d/kcmp.fish",
+    ]
+    .map(String::from)
+    .to_vec();
+    expected.push(format!("lib/libkcmp.so.{}", xtask::version()));
+    let cmd = kcmp_cli::command();
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .map(|s| s.get_name().to_string())
+        .collect();
+    assert!(subs.iter().any(|s| s == "file") && subs.iter().any(|s| s == "scan"));
+    for s in &subs {
+        expected.push(format!("share/man/man1/kcmp-{s}.1"));
+    }
+    for rel in &expected {
+        let p = prefix.join(rel);
+        assert!(p.is_file(), "{} is missing", p.display());
+        assert!(
+            installed.contains(&p),
+            "{} not reported as installed",
+            p.display()
+        );
+    }
+    assert_eq!(installed.len(), expected.len(), "{installed:#?}");
+
+    // The library links: libkcmp.so -> libkcmp.so.0 -> libkcmp.so.X.Y.Z,
+    // whose soname is libkcmp.so.0.
+    let lib = prefix.join("lib");
+    assert_eq!(
+        std::fs::read_link(lib.join("libkcmp.so")).unwrap(),
+        Path::new("libkcmp.so.0")
+    );
+    assert_eq!(
+        std::fs::read_link(lib.join("libkcmp.so.0")).unwrap(),
+        Path::new(&format!("libkcmp.so.{}", xtask::version()))
+    );
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(lib.join("libkcmp.so"))
+        .output()
+        .expect("readelf");
+    assert_success("readelf", &out);
+    assert!(text(&out.stdout).contains("Library soname: [libkcmp.so.0]"));
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(lib.join("libkcmp.so"))
+        .output()
+        .expect("nm");
+    assert_success("nm", &out);
+    let exported = text(&out.stdout);
+    for sym in [
+        "kcmp",
+        "kcmp_same_file",
+        "kcmp_holders",
+        "kcmp_holders_free",
+    ] {
+        assert!(
+            exported.lines().any(|l| l.ends_with(&format!(" T {sym}"))),
+            "{sym} is exported"
+        );
+    }
+
+    // The binary runs.
+    let out = Command::new(prefix.join("bin/kcmp"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_success("kcmp --version", &out);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("kcmp {}", xtask::version())
+    );
+
+    // kcmp.pc names the prefix.
+    let pc = std::fs::read_to_string(prefix.join("lib/pkgconfig/kcmp.pc")).unwrap();
+    assert!(
+        pc.starts_with(&format!("prefix={}\n", prefix.display())),
+        "{pc}"
+    );
+
+    // Man pages: roff structure, and groff renders them without a warning.
+    let mut pages: Vec<_> = std::fs::read_dir(prefix.join("share/man/man1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pages.push(prefix.join("share/man/man3/kcmp.3"));
+    for page in &pages {
+        let roff = std::fs::read_to_string(page).unwrap();
+        for needed in [
+            ".TH ",
+            ".SH NAME",
+            ".SH SYNOPSIS",
+            ".SH DESCRIPTION",
+            ".SH \"SEE ALSO\"",
+        ] {
+            let found = roff.contains(needed)
+                || (needed == ".SH \"SEE ALSO\"" && roff.contains(".SH SEE ALSO"));
+            assert!(found, "{} lacks {needed}", page.display());
+        }
+        let out = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(page)
+            .output()
+            .expect("groff is needed to check the man pages");
+        assert_success(&format!("groff {}", page.display()), &out);
+        assert!(
+            out.stderr.is_empty(),
+            "groff warns on {}:\n{}",
+            page.display(),
+            text(&out.stderr)
+        );
+    }
+    let out = Command::new("groff")
+        .args(["-man", "-Tutf8", "-P-cbou"])
+        .arg(prefix.join("share/man/man1/kcmp.1"))
+        .output()
+        .unwrap();
+    let rendered = text(&out.stdout);
+    assert!(rendered.contains("kcmp-file(1)"), "{rendered}");
+    assert!(rendered.contains("EXAMPLES"), "{rendered}");
+    let kcmp3 = Command::new("groff")
+        .args(["-man", "-Tutf8", "-P-cbou"])
+        .arg(prefix.join("share/man/man3/kcmp.3"))
+        .output()
+        .unwrap();
+    let rendered3 = text(&kcmp3.stdout);
+    for word in [
+        "kcmp_same_file",
+        "kcmp_holders_free",
+        "OWNERSHIP",
+        "ERRORS",
+        "EXAMPLES",
+    ] {
+        assert!(rendered3.contains(word), "kcmp.3 lacks {word}");
+    }
+
+    // Completions: bash sources the file and registers kcmp; zsh and fish
+    // files have their shells' shape (bash is the one shell installed here).
+    let bash = prefix.join("share/bash-completion/completions/kcmp");
+    let out = Command::new("bash")
+        .arg("--norc")
+        .arg("-c")
+        .arg(r#"set -e; source "$1"; complete -p kcmp"#)
+        .arg("bash")
+        .arg(&bash)
+        .output()
+        .expect("bash");
+    assert_success("sourcing the bash completion", &out);
+    assert!(text(&out.stdout).contains("kcmp"), "{}", text(&out.stdout));
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let zsh = std::fs::read_to_string(prefix.join("share/zsh/site-functions/_kcmp")).unwrap();
+    assert!(zsh.starts_with("#compdef kcmp"), "{zsh}");
+    let fish =
+        std::fs::read_to_string(prefix.join("share/fish/vendor_completions.d/kcmp.fish")).unwrap();
+    assert!(fish.contains("complete -c kcmp"), "{fish}");
+    for s in &subs {
+        assert!(fish.contains(s.as_str()), "fish completion lacks {s}");
+    }
+}
+
+#[test]
+fn destdir_stages_files_but_pkg_config_names_the_prefix() {
+    let tmp = TempDir::new("xtask-destdir-test").unwrap();
+    let layout = Layout::new(Path::new("/opt/kcmp")).with_destdir(tmp.path());
+    let installed = xtask::install_man_pages(&layout).unwrap();
+    assert!(installed
+        .iter()
+        .all(|p| p.starts_with(tmp.path().join("opt/kcmp/share/man"))));
+    let pc = xtask::pkg_config(layout.prefix(), "1.2.3", "-lc");
+    assert!(pc.starts_with("prefix=/opt/kcmp\n"));
+    assert!(pc.contains("Version: 1.2.3\n"));
+    assert!(pc.contains("Libs.private: -lc\n"));
+}
+
+#[test]
+fn native_static_libs_lists_the_c_library() {
+    let libs = xtask::native_static_libs().unwrap();
+    assert!(libs.split_whitespace().any(|l| l == "-lc"), "{libs}");
+}

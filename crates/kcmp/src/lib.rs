@@ -38,6 +38,7 @@
 
 pub mod compare;
 pub mod doctor;
+pub mod epoll;
 pub mod error;
 pub mod fallback;
 pub mod freeze;

@@ -1,0 +1,345 @@
+//! `kcmp::epoll` against real epoll instances whose registrations are known
+//! by construction (the `kcmp-epoll-fixture` binary of kcmp-testkit).
+
+use kcmp::epoll::{epoll_targets, registrations, resolve_scan, EpollTarget};
+use kcmp::scan::{scan, FdRef, ScanOptions};
+use kcmp::{compare_epoll_target, EpollSlot, Fd, Pid};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running fixture: its truth, and its stdin (EOF ends it).
+struct Fixture {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    truth: Value,
+}
+
+impl Fixture {
+    fn spawn(k: usize) -> Fixture {
+        let bin = kcmp_testkit::workspace_bin("kcmp-epoll-fixture");
+        let mut child = Command::new(bin)
+            .arg(k.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn kcmp-epoll-fixture");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the fixture printed its truth in time");
+        let truth: Value = serde_json::from_str(line.trim()).expect("truth is JSON");
+        Fixture {
+            child,
+            stdin,
+            truth,
+        }
+    }
+
+    fn root(&self) -> Pid {
+        Pid::new(self.truth["root"].as_i64().unwrap() as i32).unwrap()
+    }
+
+    fn epoll(&self, name: &str) -> &Value {
+        self.truth["epolls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no epoll {name} in the truth"))
+    }
+
+    /// The epoll's fd in the root.
+    fn epfd(&self, name: &str) -> Fd {
+        let root = self.root().get() as i64;
+        let h = self.epoll(name)["holders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["pid"].as_i64() == Some(root))
+            .expect("the root holds every epoll");
+        Fd::new(h["fd"].as_i64().unwrap() as i32).unwrap()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn refs(v: &Value) -> Vec<FdRef> {
+    let mut out: Vec<FdRef> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| FdRef {
+            pid: Pid::new(h["pid"].as_i64().unwrap() as i32).unwrap(),
+            fd: Fd::new(h["fd"].as_i64().unwrap() as i32).unwrap(),
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+const ERR_HUP: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+
+/// (tfd, data, events without ERR|HUP, stale, holders), sorted.
+type Row = (i32, u64, u32, bool, Vec<FdRef>);
+
+fn expected_rows(epoll: &Value, viewer: Pid) -> BTreeSet<Row> {
+    epoll["registrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let data =
+                u64::from_str_radix(r["data"].as_str().unwrap().trim_start_matches("0x"), 16)
+                    .unwrap();
+            (
+                r["tfd"].as_i64().unwrap() as i32,
+                data,
+                r["events"].as_u64().unwrap() as u32,
+                r["stale_in"][viewer.to_string()].as_bool().unwrap(),
+                refs(&r["holders"]),
+            )
+        })
+        .collect()
+}
+
+fn actual_rows(targets: &[EpollTarget]) -> BTreeSet<Row> {
+    targets
+        .iter()
+        .map(|t| {
+            (
+                t.tfd.get(),
+                t.data,
+                t.events & !ERR_HUP,
+                t.stale,
+                t.holders.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The toffs under each tfd are exactly 0..n.
+fn assert_toffs_dense(targets: &[EpollTarget]) {
+    let mut by_tfd: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+    for t in targets {
+        by_tfd.entry(t.tfd.get()).or_default().push(t.toff);
+    }
+    for (tfd, mut toffs) in by_tfd {
+        toffs.sort_unstable();
+        let want: Vec<u32> = (0..toffs.len() as u32).collect();
+        assert_eq!(toffs, want, "toffs under tfd {tfd}");
+    }
+}
+
+#[test]
+fn every_epoll_of_the_fixture_matches_the_truth_from_every_holder() {
+    let fx = Fixture::spawn(8);
+    for epoll in fx.truth["epolls"].as_array().unwrap() {
+        // Every holder of the epoll: the root, and c2 for the inherited one.
+        for holder in refs(&epoll["holders"]) {
+            let found = epoll_targets(holder.pid, holder.fd).unwrap();
+            assert_eq!((found.pid, found.epfd), (holder.pid, holder.fd));
+            assert_eq!(
+                found.targets.len(),
+                epoll["registrations"].as_array().unwrap().len(),
+                "{}",
+                epoll["name"]
+            );
+            assert_eq!(
+                actual_rows(&found.targets),
+                expected_rows(epoll, holder.pid),
+                "epoll {} seen from {:?}",
+                epoll["name"],
+                holder
+            );
+            assert_toffs_dense(&found.targets);
+            for t in &found.targets {
+                assert_eq!(t.held(), !t.holders.is_empty());
+                // A live tfd is reported exactly when it is open now.
+                let open = std::fs::read_link(format!("/proc/{}/fd/{}", holder.pid, t.tfd)).is_ok();
+                assert_eq!(t.tfd_now.is_some(), open);
+            }
+        }
+    }
+}
+
+#[test]
+fn classic_many_pipes_under_one_closed_number_each_toff_is_one_pipe() {
+    let k = 40;
+    let fx = Fixture::spawn(k);
+    let root = fx.root();
+    let epfd = fx.epfd("classic");
+    let classic_tfd = fx.truth["closed_fd"].as_i64().unwrap() as i32;
+    let found = epoll_targets(root, epfd).unwrap();
+    assert_eq!(found.targets.len(), k);
+    let mut seen = BTreeSet::new();
+    for t in &found.targets {
+        assert_eq!(t.tfd.get(), classic_tfd);
+        assert!(t.stale, "the classic number is closed");
+        assert_eq!(t.tfd_now, None);
+        assert_eq!(t.holders.len(), 1, "each registration is one pipe read end");
+        assert!(seen.insert(t.holders[0]), "two toffs resolved to one pipe");
+        // The kernel agrees: that holder is the file at (100, toff), and
+        // no other registration's holder is.
+        let slot = EpollSlot {
+            epfd,
+            tfd: Fd::new(classic_tfd).unwrap(),
+            toff: t.toff,
+        };
+        let h = t.holders[0];
+        assert!(compare_epoll_target(h.pid, h.fd, root, slot)
+            .unwrap()
+            .is_equal());
+        assert!(t.target.as_deref().unwrap().starts_with("pipe:["));
+    }
+    assert_eq!(
+        actual_rows(&found.targets),
+        expected_rows(fx.epoll("classic"), root)
+    );
+    assert_toffs_dense(&found.targets);
+    // Binary search, not a sweep: far fewer kcmp calls than fds × registrations.
+    assert!(
+        (found.kcmp_calls as usize) < k * 8,
+        "{} kcmp calls for {k} registrations",
+        found.kcmp_calls
+    );
+}
+
+#[test]
+fn toff_order_is_the_fdinfo_line_order() {
+    let fx = Fixture::spawn(16);
+    let root = fx.root();
+    let epfd = fx.epfd("classic");
+    let regs = registrations(root, epfd).unwrap();
+    let truth = fx.epoll("classic")["registrations"].as_array().unwrap();
+    for r in &regs {
+        // The truth's holder for this line's data must be the kernel's file
+        // at this line's (tfd, toff).
+        let want = truth
+            .iter()
+            .find(|t| t["data"] == format!("{:#x}", r.data))
+            .expect("every line's data is in the truth");
+        let h = refs(&want["holders"])[0];
+        let got = compare_epoll_target(h.pid, h.fd, root, r.slot(epfd)).unwrap();
+        assert!(
+            got.is_equal(),
+            "line with data {:#x} is not toff {}",
+            r.data,
+            r.toff
+        );
+    }
+}
+
+#[test]
+fn toff_past_the_end_is_enoent() {
+    let k = 5;
+    let fx = Fixture::spawn(k);
+    let root = fx.root();
+    let epfd = fx.epfd("classic");
+    let holder = refs(&fx.epoll("classic")["registrations"][0]["holders"])[0];
+    let classic_tfd = fx.truth["closed_fd"].as_i64().unwrap() as i32;
+    let slot = |toff| EpollSlot {
+        epfd,
+        tfd: Fd::new(classic_tfd).unwrap(),
+        toff,
+    };
+    assert!(compare_epoll_target(holder.pid, holder.fd, root, slot(k as u32 - 1)).is_ok());
+    let err = compare_epoll_target(holder.pid, holder.fd, root, slot(k as u32)).unwrap_err();
+    assert_eq!(err.errno_name(), Some("ENOENT"));
+    // A number nothing was ever registered under.
+    let none = EpollSlot {
+        epfd,
+        tfd: Fd::new(99).unwrap(),
+        toff: 0,
+    };
+    let err = compare_epoll_target(holder.pid, holder.fd, root, none).unwrap_err();
+    assert_eq!(err.errno_name(), Some("ENOENT"));
+}
+
+#[test]
+fn bad_epoll_fds_are_ebadf_einval_esrch() {
+    let fx = Fixture::spawn(2);
+    let root = fx.root();
+    let closed = Fd::new(fx.truth["closed_fd"].as_i64().unwrap() as i32).unwrap();
+    let err = epoll_targets(root, closed).unwrap_err();
+    assert_eq!(err.errno_name(), Some("EBADF"), "{err}");
+    let eventfd = Fd::new(fx.truth["not_epoll_fd"].as_i64().unwrap() as i32).unwrap();
+    let err = epoll_targets(root, eventfd).unwrap_err();
+    assert_eq!(err.errno_name(), Some("EINVAL"), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "fd {eventfd} of process {root} is not an epoll instance"
+        )),
+        "{err}"
+    );
+    let gone = Pid::new(kcmp_testkit::reaped_pid()).unwrap();
+    let err = epoll_targets(gone, Fd::new(0).unwrap()).unwrap_err();
+    assert_eq!(err.errno_name(), Some("ESRCH"), "{err}");
+}
+
+#[test]
+fn scan_epoll_section_matches_the_truth() {
+    let fx = Fixture::spawn(6);
+    let map = scan(&ScanOptions {
+        trees: vec![fx.root()],
+        ..ScanOptions::default()
+    })
+    .unwrap();
+    let instances = resolve_scan(&map);
+    let truth = fx.truth["epolls"].as_array().unwrap();
+    assert_eq!(
+        instances.len(),
+        truth.len(),
+        "one instance per epoll description"
+    );
+    for epoll in truth {
+        let holders = refs(&epoll["holders"]);
+        let first = holders[0];
+        let inst = instances
+            .iter()
+            .find(|i| i.pid == first.pid && i.epfd == first.fd)
+            .unwrap_or_else(|| panic!("epoll {} not listed under {first:?}", epoll["name"]));
+        assert_eq!(inst.holders, holders, "{}", epoll["name"]);
+        assert_eq!(inst.error, None);
+        assert_eq!(
+            actual_rows(&inst.targets),
+            expected_rows(epoll, first.pid),
+            "epoll {}",
+            epoll["name"]
+        );
+        assert_toffs_dense(&inst.targets);
+    }
+    // The inherited epoll is one instance although two processes hold it.
+    let inh = refs(&fx.epoll("inherited")["holders"]);
+    assert_eq!(inh.len(), 2);
+    assert_eq!(instances.iter().filter(|i| i.holders == inh).count(), 1);
+}

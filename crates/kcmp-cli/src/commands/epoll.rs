@@ -1,6 +1,44 @@
-//! `kcmp epoll-targets` (in progress).
-/// Runs the command.
-pub fn run(_pid: i32, _epfd: i32, _json: bool, _freeze: bool) -> i32 {
-    eprintln!("kcmp: epoll-targets: not yet implemented");
-    crate::exit::TROUBLE
+//! `kcmp epoll-targets PID EPFD`: every registration of an epoll instance,
+//! resolved to the open file descriptions it watches.
+
+use crate::output::{epoll as render, style::Style};
+use crate::{exit, report_error};
+use kcmp::{Fd, Pid};
+
+/// Runs the command; exit 0, or 2 with one line naming the errno.
+///
+/// With `freeze`, the epoll's process is stopped for the inspection (its
+/// registrations and fd table cannot change meanwhile) and resumed after.
+pub fn run(pid: i32, epfd: i32, json: bool, freeze: bool) -> i32 {
+    let inspect = || -> Result<kcmp::epoll::EpollTargets, kcmp::Error> {
+        let (pid, epfd) = (Pid::new(pid)?, Fd::new(epfd)?);
+        kcmp::epoll::check_epoll_fd(pid, epfd)?;
+        let frozen = if freeze {
+            let set = kcmp::freeze::freeze(&[pid])?;
+            for n in set.not_frozen() {
+                eprintln!("kcmp: warning: process {} not frozen: {}", n.pid, n.reason);
+            }
+            Some(set)
+        } else {
+            None
+        };
+        let found = kcmp::epoll::epoll_targets(pid, epfd);
+        if let Some(set) = frozen {
+            if let Err(e) = set.thaw() {
+                eprintln!("kcmp: warning: resuming: {e}");
+            }
+        }
+        found
+    };
+    let found = match inspect() {
+        Ok(f) => f,
+        Err(e) => return report_error(&e),
+    };
+    let text = if json {
+        format!("{}\n", render::targets_json(&found))
+    } else {
+        render::targets_human(&found, Style::stdout())
+    };
+    crate::output::write_stdout(&text);
+    exit::SAME
 }

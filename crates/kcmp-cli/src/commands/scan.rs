@@ -28,17 +28,25 @@ pub fn run(args: &ScanArgs) -> i32 {
         Ok(map) => map,
         Err(e) => return report_error(&e),
     };
+    // The epoll section: every epoll instance's registrations, resolved.
+    let epolls = if args.dot {
+        Vec::new()
+    } else {
+        kcmp::epoll::resolve_scan(&map)
+    };
     if args.json {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-        let _ = render::write_json(&map, args.include_unshared, &mut out);
+        let _ = render::write_json_with_epoll(&map, args.include_unshared, Some(&epolls), &mut out);
         let _ = std::io::Write::flush(&mut out);
         return exit::SAME;
     }
     let text = if args.dot {
         render::dot(&map, args.include_unshared)
     } else {
-        render::human(&map, args.include_unshared, Style::stdout())
+        let style = Style::stdout();
+        let findings = crate::output::epoll::scan_findings(&map, &epolls, style);
+        render::human_with_findings(&map, args.include_unshared, &findings, style)
     };
     crate::output::write_stdout(&text);
     exit::SAME

@@ -40,12 +40,24 @@ struct ScanJson<'a> {
     frozen: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_frozen: Option<&'a [kcmp::scan::Skipped]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoll: Option<&'a [kcmp::epoll::EpollInstance]>,
 }
 
 /// Writes JSON schema 1 (see the README) and a newline.
 pub fn write_json(
     map: &SharingMap,
     include_unshared: bool,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    write_json_with_epoll(map, include_unshared, None, out)
+}
+
+/// [`write_json`] with the `"epoll"` key (see [`kcmp::epoll::resolve_scan`]).
+pub fn write_json_with_epoll(
+    map: &SharingMap,
+    include_unshared: bool,
+    epoll: Option<&[kcmp::epoll::EpollInstance]>,
     out: &mut impl std::io::Write,
 ) -> std::io::Result<()> {
     let doc = ScanJson {
@@ -62,6 +74,7 @@ pub fn write_json(
         stats: &map.stats,
         frozen: map.frozen.then_some(true),
         not_frozen: map.frozen.then_some(&map.not_frozen[..]),
+        epoll,
     };
     serde_json::to_writer(&mut *out, &doc)?;
     out.write_all(b"\n")
@@ -74,6 +87,17 @@ fn holder(map: &SharingMap, pid: Pid) -> String {
 /// Human output: one block per shared description, the process-level
 /// groups, then a summary line.
 pub fn human(map: &SharingMap, include_unshared: bool, style: Style) -> String {
+    human_with_findings(map, include_unshared, "", style)
+}
+
+/// [`human`] with more findings (e.g. stale epoll registrations) printed
+/// before the summary line.
+pub fn human_with_findings(
+    map: &SharingMap,
+    include_unshared: bool,
+    findings: &str,
+    style: Style,
+) -> String {
     let mut out = String::new();
     let mut shared_count = 0usize;
     for d in shown(map, include_unshared) {
@@ -141,6 +165,12 @@ pub fn human(map: &SharingMap, include_unshared: bool, style: Style) -> String {
             "{}",
             style.warn(&format!("not frozen: {} processes", map.not_frozen.len()))
         );
+    }
+    if !findings.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(findings);
     }
     if !out.is_empty() {
         out.push('\n');

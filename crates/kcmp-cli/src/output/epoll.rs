@@ -1,0 +1,172 @@
+//! Rendering epoll registrations: `kcmp epoll-targets` and the scan's
+//! epoll section.
+
+use super::style::Style;
+use kcmp::epoll::{EpollInstance, EpollTarget, EpollTargets};
+use kcmp::scan::{FdRef, SharingMap};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+/// `{"pid": P, "epfd": E, "targets": [...], "skipped": [...], "stats": {...}}`.
+pub fn targets_json(found: &EpollTargets) -> Value {
+    json!({
+        "pid": found.pid,
+        "epfd": found.epfd,
+        "targets": found.targets,
+        "skipped": found.skipped,
+        "stats": {"kcmp_calls": found.kcmp_calls},
+    })
+}
+
+/// The scan's `"epoll"` key: `[{"pid", "epfd", "holders", "targets"}, …]`.
+pub fn scan_json(instances: &[EpollInstance]) -> Value {
+    serde_json::to_value(instances).unwrap_or(Value::Null)
+}
+
+/// Why a registration is stale, in a word or two.
+fn staleness(t: &EpollTarget) -> String {
+    match (t.stale, &t.tfd_now) {
+        (false, _) => "no".into(),
+        (true, None) => "closed".into(),
+        (true, Some(now)) => format!("reused ({now})"),
+    }
+}
+
+fn holders_text(holders: &[FdRef], comm: &dyn Fn(kcmp::Pid) -> String) -> String {
+    if holders.is_empty() {
+        return "(no visible fd)".into();
+    }
+    holders
+        .iter()
+        .map(|h| format!("{} ({}) fd {}", h.pid, comm(h.pid), h.fd))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The table of `kcmp epoll-targets`.
+pub fn targets_human(found: &EpollTargets, style: Style) -> String {
+    let comm = |pid: kcmp::Pid| {
+        kcmp::procfs::read_stat(pid)
+            .map(|s| s.comm)
+            .unwrap_or_else(|_| "?".into())
+    };
+    let mut out = String::new();
+    let stale = found.targets.iter().filter(|t| t.stale).count();
+    let unheld = found.targets.iter().filter(|t| !t.held()).count();
+    let _ = writeln!(
+        out,
+        "{}",
+        style.bold(&format!(
+            "epoll fd {} of process {} ({}): {} registrations, {} stale, {} held by no visible fd",
+            found.epfd,
+            found.pid,
+            comm(found.pid),
+            found.targets.len(),
+            stale,
+            unheld
+        ))
+    );
+    let rows: Vec<[String; 7]> = found
+        .targets
+        .iter()
+        .map(|t| {
+            [
+                t.tfd.to_string(),
+                t.toff.to_string(),
+                format!("{:#x}", t.events),
+                format!("{:#x}", t.data),
+                staleness(t),
+                t.target.clone().unwrap_or_else(|| format!("ino {}", t.ino)),
+                holders_text(&t.holders, &comm),
+            ]
+        })
+        .collect();
+    let header = [
+        "TFD", "TOFF", "EVENTS", "DATA", "STALE", "TARGET", "HOLDERS",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                let _ = write!(s, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        s
+    };
+    let _ = writeln!(out, "{}", style.dim(&line(&header)));
+    for (r, t) in rows.iter().zip(&found.targets) {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        let text = line(&cells);
+        if t.stale || !t.held() {
+            let _ = writeln!(out, "{}", style.warn(&text));
+        } else {
+            let _ = writeln!(out, "{text}");
+        }
+    }
+    if !found.skipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.dim(&format!(
+                "skipped {} processes that could not be inspected (use --json for each pid and why)",
+                found.skipped.len()
+            ))
+        );
+    }
+    out
+}
+
+/// The scan's findings: every stale registration, and every registration
+/// no scanned fd holds, one line each (empty when there is none).
+pub fn scan_findings(map: &SharingMap, instances: &[EpollInstance], style: Style) -> String {
+    let comm = |pid: kcmp::Pid| map.comm(pid).unwrap_or("?").to_string();
+    let mut lines = Vec::new();
+    for e in instances {
+        if let Some(err) = &e.error {
+            lines.push(style.dim(&format!(
+                "    {} ({}) epfd {}: not resolved: {err}",
+                e.pid,
+                comm(e.pid),
+                e.epfd
+            )));
+        }
+        for t in e.targets.iter().filter(|t| t.stale || !t.held()) {
+            let what = match (t.stale, &t.tfd_now) {
+                (false, _) => "is not stale".to_string(),
+                (true, None) => "is stale (tfd closed)".to_string(),
+                (true, Some(now)) => format!("is stale (tfd now {now})"),
+            };
+            let held = if t.held() {
+                format!("held by {}", holders_text(&t.holders, &comm))
+            } else {
+                "held by no scanned fd".to_string()
+            };
+            lines.push(style.warn(&format!(
+                "    {} ({}) epfd {}: tfd {} toff {} {what}; watches {}, {held}",
+                e.pid,
+                comm(e.pid),
+                e.epfd,
+                t.tfd,
+                t.toff,
+                t.target.clone().unwrap_or_else(|| format!("inode {}", t.ino)),
+            )));
+        }
+    }
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("{}\n", style.bold("epoll findings"));
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}

@@ -66,11 +66,55 @@ const PTRACE_EVENT_STOP: i32 = 128;
 /// The default time [`freeze`] waits for every thread to reach its stop.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Why a process was not frozen, as a category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotFrozenKind {
+    /// The calling process itself.
+    CallingProcess,
+    /// An ancestor of the calling process (its shell, its terminal…).
+    Ancestor,
+    /// A kernel thread (`PF_KTHREAD`).
+    KernelThread,
+    /// A zombie: nothing left to stop.
+    Zombie,
+    /// It exited (or its pid vanished) before or while freezing.
+    Vanished,
+    /// Another tracer (a debugger, strace, another kcmp) holds it.
+    AlreadyTraced,
+    /// ptrace attach was refused.
+    PermissionDenied,
+    /// A thread did not stop in time, or threads kept appearing.
+    TimedOut,
+    /// Another error of `PTRACE_SEIZE`.
+    Failed,
+}
+
+impl NotFrozenKind {
+    /// A short code for JSON: `"self"`, `"ancestor"`, `"kernel_thread"`,
+    /// `"zombie"`, `"vanished"`, `"already_traced"`, `"permission"`,
+    /// `"timeout"` or `"error"`.
+    pub fn code(self) -> &'static str {
+        match self {
+            NotFrozenKind::CallingProcess => "self",
+            NotFrozenKind::Ancestor => "ancestor",
+            NotFrozenKind::KernelThread => "kernel_thread",
+            NotFrozenKind::Zombie => "zombie",
+            NotFrozenKind::Vanished => "vanished",
+            NotFrozenKind::AlreadyTraced => "already_traced",
+            NotFrozenKind::PermissionDenied => "permission",
+            NotFrozenKind::TimedOut => "timeout",
+            NotFrozenKind::Failed => "error",
+        }
+    }
+}
+
 /// A process that was not frozen, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotFrozen {
     /// The pid as it was given to [`freeze`].
     pub pid: Pid,
+    /// The category.
+    pub kind: NotFrozenKind,
     /// Why, in words (e.g. `"already traced by process 812"`).
     pub reason: String,
     /// The errno behind it, when there is one (`EPERM`, `ESRCH`, …).
@@ -78,11 +122,12 @@ pub struct NotFrozen {
 }
 
 impl serde::Serialize for NotFrozen {
-    /// `{"pid": P, "reason": "…", "errno": "EPERM" | null}`.
+    /// `{"pid": P, "kind": "already_traced", "reason": "…", "errno": "EPERM" | null}`.
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("NotFrozen", 3)?;
+        let mut st = s.serialize_struct("NotFrozen", 4)?;
         st.serialize_field("pid", &self.pid)?;
+        st.serialize_field("kind", self.kind.code())?;
         st.serialize_field("reason", &self.reason)?;
         st.serialize_field("errno", &self.errno.map(errno_name))?;
         st.end()
@@ -238,8 +283,10 @@ struct Proc {
     threads: BTreeMap<i32, ThreadState>,
     /// Tids that need no stop (zombie threads).
     skipped: HashSet<i32>,
-    failed: Option<(String, Option<Errno>)>,
+    failed: Option<Failure>,
 }
+
+type Failure = (NotFrozenKind, String, Option<Errno>);
 
 #[derive(Default)]
 struct Tracer {
@@ -292,30 +339,39 @@ impl Tracer {
         let mut not_frozen = Vec::new();
         for &pid in pids {
             let raw = pid.get();
-            let nf = |reason: &str, errno: Option<Errno>| NotFrozen {
+            let nf = |kind: NotFrozenKind, reason: &str, errno: Option<Errno>| NotFrozen {
                 pid,
+                kind,
                 reason: reason.to_string(),
                 errno,
             };
             let tgid = match status_field(&format!("/proc/{raw}/status"), "Tgid:") {
                 Some(t) => t as i32,
                 None => {
-                    not_frozen.push(nf("vanished", Some(Errno::SRCH)));
+                    not_frozen.push(nf(NotFrozenKind::Vanished, "vanished", Some(Errno::SRCH)));
                     continue;
                 }
             };
             if tgid == me {
-                not_frozen.push(nf("the calling process itself", None));
+                not_frozen.push(nf(
+                    NotFrozenKind::CallingProcess,
+                    "the calling process itself",
+                    None,
+                ));
                 continue;
             }
             if ancestors.contains(&tgid) {
-                not_frozen.push(nf("an ancestor of the calling process", None));
+                not_frozen.push(nf(
+                    NotFrozenKind::Ancestor,
+                    "an ancestor of the calling process",
+                    None,
+                ));
                 continue;
             }
             match read_stat(&format!("/proc/{tgid}/stat")) {
-                None => not_frozen.push(nf("vanished", Some(Errno::SRCH))),
+                None => not_frozen.push(nf(NotFrozenKind::Vanished, "vanished", Some(Errno::SRCH))),
                 Some((_, _, flags)) if flags & PF_KTHREAD != 0 => {
-                    not_frozen.push(nf("a kernel thread", None))
+                    not_frozen.push(nf(NotFrozenKind::KernelThread, "a kernel thread", None))
                 }
                 Some(_) => self.procs.entry(tgid).or_default().requested.push(pid),
             }
@@ -338,6 +394,7 @@ impl Tracer {
                 for proc_ in self.procs.values_mut() {
                     if proc_.failed.is_none() {
                         proc_.failed = Some((
+                            NotFrozenKind::TimedOut,
                             format!("new threads kept appearing for {} ms", timeout.as_millis()),
                             Some(Errno::TIMEDOUT),
                         ));
@@ -355,7 +412,7 @@ impl Tracer {
                 .values()
                 .filter(|s| matches!(s, ThreadState::Stopped(_)))
                 .count();
-            let outcome: std::result::Result<(), (String, Option<Errno>)> = match &proc_.failed {
+            let outcome: std::result::Result<(), Failure> = match &proc_.failed {
                 Some(f) => Err(f.clone()),
                 None if stopped > 0 => Ok(()),
                 None => {
@@ -364,9 +421,17 @@ impl Tracer {
                         Some(('Z', _, _)) | Some(('X', _, _))
                     );
                     if zombie {
-                        Err(("a zombie (nothing left to stop)".into(), None))
+                        Err((
+                            NotFrozenKind::Zombie,
+                            "a zombie (nothing left to stop)".into(),
+                            None,
+                        ))
                     } else {
-                        Err(("vanished".into(), Some(Errno::SRCH)))
+                        Err((
+                            NotFrozenKind::Vanished,
+                            "vanished".into(),
+                            Some(Errno::SRCH),
+                        ))
                     }
                 }
             };
@@ -375,10 +440,11 @@ impl Tracer {
                     threads += stopped;
                     frozen.extend(proc_.requested.iter().copied());
                 }
-                Err((reason, errno)) => {
+                Err((kind, reason, errno)) => {
                     for &pid in &proc_.requested {
                         not_frozen.push(NotFrozen {
                             pid,
+                            kind,
                             reason: reason.clone(),
                             errno,
                         });
@@ -437,6 +503,7 @@ impl Tracer {
                         && proc_.failed.is_none()
                     {
                         proc_.failed = Some((
+                            NotFrozenKind::TimedOut,
                             "a thread did not stop in time (uninterruptible sleep, or a \
                              vfork parent waiting for its child)"
                                 .into(),
@@ -520,6 +587,13 @@ fn seize_new_threads(tgid: i32, proc_: &mut Proc) -> bool {
                     Some(_) => {}
                 }
                 let tracer = status_field(&format!("{task}/status"), "TracerPid:").unwrap_or(0);
+                let kind = if e == Errno::PERM && tracer != 0 {
+                    NotFrozenKind::AlreadyTraced
+                } else if e == Errno::PERM {
+                    NotFrozenKind::PermissionDenied
+                } else {
+                    NotFrozenKind::Failed
+                };
                 let reason = if e == Errno::PERM && tracer != 0 {
                     // TracerPid names the tracing thread; report its process.
                     let tracer =
@@ -532,7 +606,7 @@ fn seize_new_threads(tgid: i32, proc_: &mut Proc) -> bool {
                 } else {
                     format!("PTRACE_SEIZE failed: {}", errno_name(e))
                 };
-                proc_.failed = Some((reason, Some(e)));
+                proc_.failed = Some((kind, reason, Some(e)));
                 return any;
             }
         }

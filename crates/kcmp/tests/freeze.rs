@@ -5,7 +5,7 @@
 //! (`KCMP_FREEZE_ROLE`), running only the `role_entry` function below, so no
 //! fork happens inside the test harness.
 
-use kcmp::freeze::{freeze, FreezeOptions};
+use kcmp::freeze::{freeze, FreezeOptions, NotFrozenKind};
 use kcmp::Pid;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -330,6 +330,12 @@ fn never_freezes_self_or_ancestors() {
             "the calling process itself"
         };
         assert_eq!(nf.reason, want, "{nf:?}");
+        let kind = if nf.pid == parent {
+            NotFrozenKind::Ancestor
+        } else {
+            NotFrozenKind::CallingProcess
+        };
+        assert_eq!(nf.kind, kind);
     }
     assert_eq!(set.not_frozen().len(), pids.len());
     assert!(!is_stopped(state(parent)));
@@ -361,6 +367,7 @@ fn never_freezes_kernel_threads() {
     let set = freeze(&[Pid::new(k).unwrap()]).unwrap();
     assert!(set.frozen().is_empty());
     assert_eq!(set.not_frozen()[0].reason, "a kernel thread");
+    assert_eq!(set.not_frozen()[0].kind, NotFrozenKind::KernelThread);
 }
 
 #[test]
@@ -375,8 +382,10 @@ fn vanished_and_zombie_processes_are_reported() {
     let g = nf.iter().find(|n| n.pid == gone).unwrap();
     assert_eq!(g.reason, "vanished");
     assert_eq!(g.errno, Some(rustix::io::Errno::SRCH));
+    assert_eq!(g.kind, NotFrozenKind::Vanished);
     let z = nf.iter().find(|n| n.pid == zpid).unwrap();
     assert!(z.reason.contains("zombie"), "{z:?}");
+    assert_eq!(z.kind, NotFrozenKind::Zombie);
     drop(set);
     zombie.wait().unwrap();
 }
@@ -397,6 +406,8 @@ fn already_traced_process_is_reported_and_left_alone() {
     );
     let json = serde_json::to_value(nf).unwrap();
     assert_eq!(json["errno"], "EPERM");
+    assert_eq!(json["kind"], "already_traced");
+    assert_eq!(nf.kind, NotFrozenKind::AlreadyTraced);
     drop(second);
     // The first set still holds it.
     assert_eq!(state(r.pid()), Some('t'));

@@ -233,3 +233,26 @@ fn scan_and_holders_as_an_unprivileged_user() {
     assert!(err.contains("EPERM"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn doctor_as_an_unprivileged_user() {
+    if !is_root() {
+        eprintln!("not root: cannot drop to uid {UID}; this test needs root");
+        return;
+    }
+    let (code, out, err) = kcmp_as_user(&["doctor", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    assert_eq!(v["euid"], UID);
+    assert_eq!(v["cap_sys_ptrace"], false, "{v}");
+    assert_eq!(v["kcmp"]["works"], true, "{v}");
+    // Its own children are always within reach, whatever Yama says (scope
+    // 3 aside, which forbids attaching at all).
+    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    if scope.unwrap_or(0) < 2 {
+        assert_eq!(v["freeze"]["ptrace"]["works"], true, "{v}");
+    }
+    assert_eq!(v["freeze"]["sigstop"]["works"], true, "{v}");
+}

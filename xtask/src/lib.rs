@@ -155,12 +155,17 @@ impl CArtifacts {
 pub struct InstallOptions {
     /// The cargo profile (`release` by default; tests use `dev`).
     pub profile: String,
+    /// A target directory of its own (`cargo build --target-dir`); `None`
+    /// builds in the workspace's. Tests that run inside `cargo test` set it
+    /// so as not to rebuild artifacts the running cargo still uses.
+    pub target_dir: Option<PathBuf>,
 }
 
 impl Default for InstallOptions {
     fn default() -> Self {
         InstallOptions {
             profile: "release".into(),
+            target_dir: None,
         }
     }
 }
@@ -213,32 +218,39 @@ pub fn profile_dir(target: &Path, profile: &str) -> PathBuf {
     }
 }
 
-/// Builds the `kcmp` binary and libkcmp with `profile`; returns the
-/// profile's artifact directory.
-pub fn build(profile: &str) -> io::Result<PathBuf> {
-    eprintln!("xtask: cargo build --profile {profile} -p kcmp-cli -p kcmp-ffi");
-    let status = cargo()
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "--profile",
-            profile,
-            "-p",
-            "kcmp-cli",
-            "-p",
-            "kcmp-ffi",
-        ])
-        .status()?;
+/// Builds the `kcmp` binary and libkcmp with `profile` (into `target`, or
+/// the workspace's target directory); returns the profile's artifact
+/// directory.
+pub fn build(profile: &str, target: Option<&Path>) -> io::Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.current_dir(workspace_root()).args([
+        "build",
+        "--profile",
+        profile,
+        "-p",
+        "kcmp-cli",
+        "-p",
+        "kcmp-ffi",
+    ]);
+    if let Some(t) = target {
+        cmd.arg("--target-dir").arg(t);
+    }
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd.status()?;
     if !status.success() {
         return Err(other(format!("cargo build failed ({status})")));
     }
-    Ok(profile_dir(&target_dir()?, profile))
+    let target = match target {
+        Some(t) => t.to_path_buf(),
+        None => target_dir()?,
+    };
+    Ok(profile_dir(&target, profile))
 }
 
 /// Builds, then installs everything under `layout`. Returns the list of
 /// installed paths.
 pub fn install(layout: &Layout, opts: &InstallOptions) -> io::Result<Vec<PathBuf>> {
-    let dir = build(&opts.profile)?;
+    let dir = build(&opts.profile, opts.target_dir.as_deref())?;
     let mut installed = Vec::new();
     let bin = layout.bin_dir().join("kcmp");
     install_file(&dir.join("kcmp"), &bin, 0o755)?;
@@ -525,7 +537,7 @@ pub fn bench_c_source() -> PathBuf {
 /// runs it with `calls` calls per loop and `rounds` rounds. Returns its
 /// report.
 pub fn bench_c(calls: u64, rounds: u32) -> io::Result<String> {
-    let dir = build("release")?;
+    let dir = build("release", None)?;
     let stage = target_dir()?.join("xtask-bench");
     let layout = Layout::new(&stage.join("prefix"));
     install_c_library(&layout, &CArtifacts::in_dir(&dir)?)?;

@@ -64,7 +64,11 @@ fn main() -> ExitCode {
             if let Some(d) = destdir {
                 layout = layout.with_destdir(&d);
             }
-            xtask::install(&layout, &xtask::InstallOptions { profile }).map(|files| {
+            let opts = xtask::InstallOptions {
+                profile,
+                target_dir: None,
+            };
+            xtask::install(&layout, &opts).map(|files| {
                 for f in files {
                     println!("installed {}", f.display());
                 }

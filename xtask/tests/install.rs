@@ -22,16 +22,24 @@ fn assert_success(what: &str, out: &Output) {
     );
 }
 
-/// The cargo profile this test was built with.
-fn profile() -> String {
+/// The cargo profile this test was built with, and a target directory of
+/// the install's own next to this build's: rebuilding in the running
+/// cargo's target directory would replace libraries it still links doctests
+/// against.
+fn build_options() -> InstallOptions {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe
+    let profile_dir = exe
         .parent()
         .and_then(Path::parent)
-        .and_then(Path::file_name);
-    match dir.and_then(|d| d.to_str()) {
-        Some("debug") | None => "dev".into(),
-        Some(other) => other.into(),
+        .expect("target/PROFILE/deps");
+    let profile = match profile_dir.file_name().and_then(|d| d.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let target = profile_dir.parent().expect("the target directory");
+    InstallOptions {
+        profile,
+        target_dir: Some(target.join("xtask-install-test")),
     }
 }
 
@@ -40,8 +48,7 @@ fn install_puts_every_file_in_place_and_each_works() {
     let tmp = TempDir::new("xtask-install-test").unwrap();
     let prefix = tmp.path().join("usr");
     let layout = Layout::new(&prefix);
-    let installed = xtask::install(&layout, &InstallOptions { profile: profile() })
-        .expect("cargo xtask install");
+    let installed = xtask::install(&layout, &build_options()).expect("cargo xtask install");
 
     // Every listed file exists.
     let mut expected: Vec<String> = [

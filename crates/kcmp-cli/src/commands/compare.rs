@@ -65,9 +65,23 @@ fn with_freeze<T>(
 pub fn file(pid1: i32, fd1: i32, pid2: i32, fd2: i32, options: &CompareOptions) -> i32 {
     let run = || -> Result<Answer, kcmp::Error> {
         let (p1, p2, f1, f2) = (pid(pid1)?, pid(pid2)?, fd(fd1)?, fd(fd2)?);
-        let result = with_freeze(options, &[p1, p2], || kcmp::compare_files(p1, f1, p2, f2))?;
+        // kcmp when it works (an ordering); otherwise the fallbacks, which
+        // know equality only: "unordered" then means "not the same".
+        let (result, method) = with_freeze(options, &[p1, p2], || {
+            if kcmp::fallback::kcmp_available().is_available() {
+                Ok((kcmp::compare_files(p1, f1, p2, f2)?, "kcmp"))
+            } else {
+                let answer = kcmp::fallback::same_description_without_kcmp(p1, f1, p2, f2)?;
+                let result = if answer.same {
+                    KcmpOrdering::Equal
+                } else {
+                    KcmpOrdering::Unordered(3)
+                };
+                Ok((result, answer.method.name()))
+            }
+        })?;
         let mut json = base_json("file", pid1, pid2, fd1 as i64, fd2 as i64, result);
-        json["method"] = json!("kcmp");
+        json["method"] = json!(method);
         Ok(Answer {
             same: result.is_equal(),
             json,

@@ -96,7 +96,12 @@ pub fn child(parent: i32, parent_fd: i32, path: &Path) -> i32 {
     use std::os::fd::AsFd;
     let me = std::process::id() as i32;
     let stdin = std::io::stdin();
-    let fd1 = stdin.as_fd().as_raw_fd();
+    // Give the inherited description the parent's fd number, as fork would.
+    let inherited = match rustix::io::fcntl_dupfd_cloexec(stdin.as_fd(), parent_fd) {
+        Ok(fd) => fd,
+        Err(e) => return crate::report_error(&kcmp::Error::os("fcntl(F_DUPFD_CLOEXEC)", e)),
+    };
+    let fd1 = inherited.as_raw_fd();
     println!("PID of child of fork() is {me}");
     let run = || -> Result<bool, kcmp::Error> {
         let first = test_kcmp(
@@ -120,11 +125,10 @@ pub fn child(parent: i32, parent_fd: i32, path: &Path) -> i32 {
             fd1,
             fd2,
         )?;
-        let inherited = stdin
-            .as_fd()
-            .try_clone_to_owned()
+        let duplicate = inherited
+            .try_clone()
             .map_err(|e| kcmp::Error::io("dup", &e))?;
-        let fd3 = inherited.as_raw_fd();
+        let fd3 = duplicate.as_raw_fd();
         println!("Child duplicated FD {fd1} to create FD {fd3}");
         let third = test_kcmp("Compare duplicated FDs in same process:", me, me, fd1, fd3)?;
         Ok(first && !second && third)

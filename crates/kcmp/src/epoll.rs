@@ -48,7 +48,7 @@ use rustix::io::Errno;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// The link text of an epoll fd in /proc/PID/fd.
 pub const EPOLL_LINK: &str = "anon_inode:[eventpoll]";
@@ -684,15 +684,22 @@ pub fn epoll_targets(pid: Pid, epfd: Fd) -> Result<EpollTargets> {
             .into_iter()
             .filter(|&p| p != me || p == pid)
             .collect();
+        let pids: &[Pid] = if regs.is_empty() { &[] } else { &pids };
+        // The start time (read before the fds) names the process for good:
+        // holders whose pid names another process at the end are discarded.
         let listed = crate::scan::parallel_map(pids.len(), crate::scan::workers(0), |i| {
-            procfs::list_fds(pids[i])
+            let start = procfs::read_stat(pids[i])?.start_time;
+            procfs::list_fds(pids[i]).map(|fds| (start, fds))
         });
         let mut rows: HashMap<String, Vec<(FdRef, String)>> = HashMap::new();
         let mut skipped_pids = Vec::new();
-        let mut holder_pids: HashSet<Pid> = HashSet::new();
+        let mut start_times: HashMap<Pid, u64> = HashMap::new();
         for (&p, r) in pids.iter().zip(listed) {
             let entries = match r {
-                Ok(e) => e,
+                Ok((start, e)) => {
+                    start_times.insert(p, start);
+                    e
+                }
                 // Exited, or a kernel thread / zombie without an fd table.
                 Err(e) if e.errno() == Some(Errno::NOENT) || e.errno() == Some(Errno::SRCH) => {
                     continue
@@ -709,22 +716,10 @@ pub fn epoll_targets(pid: Pid, epfd: Fd) -> Result<EpollTargets> {
                     _ => true,
                 };
                 if wanted {
-                    holder_pids.insert(p);
                     rows.entry(key.to_string())
                         .or_default()
                         .push((FdRef { pid: p, fd: e.fd }, e.target));
                 }
-            }
-        }
-        if regs.is_empty() {
-            rows.clear();
-        }
-        // Pin the processes that may be holders: an answer about a process
-        // that exited (and whose pid may name another) is discarded.
-        let mut pinned: BTreeMap<Pid, ProcessHandle> = BTreeMap::new();
-        for p in holder_pids {
-            if let Ok(h) = ProcessHandle::open(p) {
-                pinned.insert(p, h);
             }
         }
         let keys: Vec<(String, Vec<FdRef>)> = rows
@@ -753,10 +748,12 @@ pub fn epoll_targets(pid: Pid, epfd: Fd) -> Result<EpollTargets> {
         if after.len() != regs.len() || after.iter().zip(&regs).any(|(a, b)| !a.same_as(b)) {
             continue;
         }
-        let gone: HashSet<Pid> = pinned
+        let gone: BTreeSet<Pid> = targets
             .iter()
-            .filter(|(_, h)| h.verify().is_err())
-            .map(|(p, _)| *p)
+            .flat_map(|t| t.holders.iter().map(|h| h.pid))
+            .filter(|p| {
+                procfs::read_stat(*p).map(|s| s.start_time).ok() != start_times.get(p).copied()
+            })
             .collect();
         for t in &mut targets {
             t.holders.retain(|h| !gone.contains(&h.pid));

@@ -113,6 +113,11 @@ const ERR_HUP: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
 type Row = (i32, u64, u32, bool, Vec<FdRef>);
 
 fn expected_rows(epoll: &Value, viewer: Pid) -> BTreeSet<Row> {
+    expected_rows_among(epoll, viewer, &|_| true)
+}
+
+/// The expected rows with holders restricted to the processes `keep` accepts.
+fn expected_rows_among(epoll: &Value, viewer: Pid, keep: &dyn Fn(&FdRef) -> bool) -> BTreeSet<Row> {
     epoll["registrations"]
         .as_array()
         .unwrap()
@@ -126,7 +131,10 @@ fn expected_rows(epoll: &Value, viewer: Pid) -> BTreeSet<Row> {
                 data,
                 r["events"].as_u64().unwrap() as u32,
                 r["stale_in"][viewer.to_string()].as_bool().unwrap(),
-                refs(&r["holders"]),
+                refs(&r["holders"])
+                    .into_iter()
+                    .filter(|h| keep(h))
+                    .collect(),
             )
         })
         .collect()
@@ -342,4 +350,50 @@ fn scan_epoll_section_matches_the_truth() {
     let inh = refs(&fx.epoll("inherited")["holders"]);
     assert_eq!(inh.len(), 2);
     assert_eq!(instances.iter().filter(|i| i.holders == inh).count(), 1);
+}
+
+#[test]
+fn scan_of_one_process_restricts_holders_to_it() {
+    let fx = Fixture::spawn(3);
+    let root = fx.root();
+    let map = scan(&ScanOptions {
+        pids: vec![root],
+        ..ScanOptions::default()
+    })
+    .unwrap();
+    let instances = resolve_scan(&map);
+    let truth = fx.truth["epolls"].as_array().unwrap();
+    assert_eq!(instances.len(), truth.len());
+    let only_root = |h: &FdRef| h.pid == root;
+    for epoll in truth {
+        let holders: Vec<FdRef> = refs(&epoll["holders"])
+            .into_iter()
+            .filter(only_root)
+            .collect();
+        let inst = instances
+            .iter()
+            .find(|i| i.holders == holders)
+            .unwrap_or_else(|| panic!("epoll {} missing", epoll["name"]));
+        assert_eq!((inst.pid, inst.epfd), (holders[0].pid, holders[0].fd));
+        assert_eq!(
+            actual_rows(&inst.targets),
+            expected_rows_among(epoll, root, &only_root),
+            "epoll {}",
+            epoll["name"]
+        );
+    }
+    // The registrations that only the children hold are unheld in this scan.
+    let other = instances
+        .iter()
+        .find(|i| i.epfd.get() as i64 == refs(&fx.epoll("other")["holders"])[0].fd.get() as i64)
+        .unwrap();
+    assert!(other.targets.iter().all(|t| !t.held()));
+}
+
+#[test]
+fn an_epoll_without_registrations_has_no_targets() {
+    let fx = Fixture::spawn(1);
+    let found = epoll_targets(fx.root(), fx.epfd("empty")).unwrap();
+    assert!(found.targets.is_empty());
+    assert_eq!(found.kcmp_calls, 0);
 }

@@ -19,6 +19,7 @@
 //! - `inherited`: an epoll inherited by child `c2`, which keeps one of the
 //!   registered fds and not the other.
 //! - `nested`: an epoll registered in another epoll.
+//! - `empty`: an epoll with no registration.
 //!
 //! It keeps a model of every (pid, fd) -> description and prints one line
 //! of JSON truth computed from the model:
@@ -452,6 +453,9 @@ fn build(m: &mut Model, k: usize) -> R<Value> {
     m.add(inner, n_r, IN, 0x500)?;
     let outer = m.epoll("nested_outer")?;
     m.add(outer, inner, IN, 0x501)?;
+
+    // empty: no registration at all.
+    m.epoll("empty")?;
 
     m.child("c1", &[c_r, s0])?;
     m.close(c_r)?;

@@ -7,7 +7,22 @@
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use xtask::{CArtifacts, Layout, TempDir};
+
+/// Every test holds this for reading; the test that lists the holders of
+/// one of this process's fds holds it for writing. A process spawned by
+/// another test holds copies of all our fds between its fork and its exec,
+/// and would show up as a holder.
+static SPAWNS: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    SPAWNS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    SPAWNS.write().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A temporary prefix with libkcmp installed.
 struct Prefix {
@@ -121,6 +136,7 @@ fn check_example_output(out: &Output) {
 
 #[test]
 fn man_page_example_prints_same_different_same() {
+    let _spawns = shared();
     let prefix = Prefix::new();
     let exe = prefix.compile("examples/kcmp-example.c", &[]);
     assert!(
@@ -133,6 +149,7 @@ fn man_page_example_prints_same_different_same() {
 
 #[test]
 fn man_page_example_links_statically() {
+    let _spawns = shared();
     let prefix = Prefix::new();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kcmp-example.c");
     let exe = prefix.dir.path().join("kcmp-example-static");
@@ -171,31 +188,37 @@ fn api_test(group: &str) {
 
 #[test]
 fn c_kcmp_returns_exactly_what_the_syscall_returns() {
+    let _spawns = shared();
     api_test("kcmp");
 }
 
 #[test]
 fn c_same_file_answers_and_sets_errno() {
+    let _spawns = shared();
     api_test("same_file");
 }
 
 #[test]
 fn c_holders_lists_every_holder_and_sets_errno() {
+    let _spawns = shared();
     api_test("holders");
 }
 
 #[test]
 fn c_same_file_and_holders_fall_back_when_a_seccomp_filter_returns_enosys() {
+    let _spawns = shared();
     api_test("fallback-enosys");
 }
 
 #[test]
 fn c_same_file_and_holders_fall_back_when_a_seccomp_filter_returns_eperm() {
+    let _spawns = shared();
     api_test("fallback-eperm");
 }
 
 #[test]
 fn holders_example_lists_this_process_fds() {
+    let _spawns = exclusive();
     let prefix = Prefix::new();
     let exe = prefix.compile("examples/kcmp-holders.c", &[]);
     let f = std::fs::File::open("/dev/null").unwrap();
@@ -218,6 +241,7 @@ fn holders_example_lists_this_process_fds() {
 
 #[test]
 fn header_compiles_as_strict_c99_and_as_cplusplus() {
+    let _spawns = shared();
     let prefix = Prefix::new();
     let tmp = prefix.dir.path();
     let body = "#include <kcmp.h>\nint main(void) { struct kcmp_holder *h = 0; \
@@ -244,6 +268,7 @@ fn header_compiles_as_strict_c99_and_as_cplusplus() {
 
 #[test]
 fn pkg_config_file_names_the_prefix() {
+    let _spawns = shared();
     let prefix = Prefix::new();
     let query = |args: &[&str]| {
         let out = Command::new("pkg-config")

@@ -189,6 +189,11 @@ fn install_puts_every_file_in_place_and_each_works() {
         .output()
         .unwrap();
     let rendered3 = text(&kcmp3.stdout);
+    let th = std::fs::read_to_string(prefix.join("share/man/man3/kcmp.3")).unwrap();
+    assert!(
+        th.contains(&format!("\"libkcmp {}\"", xtask::version())),
+        "kcmp.3's .TH names the current version"
+    );
     for word in [
         "kcmp_same_file",
         "kcmp_holders_free",

@@ -76,7 +76,8 @@ struct kcmp_holder {
  * ENOMEM; ...) and stores NULL in *out when out is not NULL.
  * Processes the caller may not inspect, or that exit meanwhile, are skipped.
  * Without kcmp(2) it uses the same fallbacks as kcmp_same_file() (exact,
- * but slower: equality without order).
+ * but slower: equality without order). It inspects processes with helper
+ * threads (one per CPU), all joined before it returns.
  *
  * Ownership: the caller owns *out and must release it exactly once with
  * kcmp_holders_free().

@@ -155,6 +155,7 @@ fn same_file(pid1: pid_t, fd1: c_int, pid2: pid_t, fd2: c_int) -> kcmp::Result<b
 /// Processes the caller may not inspect are skipped, as are processes that
 /// exit during the search. Without kcmp(2) the search uses the same
 /// fallbacks as [`kcmp_same_file`] (exact, but equality without order).
+/// The search runs on helper threads (one per CPU), joined before return.
 ///
 /// # Safety
 /// `out` must be NULL or valid for writing one pointer.

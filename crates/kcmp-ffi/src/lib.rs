@@ -118,9 +118,13 @@ pub extern "C" fn kcmp_syscall(
 /// process, at the first call.
 ///
 /// ```
+/// use std::os::fd::AsRawFd;
 /// let me = std::process::id() as libc::pid_t;
-/// assert_eq!(kcmp_ffi::kcmp_same_file(me, 0, me, 0), 1);
-/// assert_eq!(kcmp_ffi::kcmp_same_file(me, 0, me, -1), -1);
+/// let f = std::fs::File::open("/dev/null").unwrap();
+/// let g = std::fs::File::open("/dev/null").unwrap(); // a second open()
+/// assert_eq!(kcmp_ffi::kcmp_same_file(me, f.as_raw_fd(), me, f.as_raw_fd()), 1);
+/// assert_eq!(kcmp_ffi::kcmp_same_file(me, f.as_raw_fd(), me, g.as_raw_fd()), 0);
+/// assert_eq!(kcmp_ffi::kcmp_same_file(me, f.as_raw_fd(), me, -1), -1);
 /// assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINVAL));
 /// ```
 #[no_mangle]

@@ -562,12 +562,36 @@ impl Descriptions for ScanIndex<'_> {
 
 /// Whether `tfd` in `pid` refers to the registration's description now,
 /// and what it refers to. Errors: the registration or the epoll vanished.
-fn staleness(pid: Pid, slot: EpollSlot, calls: &Cell<u64>) -> Result<(bool, Option<String>)> {
-    let tfd_now = std::fs::read_link(fd_path(pid, slot.tfd))
-        .ok()
-        .map(|l| l.to_string_lossy().into_owned());
+///
+/// `tfd_now` is what `tfd` refers to (`None`: closed). When the watched
+/// description's holders are known, `KCMP_FILE` against one of them decides
+/// (cheaper than `KCMP_EPOLL_TFD`, which walks the interest list).
+fn staleness(
+    pid: Pid,
+    slot: EpollSlot,
+    tfd_now: Option<String>,
+    holders: &[FdRef],
+    calls: &Cell<u64>,
+) -> Result<(bool, Option<String>)> {
     if tfd_now.is_none() {
         return Ok((true, None));
+    }
+    let me = FdRef { pid, fd: slot.tfd };
+    if holders.binary_search(&me).is_ok() {
+        return Ok((false, tfd_now));
+    }
+    for h in holders {
+        calls.set(calls.get() + 1);
+        match compare_files(pid, slot.tfd, h.pid, h.fd) {
+            Ok(o) => return Ok((!o.is_equal(), tfd_now)),
+            Err(e) if e.errno() == Some(Errno::BADF) => {
+                // Either side closed meanwhile: is it ours?
+                if std::fs::read_link(fd_path(pid, slot.tfd)).is_err() {
+                    return Ok((true, None));
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
     calls.set(calls.get() + 1);
     match compare_epoll_target(pid, slot.tfd, pid, slot) {
@@ -597,6 +621,9 @@ fn resolve(
     calls: &Cell<u64>,
 ) -> Result<Vec<EpollTarget>> {
     let mut out = Vec::with_capacity(regs.len());
+    // What each registered number refers to now (many registrations may
+    // share one number).
+    let mut now: HashMap<Fd, Option<String>> = HashMap::new();
     for reg in regs {
         let slot = reg.slot(epfd);
         let mut found = None;
@@ -616,11 +643,19 @@ fn resolve(
             // Not held by any visible fd, or the registration itself is gone.
             check_slot(pid, slot, calls)?;
         }
-        let (stale, tfd_now) = staleness(pid, slot, calls)?;
         let (target, holders) = match found {
             Some((t, h)) => (Some(t), h),
             None => (None, Vec::new()),
         };
+        let tfd_now = now
+            .entry(reg.tfd)
+            .or_insert_with(|| {
+                std::fs::read_link(fd_path(pid, reg.tfd))
+                    .ok()
+                    .map(|l| l.to_string_lossy().into_owned())
+            })
+            .clone();
+        let (stale, tfd_now) = staleness(pid, slot, tfd_now, &holders, calls)?;
         out.push(EpollTarget {
             tfd: reg.tfd,
             toff: reg.toff,

@@ -19,6 +19,9 @@
 //! - `inherited`: an epoll inherited by child `c2`, which keeps one of the
 //!   registered fds and not the other.
 //! - `nested`: an epoll registered in another epoll.
+//! - `path`: a FIFO opened twice (two descriptions with one path), one
+//!   registered under its number, the other under 904 (then closed); the
+//!   FIFO is unlinked at once (link texts end in ` (deleted)`).
 //! - `empty`: an epoll with no registration.
 //!
 //! It keeps a model of every (pid, fd) -> description and prints one line
@@ -65,6 +68,25 @@ mod sys {
             libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr())
         })?;
         Ok((fds[0], fds[1]))
+    }
+
+    fn cpath(path: &std::path::Path) -> R<std::ffi::CString> {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())
+    }
+
+    pub fn mkfifo(path: &std::path::Path) -> R<()> {
+        let c = cpath(path)?;
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        check("mkfifo", unsafe { libc::mkfifo(c.as_ptr(), 0o600) })?;
+        Ok(())
+    }
+
+    /// Opens a FIFO read-write (does not block, unlike O_RDONLY).
+    pub fn open_rdwr(path: &std::path::Path) -> R<i32> {
+        let c = cpath(path)?;
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        check("open", unsafe { libc::open(c.as_ptr(), libc::O_RDWR) })
     }
 
     pub fn eventfd() -> R<i32> {
@@ -251,6 +273,12 @@ impl Model {
         self.new_desc(a);
         self.new_desc(b);
         Ok((a, b))
+    }
+
+    fn open_rdwr(&mut self, path: &std::path::Path) -> R<i32> {
+        let fd = sys::open_rdwr(path)?;
+        self.new_desc(fd);
+        Ok(fd)
     }
 
     fn eventfd(&mut self) -> R<i32> {
@@ -453,6 +481,21 @@ fn build(m: &mut Model, k: usize) -> R<Value> {
     m.add(inner, n_r, IN, 0x500)?;
     let outer = m.epoll("nested_outer")?;
     m.add(outer, inner, IN, 0x501)?;
+
+    // path: a FIFO opened twice (two descriptions, one path), then
+    // unlinked: found by stat-ing `(deleted)` paths and binary search.
+    let ep = m.epoll("path")?;
+    let dir = std::env::temp_dir().join(format!("kcmp-epoll-fixture.{}", m.root));
+    std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    let fifo = dir.join("fifo");
+    let opened = sys::mkfifo(&fifo).and_then(|()| Ok((m.open_rdwr(&fifo)?, m.open_rdwr(&fifo)?)));
+    let _ = std::fs::remove_file(&fifo);
+    let _ = std::fs::remove_dir(&dir);
+    let (p1, p2) = opened?;
+    m.add(ep, p1, IN, 0x700)?;
+    m.dup2(p2, 904)?;
+    m.add(ep, 904, IN, 0x701)?;
+    m.close(904)?;
 
     // empty: no registration at all.
     m.epoll("empty")?;

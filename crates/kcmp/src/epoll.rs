@@ -324,7 +324,7 @@ type Grouped = (Vec<Vec<FdRef>>, bool);
 
 /// Bucket keys by inode, stat-ing lazily.
 struct InoIndex {
-    /// (key, sample holders to stat, phase)
+    /// (key, its holders (stat-ed in turn until one is still open), phase)
     keys: Vec<(String, Vec<FdRef>, Phase)>,
     /// inode -> (key index, device (major, minor) when known)
     by_ino: HashMap<u64, Vec<KeyInode>>,
@@ -361,12 +361,20 @@ impl InoIndex {
         if !self.statted.insert(phase) {
             return;
         }
-        for (i, (_, samples, p)) in self.keys.iter().enumerate() {
+        for (i, (key, samples, p)) in self.keys.iter().enumerate() {
             if *p != phase {
                 continue;
             }
+            // The first holder whose fd still shows this key after the stat
+            // (an fd closed, or reused for another file, is passed over).
             for m in samples {
-                if let Ok(st) = rustix::fs::stat(fd_path(m.pid, m.fd)) {
+                let path = fd_path(m.pid, m.fd);
+                let Ok(st) = rustix::fs::stat(&path) else {
+                    continue;
+                };
+                let still = std::fs::read_link(&path)
+                    .is_ok_and(|l| procfs::bucket_key(&l.to_string_lossy()) == key.as_str());
+                if still {
                     let dev = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
                     self.by_ino
                         .entry(st.st_ino)
@@ -525,8 +533,7 @@ impl<'m> ScanIndex<'m> {
             .map(|(k, ds)| {
                 let samples = ds
                     .iter()
-                    .flat_map(|&d| self.map.open_files[d].members.iter().take(2))
-                    .take(3)
+                    .flat_map(|&d| self.map.open_files[d].members.iter())
                     .copied()
                     .collect();
                 (k.to_string(), samples)
@@ -759,7 +766,7 @@ pub fn epoll_targets(pid: Pid, epfd: Fd) -> Result<EpollTargets> {
         }
         let keys: Vec<(String, Vec<FdRef>)> = rows
             .iter()
-            .map(|(k, v)| (k.clone(), v.iter().take(3).map(|r| r.0).collect()))
+            .map(|(k, v)| (k.clone(), v.iter().map(|r| r.0).collect()))
             .collect();
         let mut inos = InoIndex::new(keys);
         let index = HostIndex {

@@ -663,6 +663,13 @@ fn resolve(
             })
             .clone();
         let (stale, tfd_now) = staleness(pid, slot, tfd_now, &holders, calls)?;
+        let (target, holders) = if holders.is_empty() && !stale {
+            // KCMP_EPOLL_TFD proved that tfd holds it although the listing
+            // did not show it (opened after the listing): one holder at least.
+            (tfd_now.clone(), vec![FdRef { pid, fd: reg.tfd }])
+        } else {
+            (target, holders)
+        };
         out.push(EpollTarget {
             tfd: reg.tfd,
             toff: reg.toff,

@@ -362,3 +362,50 @@ fn scan_human_lists_stale_and_unheld_registrations_as_findings() {
         .count();
     assert_eq!(found, want, "{text}");
 }
+
+#[test]
+fn epoll_tfd_toff_past_the_end_is_enoent() {
+    let k = 3;
+    let fx = Fixture::spawn(k);
+    let root = fx.root();
+    let epfd = fx.epfd("classic");
+    let tfd = fx.truth["closed_fd"].as_i64().unwrap();
+    let (pid, fd) = holders(&fx.epoll("classic")["registrations"][0]["holders"])[0];
+    // Every toff below K names one of the K pipes; K names none.
+    let mut same = 0;
+    for toff in 0..k {
+        let out = kcmp(&args(&[
+            &"epoll-tfd",
+            &pid,
+            &fd,
+            &root,
+            &epfd,
+            &tfd,
+            &"--toff",
+            &toff,
+        ]));
+        match out.status.code() {
+            Some(0) => same += 1,
+            Some(1) => {}
+            other => panic!(
+                "toff {toff}: {other:?} {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+    assert_eq!(same, 1, "exactly one toff is this pipe");
+    let out = kcmp(&args(&[
+        &"epoll-tfd",
+        &pid,
+        &fd,
+        &root,
+        &epfd,
+        &tfd,
+        &"--toff",
+        &k,
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("ENOENT"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

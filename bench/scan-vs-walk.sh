@@ -54,7 +54,7 @@ PY
 )
 csv=$(echo "$pids" | tr ' ' ',')
 ntasks=$(echo "$pids" | wc -w)
-echo "topology: root $root, $ntasks processes, $("$bin/bare_walk" $pids)"
+echo "topology: root $root, $ntasks processes, $("$bin/examples/bare_walk" $pids)"
 "$bin/kcmp" scan --tree "$root" --json >/tmp/kcmp-bench-scan.json
 python3 - <<'PY'
 import json
@@ -66,6 +66,6 @@ PY
 hyperfine --style basic --warmup 2 --runs "$runs" -N \
   --export-markdown /tmp/kcmp-bench.md \
   -n "kcmp scan --tree --json" "$bin/kcmp scan --tree $root --json" \
-  -n "bare walk (1 thread)" "$bin/bare_walk $pids" \
+  -n "bare walk (1 thread)" "$bin/examples/bare_walk $pids" \
   -n "lsof -n -P -p PIDS" "lsof -n -P -p $csv"
 cat /tmp/kcmp-bench.md

@@ -9,7 +9,11 @@ fn main() {
     let mut fds = 0usize;
     let mut bytes = 0usize;
     for arg in std::env::args().skip(1) {
-        let Ok(pid) = arg.parse::<i32>().map_err(|_| ()).and_then(|p| kcmp::Pid::new(p).map_err(|_| ())) else {
+        let Ok(pid) = arg
+            .parse::<i32>()
+            .map_err(|_| ())
+            .and_then(|p| kcmp::Pid::new(p).map_err(|_| ()))
+        else {
             eprintln!("bare_walk: {arg:?} is not a pid");
             std::process::exit(2);
         };

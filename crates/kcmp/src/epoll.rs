@@ -398,7 +398,7 @@ impl InoIndex {
         };
         let mut out: Vec<&str> = entries
             .iter()
-            .filter(|(i, d)| self.keys[*i].2 == phase && d.map_or(true, |d| d == dev))
+            .filter(|(i, d)| self.keys[*i].2 == phase && d.is_none_or(|d| d == dev))
             .map(|(i, _)| self.keys[*i].0.as_str())
             .collect();
         out.sort_unstable();

@@ -34,6 +34,7 @@ pub struct OrderedGroups<T> {
     groups: Vec<Vec<T>>,
     ordered: bool,
     dropped: Vec<(T, Error)>,
+    comparisons: u64,
 }
 
 impl<T> Default for OrderedGroups<T> {
@@ -42,6 +43,7 @@ impl<T> Default for OrderedGroups<T> {
             groups: Vec::new(),
             ordered: true,
             dropped: Vec::new(),
+            comparisons: 0,
         }
     }
 }
@@ -74,7 +76,21 @@ impl<T: Copy> OrderedGroups<T> {
     /// the representative failed (its fd closed, its task exited), the
     /// representative is dropped (see [`dropped`](Self::dropped)), the next
     /// member of its group takes its place, and the search goes on.
-    pub fn insert<F>(&mut self, item: T, cmp: &mut F) -> Result<(), InsertError<T>>
+    pub fn insert<F>(&mut self, item: T, cmp: &mut F) -> Result<usize, InsertError<T>>
+    where
+        F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
+    {
+        let mut calls = 0u64;
+        let mut counted = |a: T, b: T| {
+            calls += 1;
+            cmp(a, b)
+        };
+        let result = self.insert_counted(item, &mut counted);
+        self.comparisons += calls;
+        result
+    }
+
+    fn insert_counted<F>(&mut self, item: T, cmp: &mut F) -> Result<usize, InsertError<T>>
     where
         F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
     {
@@ -84,7 +100,7 @@ impl<T: Copy> OrderedGroups<T> {
                 return Err(InsertError { item, error });
             }
             self.groups.push(vec![item]);
-            return Ok(());
+            return Ok(0);
         }
         'search: loop {
             if self.ordered {
@@ -94,7 +110,7 @@ impl<T: Copy> OrderedGroups<T> {
                     match cmp(item, self.groups[mid][0]) {
                         Ok(KcmpOrdering::Equal) => {
                             self.groups[mid].push(item);
-                            return Ok(());
+                            return Ok(mid);
                         }
                         Ok(KcmpOrdering::Less) => hi = mid,
                         Ok(KcmpOrdering::Greater) => lo = mid + 1,
@@ -109,14 +125,14 @@ impl<T: Copy> OrderedGroups<T> {
                     }
                 }
                 self.groups.insert(lo, vec![item]);
-                return Ok(());
+                return Ok(lo);
             } else {
                 let mut i = 0;
                 while i < self.groups.len() {
                     match cmp(item, self.groups[i][0]) {
                         Ok(KcmpOrdering::Equal) => {
                             self.groups[i].push(item);
-                            return Ok(());
+                            return Ok(i);
                         }
                         Ok(_) => i += 1,
                         Err(e) => {
@@ -126,9 +142,93 @@ impl<T: Copy> OrderedGroups<T> {
                     }
                 }
                 self.groups.push(vec![item]);
-                return Ok(());
+                return Ok(self.groups.len() - 1);
             }
         }
+    }
+
+    /// Merges another grouping made with the same comparator: a linear merge
+    /// of the two sorted representative lists (one comparison per group of
+    /// either side), so two halves grouped on two cores cost little to join.
+    /// Falls back to inserting `other`'s groups one by one when either side
+    /// is unordered or a comparison fails.
+    ///
+    /// ```
+    /// use kcmp::grouping::OrderedGroups;
+    /// use kcmp::KcmpOrdering;
+    /// let mut cmp = |a: i32, b: i32| Ok(KcmpOrdering::from(a.cmp(&b)));
+    /// let mut left = OrderedGroups::new();
+    /// let mut right = OrderedGroups::new();
+    /// for x in [1, 5, 5, 9] { left.insert(x, &mut cmp).unwrap(); }
+    /// for x in [5, 2, 9] { right.insert(x, &mut cmp).unwrap(); }
+    /// let merged = left.merge(right, &mut cmp);
+    /// assert_eq!(merged.into_groups(), vec![vec![1], vec![2], vec![5, 5, 5], vec![9, 9]]);
+    /// ```
+    pub fn merge<F>(mut self, other: OrderedGroups<T>, cmp: &mut F) -> Self
+    where
+        F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
+    {
+        self.dropped.extend(other.dropped);
+        self.comparisons += other.comparisons;
+        if !self.ordered || !other.ordered {
+            return self.absorb(other.groups, cmp);
+        }
+        let mut out: Vec<Vec<T>> = Vec::with_capacity(self.groups.len() + other.groups.len());
+        let mut a = std::mem::take(&mut self.groups).into_iter().peekable();
+        let mut b = other.groups.into_iter().peekable();
+        loop {
+            let verdict = match (a.peek(), b.peek()) {
+                (Some(ga), Some(gb)) => {
+                    self.comparisons += 1;
+                    cmp(ga[0], gb[0])
+                }
+                (Some(_), None) => {
+                    out.extend(a.by_ref());
+                    break;
+                }
+                (None, Some(_)) => {
+                    out.extend(b.by_ref());
+                    break;
+                }
+                (None, None) => break,
+            };
+            match verdict {
+                Ok(KcmpOrdering::Equal) => {
+                    let mut ga = a.next().expect("peeked");
+                    ga.extend(b.next().expect("peeked"));
+                    out.push(ga);
+                }
+                Ok(KcmpOrdering::Less) => out.push(a.next().expect("peeked")),
+                Ok(KcmpOrdering::Greater) => out.push(b.next().expect("peeked")),
+                Ok(KcmpOrdering::Unordered(_)) | Err(_) => {
+                    out.extend(a);
+                    self.groups = out;
+                    return self.absorb(b.collect(), cmp);
+                }
+            }
+        }
+        self.groups = out;
+        self
+    }
+
+    /// Inserts whole groups (their first valid member places the group).
+    fn absorb<F>(mut self, groups: Vec<Vec<T>>, cmp: &mut F) -> Self
+    where
+        F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
+    {
+        for group in groups {
+            let mut members = group.into_iter();
+            while let Some(rep) = members.next() {
+                match self.insert(rep, cmp) {
+                    Ok(at) => {
+                        self.groups[at].extend(members);
+                        break;
+                    }
+                    Err(e) => self.dropped.push((e.item, e.error)),
+                }
+            }
+        }
+        self
     }
 
     fn handle_failure<F>(
@@ -152,6 +252,11 @@ impl<T: Copy> OrderedGroups<T> {
             self.groups.remove(group);
         }
         Ok(())
+    }
+
+    /// How many times the comparator was called by this grouping.
+    pub fn comparisons(&self) -> u64 {
+        self.comparisons
     }
 
     /// Representatives dropped because comparing with them failed, with the

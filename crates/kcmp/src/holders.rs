@@ -10,11 +10,11 @@ use crate::grouping::OrderedGroups;
 use crate::ordering::KcmpOrdering;
 use crate::procfs::{self, FdTarget};
 use crate::scan::{
-    file_comparator, list_all_fds, pin_tasks, select_processes, FdRef, ScanOptions, Skipped,
+    file_comparator, list_all_fds, pin_tasks, select_processes, CallCounter, FdRef, ScanOptions,
+    Skipped,
 };
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Instant;
 
 /// Options of [`find_holders`].
@@ -106,6 +106,7 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
     if pid == Pid::this() {
         procs.push(procfs::read_stat(pid)?);
     }
+    crate::scan::reserve_fds(procs.len());
     let (mut tasks, pin_skipped) = pin_tasks(&procs, false, workers);
     skipped.extend(pin_skipped);
     let mut listed = list_all_fds(&tasks, false, workers, &|_| {});
@@ -136,7 +137,7 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
         listed = list_all_fds(&tasks, false, workers, &|_| {});
     }
 
-    let calls = AtomicU64::new(0);
+    let calls = CallCounter::default();
     let use_kcmp = crate::fallback::kcmp_available().is_available();
     let cmp = file_comparator(use_kcmp, &calls);
     let is_socket = matches!(FdTarget::parse(&link), FdTarget::Socket(_));
@@ -224,9 +225,9 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
 
     // Discard answers about tasks that did not live through the inspection.
     for (i, t) in tasks.iter().enumerate() {
-        if !failed.contains_key(&i) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = failed.entry(i) {
             if let Err(e) = t.handle.verify() {
-                failed.insert(i, skipped_entry(t.record.pid, &e));
+                slot.insert(skipped_entry(t.record.pid, &e));
             }
         }
     }
@@ -252,7 +253,7 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
         holders,
         peer,
         skipped,
-        kcmp_calls: calls.load(AtomicOrdering::Relaxed),
+        kcmp_calls: calls.total(),
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         frozen,
     })

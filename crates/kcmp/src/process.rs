@@ -40,6 +40,26 @@ impl ProcessHandle {
     /// Pins a process (or, on Linux 6.9+, a thread; older kernels pin
     /// threads by start time only).
     pub fn open(pid: Pid) -> Result<Self> {
+        let stat = procfs::read_stat(pid)?;
+        Self::pin(pid, stat.start_time)
+    }
+
+    /// Pins `pid` as the task that started at `start_time` (clock ticks
+    /// after boot, from /proc/PID/stat), without reading /proc again. If the
+    /// pid was reused between that read and this call, the handle names the
+    /// newcomer with the old start time: that is detected here (or, without
+    /// a pidfd, by [`verify`](Self::verify)) and reported as
+    /// [`Error::Vanished`], never attributed to the newcomer.
+    ///
+    /// ```
+    /// use kcmp::{procfs, Pid, ProcessHandle};
+    /// let me = Pid::this();
+    /// let h = ProcessHandle::pin(me, procfs::read_stat(me).unwrap().start_time).unwrap();
+    /// assert!(h.verify().is_ok());
+    /// // A start time that is not this task's: refused, never attributed.
+    /// assert!(ProcessHandle::pin(me, 1).is_err());
+    /// ```
+    pub fn pin(pid: Pid, start_time: u64) -> Result<Self> {
         let raw = rustix::process::Pid::from_raw(pid.get()).expect("Pid is positive");
         let pidfd = match pidfd_open(raw, PidfdFlags::empty()) {
             Ok(fd) => Some(fd),
@@ -53,15 +73,33 @@ impl ProcessHandle {
             // ENOSYS (before 5.3) or a sandbox: fall back to the start time.
             Err(_) => None,
         };
-        let stat = procfs::read_stat(pid)?;
         let mut handle = ProcessHandle {
             pid,
             pidfd,
-            start_time: stat.start_time,
+            start_time,
             exited_at_open: false,
         };
-        handle.exited_at_open = handle.has_exited();
+        handle.exited_at_open = handle.pidfd_readable().unwrap_or(false);
+        // The start time must name the task the pidfd pins (checked once,
+        // after pidfd_open, so a reuse before it cannot slip through).
+        if handle.pidfd.is_some() && !handle.start_time_matches() {
+            return Err(Error::Vanished { pid: pid.get() });
+        }
         Ok(handle)
+    }
+
+    fn pidfd_readable(&self) -> Option<bool> {
+        let fd = self.pidfd.as_ref()?;
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        Some(!matches!(poll(&mut fds, Some(&zero)), Ok(0)))
+    }
+
+    fn start_time_matches(&self) -> bool {
+        procfs::read_stat(self.pid).is_ok_and(|s| s.start_time == self.start_time)
     }
 
     /// The pid.
@@ -87,31 +125,21 @@ impl ProcessHandle {
     /// Whether the task has exited since (its pidfd is readable), or its pid
     /// now names a task with another start time.
     pub fn has_exited(&self) -> bool {
-        if let Some(fd) = &self.pidfd {
-            let mut fds = [PollFd::new(fd, PollFlags::IN)];
-            let zero = Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            match poll(&mut fds, Some(&zero)) {
-                Ok(n) if n > 0 => return true,
-                Ok(_) => {}
-                Err(_) => return true,
-            }
-        }
-        match procfs::read_stat(self.pid) {
-            Ok(stat) => stat.start_time != self.start_time,
-            Err(_) => true,
+        match self.pidfd_readable() {
+            Some(readable) => readable,
+            None => !self.start_time_matches(),
         }
     }
 
     /// `Ok` when the task lived from [`open`](Self::open) until now (or was
     /// already a zombie then and its pid still names it); otherwise
-    /// [`Error::Vanished`].
+    /// [`Error::Vanished`]. With a pidfd this is one poll: a task whose pidfd
+    /// is not readable is alive, so its pid cannot have been reused.
     pub fn verify(&self) -> Result<()> {
-        let gone = if self.exited_at_open {
-            // A zombie stays readable; only a changed start time means reuse.
-            procfs::read_stat(self.pid).map_or(true, |s| s.start_time != self.start_time)
+        let gone = if self.exited_at_open || self.pidfd.is_none() {
+            // A zombie's pidfd stays readable; only a changed start time
+            // (or no task at all) means it is gone.
+            !self.start_time_matches()
         } else {
             self.has_exited()
         };

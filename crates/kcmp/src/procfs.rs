@@ -82,8 +82,23 @@ impl TaskStat {
     }
 }
 
+/// Reads a small /proc file with as few syscalls as possible: open, one
+/// read into a stack buffer (more only for a longer file), close. std's
+/// `read_to_string` stats the file and probes, six calls for a /proc stat.
 fn read_to_string(path: &str) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io(format!("read {path}"), &e))
+    let fd = openat(CWD, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::os(format!("open {path}"), e))?;
+    let mut buf = [0u8; 1024];
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        let n =
+            rustix::io::read(&fd, &mut buf).map_err(|e| Error::os(format!("read {path}"), e))?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Reads /proc/PID/stat.

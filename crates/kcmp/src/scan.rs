@@ -48,6 +48,8 @@ pub struct ScanOptions {
     pub freeze: bool,
     /// Worker threads; 0 means one per CPU.
     pub workers: usize,
+    /// Leave out the epoll section ([`SharingMap::epoll`]).
+    pub skip_epoll: bool,
 }
 
 /// One inspected task.
@@ -57,6 +59,8 @@ pub struct TaskRecord {
     pub pid: Pid,
     /// The process (thread group) it belongs to.
     pub tgid: Pid,
+    /// The parent process.
+    pub ppid: i32,
     /// The command name.
     pub comm: String,
     /// The state letter when it was read.
@@ -110,12 +114,17 @@ pub struct ScanStats {
     pub elapsed_ms: f64,
     /// Buckets of fds that needed kcmp to split.
     pub buckets_compared: u64,
+    /// Buckets large enough to be grouped in parts on all workers and merged.
+    pub buckets_split: u64,
     /// Fds whose description was proven by key alone (sockets, single fds).
     pub fds_decided_by_key: u64,
     /// Fds closed while the scan ran (left out).
     pub fds_vanished: u64,
     /// How equality was decided: `"kcmp"` (ordered) or a fallback.
     pub method: String,
+    /// Wall time of each phase, in milliseconds: `select`, `pin`,
+    /// `list_fds`, `group_fds`, `process_kinds`, `verify`.
+    pub phase_ms: BTreeMap<String, f64>,
 }
 
 /// The result of a scan: what the selected tasks share.
@@ -148,6 +157,9 @@ pub struct SharingMap {
     pub frozen: bool,
     /// Processes that could not be frozen, with the reason.
     pub not_frozen: Vec<Skipped>,
+    /// Every epoll instance of the scanned tasks, its registrations resolved
+    /// to the descriptions they watch (see [`crate::epoll::resolve_scan`]).
+    pub epoll: Vec<crate::epoll::EpollInstance>,
     /// For each bucket key, the indices into `open_files` in kcmp order.
     #[serde(skip)]
     order: HashMap<String, Vec<usize>>,
@@ -393,23 +405,20 @@ pub(crate) fn pin_tasks(
             } else {
                 procfs::read_task_stat(st.pid, tid)
             };
-            let pinned = stat.and_then(|stat| ProcessHandle::open(tid).map(|h| (stat, h)));
+            let pinned =
+                stat.and_then(|stat| ProcessHandle::pin(tid, stat.start_time).map(|h| (stat, h)));
             out.push(match pinned {
-                Ok((stat, handle)) if handle.start_time() == stat.start_time => Ok(SelectedTask {
+                Ok((stat, handle)) => Ok(SelectedTask {
                     record: TaskRecord {
                         pid: tid,
                         tgid: st.pid,
+                        ppid: stat.ppid,
                         comm: stat.comm.clone(),
                         state: stat.state,
                         kernel_thread: stat.is_kernel_thread(),
                     },
                     handle,
                 }),
-                Ok(_) => Err(skipped_from(
-                    tid,
-                    &Error::Vanished { pid: tid.get() },
-                    "pin",
-                )),
                 Err(e) => Err(skipped_from(tid, &e, "pin")),
             });
         }
@@ -456,21 +465,92 @@ pub(crate) fn list_all_fds(
     })
 }
 
+/// A call counter that threads can bump without sharing a cache line: each
+/// thread adds to its own padded slot, and [`CallCounter::total`] sums them.
+#[derive(Default)]
+pub(crate) struct CallCounter {
+    slots: [PaddedCounter; COUNTER_SLOTS],
+}
+
+const COUNTER_SLOTS: usize = 16;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
+
+thread_local! {
+    static COUNTER_SLOT: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, AtomicOrdering::Relaxed) % COUNTER_SLOTS
+    };
+}
+
+impl CallCounter {
+    /// Counts one call.
+    pub(crate) fn add(&self) {
+        let slot = COUNTER_SLOT.with(|s| *s);
+        self.slots[slot].0.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+
+    /// All calls counted so far.
+    pub(crate) fn total(&self) -> u64 {
+        self.slots
+            .iter()
+            .map(|s| s.0.load(AtomicOrdering::Relaxed))
+            .sum()
+    }
+}
+
+/// Makes room for `extra` more open fds: raises the soft `RLIMIT_NOFILE`
+/// toward the hard limit when it is too low (a host with thousands of
+/// processes needs a pidfd for each), and grows the fd table once.
+pub(crate) fn reserve_fds(extra: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let want = (extra + 256) as u64;
+    let limit = getrlimit(Resource::Nofile);
+    let mut usable = limit.current.unwrap_or(u64::MAX);
+    if usable < want {
+        let raised = limit.maximum.map_or(want, |max| max.min(want));
+        if raised > usable
+            && setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(raised),
+                    maximum: limit.maximum,
+                },
+            )
+            .is_ok()
+        {
+            usable = raised;
+        }
+    }
+    // Growing the table: duplicate any fd to the highest number needed.
+    let target = want.min(usable).saturating_sub(1).min(i32::MAX as u64) as i32;
+    if let Ok(dir) = rustix::fs::openat(
+        rustix::fs::CWD,
+        "/proc/self",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        let _ = rustix::io::fcntl_dupfd_cloexec(&dir, target);
+    }
+}
+
 /// How two (pid, fd) pairs are compared.
 pub(crate) type FileComparator<'a> = dyn Fn(Pid, Fd, Pid, Fd) -> Result<KcmpOrdering> + Sync + 'a;
 
 /// kcmp when it works; otherwise the fallbacks of [`crate::fallback`], which
 /// know equality but no order ("unordered" makes the grouping exact but
 /// linear per bucket).
-pub(crate) fn file_comparator(use_kcmp: bool, calls: &AtomicU64) -> Box<FileComparator<'_>> {
+pub(crate) fn file_comparator(use_kcmp: bool, calls: &CallCounter) -> Box<FileComparator<'_>> {
     if use_kcmp {
         Box::new(move |p1, f1, p2, f2| {
-            calls.fetch_add(1, AtomicOrdering::Relaxed);
+            calls.add();
             compare_files(p1, f1, p2, f2)
         })
     } else {
         Box::new(move |p1, f1, p2, f2| {
-            calls.fetch_add(1, AtomicOrdering::Relaxed);
+            calls.add();
             let same = crate::fallback::same_description_without_kcmp(p1, f1, p2, f2)?;
             Ok(if same.same {
                 KcmpOrdering::Equal
@@ -500,7 +580,7 @@ pub fn scan_with_progress(
 ) -> Result<SharingMap> {
     let started = Instant::now();
     let workers = workers(options.workers);
-    let calls = AtomicU64::new(0);
+    let calls = CallCounter::default();
     let availability = crate::fallback::kcmp_available();
     let cmp = file_comparator(availability.is_available(), &calls);
     let mut map = SharingMap::default();
@@ -512,13 +592,26 @@ pub fn scan_with_progress(
         .map(|s| s.pids().into_iter().collect())
         .unwrap_or_default();
 
+    let mut phases: BTreeMap<String, f64> = BTreeMap::new();
+    let mut lap = Instant::now();
+    let mut mark = |name: &str| {
+        phases.insert(name.to_string(), lap.elapsed().as_secs_f64() * 1000.0);
+        lap = Instant::now();
+    };
+    mark("sentinels");
     let mut skipped = Vec::new();
     let procs = select_processes(options, &sentinel_pids, &mut skipped)?;
+    mark("select");
     if procs.is_empty() && skipped.is_empty() {
         return Err(Error::InvalidArgument(
             "no process matches the selection".into(),
         ));
     }
+
+    // One pidfd per task will be open at once: make room now, while this
+    // thread may still be the only one (growing a shared fd table later
+    // waits for an RCU grace period each time it doubles).
+    reserve_fds(procs.len() * if options.threads { 4 } else { 1 });
 
     let freeze_guard = if options.freeze {
         let pids: Vec<Pid> = procs
@@ -544,9 +637,11 @@ pub fn scan_with_progress(
 
     let (tasks, pin_skipped) = pin_tasks(&procs, options.threads, workers);
     skipped.extend(pin_skipped);
+    mark("pin");
 
     // 1. List fds.
     let listed = list_all_fds(&tasks, options.threads, workers, progress);
+    mark("list_fds");
     let mut rows: Vec<FdRow> = Vec::new();
     let mut failed: HashMap<u32, Skipped> = HashMap::new();
     for (i, r) in listed.into_iter().enumerate() {
@@ -562,27 +657,53 @@ pub fn scan_with_progress(
         }
     }
 
-    // 2. Bucket by key.
+    // 2. Inheritance hints: fork keeps fd numbers, so (task, N) is usually
+    //    the description of (parent, N). One kcmp per such pair, in parallel;
+    //    hits are joined, and only one fd per joined cluster is grouped below.
+    let clusters = inheritance_clusters(&rows, &tasks, options.threads, &*cmp, workers);
+    mark("hints");
+
+    // 3. Bucket the cluster roots by key.
     let mut buckets: HashMap<&str, Vec<u32>> = HashMap::new();
     for (i, row) in rows.iter().enumerate() {
-        buckets
-            .entry(procfs::bucket_key(&row.target))
-            .or_default()
-            .push(i as u32);
+        if clusters.root[i] == i as u32 {
+            buckets
+                .entry(procfs::bucket_key(&row.target))
+                .or_default()
+                .push(i as u32);
+        }
     }
     let mut buckets: Vec<(&str, Vec<u32>)> = buckets.into_iter().collect();
     // Largest first, so the workers finish together.
     buckets.sort_unstable_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
 
-    // 3. Split buckets into descriptions.
+    // 4. Split buckets into descriptions with kcmp's order.
     let by_key = AtomicU64::new(0);
     let compared = AtomicU64::new(0);
     let done = AtomicU64::new(0);
     let total = buckets.len() as u64;
     let task_failures: Mutex<HashMap<u32, Skipped>> = Mutex::new(HashMap::new());
     let vanished_fds = AtomicU64::new(0);
-    let grouped: Vec<Vec<Vec<u32>>> = parallel_map(buckets.len(), workers, |b| {
-        let members = &buckets[b].1;
+    let row_cmp = |a: u32, b: u32| {
+        let (ra, rb) = (&rows[a as usize], &rows[b as usize]);
+        cmp(
+            tasks[ra.task as usize].record.pid,
+            ra.fd,
+            tasks[rb.task as usize].record.pid,
+            rb.fd,
+        )
+    };
+    let report = |item: u32, err: &Error| {
+        note_failure(
+            err,
+            rows[item as usize].task,
+            &tasks,
+            &task_failures,
+            &vanished_fds,
+        );
+    };
+    let group_bucket = |b: usize, split: bool| -> Vec<Vec<u32>> {
+        let roots = &buckets[b].1;
         let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
         if d % 256 == 0 || d == total {
             progress(ScanProgress {
@@ -591,49 +712,85 @@ pub fn scan_with_progress(
                 total,
             });
         }
-        let first = &rows[members[0] as usize];
-        if members.len() == 1 || matches!(FdTarget::parse(&first.target), FdTarget::Socket(_)) {
-            by_key.fetch_add(members.len() as u64, AtomicOrdering::Relaxed);
-            return vec![members.clone()];
+        let first = &rows[roots[0] as usize];
+        let expand = |groups: Vec<Vec<u32>>| -> Vec<Vec<u32>> {
+            groups
+                .into_iter()
+                .map(|g| g.into_iter().flat_map(|r| clusters.members(r)).collect())
+                .collect()
+        };
+        if roots.len() == 1 || matches!(FdTarget::parse(&first.target), FdTarget::Socket(_)) {
+            by_key.fetch_add(roots.len() as u64, AtomicOrdering::Relaxed);
+            return expand(vec![roots.clone()]);
         }
         compared.fetch_add(1, AtomicOrdering::Relaxed);
-        let mut groups = OrderedGroups::new();
-        let mut c = |a: u32, b: u32| {
-            let (ra, rb) = (&rows[a as usize], &rows[b as usize]);
-            cmp(
-                tasks[ra.task as usize].record.pid,
-                ra.fd,
-                tasks[rb.task as usize].record.pid,
-                rb.fd,
-            )
+        let build = |items: &[u32]| {
+            let mut groups = OrderedGroups::new();
+            let mut c = row_cmp;
+            let mut failed_roots = Vec::new();
+            for &m in items {
+                if let Err(e) = groups.insert(m, &mut c) {
+                    failed_roots.push((e.item, e.error));
+                }
+            }
+            (groups, failed_roots)
         };
-        for &m in members {
-            if let Err(e) = groups.insert(m, &mut c) {
-                note_failure(
-                    &e.error,
-                    rows[e.item as usize].task,
-                    &tasks,
-                    &task_failures,
-                    &vanished_fds,
-                );
+        let (mut groups, mut failed_roots) = if split && workers > 1 {
+            let chunk = roots.len().div_ceil(workers);
+            let parts = parallel_map(workers, workers, |w| {
+                build(&roots[(w * chunk).min(roots.len())..((w + 1) * chunk).min(roots.len())])
+            });
+            let mut c = row_cmp;
+            let mut merged = OrderedGroups::new();
+            let mut failed = Vec::new();
+            for (g, f) in parts {
+                merged = merged.merge(g, &mut c);
+                failed.extend(f);
+            }
+            (merged, failed)
+        } else {
+            build(roots)
+        };
+        failed_roots.extend(groups.dropped().iter().cloned());
+        // A failed root takes only itself out: the other fds of its cluster
+        // are placed on their own.
+        let mut c = row_cmp;
+        for (root, err) in failed_roots {
+            report(root, &err);
+            for m in clusters.members(root).into_iter().filter(|&m| m != root) {
+                if let Err(e) = groups.insert(m, &mut c) {
+                    report(e.item, &e.error);
+                }
             }
         }
-        for (item, err) in groups.dropped() {
-            note_failure(
-                err,
-                rows[*item as usize].task,
-                &tasks,
-                &task_failures,
-                &vanished_fds,
-            );
-        }
-        groups.into_groups()
-    });
+        expand_partial(groups.into_groups(), &clusters)
+    };
+    // Big buckets one at a time on all workers, then the rest in parallel.
+    let big: Vec<usize> = (0..buckets.len())
+        .filter(|&b| buckets[b].1.len() >= SPLIT_BUCKET)
+        .collect();
+    let mut grouped: Vec<Option<Vec<Vec<u32>>>> = (0..buckets.len()).map(|_| None).collect();
+    for &b in &big {
+        grouped[b] = Some(group_bucket(b, true));
+    }
+    let small: Vec<usize> = (0..buckets.len())
+        .filter(|&b| buckets[b].1.len() < SPLIT_BUCKET)
+        .collect();
+    for (b, g) in small.iter().zip(parallel_map(small.len(), workers, |i| {
+        group_bucket(small[i], false)
+    })) {
+        grouped[*b] = Some(g);
+    }
+    let grouped: Vec<Vec<Vec<u32>>> = grouped
+        .into_iter()
+        .map(|g| g.expect("every bucket grouped"))
+        .collect();
     failed.extend(
         task_failures
             .into_inner()
             .unwrap_or_else(|p| p.into_inner()),
     );
+    mark("group_fds");
 
     // 4. Process-level kinds.
     let kind_candidates: Vec<u32> = (0..tasks.len() as u32)
@@ -670,6 +827,8 @@ pub fn scan_with_progress(
         }
     }
 
+    mark("process_kinds");
+
     // 5. Verify that every task lived through the scan.
     let mut gone: HashSet<u32> = HashSet::new();
     for (i, t) in tasks.iter().enumerate() {
@@ -688,8 +847,8 @@ pub fn scan_with_progress(
             );
         }
     }
-    drop(freeze_guard);
     drop(sentinels);
+    mark("verify");
 
     // 6. Assemble.
     let keep = |task: u32| !failed.contains_key(&task);
@@ -778,12 +937,24 @@ pub fn scan_with_progress(
             "nothing could be scanned: {why}"
         )));
     }
+    // The epoll section, while the tasks are still frozen.
+    let epoll_started = Instant::now();
+    if !options.skip_epoll {
+        map.epoll = crate::epoll::resolve_scan(&map);
+    }
+    drop(freeze_guard);
+    phases.insert(
+        "epoll_thaw".into(),
+        epoll_started.elapsed().as_secs_f64() * 1000.0,
+    );
     map.stats = ScanStats {
-        kcmp_calls: calls.load(AtomicOrdering::Relaxed),
+        kcmp_calls: calls.total(),
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         buckets_compared: compared.load(AtomicOrdering::Relaxed),
+        buckets_split: big.len() as u64,
         fds_decided_by_key: by_key.load(AtomicOrdering::Relaxed),
         fds_vanished: vanished_fds.load(AtomicOrdering::Relaxed),
+        phase_ms: phases,
         method: if availability.is_available() {
             "kcmp".into()
         } else {
@@ -791,6 +962,171 @@ pub fn scan_with_progress(
         },
     };
     Ok(map)
+}
+
+/// Buckets with at least this many cluster roots are grouped on all workers
+/// (halves grouped in parallel, then merged in linear time).
+const SPLIT_BUCKET: usize = 1024;
+
+/// Clusters of fds proven to be one description by an inheritance hint.
+pub(crate) struct Clusters {
+    /// The cluster root of each row.
+    root: Vec<u32>,
+    /// The members of each cluster with more than one fd, by root.
+    members: HashMap<u32, Vec<u32>>,
+}
+
+impl Clusters {
+    /// The rows of the cluster rooted at `root` (itself for a single fd).
+    fn members(&self, root: u32) -> Vec<u32> {
+        self.members
+            .get(&root)
+            .cloned()
+            .unwrap_or_else(|| vec![root])
+    }
+}
+
+/// Expands groups of cluster roots into groups of rows, keeping a group's
+/// non-root members in place when its root was replaced.
+fn expand_partial(groups: Vec<Vec<u32>>, clusters: &Clusters) -> Vec<Vec<u32>> {
+    groups
+        .into_iter()
+        .map(|g| {
+            let mut out = Vec::with_capacity(g.len());
+            for r in g {
+                if clusters.root[r as usize] == r {
+                    out.extend(clusters.members(r));
+                } else {
+                    out.push(r);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// Joins fds proven to be one description before the global grouping, in
+/// one parallel pass over the tasks:
+/// - inheritance: (task, N) with (parent, N) when kcmp says they are one
+///   description (fork keeps fd numbers). The parent is the thread-group
+///   leader for a thread (with `threads`), the parent process otherwise;
+/// - within the task: the fds of each bucket grouped among themselves, so
+///   that a dup joins its source (and through it an inherited cluster)
+///   without a global search. A bucket whose fds all joined the parent
+///   teaches nothing new and is skipped.
+fn inheritance_clusters(
+    rows: &[FdRow],
+    tasks: &[SelectedTask],
+    threads: bool,
+    cmp: &FileComparator<'_>,
+    workers: usize,
+) -> Clusters {
+    // Each task's rows are contiguous and sorted by fd.
+    let mut range_of_task: Vec<(usize, usize)> = vec![(0, 0); tasks.len()];
+    let mut start = 0;
+    for i in 1..=rows.len() {
+        if i == rows.len() || rows[i].task != rows[start].task {
+            range_of_task[rows[start].task as usize] = (start, i);
+            start = i;
+        }
+    }
+    let mut task_of_pid: HashMap<Pid, u32> = HashMap::with_capacity(tasks.len());
+    for (i, t) in tasks.iter().enumerate() {
+        task_of_pid.insert(t.record.pid, i as u32);
+    }
+    let parent_task = |t: u32| -> Option<u32> {
+        let rec = &tasks[t as usize].record;
+        let parent = if threads && rec.pid != rec.tgid {
+            rec.tgid
+        } else {
+            Pid::new(rec.ppid).ok()?
+        };
+        task_of_pid.get(&parent).copied()
+    };
+    let is_socket = |i: usize| matches!(FdTarget::parse(&rows[i].target), FdTarget::Socket(_));
+    let edges: Vec<Vec<(u32, u32)>> = parallel_map(tasks.len(), workers, |t| {
+        let (lo, hi) = range_of_task[t];
+        let mut out = Vec::new();
+        if lo == hi {
+            return out;
+        }
+        let me = &tasks[t].record;
+        // Inheritance hints.
+        let mut hinted = vec![false; hi - lo];
+        if let Some(p) = parent_task(t as u32) {
+            let (plo, phi) = range_of_task[p as usize];
+            let parent_rows = &rows[plo..phi];
+            let parent_pid = tasks[p as usize].record.pid;
+            for i in lo..hi {
+                if is_socket(i) {
+                    continue; // decided by key anyway
+                }
+                let r = &rows[i];
+                let Ok(k) = parent_rows.binary_search_by_key(&r.fd, |x| x.fd) else {
+                    continue;
+                };
+                let j = plo + k;
+                if procfs::bucket_key(&rows[j].target) != procfs::bucket_key(&r.target) {
+                    continue;
+                }
+                if let Ok(KcmpOrdering::Equal) = cmp(me.pid, r.fd, parent_pid, r.fd) {
+                    out.push((i as u32, j as u32));
+                    hinted[i - lo] = true;
+                }
+            }
+        }
+        // Local grouping.
+        let mut by_key: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (i, row) in rows.iter().enumerate().take(hi).skip(lo) {
+            if !is_socket(i) {
+                by_key
+                    .entry(procfs::bucket_key(&row.target))
+                    .or_default()
+                    .push(i as u32);
+            }
+        }
+        for items in by_key.values() {
+            if items.len() < 2 || items.iter().all(|&i| hinted[i as usize - lo]) {
+                continue;
+            }
+            let mut groups = OrderedGroups::new();
+            let mut c =
+                |a: u32, b: u32| cmp(me.pid, rows[a as usize].fd, me.pid, rows[b as usize].fd);
+            for &i in items {
+                let _ = groups.insert(i, &mut c); // failures resurface globally
+            }
+            for g in groups.groups() {
+                out.extend(g.windows(2).map(|w| (w[1], w[0])));
+            }
+        }
+        out
+    });
+    let mut root: Vec<u32> = (0..rows.len() as u32).collect();
+    fn find(root: &mut [u32], mut x: u32) -> u32 {
+        while root[x as usize] != x {
+            let up = root[root[x as usize] as usize];
+            root[x as usize] = up;
+            x = up;
+        }
+        x
+    }
+    for (a, b) in edges.into_iter().flatten() {
+        let (ra, rb) = (find(&mut root, a), find(&mut root, b));
+        if ra != rb {
+            // The lower row (an ancestor's, usually) becomes the root.
+            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            root[hi as usize] = lo;
+        }
+    }
+    let mut members: HashMap<u32, Vec<u32>> = HashMap::new();
+    for i in 0..rows.len() as u32 {
+        let r = find(&mut root, i);
+        root[i as usize] = r;
+        if r != i {
+            members.entry(r).or_insert_with(|| vec![r]).push(i);
+        }
+    }
+    Clusters { root, members }
 }
 
 fn note_failure(
@@ -831,7 +1167,7 @@ fn process_kinds(
     tasks: &[SelectedTask],
     candidates: &[u32],
     sentinels: Option<&Sentinels>,
-    calls: &AtomicU64,
+    calls: &CallCounter,
     workers: usize,
     progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Vec<(ProcessResource, KindOutcome)> {
@@ -844,7 +1180,7 @@ fn process_kinds(
             KindItem::Sentinel(p) => p,
         };
         let mut c = |a: KindItem, b: KindItem| {
-            calls.fetch_add(1, AtomicOrdering::Relaxed);
+            calls.add();
             compare_process(kind, pid_of(a), pid_of(b))
         };
         let mut groups = OrderedGroups::new();

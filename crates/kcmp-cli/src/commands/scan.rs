@@ -20,6 +20,7 @@ pub fn run(args: &ScanArgs) -> i32 {
         threads: args.threads,
         freeze: args.freeze,
         workers: 0,
+        skip_epoll: args.dot,
     };
     let progress = DelayedProgress::stderr();
     let result = scan_with_progress(&options, &|p| progress.update(p));
@@ -28,16 +29,11 @@ pub fn run(args: &ScanArgs) -> i32 {
         Ok(map) => map,
         Err(e) => return report_error(&e),
     };
-    // The epoll section: every epoll instance's registrations, resolved.
-    let epolls = if args.dot {
-        Vec::new()
-    } else {
-        kcmp::epoll::resolve_scan(&map)
-    };
+    let epolls = &map.epoll;
     if args.json {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-        let _ = render::write_json_with_epoll(&map, args.include_unshared, Some(&epolls), &mut out);
+        let _ = render::write_json_with_epoll(&map, args.include_unshared, Some(epolls), &mut out);
         let _ = std::io::Write::flush(&mut out);
         return exit::SAME;
     }
@@ -45,7 +41,7 @@ pub fn run(args: &ScanArgs) -> i32 {
         render::dot(&map, args.include_unshared)
     } else {
         let style = Style::stdout();
-        let findings = crate::output::epoll::scan_findings(&map, &epolls, style);
+        let findings = crate::output::epoll::scan_findings(&map, epolls, style);
         render::human_with_findings(&map, args.include_unshared, &findings, style)
     };
     crate::output::write_stdout(&text);

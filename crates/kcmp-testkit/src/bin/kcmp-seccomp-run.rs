@@ -33,7 +33,7 @@ const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
 // Offsets in struct seccomp_data.
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
-/// Low 32 bits of args[1] (little-endian targets only).
+/// Low 32 bits of `args[1]` (little-endian targets only).
 const OFF_ARG1_LO: u32 = 16 + 8;
 
 fn ld(off: u32) -> libc::sock_filter {

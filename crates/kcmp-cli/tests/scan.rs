@@ -393,3 +393,80 @@ fn holders_lists_exactly_the_description_and_the_pipe_peer() {
     assert_eq!(code, 2);
     assert!(err.contains("EBADF") && err.lines().count() == 1, "{err}");
 }
+
+/// State letter of a process from /proc/PID/stat.
+fn state(pid: i32) -> char {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    s.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .chars()
+        .next()
+        .unwrap()
+}
+
+#[test]
+fn freeze_flag_gives_the_same_answers_and_resumes_everything() {
+    let topo = Topology::spawn("general", &[]);
+    let truth = topo.truth();
+    let root = topo.root().to_string();
+    // A shared description of two processes, and two separate ones.
+    let shared = truth
+        .files
+        .iter()
+        .find(|f| f.members.len() >= 2 && f.members.iter().any(|m| m.pid != f.members[0].pid));
+    let shared = shared.expect("a description held by two processes");
+    let (a, b) = (
+        shared.members[0],
+        *shared
+            .members
+            .iter()
+            .find(|m| m.pid != shared.members[0].pid)
+            .unwrap(),
+    );
+    let (code, out, err) = kcmp(&[
+        "file",
+        "--freeze",
+        "--json",
+        &a.pid.to_string(),
+        &a.fd.to_string(),
+        &b.pid.to_string(),
+        &b.fd.to_string(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"same\":true"), "{out}");
+    let (code, out, err) = kcmp(&[
+        "holders",
+        "--freeze",
+        "--json",
+        &a.pid.to_string(),
+        &a.fd.to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["frozen"], true);
+    let frozen = scan_json(&[
+        "scan",
+        "--tree",
+        &root,
+        "--freeze",
+        "--json",
+        "--include-unshared",
+    ]);
+    assert_eq!(frozen["frozen"], true);
+    assert_eq!(
+        frozen["not_frozen"].as_array().unwrap().len(),
+        0,
+        "{}",
+        frozen["not_frozen"]
+    );
+    assert_matches_truth(&frozen, truth);
+    // Nothing was left stopped.
+    for p in truth.live_pids() {
+        let st = state(p);
+        assert!(st != 'T' && st != 't', "process {p} left in state {st}");
+    }
+}

@@ -193,7 +193,12 @@ pub unsafe extern "C" fn kcmp_holders(pid: pid_t, fd: c_int, out: *mut *mut Kcmp
 
 fn holders(pid: pid_t, fd: c_int) -> kcmp::Result<Vec<KcmpHolder>> {
     let (pid, fd) = (Pid::new(pid)?, Fd::new(fd)?);
-    let report = kcmp::holders::find_holders(pid, fd, &HoldersOptions::default())?;
+    // A C caller's own fds are real holders.
+    let options = HoldersOptions {
+        include_self: true,
+        ..HoldersOptions::default()
+    };
+    let report = kcmp::holders::find_holders(pid, fd, &options)?;
     let mut holders: Vec<KcmpHolder> = report
         .holders
         .iter()
@@ -202,34 +207,8 @@ fn holders(pid: pid_t, fd: c_int) -> kcmp::Result<Vec<KcmpHolder>> {
             fd: h.fd.get(),
         })
         .collect();
-    let me = Pid::this();
-    if pid != me {
-        // find_holders leaves the calling process out unless it is the one
-        // asked about (for the CLI its own fds are noise); a C caller's fds
-        // are real holders.
-        holders.extend(own_holders(me, pid, fd));
-    }
     holders.sort_unstable();
-    holders.dedup();
     Ok(holders)
-}
-
-/// The calling process's fds that refer to the description of `fd` in
-/// `pid`. An fd closed meanwhile (or any fd that cannot be compared) is
-/// left out.
-fn own_holders(me: Pid, pid: Pid, fd: Fd) -> Vec<KcmpHolder> {
-    let Ok(own) = kcmp::procfs::list_fds(me) else {
-        return Vec::new();
-    };
-    own.into_iter()
-        .filter(|e| {
-            kcmp::fallback::same_description(me, e.fd, pid, fd).is_ok_and(|answer| answer.same)
-        })
-        .map(|e| KcmpHolder {
-            pid: me.get(),
-            fd: e.fd.get(),
-        })
-        .collect()
 }
 
 /// Copies `items` into a `malloc`ed array (NULL for an empty slice).

@@ -26,6 +26,10 @@ pub struct HoldersOptions {
     pub freeze: bool,
     /// Worker threads; 0 means one per CPU.
     pub workers: usize,
+    /// Count the calling process's own fds as holders too. Off for the CLI
+    /// (the tool's own inherited stdio is noise there); on for library and
+    /// C callers, whose fds are real holders.
+    pub include_self: bool,
 }
 
 /// One holder.
@@ -103,8 +107,8 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
 
     let mut skipped = Vec::new();
     let mut procs = select_processes(&ScanOptions::default(), &HashSet::new(), &mut skipped)?;
-    if pid == Pid::this() {
-        procs.push(procfs::read_stat(pid)?);
+    if pid == Pid::this() || options.include_self {
+        procs.push(procfs::read_stat(Pid::this())?);
     }
     crate::scan::reserve_fds(procs.len());
     let (mut tasks, pin_skipped) = pin_tasks(&procs, false, workers);

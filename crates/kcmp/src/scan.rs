@@ -156,7 +156,7 @@ pub struct SharingMap {
     /// Whether the tasks were frozen during the scan.
     pub frozen: bool,
     /// Processes that could not be frozen, with the reason.
-    pub not_frozen: Vec<Skipped>,
+    pub not_frozen: Vec<crate::freeze::NotFrozen>,
     /// Every epoll instance of the scanned tasks, its registrations resolved
     /// to the descriptions they watch (see [`crate::epoll::resolve_scan`]).
     pub epoll: Vec<crate::epoll::EpollInstance>,
@@ -616,20 +616,12 @@ pub fn scan_with_progress(
     let freeze_guard = if options.freeze {
         let pids: Vec<Pid> = procs
             .iter()
-            .filter(|s| !s.is_kernel_thread())
+            .filter(|s| !s.is_kernel_thread() && !s.is_zombie())
             .map(|s| s.pid)
             .collect();
         let set = crate::freeze::freeze(&pids)?;
         map.frozen = true;
-        map.not_frozen = set
-            .not_frozen()
-            .iter()
-            .map(|n| Skipped {
-                pid: n.pid,
-                reason: n.errno.map(errno_name).unwrap_or("E?").to_string(),
-                detail: n.reason.clone(),
-            })
-            .collect();
+        map.not_frozen = set.not_frozen().to_vec();
         Some(set)
     } else {
         None

@@ -24,6 +24,7 @@ pub fn run(pid: i32, fd: i32, peer: bool, json: bool, freeze: bool) -> i32 {
         peer,
         freeze,
         workers: 0,
+        include_self: false,
     };
     let report = match find_holders(pid, fd, &options) {
         Ok(r) => r,

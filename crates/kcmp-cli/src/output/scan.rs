@@ -39,7 +39,7 @@ struct ScanJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     frozen: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    not_frozen: Option<&'a [kcmp::scan::Skipped]>,
+    not_frozen: Option<&'a [kcmp::freeze::NotFrozen]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     epoll: Option<&'a [kcmp::epoll::EpollInstance]>,
 }

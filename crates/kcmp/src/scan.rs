@@ -324,12 +324,16 @@ fn skipped_from(pid: Pid, err: &Error, what: &str) -> Skipped {
 }
 
 /// Every process's stat, for selection (ppid links) and records.
-fn all_stats() -> Result<HashMap<Pid, TaskStat>> {
+fn all_stats(workers: usize) -> Result<HashMap<Pid, TaskStat>> {
     let pids = procfs::list_pids()?;
-    Ok(pids
-        .into_iter()
-        .filter_map(|p| procfs::read_stat(p).ok().map(|s| (p, s)))
-        .collect())
+    let chunk = pids.len().div_ceil(workers * 4).max(1);
+    let parts = parallel_map(pids.len().div_ceil(chunk), workers, |c| {
+        pids[c * chunk..((c + 1) * chunk).min(pids.len())]
+            .iter()
+            .filter_map(|&p| procfs::read_stat(p).ok().map(|s| (p, s)))
+            .collect::<Vec<_>>()
+    });
+    Ok(parts.into_iter().flatten().collect())
 }
 
 /// The processes (thread-group leaders) selected by `options`, excluding
@@ -340,7 +344,7 @@ pub(crate) fn select_processes(
     skipped: &mut Vec<Skipped>,
 ) -> Result<Vec<TaskStat>> {
     let me = Pid::this();
-    let stats = all_stats()?;
+    let stats = all_stats(workers(options.workers))?;
     let mut chosen: BTreeSet<Pid> = BTreeSet::new();
     if options.pids.is_empty() && options.trees.is_empty() {
         chosen.extend(stats.keys().copied());
@@ -586,7 +590,7 @@ pub fn scan_with_progress(
     let mut map = SharingMap::default();
 
     // Sentinels first, so that they can be excluded from the selection.
-    let sentinels = Sentinels::start();
+    let mut sentinels = Sentinels::spawn();
     let sentinel_pids: HashSet<Pid> = sentinels
         .as_ref()
         .map(|s| s.pids().into_iter().collect())
@@ -792,6 +796,9 @@ pub fn scan_with_progress(
             !r.kernel_thread && !r.is_zombie()
         })
         .collect();
+    if let Ok(s) = &mut sentinels {
+        s.wait_ready();
+    }
     let kinds = if let Some(why) = crate::fallback::process_kinds_unavailable(availability) {
         ProcessResource::ALL
             .into_iter()

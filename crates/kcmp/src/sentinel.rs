@@ -25,8 +25,9 @@ pub struct Sentinels {
 }
 
 impl Sentinels {
-    /// Starts the sentinels: two `cat` processes waiting on an empty pipe,
-    /// and one that exits at once and is left unreaped.
+    /// Starts the sentinels and waits until they are ready: two `cat`
+    /// processes waiting on an empty pipe, and one that exits at once and is
+    /// left unreaped.
     ///
     /// ```
     /// let s = kcmp::sentinel::Sentinels::start().unwrap();
@@ -34,6 +35,15 @@ impl Sentinels {
     /// assert!(s.zombie_pid().is_some());
     /// ```
     pub fn start() -> std::io::Result<Sentinels> {
+        let mut s = Sentinels::spawn()?;
+        s.wait_ready();
+        Ok(s)
+    }
+
+    /// Starts the sentinels without waiting for them: their pids are known at
+    /// once (to leave them out of a selection), and
+    /// [`wait_ready`](Self::wait_ready) is needed only before comparing.
+    pub fn spawn() -> std::io::Result<Sentinels> {
         let mut live = Vec::new();
         for _ in 0..2 {
             live.push(
@@ -49,13 +59,18 @@ impl Sentinels {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let mut s = Sentinels {
+        Ok(Sentinels {
             live,
             zombie: Some(zombie),
-        };
-        // Wait (bounded) until the zombie has exited; do not reap it.
+        })
+    }
+
+    /// Waits (at most 5 s each) until the zombie has exited — it is not
+    /// reaped — and the live ones have exec'd `cat`. A zombie that does not
+    /// exit in time is dropped ([`zombie_pid`](Self::zombie_pid) is `None`).
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        let zpid = s.zombie_pid();
+        let zpid = self.zombie_pid();
         loop {
             let exited = zpid
                 .and_then(|p| crate::procfs::read_stat(p).ok())
@@ -64,26 +79,24 @@ impl Sentinels {
                 break;
             }
             if Instant::now() > deadline {
-                if let Some(mut z) = s.zombie.take() {
+                if let Some(mut z) = self.zombie.take() {
                     let _ = z.kill();
                     let _ = z.wait();
                 }
                 break;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_micros(200));
         }
-        // Wait until the live ones have exec'd (their comm is no longer ours).
-        for child in &s.live {
+        for child in &self.live {
             let pid = Pid::new(child.id() as i32).expect("child pid");
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 match crate::procfs::read_stat(pid) {
                     Ok(st) if st.comm == "cat" => break,
-                    _ => std::thread::sleep(Duration::from_millis(1)),
+                    _ => std::thread::sleep(Duration::from_micros(200)),
                 }
             }
         }
-        Ok(s)
     }
 
     /// The live sentinels (no I/O context, no undo list of their own).

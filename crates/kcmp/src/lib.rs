@@ -60,3 +60,8 @@ pub use error::{errno_name, Error, KcmpCall, KcmpError, Result};
 pub use kind::{KcmpType, ProcessResource, UnknownKcmpType};
 pub use ordering::KcmpOrdering;
 pub use process::ProcessHandle;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

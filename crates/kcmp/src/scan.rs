@@ -38,7 +38,9 @@ use std::time::Instant;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ScanOptions {
-    /// Scan exactly these processes. With `trees` empty too: every process.
+    /// Scan exactly these processes. With `trees` empty too: every process
+    /// (but the scanning process itself, which is scanned only when named
+    /// here or as a tree's root).
     pub pids: Vec<Pid>,
     /// Scan these processes and all their descendants.
     pub trees: Vec<Pid>,
@@ -337,7 +339,8 @@ fn all_stats(workers: usize) -> Result<HashMap<Pid, TaskStat>> {
 }
 
 /// The processes (thread-group leaders) selected by `options`, excluding
-/// this process and `exclude`. Unknown explicit pids are reported.
+/// `exclude` and this process (unless it was named explicitly). Unknown
+/// explicit pids are reported.
 pub(crate) fn select_processes(
     options: &ScanOptions,
     exclude: &HashSet<Pid>,
@@ -381,7 +384,11 @@ pub(crate) fn select_processes(
             }
         }
     }
-    chosen.remove(&me);
+    // This process is left out (its own /proc reading and pidfds are noise),
+    // unless it was named explicitly as a pid or a tree's root.
+    if !options.pids.contains(&me) && !options.trees.contains(&me) {
+        chosen.remove(&me);
+    }
     Ok(chosen
         .into_iter()
         .filter(|p| !exclude.contains(p))

@@ -197,7 +197,7 @@ fn dot_escape(s: &str) -> String {
 /// labelled with the fd; process-level sharing as dashed edges.
 pub fn dot(map: &SharingMap, include_unshared: bool) -> String {
     let mut out = String::from(
-        "digraph kcmp {\n  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];\n",
+        "digraph kcmp {\n  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];\n  edge [fontname=\"monospace\", fontsize=9, color=\"#666666\"];\n",
     );
     let mut used: std::collections::BTreeSet<Pid> = Default::default();
     let mut body = String::new();
@@ -207,9 +207,12 @@ pub fn dot(map: &SharingMap, include_unshared: bool) -> String {
             "  d{i} [shape=note, style=filled, fillcolor=\"#fff4d6\", label=\"{}\"];",
             dot_escape(&d.target)
         );
-        for m in &d.members {
-            used.insert(m.pid);
-            let _ = writeln!(body, "  p{} -> d{i} [label=\"fd {}\"];", m.pid, m.fd);
+        // One edge per holding task, labelled with all its fds.
+        for run in d.members.chunk_by(|a, b| a.pid == b.pid) {
+            let pid = run[0].pid;
+            used.insert(pid);
+            let fds: Vec<String> = run.iter().map(|m| m.fd.to_string()).collect();
+            let _ = writeln!(body, "  p{pid} -> d{i} [label=\"fd {}\"];", fds.join(","));
         }
     }
     for (kind, groups) in &map.shared {

@@ -22,13 +22,18 @@
 //! `{"root": P, "scenario": S, "tasks": [...], "files": [...], "shared": {...},
 //! "shared_threads": {...}, "present": {...}, "named": {...}}` — see [`Truth`].
 
+pub mod cli;
+pub mod epoll;
+pub mod process;
+pub mod scan_json;
+
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long [`Topology::spawn`] waits for the truth line.
 pub const SPAWN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -489,26 +494,10 @@ impl Topology {
     }
 
     fn shutdown(&mut self) -> Option<i32> {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.flush();
-        }
         let mut child = self.child.take()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return status.code(),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => {
-                    // The fixture did not exit: kill it; its children have
-                    // PR_SET_PDEATHSIG(SIGKILL) and die with it.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return None;
-                }
-            }
-        }
+        // If the fixture does not exit, it is killed; its children have
+        // PR_SET_PDEATHSIG(SIGKILL) and die with it.
+        process::close_and_reap(&mut child, self.stdin.take(), Duration::from_secs(30))
     }
 }
 

@@ -1,104 +1,24 @@
 //! `kcmp scan` and `kcmp holders` against generated topologies whose true
 //! sharing is known by construction (kcmp-testkit), compared exactly.
 
-use kcmp_testkit::{FdRef, Topology, Truth};
+use kcmp_testkit::scan_json::{self, groups, partition, refs_among, sorted_groups};
+use kcmp_testkit::{cli, FdRef, Topology, Truth, RESOURCES};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
-use std::process::Command;
 
 fn kcmp(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kcmp"))
-        .args(args)
-        .output()
-        .expect("run kcmp");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    cli::run(env!("CARGO_BIN_EXE_kcmp"), args)
 }
 
 fn scan_json(args: &[&str]) -> Value {
-    let (code, out, err) = kcmp(args);
-    assert_eq!(code, 0, "kcmp {args:?} failed: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
+    cli::success_json(&format!("kcmp {args:?}"), kcmp(args))
 }
-
-/// The scan's descriptions restricted to `pids`, as sorted member lists.
-fn partition(scan: &Value, pids: &HashSet<i32>) -> BTreeSet<Vec<FdRef>> {
-    scan["open_files"]
-        .as_array()
-        .expect("open_files")
-        .iter()
-        .map(|d| {
-            let mut m: Vec<FdRef> = d["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| FdRef {
-                    pid: m["pid"].as_i64().unwrap() as i32,
-                    fd: m["fd"].as_i64().unwrap() as i32,
-                })
-                .filter(|m| pids.contains(&m.pid))
-                .collect();
-            m.sort_unstable();
-            m
-        })
-        .filter(|m| !m.is_empty())
-        .collect()
-}
-
-/// The scan's process-level groups of one kind, restricted to `pids`.
-fn groups(scan: &Value, kind: &str, pids: &HashSet<i32>) -> BTreeSet<Vec<i32>> {
-    scan["shared"][kind]
-        .as_array()
-        .unwrap_or_else(|| panic!("kind {kind} missing from shared: {}", scan["unavailable"]))
-        .iter()
-        .map(|g| {
-            g.as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p.as_i64().unwrap() as i32)
-                .filter(|p| pids.contains(p))
-                .collect::<Vec<i32>>()
-        })
-        .filter(|g| g.len() >= 2)
-        .collect()
-}
-
-fn truth_groups(g: &[Vec<i32>]) -> BTreeSet<Vec<i32>> {
-    g.iter()
-        .map(|v| {
-            let mut v = v.clone();
-            v.sort_unstable();
-            v
-        })
-        .collect()
-}
-
-const KINDS: [&str; 6] = ["vm", "files", "fs", "sighand", "io", "sysvsem"];
 
 fn assert_matches_truth(scan: &Value, truth: &Truth) {
-    let pids: HashSet<i32> = truth.pids().into_iter().collect();
-    let got = partition(scan, &pids);
-    let want = truth.partition();
-    if got != want {
-        let extra: Vec<_> = got.difference(&want).collect();
-        let missing: Vec<_> = want.difference(&got).collect();
-        panic!("open file descriptions differ from the truth\n  scan has, truth not: {extra:?}\n  truth has, scan not: {missing:?}");
-    }
-    for kind in KINDS {
-        let got = groups(scan, kind, &pids);
-        let want = truth_groups(truth.shared.groups(kind));
-        assert_eq!(
-            got, want,
-            "process-level kind {kind} differs from the truth"
-        );
-    }
+    scan_json::assert_exact(scan, truth, "scan");
     // Zombies are tasks, but never sharing anything.
     for z in truth.zombies() {
-        for kind in KINDS {
+        for kind in RESOURCES {
             for g in scan["shared"][kind].as_array().unwrap() {
                 assert!(
                     !g.as_array()
@@ -184,7 +104,7 @@ fn default_output_lists_only_shared_descriptions_sorted() {
         .filter(|f| f.members.len() >= 2)
         .count();
     assert_eq!(files.len(), shared_in_truth);
-    for kind in KINDS {
+    for kind in RESOURCES {
         for g in scan["shared"][kind].as_array().unwrap() {
             let pids: Vec<i64> = g
                 .as_array()
@@ -213,9 +133,9 @@ fn threads_as_tasks_match_the_thread_truth() {
         .into_iter()
         .chain(truth.zombies())
         .collect();
-    for kind in KINDS {
+    for kind in RESOURCES {
         let got = groups(&scan, kind, &tids);
-        let want = truth_groups(truth.shared_threads.groups(kind));
+        let want = sorted_groups(truth.shared_threads.groups(kind));
         assert_eq!(got, want, "--threads: kind {kind} differs from the truth");
     }
 }
@@ -333,16 +253,7 @@ fn holders_lists_exactly_the_description_and_the_pipe_peer() {
         assert_eq!(code, 0, "{err}");
         let v: Value = serde_json::from_str(&out).unwrap();
         let pids: HashSet<i32> = truth.pids().into_iter().collect();
-        let got: BTreeSet<FdRef> = v["holders"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| FdRef {
-                pid: h["pid"].as_i64().unwrap() as i32,
-                fd: h["fd"].as_i64().unwrap() as i32,
-            })
-            .filter(|r| pids.contains(&r.pid))
-            .collect();
+        let got = refs_among(&v["holders"], &pids);
         let want: BTreeSet<FdRef> = f.members.iter().copied().collect();
         assert_eq!(got, want, "holders of {m:?} ({})", f.label);
         assert_eq!(v["pid"], m.pid);
@@ -377,16 +288,7 @@ fn holders_lists_exactly_the_description_and_the_pipe_peer() {
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     let pids: HashSet<i32> = truth.pids().into_iter().collect();
-    let got: BTreeSet<FdRef> = v["peer"]["holders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| FdRef {
-            pid: h["pid"].as_i64().unwrap() as i32,
-            fd: h["fd"].as_i64().unwrap() as i32,
-        })
-        .filter(|r| pids.contains(&r.pid))
-        .collect();
+    let got = refs_among(&v["peer"]["holders"], &pids);
     assert_eq!(got, want);
     // Not open: EBADF, exit 2, one line.
     let (code, _, err) = kcmp(&["holders", &topo.root().to_string(), "999", "--json"]);

@@ -10,9 +10,10 @@
 //! from a test would be rude); frozen scans cover the churn and the
 //! reference trees.
 
-use kcmp_testkit::{FdRef, Topology, Truth};
+use kcmp_testkit::process::close_and_reap;
+use kcmp_testkit::{cli, scan_json, Topology, Truth};
 use serde_json::Value;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -20,26 +21,7 @@ use std::time::{Duration, Instant};
 
 /// A binary of kcmp-testkit, next to `kcmp`; built on demand when absent.
 fn testkit_bin(name: &str) -> PathBuf {
-    let kcmp = PathBuf::from(env!("CARGO_BIN_EXE_kcmp"));
-    let dir = kcmp.parent().unwrap();
-    let path = dir.join(name);
-    if !path.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "kcmp-testkit", "--bin", name]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        if let Some(target) = dir.parent() {
-            cmd.arg("--target-dir").arg(target);
-        }
-        let st = cmd.status().expect("running cargo build");
-        assert!(
-            st.success(),
-            "cargo build -p kcmp-testkit --bin {name} failed"
-        );
-    }
-    path
+    cli::testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), name)
 }
 
 /// The churner; EOF on its stdin (drop) makes it kill and reap its children.
@@ -73,94 +55,21 @@ impl Churn {
 
 impl Drop for Churn {
     fn drop(&mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(20));
     }
 }
 
 fn kcmp(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kcmp"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kcmp");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    cli::output_of(
+        Command::new(env!("CARGO_BIN_EXE_kcmp"))
+            .args(args)
+            .stdin(Stdio::null()),
     )
 }
 
-fn partition(scan: &Value, pids: &HashSet<i32>) -> BTreeSet<Vec<FdRef>> {
-    scan["open_files"]
-        .as_array()
-        .expect("open_files")
-        .iter()
-        .map(|d| {
-            let mut m: Vec<FdRef> = d["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| FdRef {
-                    pid: m["pid"].as_i64().unwrap() as i32,
-                    fd: m["fd"].as_i64().unwrap() as i32,
-                })
-                .filter(|m| pids.contains(&m.pid))
-                .collect();
-            m.sort_unstable();
-            m
-        })
-        .filter(|m| !m.is_empty())
-        .collect()
-}
-
-const KINDS: [&str; 6] = ["vm", "files", "fs", "sighand", "io", "sysvsem"];
-
 /// The scan, restricted to the reference topology, equals its truth.
 fn assert_reference_exact(scan: &Value, truth: &Truth, what: &str) {
-    let pids: HashSet<i32> = truth.pids().into_iter().collect();
-    let got = partition(scan, &pids);
-    let want = truth.partition();
-    if got != want {
-        let extra: Vec<_> = got.difference(&want).collect();
-        let missing: Vec<_> = want.difference(&got).collect();
-        panic!("{what}: reference descriptions differ\n  scan has, truth not: {extra:?}\n  truth has, scan not: {missing:?}");
-    }
-    for kind in KINDS {
-        let got: BTreeSet<Vec<i32>> = scan["shared"][kind]
-            .as_array()
-            .unwrap_or_else(|| panic!("{what}: {kind} missing: {}", scan["unavailable"]))
-            .iter()
-            .map(|g| {
-                g.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| p.as_i64().unwrap() as i32)
-                    .filter(|p| pids.contains(p))
-                    .collect::<Vec<i32>>()
-            })
-            .filter(|g| g.len() >= 2)
-            .collect();
-        let want: BTreeSet<Vec<i32>> = truth
-            .shared
-            .groups(kind)
-            .iter()
-            .map(|g| {
-                let mut g = g.clone();
-                g.sort_unstable();
-                g
-            })
-            .collect();
-        assert_eq!(got, want, "{what}: reference {kind} groups differ");
-    }
+    scan_json::assert_exact(scan, truth, what);
     // Nothing of the reference may be skipped.
     for s in scan["skipped"].as_array().unwrap() {
         let p = s["pid"].as_i64().unwrap() as i32;
@@ -236,10 +145,7 @@ fn stress_secs() -> u64 {
 }
 
 fn scan_ok(args: &[&str], what: &str) -> Value {
-    let (code, out, err) = kcmp(args);
-    assert!(!err.contains("panicked"), "{what}: kcmp panicked: {err}");
-    assert_eq!(code, 0, "{what}: kcmp {args:?} exited {code}: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{what}: bad JSON ({e}): {out}"))
+    cli::success_json(&format!("{what}: kcmp {args:?}"), kcmp(args))
 }
 
 #[test]

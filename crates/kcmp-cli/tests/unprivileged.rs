@@ -5,13 +5,14 @@
 //! Needs root (to drop to the uid); without it the test says so and passes
 //! nothing off as checked.
 
-use kcmp_testkit::{topology_bin, FdRef, Topology, Truth};
+use kcmp_testkit::process::{close_and_reap, read_line_within};
+use kcmp_testkit::scan_json::{fd_ref, groups, partition};
+use kcmp_testkit::{cli, topology_bin, FdRef, Topology, Truth};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An unused uid and gid.
 const UID: u32 = 54321;
@@ -40,14 +41,7 @@ impl UserTopology {
             .expect("spawn the fixture as the unprivileged uid");
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
+        let line = read_line_within(stdout, Duration::from_secs(120))
             .expect("no truth from the unprivileged fixture");
         let truth =
             Truth::from_json(line.trim()).unwrap_or_else(|e| panic!("bad truth ({e}): {line}"));
@@ -61,57 +55,21 @@ impl UserTopology {
 
 impl Drop for UserTopology {
     fn drop(&mut self) {
-        drop(self.stdin.take()); // EOF: the fixture cleans up and exits
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // EOF: the fixture cleans up and exits
+        close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(30));
     }
 }
 
 /// Runs kcmp as [`UID`].
 fn kcmp_as_user(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kcmp"))
-        .args(args)
-        .uid(UID)
-        .gid(UID)
-        .current_dir("/")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run kcmp as the unprivileged uid");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    cli::output_of(
+        Command::new(env!("CARGO_BIN_EXE_kcmp"))
+            .args(args)
+            .uid(UID)
+            .gid(UID)
+            .current_dir("/")
+            .env("NO_COLOR", "1"),
     )
-}
-
-fn partition(scan: &Value, pids: &HashSet<i32>) -> BTreeSet<Vec<FdRef>> {
-    scan["open_files"]
-        .as_array()
-        .expect("open_files")
-        .iter()
-        .map(|d| {
-            let mut m: Vec<FdRef> = d["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| FdRef {
-                    pid: m["pid"].as_i64().unwrap() as i32,
-                    fd: m["fd"].as_i64().unwrap() as i32,
-                })
-                .filter(|m| pids.contains(&m.pid))
-                .collect();
-            m.sort_unstable();
-            m
-        })
-        .filter(|m| !m.is_empty())
-        .collect()
 }
 
 fn is_root() -> bool {
@@ -129,11 +87,10 @@ fn scan_and_holders_as_an_unprivileged_user() {
     let user_pids: HashSet<i32> = user.truth.pids().into_iter().collect();
 
     // A whole-host scan as the user.
-    let (code, out, err) = kcmp_as_user(&["scan", "--json", "--include-unshared"]);
-    assert_eq!(code, 0, "scan as uid {UID} failed: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    let scan: Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));
+    let scan = cli::success_json(
+        &format!("scan as uid {UID}"),
+        kcmp_as_user(&["scan", "--json", "--include-unshared"]),
+    );
     // The user's own processes are inspected exactly.
     assert_eq!(
         partition(&scan, &user_pids),
@@ -141,20 +98,7 @@ fn scan_and_holders_as_an_unprivileged_user() {
         "the user's topology was not inspected exactly"
     );
     for kind in ["vm", "files", "fs", "sighand"] {
-        let got: BTreeSet<Vec<i32>> = scan["shared"][kind]
-            .as_array()
-            .unwrap_or_else(|| panic!("{kind} missing: {}", scan["unavailable"]))
-            .iter()
-            .map(|g| {
-                g.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| p.as_i64().unwrap() as i32)
-                    .filter(|p| user_pids.contains(p))
-                    .collect::<Vec<i32>>()
-            })
-            .filter(|g| g.len() >= 2)
-            .collect();
+        let got = groups(&scan, kind, &user_pids);
         let want: BTreeSet<Vec<i32>> = user.truth.shared.groups(kind).iter().cloned().collect();
         assert_eq!(got, want, "{kind}");
     }
@@ -207,10 +151,7 @@ fn scan_and_holders_as_an_unprivileged_user() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| FdRef {
-            pid: h["pid"].as_i64().unwrap() as i32,
-            fd: h["fd"].as_i64().unwrap() as i32,
-        })
+        .map(fd_ref)
         .collect();
     got.sort_unstable();
     assert_eq!(got, shared.members, "holders of {} ({})", shared.label, out);

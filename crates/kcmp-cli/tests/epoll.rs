@@ -2,95 +2,12 @@
 //! against `kcmp-epoll-fixture` (registrations known by construction).
 //! Needs the workspace's binaries: `cargo test --workspace`.
 
+use kcmp_testkit::epoll::{holders, EpollFixture as Fixture};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 const KCMP: &str = env!("CARGO_BIN_EXE_kcmp");
-
-/// A running fixture: its truth, and its stdin (EOF ends it).
-struct Fixture {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    truth: Value,
-}
-
-impl Fixture {
-    fn spawn(k: usize) -> Fixture {
-        let bin = kcmp_testkit::workspace_bin("kcmp-epoll-fixture");
-        let mut child = Command::new(bin)
-            .arg(k.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn kcmp-epoll-fixture");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the fixture printed its truth in time");
-        let truth: Value = serde_json::from_str(line.trim()).expect("truth is JSON");
-        Fixture {
-            child,
-            stdin,
-            truth,
-        }
-    }
-
-    fn root(&self) -> i64 {
-        self.truth["root"].as_i64().unwrap()
-    }
-
-    fn epolls(&self) -> &[Value] {
-        self.truth["epolls"].as_array().unwrap()
-    }
-
-    fn epoll(&self, name: &str) -> &Value {
-        self.epolls()
-            .iter()
-            .find(|e| e["name"] == name)
-            .unwrap_or_else(|| panic!("no epoll {name} in the truth"))
-    }
-
-    /// The epoll's fd in the root.
-    fn epfd(&self, name: &str) -> i64 {
-        holders(&self.epoll(name)["holders"])
-            .into_iter()
-            .find(|h| h.0 == self.root())
-            .expect("the root holds every epoll")
-            .1
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return;
-                }
-            }
-        }
-    }
-}
 
 fn kcmp(args: &[String]) -> Output {
     Command::new(KCMP)
@@ -102,18 +19,6 @@ fn kcmp(args: &[String]) -> Output {
 
 fn args(v: &[&dyn ToString]) -> Vec<String> {
     v.iter().map(|a| a.to_string()).collect()
-}
-
-/// (pid, fd) pairs, sorted.
-fn holders(v: &Value) -> Vec<(i64, i64)> {
-    let mut out: Vec<(i64, i64)> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| (h["pid"].as_i64().unwrap(), h["fd"].as_i64().unwrap()))
-        .collect();
-    out.sort_unstable();
-    out
 }
 
 fn hex(s: &str) -> u64 {
@@ -243,7 +148,7 @@ fn human_output_is_a_table_with_stale_rows() {
 #[test]
 fn not_open_is_ebadf_and_not_epoll_is_einval_exit_2() {
     let fx = Fixture::spawn(2);
-    let closed = fx.truth["closed_fd"].as_i64().unwrap();
+    let closed = fx.truth()["closed_fd"].as_i64().unwrap();
     let out = kcmp(&args(&[&"epoll-targets", &fx.root(), &closed]));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
@@ -251,7 +156,7 @@ fn not_open_is_ebadf_and_not_epoll_is_einval_exit_2() {
     assert!(err.contains("EBADF"), "{err}");
     assert!(out.stdout.is_empty());
 
-    let eventfd = fx.truth["not_epoll_fd"].as_i64().unwrap();
+    let eventfd = fx.truth()["not_epoll_fd"].as_i64().unwrap();
     let out = kcmp(&args(&[&"epoll-targets", &fx.root(), &eventfd, &"--json"]));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
@@ -369,7 +274,7 @@ fn epoll_tfd_toff_past_the_end_is_enoent() {
     let fx = Fixture::spawn(k);
     let root = fx.root();
     let epfd = fx.epfd("classic");
-    let tfd = fx.truth["closed_fd"].as_i64().unwrap();
+    let tfd = fx.truth()["closed_fd"].as_i64().unwrap();
     let (pid, fd) = holders(&fx.epoll("classic")["registrations"][0]["holders"])[0];
     // Every toff below K names one of the K pipes; K names none.
     let mut same = 0;

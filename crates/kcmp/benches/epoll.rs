@@ -9,52 +9,26 @@
 use kcmp::epoll::{epoll_targets, resolve_scan};
 use kcmp::scan::{scan, ScanOptions};
 use kcmp::{Fd, Pid};
-use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use kcmp_testkit::epoll::EpollFixture;
 
 const SIZES: [usize; 3] = [16, 128, 400];
 
-/// A running fixture; killed (its children die with it) on drop.
+/// A running fixture (ended on drop) with its root and the epoll fds.
 struct Fixture {
-    child: Child,
+    inner: EpollFixture,
     root: Pid,
-    truth: Value,
 }
 
 impl Fixture {
     fn spawn(k: usize) -> Fixture {
-        let bin = kcmp_testkit::workspace_bin("kcmp-epoll-fixture");
-        let mut child = Command::new(bin)
-            .arg(k.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn kcmp-epoll-fixture");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("truth line");
-        let truth: Value = serde_json::from_str(&line).expect("truth JSON");
-        let root = Pid::new(truth["root"].as_i64().unwrap() as i32).unwrap();
-        Fixture { child, root, truth }
+        let inner = EpollFixture::spawn(k);
+        let root = Pid::new(inner.root() as i32).unwrap();
+        Fixture { inner, root }
     }
 
+    /// The fd of epoll `name` in the root.
     fn epfd(&self, name: &str) -> Fd {
-        let e = self.truth["epolls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"] == name)
-            .unwrap();
-        Fd::new(e["holders"][0]["fd"].as_i64().unwrap() as i32).unwrap()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Fd::new(self.inner.epfd(name) as i32).unwrap()
     }
 }
 

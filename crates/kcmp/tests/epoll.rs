@@ -4,93 +4,18 @@
 use kcmp::epoll::{epoll_targets, registrations, resolve_scan, EpollTarget};
 use kcmp::scan::{scan, FdRef, ScanOptions};
 use kcmp::{compare_epoll_target, EpollSlot, Fd, Pid};
+use kcmp_testkit::epoll::EpollFixture as Fixture;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
-/// A running fixture: its truth, and its stdin (EOF ends it).
-struct Fixture {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    truth: Value,
+/// The fixture's root as a [`Pid`].
+fn root_of(fx: &Fixture) -> Pid {
+    Pid::new(fx.root() as i32).unwrap()
 }
 
-impl Fixture {
-    fn spawn(k: usize) -> Fixture {
-        let bin = kcmp_testkit::workspace_bin("kcmp-epoll-fixture");
-        let mut child = Command::new(bin)
-            .arg(k.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn kcmp-epoll-fixture");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the fixture printed its truth in time");
-        let truth: Value = serde_json::from_str(line.trim()).expect("truth is JSON");
-        Fixture {
-            child,
-            stdin,
-            truth,
-        }
-    }
-
-    fn root(&self) -> Pid {
-        Pid::new(self.truth["root"].as_i64().unwrap() as i32).unwrap()
-    }
-
-    fn epoll(&self, name: &str) -> &Value {
-        self.truth["epolls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"] == name)
-            .unwrap_or_else(|| panic!("no epoll {name} in the truth"))
-    }
-
-    /// The epoll's fd in the root.
-    fn epfd(&self, name: &str) -> Fd {
-        let root = self.root().get() as i64;
-        let h = self.epoll(name)["holders"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["pid"].as_i64() == Some(root))
-            .expect("the root holds every epoll");
-        Fd::new(h["fd"].as_i64().unwrap() as i32).unwrap()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return;
-                }
-            }
-        }
-    }
+/// The fd of epoll `name` in the fixture's root, as an [`Fd`].
+fn epfd_of(fx: &Fixture, name: &str) -> Fd {
+    Fd::new(fx.epfd(name) as i32).unwrap()
 }
 
 fn refs(v: &Value) -> Vec<FdRef> {
@@ -171,7 +96,7 @@ fn assert_toffs_dense(targets: &[EpollTarget]) {
 #[test]
 fn every_epoll_of_the_fixture_matches_the_truth_from_every_holder() {
     let fx = Fixture::spawn(8);
-    for epoll in fx.truth["epolls"].as_array().unwrap() {
+    for epoll in fx.truth()["epolls"].as_array().unwrap() {
         // Every holder of the epoll: the root, and c2 for the inherited one.
         for holder in refs(&epoll["holders"]) {
             let found = epoll_targets(holder.pid, holder.fd).unwrap();
@@ -204,9 +129,9 @@ fn every_epoll_of_the_fixture_matches_the_truth_from_every_holder() {
 fn classic_many_pipes_under_one_closed_number_each_toff_is_one_pipe() {
     let k = 40;
     let fx = Fixture::spawn(k);
-    let root = fx.root();
-    let epfd = fx.epfd("classic");
-    let classic_tfd = fx.truth["closed_fd"].as_i64().unwrap() as i32;
+    let root = root_of(&fx);
+    let epfd = epfd_of(&fx, "classic");
+    let classic_tfd = fx.truth()["closed_fd"].as_i64().unwrap() as i32;
     let found = epoll_targets(root, epfd).unwrap();
     assert_eq!(found.targets.len(), k);
     let mut seen = BTreeSet::new();
@@ -245,8 +170,8 @@ fn classic_many_pipes_under_one_closed_number_each_toff_is_one_pipe() {
 #[test]
 fn toff_order_is_the_fdinfo_line_order() {
     let fx = Fixture::spawn(16);
-    let root = fx.root();
-    let epfd = fx.epfd("classic");
+    let root = root_of(&fx);
+    let epfd = epfd_of(&fx, "classic");
     let regs = registrations(root, epfd).unwrap();
     let truth = fx.epoll("classic")["registrations"].as_array().unwrap();
     for r in &regs {
@@ -271,10 +196,10 @@ fn toff_order_is_the_fdinfo_line_order() {
 fn toff_past_the_end_is_enoent() {
     let k = 5;
     let fx = Fixture::spawn(k);
-    let root = fx.root();
-    let epfd = fx.epfd("classic");
+    let root = root_of(&fx);
+    let epfd = epfd_of(&fx, "classic");
     let holder = refs(&fx.epoll("classic")["registrations"][0]["holders"])[0];
-    let classic_tfd = fx.truth["closed_fd"].as_i64().unwrap() as i32;
+    let classic_tfd = fx.truth()["closed_fd"].as_i64().unwrap() as i32;
     let slot = |toff| EpollSlot {
         epfd,
         tfd: Fd::new(classic_tfd).unwrap(),
@@ -296,11 +221,11 @@ fn toff_past_the_end_is_enoent() {
 #[test]
 fn bad_epoll_fds_are_ebadf_einval_esrch() {
     let fx = Fixture::spawn(2);
-    let root = fx.root();
-    let closed = Fd::new(fx.truth["closed_fd"].as_i64().unwrap() as i32).unwrap();
+    let root = root_of(&fx);
+    let closed = Fd::new(fx.truth()["closed_fd"].as_i64().unwrap() as i32).unwrap();
     let err = epoll_targets(root, closed).unwrap_err();
     assert_eq!(err.errno_name(), Some("EBADF"), "{err}");
-    let eventfd = Fd::new(fx.truth["not_epoll_fd"].as_i64().unwrap() as i32).unwrap();
+    let eventfd = Fd::new(fx.truth()["not_epoll_fd"].as_i64().unwrap() as i32).unwrap();
     let err = epoll_targets(root, eventfd).unwrap_err();
     assert_eq!(err.errno_name(), Some("EINVAL"), "{err}");
     assert!(
@@ -318,12 +243,12 @@ fn bad_epoll_fds_are_ebadf_einval_esrch() {
 fn scan_epoll_section_matches_the_truth() {
     let fx = Fixture::spawn(6);
     let map = scan(&ScanOptions {
-        trees: vec![fx.root()],
+        trees: vec![root_of(&fx)],
         ..ScanOptions::default()
     })
     .unwrap();
     let instances = resolve_scan(&map);
-    let truth = fx.truth["epolls"].as_array().unwrap();
+    let truth = fx.truth()["epolls"].as_array().unwrap();
     assert_eq!(
         instances.len(),
         truth.len(),
@@ -355,14 +280,14 @@ fn scan_epoll_section_matches_the_truth() {
 #[test]
 fn scan_of_one_process_restricts_holders_to_it() {
     let fx = Fixture::spawn(3);
-    let root = fx.root();
+    let root = root_of(&fx);
     let map = scan(&ScanOptions {
         pids: vec![root],
         ..ScanOptions::default()
     })
     .unwrap();
     let instances = resolve_scan(&map);
-    let truth = fx.truth["epolls"].as_array().unwrap();
+    let truth = fx.truth()["epolls"].as_array().unwrap();
     assert_eq!(instances.len(), truth.len());
     let only_root = |h: &FdRef| h.pid == root;
     for epoll in truth {
@@ -393,7 +318,7 @@ fn scan_of_one_process_restricts_holders_to_it() {
 #[test]
 fn an_epoll_without_registrations_has_no_targets() {
     let fx = Fixture::spawn(1);
-    let found = epoll_targets(fx.root(), fx.epfd("empty")).unwrap();
+    let found = epoll_targets(root_of(&fx), epfd_of(&fx, "empty")).unwrap();
     assert!(found.targets.is_empty());
     assert_eq!(found.kcmp_calls, 0);
 }

@@ -3,35 +3,17 @@
 //! must still give exact same/different answers through its fallbacks, say
 //! which method answered, and have `kcmp doctor` name the cause.
 
+use kcmp_testkit::cli;
+use kcmp_testkit::process::{sleeper, Kid};
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// A binary of kcmp-testkit, next to `kcmp`; built on demand when absent
 /// (`cargo test -p kcmp-cli` builds only this package's binaries).
 fn testkit_bin(name: &str) -> PathBuf {
-    let kcmp = PathBuf::from(env!("CARGO_BIN_EXE_kcmp"));
-    let dir = kcmp.parent().unwrap();
-    let path = dir.join(name);
-    if !path.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "kcmp-testkit", "--bin", name]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        if let Some(target) = dir.parent() {
-            cmd.arg("--target-dir").arg(target);
-        }
-        let st = cmd.status().expect("running cargo build");
-        assert!(
-            st.success(),
-            "cargo build -p kcmp-testkit --bin {name} failed"
-        );
-    }
-    assert!(path.is_file(), "{} missing", path.display());
-    path
+    cli::testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), name)
 }
 
 /// `kcmp-seccomp-run MODE [--no-dupfd-query] -- kcmp ARGS...`
@@ -44,29 +26,6 @@ fn kcmp_under(mode: &[&str], args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .unwrap()
-}
-
-struct Kid(Child);
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-impl Kid {
-    fn pid(&self) -> String {
-        self.0.id().to_string()
-    }
-}
-
-fn sleeper(stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Kid {
-    Kid(Command::new("sleep")
-        .arg("60")
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .unwrap())
 }
 
 /// A: fd 0 and 1 one description of a file, fd 2 a second open() of it.
@@ -118,7 +77,7 @@ fn stdout(o: &Output) -> String {
 
 /// Every pair of the fixture's fds, with the expected answer.
 fn cases(fx: &Fixture) -> Vec<([String; 4], bool)> {
-    let (a, b) = (fx.a.pid(), fx.b.pid());
+    let (a, b) = (fx.a.pid().to_string(), fx.b.pid().to_string());
     let c = |p1: &str, f1: &str, p2: &str, f2: &str, same| {
         ([p1.into(), f1.into(), p2.into(), f2.into()], same)
     };
@@ -160,7 +119,14 @@ fn check_file_answers(mode: &[&str], want_method: &str) {
 fn without_a_filter_kcmp_answers() {
     let fx = Fixture::new("none");
     let out = Command::new(env!("CARGO_BIN_EXE_kcmp"))
-        .args(["file", &fx.a.pid(), "0", &fx.a.pid(), "1", "--json"])
+        .args([
+            "file",
+            &fx.a.pid().to_string(),
+            "0",
+            &fx.a.pid().to_string(),
+            "1",
+            "--json",
+        ])
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -182,7 +148,7 @@ fn eperm_file_answers_are_exact() {
 fn epoll_trick_answers_when_dupfd_query_is_missing_too() {
     // Only pollable files (the pipe fixture B) can be decided by the trick.
     let fx = Fixture::new("epoll");
-    let b = fx.b.pid();
+    let b = fx.b.pid().to_string();
     for (f1, f2, same) in [("0", "2", true), ("0", "1", false), ("1", "1", true)] {
         let out = kcmp_under(
             &["enosys", "--no-dupfd-query"],
@@ -201,7 +167,7 @@ fn epoll_trick_answers_when_dupfd_query_is_missing_too() {
     }
     // A regular file cannot be decided without kcmp or F_DUPFD_QUERY: the
     // tool says so (one line naming the errno) instead of guessing.
-    let a = fx.a.pid();
+    let a = fx.a.pid().to_string();
     let out = kcmp_under(&["enosys", "--no-dupfd-query"], &["file", &a, "0", &a, "1"]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(stdout(&out).is_empty(), "guessed: {}", stdout(&out));
@@ -268,7 +234,14 @@ fn scan_lists_process_kinds_as_unavailable() {
     let fx = Fixture::new("scan");
     let out = kcmp_under(
         &["enosys"],
-        &["scan", "--pid", &fx.a.pid(), "--pid", &fx.b.pid(), "--json"],
+        &[
+            "scan",
+            "--pid",
+            &fx.a.pid().to_string(),
+            "--pid",
+            &fx.b.pid().to_string(),
+            "--json",
+        ],
     );
     assert_eq!(
         out.status.code(),
@@ -278,8 +251,8 @@ fn scan_lists_process_kinds_as_unavailable() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // Exact descriptions from the fallbacks: A's 0+1, B's 0+2.
-    let a: i64 = fx.a.pid().parse().unwrap();
-    let b: i64 = fx.b.pid().parse().unwrap();
+    let a: i64 = fx.a.pid().into();
+    let b: i64 = fx.b.pid().into();
     let mut groups: Vec<Vec<(i64, i64)>> = v["open_files"]
         .as_array()
         .unwrap()

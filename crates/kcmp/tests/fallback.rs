@@ -6,9 +6,10 @@ use kcmp::fallback::{
     same_own_fds, LocalMethod, Method,
 };
 use kcmp::{compare_files, Fd, Pid};
+use kcmp_testkit::process::{sleeper, Kid};
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
 fn fd(raw: i32) -> Fd {
     Fd::new(raw).unwrap()
@@ -20,27 +21,9 @@ fn temp_file(tag: &str) -> std::path::PathBuf {
     p
 }
 
-struct Kid(Child);
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-impl Kid {
-    fn pid(&self) -> Pid {
-        Pid::new(self.0.id() as i32).unwrap()
-    }
-}
-
-fn sleeper(stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Kid {
-    Kid(Command::new("sleep")
-        .arg("60")
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .unwrap())
+/// The kid's pid as a [`Pid`].
+fn pid(kid: &Kid) -> Pid {
+    Pid::new(kid.pid()).unwrap()
 }
 
 #[test]
@@ -142,12 +125,12 @@ fn across_processes_matches_kcmp_on_every_pair() {
     let (a, b, f, r, p) = fixtures("across");
     let me = Pid::this();
     let refs: Vec<(Pid, Fd)> = vec![
-        (a.pid(), fd(0)),
-        (a.pid(), fd(1)),
-        (a.pid(), fd(2)),
-        (b.pid(), fd(0)),
-        (b.pid(), fd(1)),
-        (b.pid(), fd(2)),
+        (pid(&a), fd(0)),
+        (pid(&a), fd(1)),
+        (pid(&a), fd(2)),
+        (pid(&b), fd(0)),
+        (pid(&b), fd(1)),
+        (pid(&b), fd(2)),
         (me, fd(f.as_raw_fd())),
         (me, fd(r.as_raw_fd())),
     ];
@@ -169,7 +152,7 @@ fn across_processes_matches_kcmp_on_every_pair() {
     // Descriptions: {a0,a1,f}, {a2}, {b0,b2,r}, {b1}: 9 + 1 + 9 + 1.
     assert_eq!(same, 20);
     // With kcmp available, same_description uses it.
-    let s = same_description(a.pid(), fd(0), a.pid(), fd(1)).unwrap();
+    let s = same_description(pid(&a), fd(0), pid(&a), fd(1)).unwrap();
     assert_eq!((s.same, s.method), (true, Method::Kcmp));
     assert_eq!(serde_json::to_value(s).unwrap()["method"], "kcmp");
     drop((a, b));
@@ -190,7 +173,7 @@ fn fetched_fds_are_closed_at_once() {
     };
     assert_eq!(holders(), 1);
     for _ in 0..50 {
-        let s = same_description_without_kcmp(a.pid(), fd(2), b.pid(), fd(0)).unwrap();
+        let s = same_description_without_kcmp(pid(&a), fd(2), pid(&b), fd(0)).unwrap();
         assert!(!s.same);
         assert_eq!(holders(), 1);
     }
@@ -201,10 +184,10 @@ fn fetched_fds_are_closed_at_once() {
 #[test]
 fn errors_name_the_errno() {
     let (a, _b, _f, _r, p) = fixtures("errors");
-    let err = same_description_without_kcmp(a.pid(), fd(0), a.pid(), fd(999)).unwrap_err();
+    let err = same_description_without_kcmp(pid(&a), fd(0), pid(&a), fd(999)).unwrap_err();
     assert_eq!(err.errno_name(), Some("EBADF"), "{err}");
     let gone = Pid::new(kcmp_testkit::reaped_pid()).unwrap();
-    let err = same_description_without_kcmp(gone, fd(0), a.pid(), fd(0)).unwrap_err();
+    let err = same_description_without_kcmp(gone, fd(0), pid(&a), fd(0)).unwrap_err();
     assert_eq!(err.errno_name(), Some("ESRCH"), "{err}");
     let err = same_description_without_kcmp(Pid::this(), fd(999), Pid::this(), fd(0)).unwrap_err();
     assert_eq!(err.errno_name(), Some("EBADF"), "{err}");
@@ -216,28 +199,28 @@ fn equality_grouping_is_exact_and_counted() {
     let (a, b, f, r, p) = fixtures("grouping");
     let me = Pid::this();
     let items = vec![
-        (a.pid(), fd(0)),
-        (b.pid(), fd(0)),
-        (a.pid(), fd(2)),
-        (a.pid(), fd(1)),
+        (pid(&a), fd(0)),
+        (pid(&b), fd(0)),
+        (pid(&a), fd(2)),
+        (pid(&a), fd(1)),
         (me, fd(r.as_raw_fd())),
-        (b.pid(), fd(1)),
+        (pid(&b), fd(1)),
         (me, fd(f.as_raw_fd())),
-        (b.pid(), fd(2)),
-        (a.pid(), fd(999)),
+        (pid(&b), fd(2)),
+        (pid(&a), fd(999)),
     ];
     let g = group_by_equality(items, |x, y| {
         Ok(same_description_without_kcmp(x.0, x.1, y.0, y.1)?.same)
     });
     let expect = vec![
-        vec![(a.pid(), fd(0)), (a.pid(), fd(1)), (me, fd(f.as_raw_fd()))],
-        vec![(b.pid(), fd(0)), (me, fd(r.as_raw_fd())), (b.pid(), fd(2))],
-        vec![(a.pid(), fd(2))],
-        vec![(b.pid(), fd(1))],
+        vec![(pid(&a), fd(0)), (pid(&a), fd(1)), (me, fd(f.as_raw_fd()))],
+        vec![(pid(&b), fd(0)), (me, fd(r.as_raw_fd())), (pid(&b), fd(2))],
+        vec![(pid(&a), fd(2))],
+        vec![(pid(&b), fd(1))],
     ];
     assert_eq!(g.groups, expect);
     assert_eq!(g.failed.len(), 1);
-    assert_eq!(g.failed[0].0, (a.pid(), fd(999)));
+    assert_eq!(g.failed[0].0, (pid(&a), fd(999)));
     assert_eq!(g.failed[0].1.errno_name(), Some("EBADF"));
     // Each item is compared with the representatives until it matches:
     // 0+1+2+1+2+3+1+2 = 12, plus 1 for the failing item (fails at once).

@@ -4,23 +4,10 @@
 //! Builds with the profile of this test binary (`dev` under `cargo test`),
 //! through the same [`xtask::install`] the command runs.
 
+use kcmp_testkit::cli::{assert_success, text};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use xtask::{InstallOptions, Layout, TempDir};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn assert_success(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
 
 /// The cargo profile this test was built with, and a target directory of
 /// the install's own next to this build's: rebuilding in the running

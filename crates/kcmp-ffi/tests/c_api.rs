@@ -4,6 +4,7 @@
 //! compiled with `cc prog.c $(pkg-config --cflags --libs kcmp)` and run
 //! against the real kernel.
 
+use kcmp_testkit::cli::{assert_success, text};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -72,20 +73,6 @@ fn artifacts() -> CArtifacts {
     let exe = std::env::current_exe().expect("test executable path");
     let deps = exe.parent().expect("deps dir");
     CArtifacts::in_dir(deps).expect("libkcmp_ffi.so and libkcmp_ffi.a next to the test binary")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_success(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 /// The dynamic section's NEEDED entries of an ELF file.

@@ -106,20 +106,29 @@ fn human_report_names_every_section() {
 
 #[test]
 fn doctor_leaves_no_child_behind() {
+    // As a child subreaper, this test process inherits whatever doctor leaves
+    // behind (its `sleep` probes), so only our own children are looked at,
+    // never the rest of the host.
+    let me = rustix::process::getpid();
+    rustix::process::set_child_subreaper(Some(me)).unwrap();
     let out = kcmp().args(["doctor", "--json"]).output().unwrap();
     assert!(out.status.success());
-    // Its sleep children were reaped: none of them is left with it as parent
-    // (it has exited), and none is stopped.
-    let stray: Vec<String> = std::fs::read_dir("/proc")
+    let orphans: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| {
             let name = e.ok()?.file_name().to_str()?.to_string();
             name.parse::<i32>().ok()?;
             let stat = std::fs::read_to_string(format!("/proc/{name}/stat")).ok()?;
-            let rest = &stat[stat.rfind(')')? + 2..];
             let comm = &stat[stat.find('(')? + 1..stat.rfind(')')?];
-            (comm == "sleep" && rest.starts_with(['t', 'T'])).then_some(name)
+            let mut rest = stat[stat.rfind(')')? + 2..].split_whitespace();
+            let state = rest.next()?;
+            let ppid: i32 = rest.next()?.parse().ok()?;
+            (ppid == me.as_raw_nonzero().get() && comm == "sleep")
+                .then(|| format!("{name} ({state})"))
         })
         .collect();
-    assert!(stray.is_empty(), "stopped sleep processes: {stray:?}");
+    assert!(
+        orphans.is_empty(),
+        "doctor left children behind: {orphans:?}"
+    );
 }

@@ -150,11 +150,9 @@ pub struct DoctorReport {
     pub usable: bool,
 }
 
+/// A field of /proc/self/status, e.g. `status_field("CapEff")`.
 fn status_field(key: &str) -> Option<String> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(|v| v.trim().to_string())
+    crate::procfs::read_status_field(crate::Pid::this(), key.trim_end_matches(':')).ok()?
 }
 
 /// True when `CAP_SYS_PTRACE` (bit 19) is in `CapEff` of /proc/self/status.
@@ -306,8 +304,8 @@ fn spawn_sleeper() -> std::io::Result<Child> {
 }
 
 fn proc_state(pid: u32) -> Option<char> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    text[text.rfind(')')? + 1..].trim_start().chars().next()
+    let pid = crate::Pid::new(i32::try_from(pid).ok()?).ok()?;
+    Some(crate::procfs::read_stat(pid).ok()?.state)
 }
 
 fn wait_state(pid: u32, want: impl Fn(char) -> bool) -> bool {

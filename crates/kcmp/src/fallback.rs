@@ -191,10 +191,10 @@ impl Availability {
 /// The calling process's seccomp mode from /proc/self/status (0 none,
 /// 1 strict, 2 filter), or `None` when the field is missing.
 pub fn seccomp_mode() -> Option<u32> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("Seccomp:"))
-        .and_then(|v| v.trim().parse().ok())
+    crate::procfs::read_status_field(Pid::this(), "Seccomp")
+        .ok()??
+        .parse()
+        .ok()
 }
 
 /// Probes kcmp now (`KCMP_VM`, this process against itself), uncached.

@@ -51,6 +51,7 @@
 
 use crate::compare::Pid;
 use crate::error::{errno_name, Error, Result};
+use crate::procfs;
 use crate::sys::ptrace::{self, TraceeState};
 use rustix::io::Errno;
 use std::collections::{BTreeMap, HashSet};
@@ -58,8 +59,6 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// `PF_KTHREAD` in the flags field of /proc/PID/stat.
-const PF_KTHREAD: u64 = 0x0020_0000;
 /// `PTRACE_EVENT_STOP`, in bits 8..16 of a ptrace stop's status.
 const PTRACE_EVENT_STOP: i32 = 128;
 
@@ -293,29 +292,25 @@ struct Tracer {
     procs: BTreeMap<i32, Proc>,
 }
 
-/// Fields of /proc/PID/stat: (state, ppid, flags).
-fn read_stat(path: &str) -> Option<(char, i32, u64)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let state = f.first()?.chars().next()?;
-    let ppid = f.get(1)?.parse().ok()?;
-    let flags = f.get(6)?.parse().ok()?;
-    Some((state, ppid, flags))
+/// A task's stat from the shared /proc parser (works for thread ids too:
+/// /proc/TID is every thread's own directory).
+fn stat_of(pid: i32) -> Option<procfs::TaskStat> {
+    procfs::read_stat(Pid::new(pid).ok()?).ok()
 }
 
-fn status_field(path: &str, key: &str) -> Option<i64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().parse().ok())
+/// A numeric field of /proc/PID/status (`"TracerPid"`, `"Tgid"`).
+fn status_number(pid: i32, key: &str) -> Option<i64> {
+    procfs::read_status_field(Pid::new(pid).ok()?, key)
+        .ok()??
+        .parse()
+        .ok()
 }
 
 /// The calling process's ancestors, from its parent up to (and including) pid 1.
 fn ancestors() -> HashSet<i32> {
     let mut set = HashSet::new();
     let mut pid = std::process::id() as i32;
-    while let Some((_, ppid, _)) = read_stat(&format!("/proc/{pid}/stat")) {
+    while let Some(ppid) = stat_of(pid).map(|s| s.ppid) {
         if ppid <= 0 || !set.insert(ppid) {
             break;
         }
@@ -345,7 +340,7 @@ impl Tracer {
                 reason: reason.to_string(),
                 errno,
             };
-            let tgid = match status_field(&format!("/proc/{raw}/status"), "Tgid:") {
+            let tgid = match status_number(raw, "Tgid") {
                 Some(t) => t as i32,
                 None => {
                     not_frozen.push(nf(NotFrozenKind::Vanished, "vanished", Some(Errno::SRCH)));
@@ -368,9 +363,9 @@ impl Tracer {
                 ));
                 continue;
             }
-            match read_stat(&format!("/proc/{tgid}/stat")) {
+            match stat_of(tgid) {
                 None => not_frozen.push(nf(NotFrozenKind::Vanished, "vanished", Some(Errno::SRCH))),
-                Some((_, _, flags)) if flags & PF_KTHREAD != 0 => {
+                Some(stat) if stat.is_kernel_thread() => {
                     not_frozen.push(nf(NotFrozenKind::KernelThread, "a kernel thread", None))
                 }
                 Some(_) => self.procs.entry(tgid).or_default().requested.push(pid),
@@ -416,10 +411,7 @@ impl Tracer {
                 Some(f) => Err(f.clone()),
                 None if stopped > 0 => Ok(()),
                 None => {
-                    let zombie = matches!(
-                        read_stat(&format!("/proc/{tgid}/stat")),
-                        Some(('Z', _, _)) | Some(('X', _, _))
-                    );
+                    let zombie = stat_of(tgid).is_some_and(|s| s.is_zombie());
                     if zombie {
                         Err((
                             NotFrozenKind::Zombie,
@@ -577,16 +569,20 @@ fn seize_new_threads(tgid: i32, proc_: &mut Proc) -> bool {
                 proc_.skipped.insert(tid);
             }
             Err(e) => {
-                let task = format!("/proc/{tgid}/task/{tid}");
-                match read_stat(&format!("{task}/stat")) {
-                    None | Some(('Z', _, _)) | Some(('X', _, _)) => {
+                match stat_of(tid) {
+                    None => {
+                        // An exited thread: nothing to stop.
+                        proc_.skipped.insert(tid);
+                        continue;
+                    }
+                    Some(stat) if stat.is_zombie() => {
                         // An exited thread: nothing to stop.
                         proc_.skipped.insert(tid);
                         continue;
                     }
                     Some(_) => {}
                 }
-                let tracer = status_field(&format!("{task}/status"), "TracerPid:").unwrap_or(0);
+                let tracer = status_number(tid, "TracerPid").unwrap_or(0);
                 let kind = if e == Errno::PERM && tracer != 0 {
                     NotFrozenKind::AlreadyTraced
                 } else if e == Errno::PERM {
@@ -596,8 +592,7 @@ fn seize_new_threads(tgid: i32, proc_: &mut Proc) -> bool {
                 };
                 let reason = if e == Errno::PERM && tracer != 0 {
                     // TracerPid names the tracing thread; report its process.
-                    let tracer =
-                        status_field(&format!("/proc/{tracer}/status"), "Tgid:").unwrap_or(tracer);
+                    let tracer = status_number(tracer as i32, "Tgid").unwrap_or(tracer);
                     format!("already traced by process {tracer}")
                 } else if e == Errno::PERM {
                     "permission denied (ptrace attach refused: another user's process, \

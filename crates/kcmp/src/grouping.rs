@@ -211,6 +211,66 @@ impl<T: Copy> OrderedGroups<T> {
         self
     }
 
+    /// Checks the sorted representatives against each other and repairs the
+    /// grouping if they are no longer consistent; returns how many rebuilds
+    /// that took (0 when it was consistent).
+    ///
+    /// Binary search assumes the objects do not change while the grouping
+    /// is built. On a running system a representative may change under it
+    /// (a task execs or exits and gets another mm, an fd is closed and its
+    /// number reused), and a later search may then miss a group and split
+    /// one object into two groups. In a consistent sorted list every
+    /// representative orders strictly before the next, and a split always
+    /// shows as an adjacent pair that does not (by transitivity), so one
+    /// pass of `groups - 1` comparisons detects it; the groups are then
+    /// re-placed (merging equal ones) and checked again, at most `rounds`
+    /// times. Answers about running processes can still be stale; stop them
+    /// (`--freeze`) for a consistent picture.
+    ///
+    /// ```
+    /// use kcmp::grouping::OrderedGroups;
+    /// use kcmp::KcmpOrdering;
+    /// let mut cmp = |a: i32, b: i32| Ok(KcmpOrdering::from(a.cmp(&b)));
+    /// let mut g = OrderedGroups::new();
+    /// for x in [3, 1, 2] { g.insert(x, &mut cmp).unwrap(); }
+    /// assert_eq!(g.check_and_repair(&mut cmp, 3), 0);
+    /// ```
+    pub fn check_and_repair<F>(&mut self, cmp: &mut F, rounds: u32) -> u32
+    where
+        F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
+    {
+        if !self.ordered {
+            return 0; // every item was compared with every representative
+        }
+        for round in 0..rounds {
+            let mut consistent = true;
+            for i in 1..self.groups.len() {
+                self.comparisons += 1;
+                if !matches!(
+                    cmp(self.groups[i - 1][0], self.groups[i][0]),
+                    Ok(KcmpOrdering::Less)
+                ) {
+                    consistent = false;
+                    break;
+                }
+            }
+            if consistent {
+                return round;
+            }
+            let groups = std::mem::take(&mut self.groups);
+            let dropped = std::mem::take(&mut self.dropped);
+            let comparisons = self.comparisons;
+            let mut rebuilt = OrderedGroups::new().absorb(groups, cmp);
+            rebuilt.dropped.splice(0..0, dropped);
+            rebuilt.comparisons += comparisons;
+            *self = rebuilt;
+            if !self.ordered {
+                return round + 1;
+            }
+        }
+        rounds
+    }
+
     /// Inserts whole groups (their first valid member places the group).
     fn absorb<F>(mut self, groups: Vec<Vec<T>>, cmp: &mut F) -> Self
     where
@@ -363,6 +423,40 @@ mod tests {
         let mut groups = g.into_groups();
         groups.sort();
         assert_eq!(groups, vec![vec![1, 1], vec![2], vec![4, 4], vec![9]]);
+    }
+
+    #[test]
+    fn a_representative_that_changes_splits_a_group_and_the_check_repairs_it() {
+        use std::cell::RefCell;
+        // Items are ids; their "kernel object" is keys[id], which may change
+        // (a task exec'ing, an fd number reused) while the grouping is built.
+        let keys = RefCell::new(vec![10, 20, 30, 40, 50, 20]);
+        let mut cmp = |a: usize, b: usize| {
+            let k = keys.borrow();
+            Ok(KcmpOrdering::from(k[a].cmp(&k[b])))
+        };
+        let mut g = OrderedGroups::new();
+        for id in 0..5 {
+            g.insert(id, &mut cmp).unwrap();
+        }
+        keys.borrow_mut()[2] = 5; // the middle representative changes
+        g.insert(5, &mut cmp).unwrap(); // equal to id 1, but the search goes astray
+        assert_eq!(
+            g.len(),
+            6,
+            "the search missed the group of id 1 (the failure mode)"
+        );
+        assert!(g.check_and_repair(&mut cmp, 3) >= 1);
+        let mut groups: Vec<Vec<usize>> = g
+            .into_groups()
+            .into_iter()
+            .map(|mut v| {
+                v.sort();
+                v
+            })
+            .collect();
+        groups.sort();
+        assert_eq!(groups, vec![vec![0], vec![1, 5], vec![2], vec![3], vec![4]]);
     }
 
     #[test]

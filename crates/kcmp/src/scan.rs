@@ -122,6 +122,10 @@ pub struct ScanStats {
     pub fds_decided_by_key: u64,
     /// Fds closed while the scan ran (left out).
     pub fds_vanished: u64,
+    /// Groupings (fd buckets or process-level kinds) whose sorted
+    /// representatives turned out inconsistent — something changed under
+    /// the scan — and were rebuilt ([`OrderedGroups::check_and_repair`]).
+    pub groupings_repaired: u64,
     /// How equality was decided: `"kcmp"` (ordered) or a fallback.
     pub method: String,
     /// Wall time of each phase, in milliseconds: `select`, `pin`,
@@ -687,6 +691,7 @@ pub fn scan_with_progress(
     let total = buckets.len() as u64;
     let task_failures: Mutex<HashMap<u32, Skipped>> = Mutex::new(HashMap::new());
     let vanished_fds = AtomicU64::new(0);
+    let repaired = AtomicU64::new(0);
     let row_cmp = |a: u32, b: u32| {
         let (ra, rb) = (&rows[a as usize], &rows[b as usize]);
         cmp(
@@ -766,6 +771,16 @@ pub fn scan_with_progress(
                 }
             }
         }
+        // Representatives may have changed under the search (a running
+        // process closed and reused an fd number): check, and repair.
+        let before = groups.dropped().len();
+        let rebuilds = groups.check_and_repair(&mut c, 3);
+        if rebuilds > 0 {
+            repaired.fetch_add(1, AtomicOrdering::Relaxed);
+            for (item, err) in &groups.dropped()[before..] {
+                report(*item, err);
+            }
+        }
         expand_partial(groups.into_groups(), &clusters)
     };
     // Big buckets one at a time on all workers, then the rest in parallel.
@@ -817,6 +832,7 @@ pub fn scan_with_progress(
             &kind_candidates,
             sentinels.as_ref().ok(),
             &calls,
+            &repaired,
             workers,
             progress,
         )
@@ -960,6 +976,7 @@ pub fn scan_with_progress(
         buckets_split: big.len() as u64,
         fds_decided_by_key: by_key.load(AtomicOrdering::Relaxed),
         fds_vanished: vanished_fds.load(AtomicOrdering::Relaxed),
+        groupings_repaired: repaired.load(AtomicOrdering::Relaxed),
         phase_ms: phases,
         method: if availability.is_available() {
             "kcmp".into()
@@ -1174,6 +1191,7 @@ fn process_kinds(
     candidates: &[u32],
     sentinels: Option<&Sentinels>,
     calls: &CallCounter,
+    repaired: &AtomicU64,
     workers: usize,
     progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Vec<(ProcessResource, KindOutcome)> {
@@ -1228,6 +1246,10 @@ fn process_kinds(
             done: d,
             total: kinds.len() as u64,
         });
+        // A task may have exec'd or exited under the search: check, repair.
+        if groups.check_and_repair(&mut c, 3) > 0 {
+            repaired.fetch_add(1, AtomicOrdering::Relaxed);
+        }
         let groups = groups.into_groups();
         // The group of the absent object.
         let absent_group = if let Some(z) = zombie {

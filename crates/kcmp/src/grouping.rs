@@ -63,6 +63,27 @@ impl<T: Copy> OrderedGroups<T> {
         Self::default()
     }
 
+    /// Starts from groups already in the comparator's order — for example a
+    /// subsequence of another grouping's groups, which stays sorted because
+    /// the order is total. Nothing is compared; a wrong order only costs
+    /// later searches their precision, and
+    /// [`check_and_repair`](Self::check_and_repair) detects it.
+    ///
+    /// ```
+    /// use kcmp::grouping::OrderedGroups;
+    /// use kcmp::KcmpOrdering;
+    /// let mut cmp = |a: i32, b: i32| Ok(KcmpOrdering::from(a.cmp(&b)));
+    /// let mut g = OrderedGroups::from_sorted(vec![vec![1], vec![5, 5]]);
+    /// g.insert(5, &mut cmp).unwrap();
+    /// assert_eq!(g.groups(), &[vec![1], vec![5, 5, 5]]);
+    /// ```
+    pub fn from_sorted(groups: Vec<Vec<T>>) -> Self {
+        OrderedGroups {
+            groups: groups.into_iter().filter(|g| !g.is_empty()).collect(),
+            ..Self::default()
+        }
+    }
+
     /// Whether the comparator has ordered every comparison so far.
     pub fn is_ordered(&self) -> bool {
         self.ordered
@@ -271,6 +292,40 @@ impl<T: Copy> OrderedGroups<T> {
         rounds
     }
 
+    /// Whether the representatives `range` (indices of adjacent pairs
+    /// `(i - 1, i)`) are in strictly increasing order: one part of
+    /// [`check_and_repair`](Self::check_and_repair)'s check, for callers
+    /// that split it across threads. `cmp` must not need `&mut`.
+    pub fn ordered_within<F>(&self, range: std::ops::Range<usize>, cmp: &F) -> bool
+    where
+        F: Fn(T, T) -> crate::Result<KcmpOrdering>,
+    {
+        range.filter(|&i| i >= 1 && i < self.groups.len()).all(|i| {
+            matches!(
+                cmp(self.groups[i - 1][0], self.groups[i][0]),
+                Ok(KcmpOrdering::Less)
+            )
+        })
+    }
+
+    /// Rebuilds the grouping after an inconsistency was found by
+    /// [`ordered_within`](Self::ordered_within), then checks and repairs
+    /// as [`check_and_repair`](Self::check_and_repair) does; returns the
+    /// number of rebuilds (at least 1).
+    pub fn rebuild_and_repair<F>(&mut self, cmp: &mut F, rounds: u32) -> u32
+    where
+        F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
+    {
+        let groups = std::mem::take(&mut self.groups);
+        let dropped = std::mem::take(&mut self.dropped);
+        let comparisons = self.comparisons;
+        let mut rebuilt = OrderedGroups::new().absorb(groups, cmp);
+        rebuilt.dropped.splice(0..0, dropped);
+        rebuilt.comparisons += comparisons;
+        *self = rebuilt;
+        1 + self.check_and_repair(cmp, rounds.saturating_sub(1))
+    }
+
     /// Inserts whole groups (their first valid member places the group).
     fn absorb<F>(mut self, groups: Vec<Vec<T>>, cmp: &mut F) -> Self
     where
@@ -446,7 +501,14 @@ mod tests {
             6,
             "the search missed the group of id 1 (the failure mode)"
         );
+        // The parallel form of the check sees it too, in one of two halves.
+        let shared = |a: usize, b: usize| {
+            let k = keys.borrow();
+            Ok(KcmpOrdering::from(k[a].cmp(&k[b])))
+        };
+        assert!(!(g.ordered_within(1..3, &shared) && g.ordered_within(3..6, &shared)));
         assert!(g.check_and_repair(&mut cmp, 3) >= 1);
+        assert!(g.ordered_within(1..g.len(), &shared));
         let mut groups: Vec<Vec<usize>> = g
             .into_groups()
             .into_iter()

@@ -774,7 +774,21 @@ pub fn scan_with_progress(
         // Representatives may have changed under the search (a running
         // process closed and reused an fd number): check, and repair.
         let before = groups.dropped().len();
-        let rebuilds = groups.check_and_repair(&mut c, 3);
+        let rebuilds = if split && workers > 1 {
+            // The adjacent pairs are independent: check them on all workers.
+            let n = groups.len();
+            let part = n.div_ceil(workers).max(1);
+            let fine = parallel_map(workers, workers, |w| {
+                groups.ordered_within(w * part + 1..((w + 1) * part + 1).min(n), &row_cmp)
+            });
+            if fine.iter().all(|&ok| ok) {
+                0
+            } else {
+                groups.rebuild_and_repair(&mut c, 3)
+            }
+        } else {
+            groups.check_and_repair(&mut c, 3)
+        };
         if rebuilds > 0 {
             repaired.fetch_add(1, AtomicOrdering::Relaxed);
             for (item, err) in &groups.dropped()[before..] {
@@ -1067,63 +1081,130 @@ fn inheritance_clusters(
         task_of_pid.get(&parent).copied()
     };
     let is_socket = |i: usize| matches!(FdTarget::parse(&rows[i].target), FdTarget::Socket(_));
-    let edges: Vec<Vec<(u32, u32)>> = parallel_map(tasks.len(), workers, |t| {
-        let (lo, hi) = range_of_task[t];
-        let mut out = Vec::new();
-        if lo == hi {
-            return out;
-        }
-        let me = &tasks[t].record;
-        // Inheritance hints.
-        let mut hinted = vec![false; hi - lo];
-        if let Some(p) = parent_task(t as u32) {
-            let (plo, phi) = range_of_task[p as usize];
-            let parent_rows = &rows[plo..phi];
-            let parent_pid = tasks[p as usize].record.pid;
-            for i in lo..hi {
-                if is_socket(i) {
-                    continue; // decided by key anyway
-                }
-                let r = &rows[i];
-                let Ok(k) = parent_rows.binary_search_by_key(&r.fd, |x| x.fd) else {
-                    continue;
-                };
-                let j = plo + k;
-                if procfs::bucket_key(&rows[j].target) != procfs::bucket_key(&r.target) {
-                    continue;
-                }
-                if let Ok(KcmpOrdering::Equal) = cmp(me.pid, r.fd, parent_pid, r.fd) {
-                    out.push((i as u32, j as u32));
-                    hinted[i - lo] = true;
+    // Parents before children: a child's inherited fds then take their
+    // places in its local grouping from the parent's (sorted) grouping for
+    // free; only its own fds are searched.
+    let mut depth: Vec<Option<u32>> = vec![None; tasks.len()];
+    fn depth_of(t: u32, depth: &mut [Option<u32>], parent: &dyn Fn(u32) -> Option<u32>) -> u32 {
+        let mut chain = vec![t];
+        let mut d = loop {
+            let top = *chain.last().expect("non-empty");
+            if let Some(d) = depth[top as usize] {
+                chain.pop(); // known already: only the ones below it get a depth
+                break d;
+            }
+            match parent(top) {
+                Some(p) if !chain.contains(&p) => chain.push(p),
+                _ => {
+                    depth[top as usize] = Some(0);
+                    chain.pop();
+                    break 0;
                 }
             }
+        };
+        while let Some(x) = chain.pop() {
+            d += 1;
+            depth[x as usize] = Some(d);
         }
-        // Local grouping.
-        let mut by_key: HashMap<&str, Vec<u32>> = HashMap::new();
-        for (i, row) in rows.iter().enumerate().take(hi).skip(lo) {
-            if !is_socket(i) {
-                by_key
-                    .entry(procfs::bucket_key(&row.target))
-                    .or_default()
-                    .push(i as u32);
-            }
+        depth[t as usize].expect("set")
+    }
+    let mut levels: Vec<Vec<u32>> = Vec::new();
+    for t in 0..tasks.len() as u32 {
+        let d = depth_of(t, &mut depth, &parent_task) as usize;
+        if levels.len() <= d {
+            levels.resize(d + 1, Vec::new());
         }
-        for items in by_key.values() {
-            if items.len() < 2 || items.iter().all(|&i| hinted[i as usize - lo]) {
-                continue;
+        levels[d].push(t);
+    }
+    /// A task's local grouping: for each bucket key, its groups in kcmp order.
+    type LocalGroups<'r> = HashMap<&'r str, Vec<Vec<u32>>>;
+    let mut local: Vec<LocalGroups<'_>> = (0..tasks.len()).map(|_| HashMap::new()).collect();
+    let mut edges: Vec<Vec<(u32, u32)>> = Vec::new();
+    for level in &levels {
+        let results = parallel_map(level.len(), workers, |x| {
+            let t = level[x] as usize;
+            let (lo, hi) = range_of_task[t];
+            let mut out = Vec::new();
+            let mut mine: LocalGroups<'_> = HashMap::new();
+            if lo == hi {
+                return (out, mine);
             }
-            let mut groups = OrderedGroups::new();
-            let mut c =
-                |a: u32, b: u32| cmp(me.pid, rows[a as usize].fd, me.pid, rows[b as usize].fd);
-            for &i in items {
-                let _ = groups.insert(i, &mut c); // failures resurface globally
+            let me = &tasks[t].record;
+            // Inheritance hints: the parent's row for each hinted row.
+            let mut parent_row: Vec<Option<u32>> = vec![None; hi - lo];
+            let parent = parent_task(t as u32);
+            if let Some(p) = parent {
+                let (plo, phi) = range_of_task[p as usize];
+                let parent_rows = &rows[plo..phi];
+                let parent_pid = tasks[p as usize].record.pid;
+                for i in lo..hi {
+                    if is_socket(i) {
+                        continue; // decided by key anyway
+                    }
+                    let r = &rows[i];
+                    let Ok(k) = parent_rows.binary_search_by_key(&r.fd, |x| x.fd) else {
+                        continue;
+                    };
+                    let j = plo + k;
+                    if procfs::bucket_key(&rows[j].target) != procfs::bucket_key(&r.target) {
+                        continue;
+                    }
+                    if let Ok(KcmpOrdering::Equal) = cmp(me.pid, r.fd, parent_pid, r.fd) {
+                        out.push((i as u32, j as u32));
+                        parent_row[i - lo] = Some(j as u32);
+                    }
+                }
             }
-            for g in groups.groups() {
-                out.extend(g.windows(2).map(|w| (w[1], w[0])));
+            // Local grouping, seeded with the inherited fds in the parent's order.
+            let mut by_key: HashMap<&str, Vec<u32>> = HashMap::new();
+            for (i, row) in rows.iter().enumerate().take(hi).skip(lo) {
+                if !is_socket(i) {
+                    by_key
+                        .entry(procfs::bucket_key(&row.target))
+                        .or_default()
+                        .push(i as u32);
+                }
             }
+            for (key, items) in by_key {
+                let parent_groups = parent.and_then(|p| local[p as usize].get(key));
+                let mut seeded: Vec<Vec<u32>> = Vec::new();
+                let mut rest: Vec<u32> = Vec::new();
+                if let Some(pg) = parent_groups {
+                    let mut group_of: HashMap<u32, usize> = HashMap::new();
+                    for (gi, g) in pg.iter().enumerate() {
+                        for &m in g {
+                            group_of.insert(m, gi);
+                        }
+                    }
+                    seeded = vec![Vec::new(); pg.len()];
+                    for &i in &items {
+                        match parent_row[i as usize - lo].and_then(|j| group_of.get(&j)) {
+                            Some(&gi) => seeded[gi].push(i),
+                            None => rest.push(i),
+                        }
+                    }
+                } else {
+                    rest = items;
+                }
+                let mut groups = OrderedGroups::from_sorted(seeded);
+                let mut c =
+                    |a: u32, b: u32| cmp(me.pid, rows[a as usize].fd, me.pid, rows[b as usize].fd);
+                for i in rest {
+                    let _ = groups.insert(i, &mut c); // failures resurface globally
+                }
+                let groups = groups.into_groups();
+                for g in &groups {
+                    out.extend(g.windows(2).map(|w| (w[1], w[0])));
+                }
+                mine.insert(key, groups);
+            }
+            (out, mine)
+        });
+        for (x, (e, mine)) in results.into_iter().enumerate() {
+            edges.push(e);
+            local[level[x] as usize] = mine;
         }
-        out
-    });
+    }
     let mut root: Vec<u32> = (0..rows.len() as u32).collect();
     fn find(root: &mut [u32], mut x: u32) -> u32 {
         while root[x as usize] != x {

@@ -861,42 +861,50 @@ pub fn resolve_scan(map: &SharingMap) -> Vec<EpollInstance> {
         return Vec::new();
     }
     let index = ScanIndex::new(map);
-    let mut inos = InoIndex::new(index.keys());
-    let calls = Cell::new(0u64);
-    let mut out = Vec::with_capacity(epolls.len());
-    for d in epolls {
-        let first = d.members[0];
-        let mut instance = EpollInstance {
-            pid: first.pid,
-            epfd: first.fd,
-            holders: d.members.clone(),
-            targets: Vec::new(),
-            error: None,
-        };
-        let mut last_err = None;
-        for _ in 0..ATTEMPTS {
-            let attempt = registrations(first.pid, first.fd).and_then(|regs| {
-                let t = resolve(&index, &mut inos, first.pid, first.fd, &regs, &calls)?;
-                let after = registrations(first.pid, first.fd)?;
-                if after.len() != regs.len() || after.iter().zip(&regs).any(|(a, b)| !a.same_as(b))
-                {
-                    return Err(Error::os("the registrations changed", Errno::AGAIN));
+    // Instances are independent: resolve them on all cores, each worker with
+    // its own inode cache.
+    let workers = crate::scan::workers(0);
+    let chunk = epolls.len().div_ceil(workers).max(1);
+    let parts = crate::scan::parallel_map(epolls.len().div_ceil(chunk), workers, |c| {
+        let mut inos = InoIndex::new(index.keys());
+        let calls = Cell::new(0u64);
+        let mut out = Vec::with_capacity(chunk);
+        for d in &epolls[c * chunk..((c + 1) * chunk).min(epolls.len())] {
+            let first = d.members[0];
+            let mut instance = EpollInstance {
+                pid: first.pid,
+                epfd: first.fd,
+                holders: d.members.clone(),
+                targets: Vec::new(),
+                error: None,
+            };
+            let mut last_err = None;
+            for _ in 0..ATTEMPTS {
+                let attempt = registrations(first.pid, first.fd).and_then(|regs| {
+                    let t = resolve(&index, &mut inos, first.pid, first.fd, &regs, &calls)?;
+                    let after = registrations(first.pid, first.fd)?;
+                    if after.len() != regs.len()
+                        || after.iter().zip(&regs).any(|(a, b)| !a.same_as(b))
+                    {
+                        return Err(Error::os("the registrations changed", Errno::AGAIN));
+                    }
+                    Ok(t)
+                });
+                match attempt {
+                    Ok(t) => {
+                        instance.targets = t;
+                        last_err = None;
+                        break;
+                    }
+                    Err(e) => last_err = Some(e),
                 }
-                Ok(t)
-            });
-            match attempt {
-                Ok(t) => {
-                    instance.targets = t;
-                    last_err = None;
-                    break;
-                }
-                Err(e) => last_err = Some(e),
             }
+            instance.error = last_err.map(|e| e.to_string());
+            out.push(instance);
         }
-        instance.error = last_err.map(|e| e.to_string());
-        out.push(instance);
-    }
-    out
+        out
+    });
+    parts.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

@@ -275,39 +275,87 @@ pub fn list_task_fds(pid: Pid, tid: Pid) -> Result<Vec<FdEntry>> {
 }
 
 fn list_fds_at(path: &str) -> Result<Vec<FdEntry>> {
-    let dirfd = openat(
-        CWD,
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::os(format!("open {path}"), e))?;
-    let mut dir = Dir::read_from(&dirfd).map_err(|e| Error::os(format!("read {path}"), e))?;
+    let dir = FdDir::open_path(path)?;
     let mut out = Vec::new();
-    let mut buf = Vec::with_capacity(256);
-    while let Some(entry) = dir.read() {
-        let entry = entry.map_err(|e| Error::os(format!("read {path}"), e))?;
-        let name = entry.file_name();
-        let Some(n) = parse_decimal(name.to_bytes()) else {
-            continue;
-        };
-        match readlinkat(&dirfd, name, std::mem::take(&mut buf)) {
-            Ok(link) => {
-                let mut bytes = link.into_bytes();
-                let target = String::from_utf8_lossy(&bytes).into_owned();
-                bytes.clear();
-                buf = bytes;
-                out.push(FdEntry {
-                    fd: Fd::new(n)?,
-                    target,
-                });
-            }
-            Err(e) if e == rustix::io::Errno::NOENT => continue, // closed meanwhile
-            Err(e) => return Err(Error::os(format!("readlink {path}/{n}"), e)),
+    for fd in dir.fds()? {
+        match dir.readlink(fd) {
+            Ok(Some(target)) => out.push(FdEntry { fd, target }),
+            Ok(None) => continue, // closed meanwhile
+            Err(e) => return Err(e),
         }
     }
-    out.sort_unstable_by_key(|e| e.fd);
     Ok(out)
+}
+
+/// An open /proc/PID/fd (or /proc/PID/task/TID/fd) directory: the fd
+/// numbers of a task, and what each refers to, read separately so that a
+/// caller can skip the readlink of an fd it can identify otherwise.
+///
+/// ```
+/// use kcmp::procfs::FdDir;
+/// let dir = FdDir::open(kcmp::Pid::this()).unwrap();
+/// let fds = dir.fds().unwrap();
+/// assert!(fds.iter().any(|f| f.get() == 0));
+/// assert!(dir.readlink(fds[0]).unwrap().is_some());
+/// ```
+#[derive(Debug)]
+pub struct FdDir {
+    fd: OwnedFd,
+    path: String,
+}
+
+impl FdDir {
+    /// Opens /proc/PID/fd. Needs ptrace read access (`EACCES` otherwise).
+    pub fn open(pid: Pid) -> Result<Self> {
+        Self::open_path(&format!("/proc/{pid}/fd"))
+    }
+
+    /// Opens /proc/PID/task/TID/fd.
+    pub fn open_task(pid: Pid, tid: Pid) -> Result<Self> {
+        Self::open_path(&format!("/proc/{pid}/task/{tid}/fd"))
+    }
+
+    fn open_path(path: &str) -> Result<Self> {
+        let fd = openat(
+            CWD,
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::os(format!("open {path}"), e))?;
+        Ok(FdDir {
+            fd,
+            path: path.to_string(),
+        })
+    }
+
+    /// The open fd numbers, ascending.
+    pub fn fds(&self) -> Result<Vec<Fd>> {
+        let path = &self.path;
+        let mut dir = Dir::read_from(&self.fd).map_err(|e| Error::os(format!("read {path}"), e))?;
+        let mut out = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| Error::os(format!("read {path}"), e))?;
+            if let Some(n) = parse_decimal(entry.file_name().to_bytes()) {
+                out.push(Fd::new(n)?);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// The link text of one fd, or `None` when it is no longer open.
+    pub fn readlink(&self, fd: Fd) -> Result<Option<String>> {
+        let mut name = fd.get().to_string();
+        match readlinkat(&self.fd, name.as_str(), Vec::with_capacity(64)) {
+            Ok(link) => Ok(Some(String::from_utf8_lossy(link.as_bytes()).into_owned())),
+            Err(e) if e == rustix::io::Errno::NOENT => Ok(None),
+            Err(e) => {
+                name.insert(0, '/');
+                Err(Error::os(format!("readlink {}{name}", self.path), e))
+            }
+        }
+    }
 }
 
 /// The parsed text of /proc/PID/fdinfo/FD.

@@ -480,6 +480,149 @@ pub(crate) fn list_all_fds(
     })
 }
 
+/// The tasks' family: each task's parent among the selected tasks (the
+/// thread-group leader for a thread when threads are tasks, the parent
+/// process otherwise), and the tasks by depth, parents before children.
+pub(crate) struct Family {
+    parent: Vec<Option<u32>>,
+    levels: Vec<Vec<u32>>,
+}
+
+impl Family {
+    fn new(tasks: &[SelectedTask], threads: bool) -> Family {
+        let mut task_of_pid: HashMap<Pid, u32> = HashMap::with_capacity(tasks.len());
+        for (i, t) in tasks.iter().enumerate() {
+            task_of_pid.insert(t.record.pid, i as u32);
+        }
+        let parent: Vec<Option<u32>> = tasks
+            .iter()
+            .map(|t| {
+                let rec = &t.record;
+                let p = if threads && rec.pid != rec.tgid {
+                    rec.tgid
+                } else {
+                    Pid::new(rec.ppid).ok()?
+                };
+                task_of_pid.get(&p).copied()
+            })
+            .collect();
+        let mut depth: Vec<Option<u32>> = vec![None; tasks.len()];
+        let mut levels: Vec<Vec<u32>> = Vec::new();
+        for t in 0..tasks.len() as u32 {
+            // Walk up to a task of known depth (or a root), then assign.
+            let mut chain = vec![t];
+            let mut d = loop {
+                let top = *chain.last().expect("non-empty");
+                if let Some(d) = depth[top as usize] {
+                    chain.pop(); // known already: only the ones below it get a depth
+                    break d;
+                }
+                match parent[top as usize] {
+                    Some(p) if !chain.contains(&p) => chain.push(p),
+                    _ => {
+                        depth[top as usize] = Some(0);
+                        chain.pop();
+                        if levels.is_empty() {
+                            levels.push(Vec::new());
+                        }
+                        levels[0].push(top);
+                        break 0;
+                    }
+                }
+            };
+            while let Some(x) = chain.pop() {
+                d += 1;
+                depth[x as usize] = Some(d);
+                if levels.len() <= d as usize {
+                    levels.resize(d as usize + 1, Vec::new());
+                }
+                levels[d as usize].push(x);
+            }
+        }
+        Family { parent, levels }
+    }
+}
+
+/// One task's listing: its fds, and those proven to be its parent's.
+type Listing = (Result<Vec<procfs::FdEntry>>, Vec<Fd>);
+
+/// Lists every task's fds, parents before children. An fd number N that the
+/// parent has too is first compared with the parent's N (one kcmp, about
+/// half the cost of a readlink): when they are one description, the child's
+/// fd takes the parent's link text without a readlink, and the pair is a
+/// proven inheritance hint. Otherwise the fd is read as usual.
+fn list_fds_inheriting(
+    tasks: &[SelectedTask],
+    family: &Family,
+    threads: bool,
+    cmp: &FileComparator<'_>,
+    workers: usize,
+    progress: &(dyn Fn(ScanProgress) + Sync),
+) -> Vec<Listing> {
+    let done = AtomicU64::new(0);
+    let total = tasks.len() as u64;
+    let mut listings: Vec<Option<Listing>> = (0..tasks.len()).map(|_| None).collect();
+    for level in &family.levels {
+        let results = parallel_map(level.len(), workers, |x| {
+            let t = level[x] as usize;
+            let r = &tasks[t].record;
+            let mut hinted = Vec::new();
+            let listing = if r.kernel_thread || r.is_zombie() {
+                Ok(Vec::new())
+            } else {
+                let parent = family.parent[t].and_then(|p| match &listings[p as usize] {
+                    Some((Ok(entries), _)) => {
+                        Some((entries.as_slice(), tasks[p as usize].record.pid))
+                    }
+                    _ => None,
+                });
+                let dir = if threads && r.pid != r.tgid {
+                    procfs::FdDir::open_task(r.tgid, r.pid)
+                } else {
+                    procfs::FdDir::open(r.pid)
+                };
+                dir.and_then(|dir| {
+                    let mut entries = Vec::new();
+                    for fd in dir.fds()? {
+                        if let Some((pe, ppid)) = parent {
+                            if let Ok(k) = pe.binary_search_by_key(&fd, |e| e.fd) {
+                                if let Ok(KcmpOrdering::Equal) = cmp(r.pid, fd, ppid, fd) {
+                                    entries.push(procfs::FdEntry {
+                                        fd,
+                                        target: pe[k].target.clone(),
+                                    });
+                                    hinted.push(fd);
+                                    continue;
+                                }
+                            }
+                        }
+                        if let Some(target) = dir.readlink(fd)? {
+                            entries.push(procfs::FdEntry { fd, target });
+                        }
+                    }
+                    Ok(entries)
+                })
+            };
+            let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
+            if d % 64 == 0 || d == total {
+                progress(ScanProgress {
+                    phase: 0,
+                    done: d,
+                    total,
+                });
+            }
+            (listing, hinted)
+        });
+        for (x, result) in results.into_iter().enumerate() {
+            listings[level[x] as usize] = Some(result);
+        }
+    }
+    listings
+        .into_iter()
+        .map(|l| l.expect("every task is on a level"))
+        .collect()
+}
+
 /// A call counter that threads can bump without sharing a cache line: each
 /// thread adds to its own padded slot, and [`CallCounter::total`] sums them.
 #[derive(Default)]
@@ -647,11 +790,14 @@ pub fn scan_with_progress(
     mark("pin");
 
     // 1. List fds.
-    let listed = list_all_fds(&tasks, options.threads, workers, progress);
+    let family = Family::new(&tasks, options.threads);
+    let listed = list_fds_inheriting(&tasks, &family, options.threads, &*cmp, workers, progress);
     mark("list_fds");
     let mut rows: Vec<FdRow> = Vec::new();
     let mut failed: HashMap<u32, Skipped> = HashMap::new();
-    for (i, r) in listed.into_iter().enumerate() {
+    let mut hinted_fds: Vec<Vec<Fd>> = Vec::with_capacity(listed.len());
+    for (i, (r, hinted)) in listed.into_iter().enumerate() {
+        hinted_fds.push(hinted);
         match r {
             Ok(entries) => rows.extend(entries.into_iter().map(|e| FdRow {
                 task: i as u32,
@@ -667,7 +813,7 @@ pub fn scan_with_progress(
     // 2. Inheritance hints: fork keeps fd numbers, so (task, N) is usually
     //    the description of (parent, N). One kcmp per such pair, in parallel;
     //    hits are joined, and only one fd per joined cluster is grouped below.
-    let clusters = inheritance_clusters(&rows, &tasks, options.threads, &*cmp, workers);
+    let clusters = inheritance_clusters(&rows, &tasks, &family, &hinted_fds, &*cmp, workers);
     mark("hints");
 
     // 3. Bucket the cluster roots by key.
@@ -1043,18 +1189,19 @@ fn expand_partial(groups: Vec<Vec<u32>>, clusters: &Clusters) -> Vec<Vec<u32>> {
 }
 
 /// Joins fds proven to be one description before the global grouping, in
-/// one parallel pass over the tasks:
-/// - inheritance: (task, N) with (parent, N) when kcmp says they are one
-///   description (fork keeps fd numbers). The parent is the thread-group
-///   leader for a thread (with `threads`), the parent process otherwise;
+/// one parallel pass over the tasks, parents before children:
+/// - inheritance: (task, N) with (parent, N) where the listing proved them
+///   one description ([`list_fds_inheriting`]);
 /// - within the task: the fds of each bucket grouped among themselves, so
 ///   that a dup joins its source (and through it an inherited cluster)
-///   without a global search. A bucket whose fds all joined the parent
-///   teaches nothing new and is skipped.
+///   without a global search. The inherited fds take their places from
+///   the parent's sorted grouping without any comparison; only the task's
+///   own fds are searched.
 fn inheritance_clusters(
     rows: &[FdRow],
     tasks: &[SelectedTask],
-    threads: bool,
+    family: &Family,
+    hinted_fds: &[Vec<Fd>],
     cmp: &FileComparator<'_>,
     workers: usize,
 ) -> Clusters {
@@ -1067,60 +1214,20 @@ fn inheritance_clusters(
             start = i;
         }
     }
-    let mut task_of_pid: HashMap<Pid, u32> = HashMap::with_capacity(tasks.len());
-    for (i, t) in tasks.iter().enumerate() {
-        task_of_pid.insert(t.record.pid, i as u32);
-    }
-    let parent_task = |t: u32| -> Option<u32> {
-        let rec = &tasks[t as usize].record;
-        let parent = if threads && rec.pid != rec.tgid {
-            rec.tgid
-        } else {
-            Pid::new(rec.ppid).ok()?
-        };
-        task_of_pid.get(&parent).copied()
+    let row_of = |t: usize, fd: Fd| -> Option<usize> {
+        let (lo, hi) = range_of_task[t];
+        rows[lo..hi]
+            .binary_search_by_key(&fd, |r| r.fd)
+            .ok()
+            .map(|k| lo + k)
     };
     let is_socket = |i: usize| matches!(FdTarget::parse(&rows[i].target), FdTarget::Socket(_));
-    // Parents before children: a child's inherited fds then take their
-    // places in its local grouping from the parent's (sorted) grouping for
-    // free; only its own fds are searched.
-    let mut depth: Vec<Option<u32>> = vec![None; tasks.len()];
-    fn depth_of(t: u32, depth: &mut [Option<u32>], parent: &dyn Fn(u32) -> Option<u32>) -> u32 {
-        let mut chain = vec![t];
-        let mut d = loop {
-            let top = *chain.last().expect("non-empty");
-            if let Some(d) = depth[top as usize] {
-                chain.pop(); // known already: only the ones below it get a depth
-                break d;
-            }
-            match parent(top) {
-                Some(p) if !chain.contains(&p) => chain.push(p),
-                _ => {
-                    depth[top as usize] = Some(0);
-                    chain.pop();
-                    break 0;
-                }
-            }
-        };
-        while let Some(x) = chain.pop() {
-            d += 1;
-            depth[x as usize] = Some(d);
-        }
-        depth[t as usize].expect("set")
-    }
-    let mut levels: Vec<Vec<u32>> = Vec::new();
-    for t in 0..tasks.len() as u32 {
-        let d = depth_of(t, &mut depth, &parent_task) as usize;
-        if levels.len() <= d {
-            levels.resize(d + 1, Vec::new());
-        }
-        levels[d].push(t);
-    }
+    let levels = &family.levels;
     /// A task's local grouping: for each bucket key, its groups in kcmp order.
     type LocalGroups<'r> = HashMap<&'r str, Vec<Vec<u32>>>;
     let mut local: Vec<LocalGroups<'_>> = (0..tasks.len()).map(|_| HashMap::new()).collect();
     let mut edges: Vec<Vec<(u32, u32)>> = Vec::new();
-    for level in &levels {
+    for level in levels {
         let results = parallel_map(level.len(), workers, |x| {
             let t = level[x] as usize;
             let (lo, hi) = range_of_task[t];
@@ -1130,26 +1237,12 @@ fn inheritance_clusters(
                 return (out, mine);
             }
             let me = &tasks[t].record;
-            // Inheritance hints: the parent's row for each hinted row.
+            // Inheritance: the parent's row for each fd proven to be the parent's.
             let mut parent_row: Vec<Option<u32>> = vec![None; hi - lo];
-            let parent = parent_task(t as u32);
+            let parent = family.parent[t];
             if let Some(p) = parent {
-                let (plo, phi) = range_of_task[p as usize];
-                let parent_rows = &rows[plo..phi];
-                let parent_pid = tasks[p as usize].record.pid;
-                for i in lo..hi {
-                    if is_socket(i) {
-                        continue; // decided by key anyway
-                    }
-                    let r = &rows[i];
-                    let Ok(k) = parent_rows.binary_search_by_key(&r.fd, |x| x.fd) else {
-                        continue;
-                    };
-                    let j = plo + k;
-                    if procfs::bucket_key(&rows[j].target) != procfs::bucket_key(&r.target) {
-                        continue;
-                    }
-                    if let Ok(KcmpOrdering::Equal) = cmp(me.pid, r.fd, parent_pid, r.fd) {
+                for &fd in &hinted_fds[t] {
+                    if let (Some(i), Some(j)) = (row_of(t, fd), row_of(p as usize, fd)) {
                         out.push((i as u32, j as u32));
                         parent_row[i - lo] = Some(j as u32);
                     }

@@ -68,6 +68,7 @@ pub struct ProcessPair {
     /// Second process or thread id.
     #[arg(value_parser = parse_pid)]
     pub pid2: i32,
+    /// --json and --freeze.
     #[command(flatten)]
     pub options: CompareOptions,
 }
@@ -91,6 +92,7 @@ pub enum Command {
         /// Fd in the second process.
         #[arg(value_parser = parse_fd)]
         fd2: i32,
+        /// --json and --freeze.
         #[command(flatten)]
         options: CompareOptions,
     },
@@ -140,6 +142,7 @@ pub enum Command {
         /// Which registration under TFD, counted from 0 in the kernel's order.
         #[arg(long, default_value_t = 0, value_parser = parse_toff)]
         toff: u32,
+        /// --json and --freeze.
         #[command(flatten)]
         options: CompareOptions,
     },

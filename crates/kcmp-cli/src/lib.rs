@@ -1,6 +1,7 @@
 //! The `kcmp` command-line tool. A library too, so that `cargo xtask` can
 //! generate man pages and completions from the same definition, and so the
 //! commands can be tested piece by piece.
+#![warn(missing_docs)]
 
 pub mod cli;
 pub mod commands;
@@ -31,9 +32,6 @@ pub fn command() -> clap::Command {
 /// Prints one line of trouble on stderr, naming the errno, and returns the
 /// exit status for trouble.
 pub fn report_error(err: &kcmp::Error) -> i32 {
-    match err {
-        kcmp::Error::InvalidArgument(_) => eprintln!("kcmp: {err}"),
-        _ => eprintln!("kcmp: {err}"),
-    }
+    eprintln!("kcmp: {err}");
     exit::TROUBLE
 }

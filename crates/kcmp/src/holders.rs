@@ -10,8 +10,8 @@ use crate::grouping::OrderedGroups;
 use crate::ordering::KcmpOrdering;
 use crate::procfs::{self, FdTarget};
 use crate::scan::{
-    file_comparator, list_all_fds, pin_tasks, select_processes, CallCounter, FdRef, ScanOptions,
-    Skipped,
+    file_comparator, list_all_fds, pin_tasks, select_processes, skipped_from, CallCounter,
+    ScanOptions, Skipped,
 };
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -113,7 +113,7 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
     crate::scan::reserve_fds(procs.len());
     let (mut tasks, pin_skipped) = pin_tasks(&procs, false, workers);
     skipped.extend(pin_skipped);
-    let mut listed = list_all_fds(&tasks, false, workers, &|_| {});
+    let mut listed = list_all_fds(&tasks, workers);
 
     // Freeze only the processes that hold an fd with the same key, then
     // list their fds again: now they cannot change.
@@ -138,7 +138,7 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
             }
         }
         tasks = kept_tasks;
-        listed = list_all_fds(&tasks, false, workers, &|_| {});
+        listed = list_all_fds(&tasks, workers);
     }
 
     let calls = CallCounter::default();
@@ -152,7 +152,7 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
         let entries = match r {
             Ok(e) => e,
             Err(e) => {
-                failed.insert(i, skipped_entry(tasks[i].record.pid, e));
+                failed.insert(i, skipped_from(tasks[i].record.pid, e, "list fds"));
                 continue;
             }
         };
@@ -172,7 +172,9 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
                 Err(err) if err.is_permission() || err.is_gone() => {
                     // Which side failed? The queried fd must still be valid.
                     cmp(pid, fd, pid, fd)?;
-                    failed.entry(i).or_insert_with(|| skipped_entry(p, &err));
+                    failed
+                        .entry(i)
+                        .or_insert_with(|| skipped_from(p, &err, "kcmp"));
                 }
                 Err(_) => {} // closed meanwhile
             }
@@ -231,7 +233,7 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
     for (i, t) in tasks.iter().enumerate() {
         if let std::collections::hash_map::Entry::Vacant(slot) = failed.entry(i) {
             if let Err(e) = t.handle.verify() {
-                slot.insert(skipped_entry(t.record.pid, &e));
+                slot.insert(skipped_from(t.record.pid, &e, "verify"));
             }
         }
     }
@@ -271,20 +273,6 @@ fn holder(record: &crate::scan::TaskRecord, fd: Fd) -> Holder {
     }
 }
 
-fn skipped_entry(pid: Pid, err: &Error) -> Skipped {
-    Skipped {
-        pid,
-        reason: if err.is_permission() {
-            "EPERM".into()
-        } else if err.is_gone() {
-            "ESRCH".into()
-        } else {
-            err.errno_name().unwrap_or("E?").into()
-        },
-        detail: err.to_string(),
-    }
-}
-
 /// The link text of /proc/PID/fd/FD, with errors that say what they mean:
 /// `EBADF` when the fd is not open, `ESRCH` when there is no such process,
 /// `EPERM` when access is refused.
@@ -311,16 +299,4 @@ pub fn readlink_fd(pid: Pid, fd: Fd) -> Result<String> {
         )),
         Err(e) => Err(Error::io(format!("readlink {path}"), &e)),
     }
-}
-
-/// The (pid, fd) pairs of a report's holders.
-pub fn holder_refs(report: &HoldersReport) -> Vec<FdRef> {
-    report
-        .holders
-        .iter()
-        .map(|h| FdRef {
-            pid: h.pid,
-            fd: h.fd,
-        })
-        .collect()
 }

@@ -16,7 +16,7 @@
 //!    dropped from every answer and reported as skipped.
 
 use crate::compare::{compare_files, compare_process, Fd, Pid};
-use crate::error::{errno_name, Error, Result};
+use crate::error::{Error, Result};
 use crate::grouping::OrderedGroups;
 use crate::kind::ProcessResource;
 use crate::ordering::KcmpOrdering;
@@ -307,7 +307,7 @@ pub(crate) fn parallel_map<R: Send>(
         .collect()
 }
 
-fn skipped_from(pid: Pid, err: &Error, what: &str) -> Skipped {
+pub(crate) fn skipped_from(pid: Pid, err: &Error, what: &str) -> Skipped {
     let reason = if err.is_permission() {
         "EPERM".to_string()
     } else if err.is_gone() {
@@ -450,33 +450,20 @@ pub(crate) fn pin_tasks(
     (tasks, skipped)
 }
 
-/// The fds of each task (none for zombies and kernel threads).
+/// The fds of each process (none for zombies and kernel threads), on all
+/// workers: the plain listing, for callers that do not need
+/// [`list_fds_inheriting`].
 pub(crate) fn list_all_fds(
     tasks: &[SelectedTask],
-    threads: bool,
     workers: usize,
-    progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Vec<Result<Vec<procfs::FdEntry>>> {
-    let done = AtomicU64::new(0);
-    let total = tasks.len() as u64;
     parallel_map(tasks.len(), workers, |i| {
         let r = &tasks[i].record;
-        let out = if r.kernel_thread || r.is_zombie() {
+        if r.kernel_thread || r.is_zombie() {
             Ok(Vec::new())
-        } else if threads && r.pid != r.tgid {
-            procfs::list_task_fds(r.tgid, r.pid)
         } else {
             procfs::list_fds(r.pid)
-        };
-        let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
-        if d % 64 == 0 || d == total {
-            progress(ScanProgress {
-                phase: 0,
-                done: d,
-                total,
-            });
         }
-        out
     })
 }
 
@@ -1459,9 +1446,4 @@ fn process_kinds(
         KindOutcome::Groups(out, failures)
     });
     kinds.into_iter().zip(results).collect()
-}
-
-/// The short name of an errno for a skipped entry.
-pub fn reason_name(err: &Error) -> &'static str {
-    err.errno().map(errno_name).unwrap_or("E?")
 }

@@ -852,13 +852,18 @@ pub fn epoll_targets(pid: Pid, epfd: Fd) -> Result<EpollTargets> {
 /// # Ok::<(), kcmp::Error>(())
 /// ```
 pub fn resolve_scan(map: &SharingMap) -> Vec<EpollInstance> {
+    resolve_scan_counted(map).0
+}
+
+/// [`resolve_scan`], and the number of kcmp calls it made.
+pub fn resolve_scan_counted(map: &SharingMap) -> (Vec<EpollInstance>, u64) {
     let epolls: Vec<&crate::scan::OpenFileDescription> = map
         .open_files
         .iter()
         .filter(|d| procfs::bucket_key(&d.target) == EPOLL_LINK)
         .collect();
     if epolls.is_empty() {
-        return Vec::new();
+        return (Vec::new(), 0);
     }
     let index = ScanIndex::new(map);
     // Instances are independent: resolve them on all cores, each worker with
@@ -902,9 +907,10 @@ pub fn resolve_scan(map: &SharingMap) -> Vec<EpollInstance> {
             instance.error = last_err.map(|e| e.to_string());
             out.push(instance);
         }
-        out
+        (out, calls.get())
     });
-    parts.into_iter().flatten().collect()
+    let calls = parts.iter().map(|(_, c)| c).sum();
+    (parts.into_iter().flat_map(|(out, _)| out).collect(), calls)
 }
 
 #[cfg(test)]

@@ -1108,8 +1108,9 @@ pub fn scan_with_progress(
     }
     // The epoll section, while the tasks are still frozen.
     let epoll_started = Instant::now();
+    let mut epoll_calls = 0;
     if !options.skip_epoll {
-        map.epoll = crate::epoll::resolve_scan(&map);
+        (map.epoll, epoll_calls) = crate::epoll::resolve_scan_counted(&map);
     }
     drop(freeze_guard);
     phases.insert(
@@ -1117,7 +1118,7 @@ pub fn scan_with_progress(
         epoll_started.elapsed().as_secs_f64() * 1000.0,
     );
     map.stats = ScanStats {
-        kcmp_calls: calls.total(),
+        kcmp_calls: calls.total() + epoll_calls,
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         buckets_compared: compared.load(AtomicOrdering::Relaxed),
         buckets_split: big.len() as u64,

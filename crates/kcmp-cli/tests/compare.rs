@@ -457,3 +457,27 @@ fn demo_prints_the_man_page_lines() {
                 .unwrap_or(true)
     );
 }
+
+/// A closed stdout (`kcmp demo | head -1`) ends the command quietly, as a
+/// SIGPIPE would (status 141), never with a panic and a backtrace.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    for args in [&["demo"][..], &["file", "1", "0", "1", "0"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let me = std::process::id().to_string();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "1" { me.as_str() } else { a })
+            .collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_kcmp"))
+            .args(&args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "kcmp {args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "kcmp {args:?}: {stderr}");
+    }
+}

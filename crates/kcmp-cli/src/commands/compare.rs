@@ -14,9 +14,9 @@ struct Answer {
 
 fn print(answer: Answer, options: &CompareOptions) -> i32 {
     if options.json {
-        println!("{}", answer.json);
+        crate::outln!("{}", answer.json);
     } else {
-        println!("{}", if answer.same { "same" } else { "different" });
+        crate::outln!("{}", if answer.same { "same" } else { "different" });
     }
     if answer.same {
         exit::SAME

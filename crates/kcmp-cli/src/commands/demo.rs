@@ -24,8 +24,8 @@ fn same_or_different(pid1: i32, pid2: i32, fd_a: i32, fd_b: i32) -> Result<bool,
 
 fn test_kcmp(msg: &str, pid1: i32, pid2: i32, fd_a: i32, fd_b: i32) -> Result<bool, kcmp::Error> {
     let same = same_or_different(pid1, pid2, fd_a, fd_b)?;
-    println!("\t{msg}");
-    println!(
+    crate::outln!("\t{msg}");
+    crate::outln!(
         "\t\tkcmp({pid1}, {pid2}, KCMP_FILE, {fd_a}, {fd_b}) ==> {}",
         if same { "same" } else { "different" }
     );
@@ -62,8 +62,8 @@ fn parent(path: &Path) -> i32 {
         }
     };
     let fd1 = file.as_raw_fd();
-    println!("Parent PID is {}", std::process::id());
-    println!("Parent opened file on FD {fd1}\n");
+    crate::outln!("Parent PID is {}", std::process::id());
+    crate::outln!("Parent opened file on FD {fd1}\n");
     let _ = std::io::stdout().flush();
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -102,7 +102,7 @@ pub fn child(parent: i32, parent_fd: i32, path: &Path) -> i32 {
         Err(e) => return crate::report_error(&kcmp::Error::os("fcntl(F_DUPFD_CLOEXEC)", e)),
     };
     let fd1 = inherited.as_raw_fd();
-    println!("PID of child of fork() is {me}");
+    crate::outln!("PID of child of fork() is {me}");
     let run = || -> Result<bool, kcmp::Error> {
         let first = test_kcmp(
             "Compare duplicate FDs from different processes:",
@@ -117,7 +117,7 @@ pub fn child(parent: i32, parent_fd: i32, path: &Path) -> i32 {
             .open(path)
             .map_err(|e| kcmp::Error::io(format!("open {}", path.display()), &e))?;
         let fd2 = second_file.as_raw_fd();
-        println!("Child opened file on FD {fd2}");
+        crate::outln!("Child opened file on FD {fd2}");
         let second = test_kcmp(
             "Compare FDs from distinct open()s in same process:",
             me,
@@ -129,7 +129,7 @@ pub fn child(parent: i32, parent_fd: i32, path: &Path) -> i32 {
             .try_clone()
             .map_err(|e| kcmp::Error::io("dup", &e))?;
         let fd3 = duplicate.as_raw_fd();
-        println!("Child duplicated FD {fd1} to create FD {fd3}");
+        crate::outln!("Child duplicated FD {fd1} to create FD {fd3}");
         let third = test_kcmp("Compare duplicated FDs in same process:", me, me, fd1, fd3)?;
         Ok(first && !second && third)
     };

@@ -12,3 +12,26 @@ pub fn write_stdout(text: &str) {
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
+
+/// Writes one line to stdout. A closed stdout (`kcmp demo | head -1`) means
+/// the reader has had enough: exit quietly with the status a SIGPIPE death
+/// would give (141), never a panic.
+pub fn print_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{args}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("kcmp: cannot write to stdout: {e}");
+        std::process::exit(crate::exit::TROUBLE);
+    }
+}
+
+/// `println!` for the CLI: see [`print_line`].
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::print_line(format_args!($($arg)*))
+    };
+}

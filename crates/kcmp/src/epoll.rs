@@ -154,26 +154,14 @@ fn not_open(pid: Pid, fd: Fd) -> Error {
 /// process does not exist, `EBADF` when the fd is not open, `EINVAL` when it
 /// is not an epoll instance.
 pub fn check_epoll_fd(pid: Pid, epfd: Fd) -> Result<()> {
-    let path = fd_path(pid, epfd);
-    match std::fs::read_link(&path) {
-        Ok(link) => {
-            let link = link.to_string_lossy();
-            if link == EPOLL_LINK {
-                Ok(())
-            } else {
-                Err(Error::os(
-                    format!("fd {epfd} of process {pid} is not an epoll instance (it is {link})"),
-                    Errno::INVAL,
-                ))
-            }
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            // Which is missing: the process or the fd?
-            procfs::read_stat(pid)
-                .map_err(|_| Error::os(format!("process {pid} does not exist"), Errno::SRCH))?;
-            Err(not_open(pid, epfd))
-        }
-        Err(e) => Err(Error::io(format!("readlink {path}"), &e)),
+    let link = procfs::fd_target(pid, epfd)?;
+    if link == EPOLL_LINK {
+        Ok(())
+    } else {
+        Err(Error::os(
+            format!("fd {epfd} of process {pid} is not an epoll instance (it is {link})"),
+            Errno::INVAL,
+        ))
     }
 }
 
@@ -372,8 +360,8 @@ impl InoIndex {
                 let Ok(st) = rustix::fs::stat(&path) else {
                     continue;
                 };
-                let still = std::fs::read_link(&path)
-                    .is_ok_and(|l| procfs::bucket_key(&l.to_string_lossy()) == key.as_str());
+                let still = procfs::fd_target(m.pid, m.fd)
+                    .is_ok_and(|l| procfs::bucket_key(&l) == key.as_str());
                 if still {
                     let dev = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
                     self.by_ino
@@ -593,7 +581,7 @@ fn staleness(
             Ok(o) => return Ok((!o.is_equal(), tfd_now)),
             Err(e) if e.errno() == Some(Errno::BADF) => {
                 // Either side closed meanwhile: is it ours?
-                if std::fs::read_link(fd_path(pid, slot.tfd)).is_err() {
+                if procfs::fd_target(pid, slot.tfd).is_err() {
                     return Ok((true, None));
                 }
             }
@@ -656,11 +644,7 @@ fn resolve(
         };
         let tfd_now = now
             .entry(reg.tfd)
-            .or_insert_with(|| {
-                std::fs::read_link(fd_path(pid, reg.tfd))
-                    .ok()
-                    .map(|l| l.to_string_lossy().into_owned())
-            })
+            .or_insert_with(|| procfs::fd_target(pid, reg.tfd).ok())
             .clone();
         let (stale, tfd_now) = staleness(pid, slot, tfd_now, &holders, calls)?;
         let (target, holders) = if holders.is_empty() && !stale {

@@ -319,12 +319,10 @@ fn ancestors() -> HashSet<i32> {
     set
 }
 
+/// The thread ids of a process, from the shared /proc reader.
 fn list_tasks(tgid: i32) -> Option<Vec<i32>> {
-    let dir = std::fs::read_dir(format!("/proc/{tgid}/task")).ok()?;
-    Some(
-        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect(),
-    )
+    let tids = procfs::list_tids(Pid::new(tgid).ok()?).ok()?;
+    Some(tids.into_iter().map(Pid::get).collect())
 }
 
 impl Tracer {

@@ -278,13 +278,7 @@ impl<T: Copy> OrderedGroups<T> {
             if consistent {
                 return round;
             }
-            let groups = std::mem::take(&mut self.groups);
-            let dropped = std::mem::take(&mut self.dropped);
-            let comparisons = self.comparisons;
-            let mut rebuilt = OrderedGroups::new().absorb(groups, cmp);
-            rebuilt.dropped.splice(0..0, dropped);
-            rebuilt.comparisons += comparisons;
-            *self = rebuilt;
+            self.rebuild(cmp);
             if !self.ordered {
                 return round + 1;
             }
@@ -316,6 +310,16 @@ impl<T: Copy> OrderedGroups<T> {
     where
         F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
     {
+        self.rebuild(cmp);
+        1 + self.check_and_repair(cmp, rounds.saturating_sub(1))
+    }
+
+    /// Re-places every group (merging equal ones), keeping the dropped
+    /// representatives and the comparison count.
+    fn rebuild<F>(&mut self, cmp: &mut F)
+    where
+        F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
+    {
         let groups = std::mem::take(&mut self.groups);
         let dropped = std::mem::take(&mut self.dropped);
         let comparisons = self.comparisons;
@@ -323,7 +327,6 @@ impl<T: Copy> OrderedGroups<T> {
         rebuilt.dropped.splice(0..0, dropped);
         rebuilt.comparisons += comparisons;
         *self = rebuilt;
-        1 + self.check_and_repair(cmp, rounds.saturating_sub(1))
     }
 
     /// Inserts whole groups (their first valid member places the group).

@@ -5,7 +5,7 @@
 //! EOF?" — and, for a pipe end, the holders of the other end.
 
 use crate::compare::{Fd, Pid};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::grouping::OrderedGroups;
 use crate::ordering::KcmpOrdering;
 use crate::procfs::{self, FdTarget};
@@ -100,7 +100,7 @@ fn access_end(mode: u32) -> &'static str {
 pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<HoldersReport> {
     let started = Instant::now();
     let workers = crate::scan::workers(options.workers);
-    let link = readlink_fd(pid, fd)?;
+    let link = procfs::fd_target(pid, fd)?;
     let key = procfs::bucket_key(&link).to_string();
     let queried = crate::process::ProcessHandle::open(pid)?;
     let queried_mode = procfs::read_fdinfo(pid, fd).map(|i| i.access_mode()).ok();
@@ -270,33 +270,5 @@ fn holder(record: &crate::scan::TaskRecord, fd: Fd) -> Holder {
         pid: record.pid,
         fd,
         comm: record.comm.clone(),
-    }
-}
-
-/// The link text of /proc/PID/fd/FD, with errors that say what they mean:
-/// `EBADF` when the fd is not open, `ESRCH` when there is no such process,
-/// `EPERM` when access is refused.
-pub fn readlink_fd(pid: Pid, fd: Fd) -> Result<String> {
-    let path = format!("/proc/{pid}/fd/{fd}");
-    match std::fs::read_link(&path) {
-        Ok(t) => Ok(t.to_string_lossy().into_owned()),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                Err(Error::os(
-                    format!("fd {fd} is not open in process {pid}"),
-                    rustix::io::Errno::BADF,
-                ))
-            } else {
-                Err(Error::os(
-                    format!("no process {pid}"),
-                    rustix::io::Errno::SRCH,
-                ))
-            }
-        }
-        Err(e) if e.raw_os_error() == Some(libc::EACCES) => Err(Error::os(
-            format!("cannot read {path}: permission denied (another user's process?)"),
-            rustix::io::Errno::PERM,
-        )),
-        Err(e) => Err(Error::io(format!("readlink {path}"), &e)),
     }
 }

@@ -358,6 +358,38 @@ impl FdDir {
     }
 }
 
+/// What fd `fd` of `pid` refers to (its /proc/PID/fd/N link text), with
+/// errors that say what they mean: `EBADF` when the fd is not open, `ESRCH`
+/// when there is no such process, `EPERM` when access is refused.
+///
+/// ```
+/// let me = kcmp::Pid::this();
+/// assert!(kcmp::procfs::fd_target(me, kcmp::Fd::new(0).unwrap()).is_ok());
+/// let err = kcmp::procfs::fd_target(me, kcmp::Fd::new(1_000_000).unwrap()).unwrap_err();
+/// assert_eq!(err.errno_name(), Some("EBADF"));
+/// ```
+pub fn fd_target(pid: Pid, fd: Fd) -> Result<String> {
+    let path = format!("/proc/{pid}/fd/{fd}");
+    match std::fs::read_link(&path) {
+        Ok(t) => Ok(t.to_string_lossy().into_owned()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => match read_stat(pid) {
+            Ok(_) => Err(Error::os(
+                format!("fd {fd} is not open in process {pid}"),
+                rustix::io::Errno::BADF,
+            )),
+            Err(_) => Err(Error::os(
+                format!("no process {pid}"),
+                rustix::io::Errno::SRCH,
+            )),
+        },
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => Err(Error::os(
+            format!("cannot read {path}: permission denied (another user's process?)"),
+            rustix::io::Errno::PERM,
+        )),
+        Err(e) => Err(Error::io(format!("readlink {path}"), &e)),
+    }
+}
+
 /// The parsed text of /proc/PID/fdinfo/FD.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FdInfo {

@@ -145,7 +145,7 @@ pub struct ScanStats {
 /// ```
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SharingMap {
-    /// Tasks inspected (not skipped).
+    /// Tasks inspected (not skipped), sorted by pid.
     pub tasks: Vec<TaskRecord>,
     /// Tasks skipped, with the reason.
     pub skipped: Vec<Skipped>,
@@ -246,9 +246,9 @@ impl SharingMap {
     /// The command name of an inspected task.
     pub fn comm(&self, pid: Pid) -> Option<&str> {
         self.tasks
-            .iter()
-            .find(|t| t.pid == pid)
-            .map(|t| t.comm.as_str())
+            .binary_search_by_key(&pid, |t| t.pid)
+            .ok()
+            .map(|i| self.tasks[i].comm.as_str())
     }
 }
 
@@ -1092,6 +1092,7 @@ pub fn scan_with_progress(
             map.tasks.push(t.record.clone());
         }
     }
+    map.tasks.sort_unstable_by_key(|t| t.pid);
     let mut all_skipped: Vec<Skipped> = skipped.into_iter().chain(failed.into_values()).collect();
     all_skipped.sort_unstable_by_key(|s| s.pid);
     all_skipped.dedup_by_key(|s| s.pid);

@@ -56,15 +56,18 @@ pub fn run(pid: i32, fd: i32, peer: bool, json: bool, freeze: bool) -> i32 {
     } else {
         let style = Style::stdout();
         let mut out = String::new();
-        for h in &report.holders {
+        let line = |out: &mut String, h: &Holder, target: &str| {
             let _ = writeln!(
                 out,
                 "{} ({}) {} {}",
                 h.pid,
                 h.comm,
                 h.fd,
-                style.target(&report.target)
+                style.target(target)
             );
+        };
+        for h in &report.holders {
+            line(&mut out, h, &report.target);
         }
         if let Some(p) = &report.peer {
             let _ = writeln!(out, "{}", style.bold(&format!("other end ({}):", p.end)));
@@ -75,25 +78,11 @@ pub fn run(pid: i32, fd: i32, peer: bool, json: bool, freeze: bool) -> i32 {
                 );
             }
             for h in &p.holders {
-                let _ = writeln!(
-                    out,
-                    "{} ({}) {} {}",
-                    h.pid,
-                    h.comm,
-                    h.fd,
-                    style.target(&p.target)
-                );
+                line(&mut out, h, &p.target);
             }
         }
-        if !report.skipped.is_empty() {
-            let _ = writeln!(
-                out,
-                "{}",
-                style.dim(&format!(
-                    "skipped {} processes (use --json for each pid and why)",
-                    report.skipped.len()
-                ))
-            );
+        if let Some(note) = crate::output::skipped_note(&report.skipped, style) {
+            let _ = writeln!(out, "{note}");
         }
         out
     };

@@ -111,15 +111,8 @@ pub fn targets_human(found: &EpollTargets, style: Style) -> String {
             let _ = writeln!(out, "{text}");
         }
     }
-    if !found.skipped.is_empty() {
-        let _ = writeln!(
-            out,
-            "{}",
-            style.dim(&format!(
-                "skipped {} processes that could not be inspected (use --json for each pid and why)",
-                found.skipped.len()
-            ))
-        );
+    if let Some(note) = super::skipped_note(&found.skipped, style) {
+        let _ = writeln!(out, "{note}");
     }
     out
 }

@@ -35,3 +35,21 @@ macro_rules! outln {
         $crate::output::print_line(format_args!($($arg)*))
     };
 }
+
+/// The one-line summary of processes that could not be inspected, by
+/// reason (`skipped: 1 EPERM, 2 ESRCH (use --json for each pid and why)`),
+/// or `None` when there are none.
+pub fn skipped_note(skipped: &[kcmp::scan::Skipped], style: style::Style) -> Option<String> {
+    if skipped.is_empty() {
+        return None;
+    }
+    let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
+    for s in skipped {
+        *reasons.entry(s.reason.as_str()).or_default() += 1;
+    }
+    let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    Some(style.dim(&format!(
+        "skipped: {} (use --json for each pid and why)",
+        list.join(", ")
+    )))
+}

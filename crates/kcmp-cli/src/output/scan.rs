@@ -144,20 +144,8 @@ pub fn human_with_findings(
             style.warn(&format!("{kind}: not computed: {why}"))
         );
     }
-    if !map.skipped.is_empty() {
-        let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
-        for s in &map.skipped {
-            *reasons.entry(s.reason.as_str()).or_default() += 1;
-        }
-        let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
-        let _ = writeln!(
-            out,
-            "{}",
-            style.dim(&format!(
-                "skipped: {} (use --json for each pid and why)",
-                list.join(", ")
-            ))
-        );
+    if let Some(note) = super::skipped_note(&map.skipped, style) {
+        let _ = writeln!(out, "{note}");
     }
     if map.frozen && !map.not_frozen.is_empty() {
         let _ = writeln!(

@@ -78,10 +78,10 @@ fn is_root() -> bool {
 
 #[test]
 fn scan_and_holders_as_an_unprivileged_user() {
-    if !is_root() {
-        eprintln!("not root: cannot drop to uid {UID}; this test needs root");
-        return;
-    }
+    assert!(
+        is_root(),
+        "this test drops to uid {UID}, which needs root (CI runs as root)"
+    );
     let user = UserTopology::spawn(&["--procs", "4", "--fds", "6"]);
     let root_topo = Topology::spawn("general", &["--procs", "3", "--fds", "4", "--seed", "3"]);
     let user_pids: HashSet<i32> = user.truth.pids().into_iter().collect();
@@ -177,10 +177,10 @@ fn scan_and_holders_as_an_unprivileged_user() {
 
 #[test]
 fn doctor_as_an_unprivileged_user() {
-    if !is_root() {
-        eprintln!("not root: cannot drop to uid {UID}; this test needs root");
-        return;
-    }
+    assert!(
+        is_root(),
+        "this test drops to uid {UID}, which needs root (CI runs as root)"
+    );
     let (code, out, err) = kcmp_as_user(&["doctor", "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"));

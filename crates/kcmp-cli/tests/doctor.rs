@@ -24,7 +24,7 @@ fn status_field(key: &str) -> Option<String> {
 #[test]
 fn json_report_matches_the_machine() {
     let (v, code) = doctor_json();
-    // The keys documented in kcmp::doctor.
+    // The keys documented in kcmp_map::doctor.
     for key in [
         "kernel",
         "euid",

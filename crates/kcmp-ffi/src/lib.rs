@@ -38,8 +38,8 @@
 //! ```
 #![warn(missing_docs)]
 
-use kcmp::holders::HoldersOptions;
 use kcmp::{Fd, Pid};
+use kcmp_map::holders::HoldersOptions;
 use libc::{c_int, c_ulong, pid_t, ssize_t};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -198,7 +198,7 @@ fn holders(pid: pid_t, fd: c_int) -> kcmp::Result<Vec<KcmpHolder>> {
         include_self: true,
         ..HoldersOptions::default()
     };
-    let report = kcmp::holders::find_holders(pid, fd, &options)?;
+    let report = kcmp_map::holders::find_holders(pid, fd, &options)?;
     let mut holders: Vec<KcmpHolder> = report
         .holders
         .iter()

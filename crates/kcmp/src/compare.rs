@@ -163,7 +163,7 @@ pub fn compare_files(pid1: Pid, fd1: Fd, pid2: Pid, fd2: Fd) -> Result<KcmpOrder
 /// allocated. Two tasks with no I/O context, or no SysV undo list, compare
 /// *equal*; zombies and kernel threads (no mm) compare equal on VM. "Equal"
 /// from this function therefore means "same object, or both have none".
-/// The scanner ([`crate::scan`]) tells the two apart.
+/// The scanner (`kcmp_map::scan`) tells the two apart.
 ///
 /// ```
 /// use kcmp::{compare_process, Pid, ProcessResource};

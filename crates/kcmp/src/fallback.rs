@@ -191,10 +191,7 @@ impl Availability {
 /// The calling process's seccomp mode from /proc/self/status (0 none,
 /// 1 strict, 2 filter), or `None` when the field is missing.
 pub fn seccomp_mode() -> Option<u32> {
-    crate::procfs::read_status_field(Pid::this(), "Seccomp")
-        .ok()??
-        .parse()
-        .ok()
+    crate::proc_stat::seccomp_mode()
 }
 
 /// Probes kcmp now (`KCMP_VM`, this process against itself), uncached.

@@ -37,20 +37,14 @@
 #![warn(missing_docs)]
 
 pub mod compare;
-pub mod doctor;
-pub mod epoll;
 pub mod error;
 pub mod fallback;
-pub mod freeze;
 pub mod grouping;
-pub mod holders;
 pub mod kind;
 pub mod ordering;
+mod proc_stat;
 pub mod process;
-pub mod procfs;
-pub mod scan;
-pub mod sentinel;
-pub mod sys;
+mod sys;
 
 pub use compare::{
     compare, compare_epoll_target, compare_files, compare_own_fds, compare_process, same_open_file,
@@ -60,8 +54,3 @@ pub use error::{errno_name, Error, KcmpCall, KcmpError, Result};
 pub use kind::{KcmpType, ProcessResource, UnknownKcmpType};
 pub use ordering::KcmpOrdering;
 pub use process::ProcessHandle;
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

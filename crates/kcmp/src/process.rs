@@ -11,7 +11,7 @@ use crate::compare::{compare_files, compare_process, Fd, Pid};
 use crate::error::{Error, Result};
 use crate::kind::ProcessResource;
 use crate::ordering::KcmpOrdering;
-use crate::procfs;
+use crate::proc_stat;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{pidfd_open, PidfdFlags};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -40,8 +40,7 @@ impl ProcessHandle {
     /// Pins a process (or, on Linux 6.9+, a thread; older kernels pin
     /// threads by start time only).
     pub fn open(pid: Pid) -> Result<Self> {
-        let stat = procfs::read_stat(pid)?;
-        Self::pin(pid, stat.start_time)
+        Self::pin(pid, proc_stat::start_time(pid)?)
     }
 
     /// Pins `pid` as the task that started at `start_time` (clock ticks
@@ -52,9 +51,10 @@ impl ProcessHandle {
     /// [`Error::Vanished`], never attributed to the newcomer.
     ///
     /// ```
-    /// use kcmp::{procfs, Pid, ProcessHandle};
+    /// use kcmp::{Pid, ProcessHandle};
     /// let me = Pid::this();
-    /// let h = ProcessHandle::pin(me, procfs::read_stat(me).unwrap().start_time).unwrap();
+    /// let start = ProcessHandle::open(me).unwrap().start_time();
+    /// let h = ProcessHandle::pin(me, start).unwrap();
     /// assert!(h.verify().is_ok());
     /// // A start time that is not this task's: refused, never attributed.
     /// assert!(ProcessHandle::pin(me, 1).is_err());
@@ -99,7 +99,7 @@ impl ProcessHandle {
     }
 
     fn start_time_matches(&self) -> bool {
-        procfs::read_stat(self.pid).is_ok_and(|s| s.start_time == self.start_time)
+        proc_stat::start_time(self.pid).is_ok_and(|t| t == self.start_time)
     }
 
     /// The pid.

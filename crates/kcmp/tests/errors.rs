@@ -2,9 +2,7 @@
 //! real processes: ESRCH (a reaped pid), EPERM (an unprivileged process
 //! against a root-owned one), EINVAL, EBADF, ENOENT, and the fd/pid ranges.
 
-use kcmp::{
-    compare, compare_files, compare_process, sys, Error, Fd, KcmpType, Pid, ProcessResource,
-};
+use kcmp::{compare, compare_files, compare_process, Error, Fd, KcmpType, Pid, ProcessResource};
 use kcmp_testkit::{reaped_pid, Topology};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -56,12 +54,8 @@ fn ebadf_names_the_fds() {
 #[test]
 fn einval_for_an_unknown_type() {
     let me = std::process::id() as i32;
-    // The typed API cannot name type 8; the raw layer shows the kernel's answer.
-    assert_eq!(
-        sys::kcmp(me, me, 8, 0, 0).unwrap_err(),
-        rustix::io::Errno::INVAL
-    );
-    // And compare() refuses EPOLL_TFD without a slot (no call is made).
+    // The typed API cannot name type 8 (the raw layer's unit tests show the
+    // kernel's EINVAL); compare() refuses EPOLL_TFD without a slot (no call is made).
     let e = compare(KcmpType::EpollTfd, pid(me), pid(me), 0, 0).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)));
     assert_eq!(e.errno_name(), Some("EINVAL"));
@@ -74,10 +68,8 @@ fn fd_and_pid_ranges_are_checked_before_the_call() {
     let raw = std::os::fd::AsRawFd::as_raw_fd(&f);
     let other = std::fs::File::open("/proc/self/status").unwrap();
     let raw_other = std::os::fd::AsRawFd::as_raw_fd(&other);
-    // The kernel truncates fds to 32 bits: fd + 2^32 "is" fd.
-    let wrapped = (1u64 << 32) + raw as u64;
-    assert_eq!(sys::kcmp(me.get(), me.get(), 0, wrapped, raw as u64), Ok(0));
-    // The library refuses such numbers instead of silently comparing fd.
+    // The kernel truncates fds to 32 bits: fd + 2^32 "is" fd (the raw
+    // layer's unit tests show it). The library refuses such numbers instead of silently comparing fd.
     for bad in [(1i64 << 32) + raw as i64, -1, i32::MAX as i64 + 1, i64::MIN] {
         assert!(Fd::try_from(bad).is_err(), "{bad}");
         let e = compare(KcmpType::File, me, me, bad, raw as i64).unwrap_err();

@@ -1,14 +1,14 @@
 //! `kcmp doctor [--json]`: does kcmp work here, which fallbacks and freeze
 //! methods do, and why not.
 //!
-//! The JSON object is [`kcmp::doctor::DoctorReport`]; its keys are listed in
-//! the [`kcmp::doctor`] module docs. Exit status: 0 when kcmp or a
+//! The JSON object is [`kcmp_map::doctor::DoctorReport`]; its keys are listed in
+//! the [`kcmp_map::doctor`] module docs. Exit status: 0 when kcmp or a
 //! same-process fallback (F_DUPFD_QUERY, epoll trick) works, else 2.
 
 use crate::exit;
 use crate::output::style::Style;
 use crate::output::write_stdout;
-use kcmp::doctor::{self, Check, DoctorReport};
+use kcmp_map::doctor::{self, Check, DoctorReport};
 
 /// Runs the doctor and prints its report; returns the exit status.
 pub fn run(json: bool) -> i32 {

@@ -10,11 +10,11 @@ use kcmp::{Fd, Pid};
 /// With `freeze`, the epoll's process is stopped for the inspection (its
 /// registrations and fd table cannot change meanwhile) and resumed after.
 pub fn run(pid: i32, epfd: i32, json: bool, freeze: bool) -> i32 {
-    let inspect = || -> Result<kcmp::epoll::EpollTargets, kcmp::Error> {
+    let inspect = || -> Result<kcmp_map::epoll::EpollTargets, kcmp::Error> {
         let (pid, epfd) = (Pid::new(pid)?, Fd::new(epfd)?);
-        kcmp::epoll::check_epoll_fd(pid, epfd)?;
+        kcmp_map::epoll::check_epoll_fd(pid, epfd)?;
         let frozen = if freeze {
-            let set = kcmp::freeze::freeze(&[pid])?;
+            let set = kcmp_map::freeze::freeze(&[pid])?;
             for n in set.not_frozen() {
                 eprintln!("kcmp: warning: process {} not frozen: {}", n.pid, n.reason);
             }
@@ -22,7 +22,7 @@ pub fn run(pid: i32, epfd: i32, json: bool, freeze: bool) -> i32 {
         } else {
             None
         };
-        let found = kcmp::epoll::epoll_targets(pid, epfd);
+        let found = kcmp_map::epoll::epoll_targets(pid, epfd);
         if let Some(set) = frozen {
             if let Err(e) = set.thaw() {
                 eprintln!("kcmp: warning: resuming: {e}");

@@ -18,7 +18,7 @@ pub fn run_frozen<T>(
     let mut unique = pids.to_vec();
     unique.sort_unstable();
     unique.dedup();
-    let set = kcmp::freeze::freeze(&unique)?;
+    let set = kcmp_map::freeze::freeze(&unique)?;
     let result = f();
     let not_frozen: Vec<String> = set
         .not_frozen()

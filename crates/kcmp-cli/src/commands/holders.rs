@@ -2,8 +2,8 @@
 
 use crate::output::style::Style;
 use crate::{exit, report_error};
-use kcmp::holders::{find_holders, Holder, HoldersOptions};
 use kcmp::{Fd, Pid};
+use kcmp_map::holders::{find_holders, Holder, HoldersOptions};
 use serde_json::json;
 use std::fmt::Write as _;
 

@@ -4,8 +4,8 @@ use crate::cli::ScanArgs;
 use crate::output::progress::DelayedProgress;
 use crate::output::{scan as render, style::Style};
 use crate::{exit, report_error};
-use kcmp::scan::{scan_with_progress, ScanOptions};
 use kcmp::Pid;
+use kcmp_map::scan::{scan_with_progress, ScanOptions};
 
 /// Runs the scan and prints it; exit 0 unless nothing could be scanned.
 pub fn run(args: &ScanArgs) -> i32 {

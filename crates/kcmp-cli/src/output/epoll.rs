@@ -2,8 +2,8 @@
 //! epoll section.
 
 use super::style::Style;
-use kcmp::epoll::{EpollInstance, EpollTarget, EpollTargets};
-use kcmp::scan::{FdRef, SharingMap};
+use kcmp_map::epoll::{EpollInstance, EpollTarget, EpollTargets};
+use kcmp_map::scan::{FdRef, SharingMap};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -46,7 +46,7 @@ fn holders_text(holders: &[FdRef], comm: &dyn Fn(kcmp::Pid) -> String) -> String
 /// The table of `kcmp epoll-targets`.
 pub fn targets_human(found: &EpollTargets, style: Style) -> String {
     let comm = |pid: kcmp::Pid| {
-        kcmp::procfs::read_stat(pid)
+        kcmp_map::procfs::read_stat(pid)
             .map(|s| s.comm)
             .unwrap_or_else(|_| "?".into())
     };

@@ -39,7 +39,7 @@ macro_rules! outln {
 /// The one-line summary of processes that could not be inspected, by
 /// reason (`skipped: 1 EPERM, 2 ESRCH (use --json for each pid and why)`),
 /// or `None` when there are none.
-pub fn skipped_note(skipped: &[kcmp::scan::Skipped], style: style::Style) -> Option<String> {
+pub fn skipped_note(skipped: &[kcmp_map::scan::Skipped], style: style::Style) -> Option<String> {
     if skipped.is_empty() {
         return None;
     }

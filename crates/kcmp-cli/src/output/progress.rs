@@ -2,7 +2,7 @@
 //! longer than about half a second.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kcmp::scan::ScanProgress;
+use kcmp_map::scan::ScanProgress;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

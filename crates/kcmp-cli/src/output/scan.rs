@@ -1,8 +1,8 @@
 //! Rendering a [`SharingMap`]: human text, JSON schema 1, Graphviz DOT.
 
 use super::style::Style;
-use kcmp::scan::{OpenFileDescription, SharingMap};
 use kcmp::Pid;
+use kcmp_map::scan::{OpenFileDescription, SharingMap};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -31,17 +31,17 @@ struct ScanJson<'a> {
     schema: u32,
     tasks: usize,
     fds: usize,
-    skipped: &'a [kcmp::scan::Skipped],
+    skipped: &'a [kcmp_map::scan::Skipped],
     open_files: OpenFiles<'a>,
     shared: &'a std::collections::BTreeMap<String, Vec<Vec<Pid>>>,
     unavailable: &'a std::collections::BTreeMap<String, String>,
-    stats: &'a kcmp::scan::ScanStats,
+    stats: &'a kcmp_map::scan::ScanStats,
     #[serde(skip_serializing_if = "Option::is_none")]
     frozen: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    not_frozen: Option<&'a [kcmp::freeze::NotFrozen]>,
+    not_frozen: Option<&'a [kcmp_map::freeze::NotFrozen]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    epoll: Option<&'a [kcmp::epoll::EpollInstance]>,
+    epoll: Option<&'a [kcmp_map::epoll::EpollInstance]>,
 }
 
 /// Writes JSON schema 1 (see the README) and a newline.
@@ -53,11 +53,11 @@ pub fn write_json(
     write_json_with_epoll(map, include_unshared, None, out)
 }
 
-/// [`write_json`] with the `"epoll"` key (see [`kcmp::epoll::resolve_scan`]).
+/// [`write_json`] with the `"epoll"` key (see [`kcmp_map::epoll::resolve_scan`]).
 pub fn write_json_with_epoll(
     map: &SharingMap,
     include_unshared: bool,
-    epoll: Option<&[kcmp::epoll::EpollInstance]>,
+    epoll: Option<&[kcmp_map::epoll::EpollInstance]>,
     out: &mut impl std::io::Write,
 ) -> std::io::Result<()> {
     let doc = ScanJson {

@@ -7,7 +7,6 @@
 use rustix::io::Errno;
 
 pub mod fcntl;
-pub mod ptrace;
 
 /// The kernel ABI's `struct kcmp_epoll_slot` (include/uapi/linux/kcmp.h).
 ///
@@ -65,4 +64,24 @@ pub fn kcmp_epoll_tfd(pid1: i32, pid2: i32, fd1: u64, slot: &KcmpEpollSlot) -> R
         fd1,
         slot as *const KcmpEpollSlot as usize as u64,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{kcmp, Errno};
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn the_kernel_says_einval_for_an_unknown_type() {
+        let me = std::process::id() as i32;
+        assert_eq!(kcmp(me, me, 8, 0, 0).unwrap_err(), Errno::INVAL);
+    }
+
+    #[test]
+    fn the_kernel_truncates_fds_to_32_bits() {
+        let me = std::process::id() as i32;
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        let raw = f.as_raw_fd() as u64;
+        assert_eq!(kcmp(me, me, 0, (1u64 << 32) + raw, raw), Ok(0));
+    }
 }

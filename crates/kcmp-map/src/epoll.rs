@@ -29,7 +29,8 @@
 //! placed by binary search (`log2(descriptions)` calls).
 //!
 //! ```no_run
-//! use kcmp::{epoll::epoll_targets, Fd, Pid};
+//! use kcmp::{Fd, Pid};
+//! use kcmp_map::epoll::epoll_targets;
 //! let found = epoll_targets(Pid::new(1144)?, Fd::new(5)?)?;
 //! for t in found.targets.iter().filter(|t| t.stale) {
 //!     println!("tfd {} (toff {}) is stale; held by {:?}", t.tfd, t.toff, t.holders);
@@ -37,13 +38,13 @@
 //! # Ok::<(), kcmp::Error>(())
 //! ```
 
-use crate::compare::{compare_epoll_target, compare_files, EpollSlot, Fd, Pid};
-use crate::error::{Error, Result};
-use crate::grouping::OrderedGroups;
-use crate::ordering::KcmpOrdering;
-use crate::process::ProcessHandle;
 use crate::procfs::{self, EpollRegistration, FdTarget};
 use crate::scan::{FdRef, SharingMap, Skipped};
+use kcmp::grouping::OrderedGroups;
+use kcmp::KcmpOrdering;
+use kcmp::ProcessHandle;
+use kcmp::{compare_epoll_target, compare_files, EpollSlot, Fd, Pid};
+use kcmp::{Error, Result};
 use rustix::io::Errno;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
@@ -112,11 +113,11 @@ impl Registration {
 /// the same `tfd`, in the order given (the kernel's order).
 ///
 /// ```
-/// use kcmp::procfs::FdInfo;
+/// use kcmp_map::procfs::FdInfo;
 /// let text = "tfd: 7 events: 19 data: 1 pos:0 ino:10 sdev:d\n\
 ///             tfd: 9 events: 19 data: 2 pos:0 ino:11 sdev:d\n\
 ///             tfd: 7 events: 19 data: 3 pos:0 ino:12 sdev:d\n";
-/// let regs = kcmp::epoll::number_registrations(&FdInfo::parse(text).epoll_registrations);
+/// let regs = kcmp_map::epoll::number_registrations(&FdInfo::parse(text).epoll_registrations);
 /// let toffs: Vec<(i32, u32)> = regs.iter().map(|r| (r.tfd.get(), r.toff)).collect();
 /// assert_eq!(toffs, [(7, 0), (9, 0), (7, 1)]);
 /// ```
@@ -169,7 +170,7 @@ pub fn check_epoll_fd(pid: Pid, epfd: Fd) -> Result<()> {
 /// numbered with their `toff`. Errors as [`check_epoll_fd`].
 ///
 /// ```no_run
-/// let regs = kcmp::epoll::registrations(kcmp::Pid::new(1144)?, kcmp::Fd::new(5)?)?;
+/// let regs = kcmp_map::epoll::registrations(kcmp::Pid::new(1144)?, kcmp::Fd::new(5)?)?;
 /// # Ok::<(), kcmp::Error>(())
 /// ```
 pub fn registrations(pid: Pid, epfd: Fd) -> Result<Vec<Registration>> {
@@ -697,7 +698,8 @@ fn skipped(pid: Pid, err: &Error) -> Skipped {
 /// registrations changed during each of three attempts (freeze the process).
 ///
 /// ```no_run
-/// use kcmp::{epoll::epoll_targets, Fd, Pid};
+/// use kcmp::{Fd, Pid};
+/// use kcmp_map::epoll::epoll_targets;
 /// let found = epoll_targets(Pid::new(1144)?, Fd::new(5)?)?;
 /// for t in &found.targets {
 ///     println!("tfd {} toff {} stale {} holders {:?}", t.tfd, t.toff, t.stale, t.holders);
@@ -826,9 +828,9 @@ pub fn epoll_targets(pid: Pid, epfd: Fd) -> Result<EpollTargets> {
 /// are in the scan's order of descriptions.
 ///
 /// ```no_run
-/// use kcmp::scan::{scan, ScanOptions};
+/// use kcmp_map::scan::{scan, ScanOptions};
 /// let map = scan(&ScanOptions { trees: vec![kcmp::Pid::new(1144)?], ..Default::default() })?;
-/// for e in kcmp::epoll::resolve_scan(&map) {
+/// for e in kcmp_map::epoll::resolve_scan(&map) {
 ///     for t in e.targets.iter().filter(|t| t.stale) {
 ///         println!("{} epfd {}: tfd {} is stale", e.pid, e.epfd, t.tfd);
 ///     }

@@ -12,7 +12,7 @@
 //! table or fs struct, so whatever compares equal to it on those kinds has
 //! none either.
 
-use crate::compare::Pid;
+use kcmp::Pid;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ impl Sentinels {
     /// left unreaped.
     ///
     /// ```
-    /// let s = kcmp::sentinel::Sentinels::start().unwrap();
+    /// let s = kcmp_map::sentinel::Sentinels::start().unwrap();
     /// assert_eq!(s.live_pids().len(), 2);
     /// assert!(s.zombie_pid().is_some());
     /// ```

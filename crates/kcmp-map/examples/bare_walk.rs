@@ -17,7 +17,7 @@ fn main() {
             eprintln!("bare_walk: {arg:?} is not a pid");
             std::process::exit(2);
         };
-        if let Ok(entries) = kcmp::procfs::list_fds(pid) {
+        if let Ok(entries) = kcmp_map::procfs::list_fds(pid) {
             fds += entries.len();
             bytes += entries.iter().map(|e| e.target.len()).sum::<usize>();
         }

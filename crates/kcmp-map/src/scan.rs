@@ -15,14 +15,14 @@
 //! 6. Tasks that exited during the scan, or whose pid was reused, are
 //!    dropped from every answer and reported as skipped.
 
-use crate::compare::{compare_files, compare_process, Fd, Pid};
-use crate::error::{Error, Result};
-use crate::grouping::OrderedGroups;
-use crate::kind::ProcessResource;
-use crate::ordering::KcmpOrdering;
-use crate::process::ProcessHandle;
 use crate::procfs::{self, FdTarget, TaskStat};
 use crate::sentinel::Sentinels;
+use kcmp::grouping::OrderedGroups;
+use kcmp::KcmpOrdering;
+use kcmp::ProcessHandle;
+use kcmp::ProcessResource;
+use kcmp::{compare_files, compare_process, Fd, Pid};
+use kcmp::{Error, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
@@ -32,7 +32,7 @@ use std::time::Instant;
 /// Which tasks to scan, and how.
 ///
 /// ```
-/// use kcmp::scan::ScanOptions;
+/// use kcmp_map::scan::ScanOptions;
 /// let opts = ScanOptions { trees: vec![kcmp::Pid::this()], ..ScanOptions::default() };
 /// assert!(!opts.threads);
 /// ```
@@ -136,7 +136,7 @@ pub struct ScanStats {
 /// The result of a scan: what the selected tasks share.
 ///
 /// ```no_run
-/// use kcmp::scan::{scan, ScanOptions};
+/// use kcmp_map::scan::{scan, ScanOptions};
 /// let map = scan(&ScanOptions { trees: vec![kcmp::Pid::this()], ..Default::default() })?;
 /// for d in map.open_files.iter().filter(|d| d.members.len() > 1) {
 ///     println!("{} held by {} fds", d.target, d.members.len());
@@ -193,7 +193,7 @@ impl SharingMap {
     /// [`procfs::bucket_key`]): a binary search in kcmp order, so about
     /// `log2(descriptions in the bucket)` calls. `cmp(member)` must answer
     /// how the *probe* orders against that member's description (for
-    /// example [`crate::compare_epoll_target`] with the member as pid1/fd1,
+    /// example [`kcmp::compare_epoll_target`] with the member as pid1/fd1,
     /// reversed). A member whose comparison fails (its fd closed) is passed
     /// over for the next member of the same description.
     pub fn find_description<F>(&self, key: &str, mut cmp: F) -> Result<Option<&OpenFileDescription>>
@@ -684,7 +684,7 @@ pub(crate) fn reserve_fds(extra: usize) {
 /// How two (pid, fd) pairs are compared.
 pub(crate) type FileComparator<'a> = dyn Fn(Pid, Fd, Pid, Fd) -> Result<KcmpOrdering> + Sync + 'a;
 
-/// kcmp when it works; otherwise the fallbacks of [`crate::fallback`], which
+/// kcmp when it works; otherwise the fallbacks of [`kcmp::fallback`], which
 /// know equality but no order ("unordered" makes the grouping exact but
 /// linear per bucket).
 pub(crate) fn file_comparator(use_kcmp: bool, calls: &CallCounter) -> Box<FileComparator<'_>> {
@@ -696,7 +696,7 @@ pub(crate) fn file_comparator(use_kcmp: bool, calls: &CallCounter) -> Box<FileCo
     } else {
         Box::new(move |p1, f1, p2, f2| {
             calls.add();
-            let same = crate::fallback::same_description_without_kcmp(p1, f1, p2, f2)?;
+            let same = kcmp::fallback::same_description_without_kcmp(p1, f1, p2, f2)?;
             Ok(if same.same {
                 KcmpOrdering::Equal
             } else {
@@ -726,7 +726,7 @@ pub fn scan_with_progress(
     let started = Instant::now();
     let workers = workers(options.workers);
     let calls = CallCounter::default();
-    let availability = crate::fallback::kcmp_available();
+    let availability = kcmp::fallback::kcmp_available();
     let cmp = file_comparator(availability.is_available(), &calls);
     let mut map = SharingMap::default();
 
@@ -968,7 +968,7 @@ pub fn scan_with_progress(
     if let Ok(s) = &mut sentinels {
         s.wait_ready();
     }
-    let kinds = if let Some(why) = crate::fallback::process_kinds_unavailable(availability) {
+    let kinds = if let Some(why) = kcmp::fallback::process_kinds_unavailable(availability) {
         ProcessResource::ALL
             .into_iter()
             .map(|k| (k, KindOutcome::Unavailable(why.clone())))

@@ -1,12 +1,12 @@
-//! kcmp::freeze against real processes: stop, resume exactly as before,
+//! kcmp_map::freeze against real processes: stop, resume exactly as before,
 //! threads born during the freeze, kill-safety of the tracer.
 //!
 //! The fixture processes are this test binary re-executed in a "role"
 //! (`KCMP_FREEZE_ROLE`), running only the `role_entry` function below, so no
 //! fork happens inside the test harness.
 
-use kcmp::freeze::{freeze, FreezeOptions, NotFrozenKind};
 use kcmp::Pid;
+use kcmp_map::freeze::{freeze, FreezeOptions, NotFrozenKind};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -415,8 +415,8 @@ fn already_traced_process_is_reported_and_left_alone() {
     assert!(r.makes_progress());
 }
 
-fn freeze_with_short_timeout(pid: Pid) -> kcmp::freeze::FrozenSet {
-    kcmp::freeze::freeze_with(
+fn freeze_with_short_timeout(pid: Pid) -> kcmp_map::freeze::FrozenSet {
+    kcmp_map::freeze::freeze_with(
         &[pid],
         &FreezeOptions {
             timeout: Duration::from_millis(500),

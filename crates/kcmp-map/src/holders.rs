@@ -4,15 +4,15 @@
 //! open file description as one fd — "why does my pipe reader never see
 //! EOF?" — and, for a pipe end, the holders of the other end.
 
-use crate::compare::{Fd, Pid};
-use crate::error::Result;
-use crate::grouping::OrderedGroups;
-use crate::ordering::KcmpOrdering;
 use crate::procfs::{self, FdTarget};
 use crate::scan::{
     file_comparator, list_all_fds, pin_tasks, select_processes, skipped_from, CallCounter,
     ScanOptions, Skipped,
 };
+use kcmp::grouping::OrderedGroups;
+use kcmp::KcmpOrdering;
+use kcmp::Result;
+use kcmp::{Fd, Pid};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -89,7 +89,7 @@ fn access_end(mode: u32) -> &'static str {
 /// Finds every holder of the open file description of `fd` in `pid`.
 ///
 /// ```
-/// use kcmp::holders::{find_holders, HoldersOptions};
+/// use kcmp_map::holders::{find_holders, HoldersOptions};
 /// use kcmp::{Fd, Pid};
 /// let (r, _w) = std::io::pipe().unwrap();
 /// use std::os::fd::AsRawFd;
@@ -102,7 +102,7 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
     let workers = crate::scan::workers(options.workers);
     let link = procfs::fd_target(pid, fd)?;
     let key = procfs::bucket_key(&link).to_string();
-    let queried = crate::process::ProcessHandle::open(pid)?;
+    let queried = kcmp::ProcessHandle::open(pid)?;
     let queried_mode = procfs::read_fdinfo(pid, fd).map(|i| i.access_mode()).ok();
 
     let mut skipped = Vec::new();
@@ -142,7 +142,7 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
     }
 
     let calls = CallCounter::default();
-    let use_kcmp = crate::fallback::kcmp_available().is_available();
+    let use_kcmp = kcmp::fallback::kcmp_available().is_available();
     let cmp = file_comparator(use_kcmp, &calls);
     let is_socket = matches!(FdTarget::parse(&link), FdTarget::Socket(_));
     let mut failed: HashMap<usize, Skipped> = HashMap::new();

@@ -38,7 +38,8 @@
 //! print nothing to a pipe whose reader may be frozen before thawing.
 //!
 //! ```no_run
-//! use kcmp::{freeze::freeze, Pid};
+//! use kcmp::Pid;
+//! use kcmp_map::freeze::freeze;
 //! let pid = Pid::new(1234)?;
 //! let set = freeze(&[pid])?;
 //! for nf in set.not_frozen() {
@@ -49,10 +50,10 @@
 //! # Ok::<(), kcmp::Error>(())
 //! ```
 
-use crate::compare::Pid;
-use crate::error::{errno_name, Error, Result};
 use crate::procfs;
 use crate::sys::ptrace::{self, TraceeState};
+use kcmp::Pid;
+use kcmp::{errno_name, Error, Result};
 use rustix::io::Errno;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::mpsc;
@@ -166,7 +167,8 @@ pub struct FrozenSet {
 /// cannot be frozen are listed by [`FrozenSet::not_frozen`].
 ///
 /// ```
-/// use kcmp::{freeze::freeze, Pid};
+/// use kcmp::Pid;
+/// use kcmp_map::freeze::freeze;
 /// // The caller itself is never frozen.
 /// let set = freeze(&[Pid::this()]).unwrap();
 /// assert!(set.frozen().is_empty());

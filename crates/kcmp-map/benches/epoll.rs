@@ -6,9 +6,9 @@
 //! (the fixture binary must sit next to the bench's target directory).
 //! Before measuring, the kcmp calls per registration are printed on stderr.
 
-use kcmp::epoll::{epoll_targets, resolve_scan};
-use kcmp::scan::{scan, ScanOptions};
 use kcmp::{Fd, Pid};
+use kcmp_map::epoll::{epoll_targets, resolve_scan};
+use kcmp_map::scan::{scan, ScanOptions};
 use kcmp_testkit::epoll::EpollFixture;
 
 const SIZES: [usize; 3] = [16, 128, 400];

@@ -20,16 +20,16 @@
 //! A check is `{"works": bool, "detail": "…"}`.
 //!
 //! ```no_run
-//! let report = kcmp::doctor::run();
+//! let report = kcmp_map::doctor::run();
 //! println!("{}", report.kcmp.detail);
 //! assert_eq!(report.usable, report.kcmp.works || report.fallbacks.f_dupfd_query.works
 //!     || report.fallbacks.epoll_trick.works);
 //! ```
 
-use crate::error::errno_name;
-use crate::fallback::{self, Availability};
 use crate::freeze;
-use crate::Pid;
+use kcmp::errno_name;
+use kcmp::fallback::{self, Availability};
+use kcmp::Pid;
 use serde::Serialize;
 use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
@@ -152,7 +152,7 @@ pub struct DoctorReport {
 
 /// A field of /proc/self/status, e.g. `status_field("CapEff")`.
 fn status_field(key: &str) -> Option<String> {
-    crate::procfs::read_status_field(crate::Pid::this(), key.trim_end_matches(':')).ok()?
+    crate::procfs::read_status_field(kcmp::Pid::this(), key.trim_end_matches(':')).ok()?
 }
 
 /// True when `CAP_SYS_PTRACE` (bit 19) is in `CapEff` of /proc/self/status.
@@ -304,7 +304,7 @@ fn spawn_sleeper() -> std::io::Result<Child> {
 }
 
 fn proc_state(pid: u32) -> Option<char> {
-    let pid = crate::Pid::new(i32::try_from(pid).ok()?).ok()?;
+    let pid = kcmp::Pid::new(i32::try_from(pid).ok()?).ok()?;
     Some(crate::procfs::read_stat(pid).ok()?.state)
 }
 

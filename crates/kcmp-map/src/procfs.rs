@@ -2,8 +2,8 @@
 //!
 //! Everything here is plain text parsing of procfs; no kcmp calls.
 
-use crate::compare::{Fd, Pid};
-use crate::error::{Error, Result};
+use kcmp::{Error, Result};
+use kcmp::{Fd, Pid};
 use rustix::fs::{openat, readlinkat, Dir, Mode, OFlags, CWD};
 use std::fmt;
 use std::os::fd::OwnedFd;
@@ -14,7 +14,7 @@ const PF_KTHREAD: u32 = 0x0020_0000;
 /// The fields of /proc/PID/stat (or /proc/PID/task/TID/stat) that kcmp needs.
 ///
 /// ```
-/// let stat = kcmp::procfs::read_stat(kcmp::Pid::this()).unwrap();
+/// let stat = kcmp_map::procfs::read_stat(kcmp::Pid::this()).unwrap();
 /// assert_eq!(stat.state, 'R');
 /// assert!(!stat.is_kernel_thread());
 /// ```
@@ -40,7 +40,7 @@ impl TaskStat {
     ///
     /// ```
     /// let line = "42 (my (odd) name) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 999 0 0";
-    /// let s = kcmp::procfs::TaskStat::parse(line).unwrap();
+    /// let s = kcmp_map::procfs::TaskStat::parse(line).unwrap();
     /// assert_eq!(s.comm, "my (odd) name");
     /// assert_eq!((s.state, s.ppid, s.start_time), ('S', 1, 999));
     /// ```
@@ -151,7 +151,7 @@ fn parse_decimal(bytes: &[u8]) -> Option<i32> {
 /// Every process visible in /proc, ascending.
 ///
 /// ```
-/// let pids = kcmp::procfs::list_pids().unwrap();
+/// let pids = kcmp_map::procfs::list_pids().unwrap();
 /// assert!(pids.contains(&kcmp::Pid::this()));
 /// ```
 pub fn list_pids() -> Result<Vec<Pid>> {
@@ -165,7 +165,7 @@ pub fn list_pids() -> Result<Vec<Pid>> {
 ///
 /// ```
 /// let me = kcmp::Pid::this();
-/// assert!(kcmp::procfs::list_tids(me).unwrap().contains(&me));
+/// assert!(kcmp_map::procfs::list_tids(me).unwrap().contains(&me));
 /// ```
 pub fn list_tids(pid: Pid) -> Result<Vec<Pid>> {
     Ok(numeric_entries(&format!("/proc/{pid}/task"))?
@@ -177,7 +177,7 @@ pub fn list_tids(pid: Pid) -> Result<Vec<Pid>> {
 /// What an fd refers to, classified from its /proc/PID/fd/N link text.
 ///
 /// ```
-/// use kcmp::procfs::FdTarget;
+/// use kcmp_map::procfs::FdTarget;
 /// assert_eq!(FdTarget::parse("pipe:[1234]"), FdTarget::Pipe(1234));
 /// assert_eq!(FdTarget::parse("socket:[77]"), FdTarget::Socket(77));
 /// assert_eq!(FdTarget::parse("anon_inode:[eventfd]"), FdTarget::AnonInode("[eventfd]".into()));
@@ -240,8 +240,8 @@ impl fmt::Display for FdTarget {
 /// file renamed during the inspection.
 ///
 /// ```
-/// assert_eq!(kcmp::procfs::bucket_key("/tmp/a (deleted)"), "/tmp/a");
-/// assert_eq!(kcmp::procfs::bucket_key("pipe:[5]"), "pipe:[5]");
+/// assert_eq!(kcmp_map::procfs::bucket_key("/tmp/a (deleted)"), "/tmp/a");
+/// assert_eq!(kcmp_map::procfs::bucket_key("pipe:[5]"), "pipe:[5]");
 /// ```
 pub fn bucket_key(link: &str) -> &str {
     link.strip_suffix(" (deleted)").unwrap_or(link)
@@ -262,7 +262,7 @@ pub struct FdEntry {
 /// Needs ptrace read access to the process: `EACCES` otherwise.
 ///
 /// ```
-/// let fds = kcmp::procfs::list_fds(kcmp::Pid::this()).unwrap();
+/// let fds = kcmp_map::procfs::list_fds(kcmp::Pid::this()).unwrap();
 /// assert!(fds.iter().any(|e| e.fd.get() == 0));
 /// ```
 pub fn list_fds(pid: Pid) -> Result<Vec<FdEntry>> {
@@ -292,7 +292,7 @@ fn list_fds_at(path: &str) -> Result<Vec<FdEntry>> {
 /// caller can skip the readlink of an fd it can identify otherwise.
 ///
 /// ```
-/// use kcmp::procfs::FdDir;
+/// use kcmp_map::procfs::FdDir;
 /// let dir = FdDir::open(kcmp::Pid::this()).unwrap();
 /// let fds = dir.fds().unwrap();
 /// assert!(fds.iter().any(|f| f.get() == 0));
@@ -364,8 +364,8 @@ impl FdDir {
 ///
 /// ```
 /// let me = kcmp::Pid::this();
-/// assert!(kcmp::procfs::fd_target(me, kcmp::Fd::new(0).unwrap()).is_ok());
-/// let err = kcmp::procfs::fd_target(me, kcmp::Fd::new(1_000_000).unwrap()).unwrap_err();
+/// assert!(kcmp_map::procfs::fd_target(me, kcmp::Fd::new(0).unwrap()).is_ok());
+/// let err = kcmp_map::procfs::fd_target(me, kcmp::Fd::new(1_000_000).unwrap()).unwrap_err();
 /// assert_eq!(err.errno_name(), Some("EBADF"));
 /// ```
 pub fn fd_target(pid: Pid, fd: Fd) -> Result<String> {
@@ -428,7 +428,7 @@ impl FdInfo {
     /// ```
     /// let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\n\
     ///     tfd:        5 events:       19 data:                5  pos:0 ino:1d5d sdev:d\n";
-    /// let info = kcmp::procfs::FdInfo::parse(text);
+    /// let info = kcmp_map::procfs::FdInfo::parse(text);
     /// assert_eq!(info.flags, 0o2000002);
     /// assert_eq!(info.epoll_registrations[0].tfd, 5);
     /// assert_eq!(info.epoll_registrations[0].ino, 0x1d5d);
@@ -492,7 +492,7 @@ fn parse_tfd_line(line: &str) -> Option<EpollRegistration> {
 /// Reads /proc/PID/fdinfo/FD.
 ///
 /// ```
-/// let info = kcmp::procfs::read_fdinfo(kcmp::Pid::this(), kcmp::Fd::new(0).unwrap()).unwrap();
+/// let info = kcmp_map::procfs::read_fdinfo(kcmp::Pid::this(), kcmp::Fd::new(0).unwrap()).unwrap();
 /// assert!(info.ino > 0);
 /// ```
 pub fn read_fdinfo(pid: Pid, fd: Fd) -> Result<FdInfo> {
@@ -503,7 +503,7 @@ pub fn read_fdinfo(pid: Pid, fd: Fd) -> Result<FdInfo> {
 /// Reads one `/proc/PID/status` field (`"TracerPid"`, `"Seccomp"`, …).
 ///
 /// ```
-/// let v = kcmp::procfs::read_status_field(kcmp::Pid::this(), "Tgid").unwrap();
+/// let v = kcmp_map::procfs::read_status_field(kcmp::Pid::this(), "Tgid").unwrap();
 /// assert_eq!(v, Some(std::process::id().to_string()));
 /// ```
 pub fn read_status_field(pid: Pid, field: &str) -> Result<Option<String>> {

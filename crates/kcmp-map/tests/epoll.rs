@@ -1,9 +1,9 @@
-//! `kcmp::epoll` against real epoll instances whose registrations are known
+//! `kcmp_map::epoll` against real epoll instances whose registrations are known
 //! by construction (the `kcmp-epoll-fixture` binary of kcmp-testkit).
 
-use kcmp::epoll::{epoll_targets, registrations, resolve_scan, EpollTarget};
-use kcmp::scan::{scan, FdRef, ScanOptions};
 use kcmp::{compare_epoll_target, EpollSlot, Fd, Pid};
+use kcmp_map::epoll::{epoll_targets, registrations, resolve_scan, EpollTarget};
+use kcmp_map::scan::{scan, FdRef, ScanOptions};
 use kcmp_testkit::epoll::EpollFixture as Fixture;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

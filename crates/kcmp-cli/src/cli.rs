@@ -83,13 +83,13 @@ pub enum Command {
         /// First process.
         #[arg(value_parser = parse_pid)]
         pid1: i32,
-        /// Fd in the first process.
+        /// FdNum in the first process.
         #[arg(value_parser = parse_fd)]
         fd1: i32,
         /// Second process.
         #[arg(value_parser = parse_pid)]
         pid2: i32,
-        /// Fd in the second process.
+        /// FdNum in the second process.
         #[arg(value_parser = parse_fd)]
         fd2: i32,
         /// --json and --freeze.

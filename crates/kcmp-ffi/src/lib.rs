@@ -38,7 +38,7 @@
 //! ```
 #![warn(missing_docs)]
 
-use kcmp::{Fd, Pid};
+use kcmp::{FdNum, Pid};
 use kcmp_map::holders::HoldersOptions;
 use libc::{c_int, c_ulong, pid_t, ssize_t};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -138,9 +138,9 @@ pub extern "C" fn kcmp_same_file(pid1: pid_t, fd1: c_int, pid2: pid_t, fd2: c_in
 fn same_file(pid1: pid_t, fd1: c_int, pid2: pid_t, fd2: c_int) -> kcmp::Result<bool> {
     let (pid1, fd1, pid2, fd2) = (
         Pid::new(pid1)?,
-        Fd::new(fd1)?,
+        FdNum::new(fd1)?,
         Pid::new(pid2)?,
-        Fd::new(fd2)?,
+        FdNum::new(fd2)?,
     );
     Ok(kcmp::fallback::same_description(pid1, fd1, pid2, fd2)?.same)
 }
@@ -192,7 +192,7 @@ pub unsafe extern "C" fn kcmp_holders(pid: pid_t, fd: c_int, out: *mut *mut Kcmp
 }
 
 fn holders(pid: pid_t, fd: c_int) -> kcmp::Result<Vec<KcmpHolder>> {
-    let (pid, fd) = (Pid::new(pid)?, Fd::new(fd)?);
+    let (pid, fd) = (Pid::new(pid)?, FdNum::new(fd)?);
     // A C caller's own fds are real holders.
     let options = HoldersOptions {
         include_self: true,

@@ -6,7 +6,7 @@
 //! (the fixture binary must sit next to the bench's target directory).
 //! Before measuring, the kcmp calls per registration are printed on stderr.
 
-use kcmp::{Fd, Pid};
+use kcmp::{FdNum, Pid};
 use kcmp_map::epoll::{epoll_targets, resolve_scan};
 use kcmp_map::scan::{scan, ScanOptions};
 use kcmp_testkit::epoll::EpollFixture;
@@ -27,8 +27,8 @@ impl Fixture {
     }
 
     /// The fd of epoll `name` in the root.
-    fn epfd(&self, name: &str) -> Fd {
-        Fd::new(self.inner.epfd(name) as i32).unwrap()
+    fn epfd(&self, name: &str) -> FdNum {
+        FdNum::new(self.inner.epfd(name) as i32).unwrap()
     }
 }
 

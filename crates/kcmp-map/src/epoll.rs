@@ -29,9 +29,9 @@
 //! placed by binary search (`log2(descriptions)` calls).
 //!
 //! ```no_run
-//! use kcmp::{Fd, Pid};
+//! use kcmp::{FdNum, Pid};
 //! use kcmp_map::epoll::epoll_targets;
-//! let found = epoll_targets(Pid::new(1144)?, Fd::new(5)?)?;
+//! let found = epoll_targets(Pid::new(1144)?, FdNum::new(5)?)?;
 //! for t in found.targets.iter().filter(|t| t.stale) {
 //!     println!("tfd {} (toff {}) is stale; held by {:?}", t.tfd, t.toff, t.holders);
 //! }
@@ -43,7 +43,7 @@ use crate::scan::{FdRef, SharingMap, Skipped};
 use kcmp::grouping::OrderedGroups;
 use kcmp::KcmpOrdering;
 use kcmp::ProcessHandle;
-use kcmp::{compare_epoll_target, compare_files, EpollSlot, Fd, Pid};
+use kcmp::{compare_epoll_target, compare_files, EpollSlot, FdNum, Pid};
 use kcmp::{Error, Result};
 use rustix::io::Errno;
 use serde::ser::{SerializeStruct, Serializer};
@@ -63,7 +63,7 @@ const ATTEMPTS: usize = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     /// The fd number the target was registered under.
-    pub tfd: Fd,
+    pub tfd: FdNum,
     /// Its index among the registrations under `tfd`, in the kernel's order.
     pub toff: u32,
     /// The event mask (the kernel adds `EPOLLERR | EPOLLHUP`).
@@ -81,7 +81,7 @@ pub struct Registration {
 
 impl Registration {
     /// The `KCMP_EPOLL_TFD` slot naming this registration in epoll fd `epfd`.
-    pub fn slot(&self, epfd: Fd) -> EpollSlot {
+    pub fn slot(&self, epfd: FdNum) -> EpollSlot {
         EpollSlot {
             epfd,
             tfd: self.tfd,
@@ -126,7 +126,7 @@ pub fn number_registrations(lines: &[EpollRegistration]) -> Vec<Registration> {
     lines
         .iter()
         .filter_map(|l| {
-            let tfd = Fd::new(l.tfd).ok()?;
+            let tfd = FdNum::new(l.tfd).ok()?;
             let n = seen.entry(l.tfd).or_insert(0);
             let toff = *n;
             *n += 1;
@@ -143,18 +143,18 @@ pub fn number_registrations(lines: &[EpollRegistration]) -> Vec<Registration> {
         .collect()
 }
 
-fn fd_path(pid: Pid, fd: Fd) -> String {
+fn fd_path(pid: Pid, fd: FdNum) -> String {
     format!("/proc/{pid}/fd/{fd}")
 }
 
-fn not_open(pid: Pid, fd: Fd) -> Error {
+fn not_open(pid: Pid, fd: FdNum) -> Error {
     Error::os(format!("fd {fd} of process {pid} is not open"), Errno::BADF)
 }
 
 /// Checks that `epfd` of `pid` is an open epoll fd: `ESRCH` when the
 /// process does not exist, `EBADF` when the fd is not open, `EINVAL` when it
 /// is not an epoll instance.
-pub fn check_epoll_fd(pid: Pid, epfd: Fd) -> Result<()> {
+pub fn check_epoll_fd(pid: Pid, epfd: FdNum) -> Result<()> {
     let link = procfs::fd_target(pid, epfd)?;
     if link == EPOLL_LINK {
         Ok(())
@@ -170,10 +170,10 @@ pub fn check_epoll_fd(pid: Pid, epfd: Fd) -> Result<()> {
 /// numbered with their `toff`. Errors as [`check_epoll_fd`].
 ///
 /// ```no_run
-/// let regs = kcmp_map::epoll::registrations(kcmp::Pid::new(1144)?, kcmp::Fd::new(5)?)?;
+/// let regs = kcmp_map::epoll::registrations(kcmp::Pid::new(1144)?, kcmp::FdNum::new(5)?)?;
 /// # Ok::<(), kcmp::Error>(())
 /// ```
-pub fn registrations(pid: Pid, epfd: Fd) -> Result<Vec<Registration>> {
+pub fn registrations(pid: Pid, epfd: FdNum) -> Result<Vec<Registration>> {
     check_epoll_fd(pid, epfd)?;
     let info = procfs::read_fdinfo(pid, epfd).map_err(|e| {
         if e.errno() == Some(Errno::NOENT) {
@@ -189,7 +189,7 @@ pub fn registrations(pid: Pid, epfd: Fd) -> Result<Vec<Registration>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpollTarget {
     /// The fd number it was registered under.
-    pub tfd: Fd,
+    pub tfd: FdNum,
     /// Its index among the registrations under `tfd`.
     pub toff: u32,
     /// The event mask.
@@ -251,7 +251,7 @@ pub struct EpollTargets {
     /// The process holding the epoll fd.
     pub pid: Pid,
     /// The epoll fd.
-    pub epfd: Fd,
+    pub epfd: FdNum,
     /// One entry per registration, in the kernel's order.
     pub targets: Vec<EpollTarget>,
     /// Processes whose fds could not be inspected (their holders may be
@@ -268,7 +268,7 @@ pub struct EpollInstance {
     /// judged, in this process's fd table.
     pub pid: Pid,
     /// The epoll fd in `pid`.
-    pub epfd: Fd,
+    pub epfd: FdNum,
     /// Every (pid, fd) of the scan holding this epoll description.
     pub holders: Vec<FdRef>,
     /// Its registrations, with holders among the scanned tasks.
@@ -612,14 +612,14 @@ fn resolve(
     index: &dyn Descriptions,
     inos: &mut InoIndex,
     pid: Pid,
-    epfd: Fd,
+    epfd: FdNum,
     regs: &[Registration],
     calls: &Cell<u64>,
 ) -> Result<Vec<EpollTarget>> {
     let mut out = Vec::with_capacity(regs.len());
     // What each registered number refers to now (many registrations may
     // share one number).
-    let mut now: HashMap<Fd, Option<String>> = HashMap::new();
+    let mut now: HashMap<FdNum, Option<String>> = HashMap::new();
     for reg in regs {
         let slot = reg.slot(epfd);
         let mut found = None;
@@ -698,15 +698,15 @@ fn skipped(pid: Pid, err: &Error) -> Skipped {
 /// registrations changed during each of three attempts (freeze the process).
 ///
 /// ```no_run
-/// use kcmp::{Fd, Pid};
+/// use kcmp::{FdNum, Pid};
 /// use kcmp_map::epoll::epoll_targets;
-/// let found = epoll_targets(Pid::new(1144)?, Fd::new(5)?)?;
+/// let found = epoll_targets(Pid::new(1144)?, FdNum::new(5)?)?;
 /// for t in &found.targets {
 ///     println!("tfd {} toff {} stale {} holders {:?}", t.tfd, t.toff, t.stale, t.holders);
 /// }
 /// # Ok::<(), kcmp::Error>(())
 /// ```
-pub fn epoll_targets(pid: Pid, epfd: Fd) -> Result<EpollTargets> {
+pub fn epoll_targets(pid: Pid, epfd: FdNum) -> Result<EpollTargets> {
     check_epoll_fd(pid, epfd)?;
     let handle = ProcessHandle::open(pid)?;
     let me = Pid::this();

@@ -12,7 +12,7 @@ use crate::scan::{
 use kcmp::grouping::OrderedGroups;
 use kcmp::KcmpOrdering;
 use kcmp::Result;
-use kcmp::{Fd, Pid};
+use kcmp::{FdNum, Pid};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -38,7 +38,7 @@ pub struct Holder {
     /// The pid.
     pub pid: Pid,
     /// The fd.
-    pub fd: Fd,
+    pub fd: FdNum,
     /// The command name.
     pub comm: String,
 }
@@ -60,7 +60,7 @@ pub struct HoldersReport {
     /// The queried pid.
     pub pid: Pid,
     /// The queried fd.
-    pub fd: Fd,
+    pub fd: FdNum,
     /// What it is open on.
     pub target: String,
     /// Every (pid, fd) referring to the same open file description, the
@@ -90,14 +90,14 @@ fn access_end(mode: u32) -> &'static str {
 ///
 /// ```
 /// use kcmp_map::holders::{find_holders, HoldersOptions};
-/// use kcmp::{Fd, Pid};
+/// use kcmp::{FdNum, Pid};
 /// let (r, _w) = std::io::pipe().unwrap();
 /// use std::os::fd::AsRawFd;
-/// let fd = Fd::new(r.as_raw_fd()).unwrap();
+/// let fd = FdNum::new(r.as_raw_fd()).unwrap();
 /// let report = find_holders(Pid::this(), fd, &HoldersOptions::default()).unwrap();
 /// assert!(report.holders.iter().any(|h| h.pid == Pid::this() && h.fd == fd));
 /// ```
-pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<HoldersReport> {
+pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<HoldersReport> {
     let started = Instant::now();
     let workers = crate::scan::workers(options.workers);
     let link = procfs::fd_target(pid, fd)?;
@@ -146,8 +146,8 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
     let cmp = file_comparator(use_kcmp, &calls);
     let is_socket = matches!(FdTarget::parse(&link), FdTarget::Socket(_));
     let mut failed: HashMap<usize, Skipped> = HashMap::new();
-    let mut same: Vec<(usize, Fd)> = Vec::new();
-    let mut others: Vec<(usize, Fd)> = Vec::new();
+    let mut same: Vec<(usize, FdNum)> = Vec::new();
+    let mut others: Vec<(usize, FdNum)> = Vec::new();
     for (i, r) in listed.iter().enumerate() {
         let entries = match r {
             Ok(e) => e,
@@ -187,7 +187,7 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
             // Split the other fds of this pipe into descriptions, then keep
             // those of another access mode (the other end).
             let mut groups = OrderedGroups::new();
-            let mut c = |a: (usize, Fd), b: (usize, Fd)| {
+            let mut c = |a: (usize, FdNum), b: (usize, FdNum)| {
                 cmp(tasks[a.0].record.pid, a.1, tasks[b.0].record.pid, b.1)
             };
             for &o in &others {
@@ -265,7 +265,7 @@ pub fn find_holders(pid: Pid, fd: Fd, options: &HoldersOptions) -> Result<Holder
     })
 }
 
-fn holder(record: &crate::scan::TaskRecord, fd: Fd) -> Holder {
+fn holder(record: &crate::scan::TaskRecord, fd: FdNum) -> Holder {
     Holder {
         pid: record.pid,
         fd,

@@ -3,7 +3,7 @@
 //! Everything here is plain text parsing of procfs; no kcmp calls.
 
 use kcmp::{Error, Result};
-use kcmp::{Fd, Pid};
+use kcmp::{FdNum, Pid};
 use rustix::fs::{openat, readlinkat, Dir, Mode, OFlags, CWD};
 use std::fmt;
 use std::os::fd::OwnedFd;
@@ -251,7 +251,7 @@ pub fn bucket_key(link: &str) -> &str {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FdEntry {
     /// The fd number.
-    pub fd: Fd,
+    pub fd: FdNum,
     /// The /proc/PID/fd/N link text.
     pub target: String,
 }
@@ -330,14 +330,14 @@ impl FdDir {
     }
 
     /// The open fd numbers, ascending.
-    pub fn fds(&self) -> Result<Vec<Fd>> {
+    pub fn fds(&self) -> Result<Vec<FdNum>> {
         let path = &self.path;
         let mut dir = Dir::read_from(&self.fd).map_err(|e| Error::os(format!("read {path}"), e))?;
         let mut out = Vec::new();
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(|e| Error::os(format!("read {path}"), e))?;
             if let Some(n) = parse_decimal(entry.file_name().to_bytes()) {
-                out.push(Fd::new(n)?);
+                out.push(FdNum::new(n)?);
             }
         }
         out.sort_unstable();
@@ -345,7 +345,7 @@ impl FdDir {
     }
 
     /// The link text of one fd, or `None` when it is no longer open.
-    pub fn readlink(&self, fd: Fd) -> Result<Option<String>> {
+    pub fn readlink(&self, fd: FdNum) -> Result<Option<String>> {
         let mut name = fd.get().to_string();
         match readlinkat(&self.fd, name.as_str(), Vec::with_capacity(64)) {
             Ok(link) => Ok(Some(String::from_utf8_lossy(link.as_bytes()).into_owned())),
@@ -364,11 +364,11 @@ impl FdDir {
 ///
 /// ```
 /// let me = kcmp::Pid::this();
-/// assert!(kcmp_map::procfs::fd_target(me, kcmp::Fd::new(0).unwrap()).is_ok());
-/// let err = kcmp_map::procfs::fd_target(me, kcmp::Fd::new(1_000_000).unwrap()).unwrap_err();
+/// assert!(kcmp_map::procfs::fd_target(me, kcmp::FdNum::new(0).unwrap()).is_ok());
+/// let err = kcmp_map::procfs::fd_target(me, kcmp::FdNum::new(1_000_000).unwrap()).unwrap_err();
 /// assert_eq!(err.errno_name(), Some("EBADF"));
 /// ```
-pub fn fd_target(pid: Pid, fd: Fd) -> Result<String> {
+pub fn fd_target(pid: Pid, fd: FdNum) -> Result<String> {
     let path = format!("/proc/{pid}/fd/{fd}");
     match std::fs::read_link(&path) {
         Ok(t) => Ok(t.to_string_lossy().into_owned()),
@@ -492,10 +492,10 @@ fn parse_tfd_line(line: &str) -> Option<EpollRegistration> {
 /// Reads /proc/PID/fdinfo/FD.
 ///
 /// ```
-/// let info = kcmp_map::procfs::read_fdinfo(kcmp::Pid::this(), kcmp::Fd::new(0).unwrap()).unwrap();
+/// let info = kcmp_map::procfs::read_fdinfo(kcmp::Pid::this(), kcmp::FdNum::new(0).unwrap()).unwrap();
 /// assert!(info.ino > 0);
 /// ```
-pub fn read_fdinfo(pid: Pid, fd: Fd) -> Result<FdInfo> {
+pub fn read_fdinfo(pid: Pid, fd: FdNum) -> Result<FdInfo> {
     let path = format!("/proc/{pid}/fdinfo/{fd}");
     Ok(FdInfo::parse(&read_to_string(&path)?))
 }

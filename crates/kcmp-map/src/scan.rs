@@ -21,7 +21,7 @@ use kcmp::grouping::OrderedGroups;
 use kcmp::KcmpOrdering;
 use kcmp::ProcessHandle;
 use kcmp::ProcessResource;
-use kcmp::{compare_files, compare_process, Fd, Pid};
+use kcmp::{compare_files, compare_process, FdNum, Pid};
 use kcmp::{Error, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -95,7 +95,7 @@ pub struct FdRef {
     /// The pid (or tid).
     pub pid: Pid,
     /// The fd.
-    pub fd: Fd,
+    pub fd: FdNum,
 }
 
 /// One open file description and every (pid, fd) that refers to it.
@@ -181,7 +181,7 @@ impl SharingMap {
     }
 
     /// The description that (pid, fd) belongs to.
-    pub fn description_of(&self, pid: Pid, fd: Fd) -> Option<&OpenFileDescription> {
+    pub fn description_of(&self, pid: Pid, fd: FdNum) -> Option<&OpenFileDescription> {
         let key = FdRef { pid, fd };
         self.open_files
             .iter()
@@ -531,7 +531,7 @@ impl Family {
 }
 
 /// One task's listing: its fds, and those proven to be its parent's.
-type Listing = (Result<Vec<procfs::FdEntry>>, Vec<Fd>);
+type Listing = (Result<Vec<procfs::FdEntry>>, Vec<FdNum>);
 
 /// Lists every task's fds, parents before children. An fd number N that the
 /// parent has too is first compared with the parent's N (one kcmp, about
@@ -682,7 +682,8 @@ pub(crate) fn reserve_fds(extra: usize) {
 }
 
 /// How two (pid, fd) pairs are compared.
-pub(crate) type FileComparator<'a> = dyn Fn(Pid, Fd, Pid, Fd) -> Result<KcmpOrdering> + Sync + 'a;
+pub(crate) type FileComparator<'a> =
+    dyn Fn(Pid, FdNum, Pid, FdNum) -> Result<KcmpOrdering> + Sync + 'a;
 
 /// kcmp when it works; otherwise the fallbacks of [`kcmp::fallback`], which
 /// know equality but no order ("unordered" makes the grouping exact but
@@ -709,7 +710,7 @@ pub(crate) fn file_comparator(use_kcmp: bool, calls: &CallCounter) -> Box<FileCo
 /// An fd in the flat table: (task index, fd, target).
 struct FdRow {
     task: u32,
-    fd: Fd,
+    fd: FdNum,
     target: String,
 }
 
@@ -782,7 +783,7 @@ pub fn scan_with_progress(
     mark("list_fds");
     let mut rows: Vec<FdRow> = Vec::new();
     let mut failed: HashMap<u32, Skipped> = HashMap::new();
-    let mut hinted_fds: Vec<Vec<Fd>> = Vec::with_capacity(listed.len());
+    let mut hinted_fds: Vec<Vec<FdNum>> = Vec::with_capacity(listed.len());
     for (i, (r, hinted)) in listed.into_iter().enumerate() {
         hinted_fds.push(hinted);
         match r {
@@ -1190,7 +1191,7 @@ fn inheritance_clusters(
     rows: &[FdRow],
     tasks: &[SelectedTask],
     family: &Family,
-    hinted_fds: &[Vec<Fd>],
+    hinted_fds: &[Vec<FdNum>],
     cmp: &FileComparator<'_>,
     workers: usize,
 ) -> Clusters {
@@ -1203,7 +1204,7 @@ fn inheritance_clusters(
             start = i;
         }
     }
-    let row_of = |t: usize, fd: Fd| -> Option<usize> {
+    let row_of = |t: usize, fd: FdNum| -> Option<usize> {
         let (lo, hi) = range_of_task[t];
         rows[lo..hi]
             .binary_search_by_key(&fd, |r| r.fd)

@@ -1,7 +1,7 @@
 //! `kcmp_map::epoll` against real epoll instances whose registrations are known
 //! by construction (the `kcmp-epoll-fixture` binary of kcmp-testkit).
 
-use kcmp::{compare_epoll_target, EpollSlot, Fd, Pid};
+use kcmp::{compare_epoll_target, EpollSlot, FdNum, Pid};
 use kcmp_map::epoll::{epoll_targets, registrations, resolve_scan, EpollTarget};
 use kcmp_map::scan::{scan, FdRef, ScanOptions};
 use kcmp_testkit::epoll::EpollFixture as Fixture;
@@ -13,9 +13,9 @@ fn root_of(fx: &Fixture) -> Pid {
     Pid::new(fx.root() as i32).unwrap()
 }
 
-/// The fd of epoll `name` in the fixture's root, as an [`Fd`].
-fn epfd_of(fx: &Fixture, name: &str) -> Fd {
-    Fd::new(fx.epfd(name) as i32).unwrap()
+/// The fd of epoll `name` in the fixture's root, as an [`FdNum`].
+fn epfd_of(fx: &Fixture, name: &str) -> FdNum {
+    FdNum::new(fx.epfd(name) as i32).unwrap()
 }
 
 fn refs(v: &Value) -> Vec<FdRef> {
@@ -25,7 +25,7 @@ fn refs(v: &Value) -> Vec<FdRef> {
         .iter()
         .map(|h| FdRef {
             pid: Pid::new(h["pid"].as_i64().unwrap() as i32).unwrap(),
-            fd: Fd::new(h["fd"].as_i64().unwrap() as i32).unwrap(),
+            fd: FdNum::new(h["fd"].as_i64().unwrap() as i32).unwrap(),
         })
         .collect();
     out.sort_unstable();
@@ -145,7 +145,7 @@ fn classic_many_pipes_under_one_closed_number_each_toff_is_one_pipe() {
         // no other registration's holder is.
         let slot = EpollSlot {
             epfd,
-            tfd: Fd::new(classic_tfd).unwrap(),
+            tfd: FdNum::new(classic_tfd).unwrap(),
             toff: t.toff,
         };
         let h = t.holders[0];
@@ -202,7 +202,7 @@ fn toff_past_the_end_is_enoent() {
     let classic_tfd = fx.truth()["closed_fd"].as_i64().unwrap() as i32;
     let slot = |toff| EpollSlot {
         epfd,
-        tfd: Fd::new(classic_tfd).unwrap(),
+        tfd: FdNum::new(classic_tfd).unwrap(),
         toff,
     };
     assert!(compare_epoll_target(holder.pid, holder.fd, root, slot(k as u32 - 1)).is_ok());
@@ -211,7 +211,7 @@ fn toff_past_the_end_is_enoent() {
     // A number nothing was ever registered under.
     let none = EpollSlot {
         epfd,
-        tfd: Fd::new(99).unwrap(),
+        tfd: FdNum::new(99).unwrap(),
         toff: 0,
     };
     let err = compare_epoll_target(holder.pid, holder.fd, root, none).unwrap_err();
@@ -222,10 +222,10 @@ fn toff_past_the_end_is_enoent() {
 fn bad_epoll_fds_are_ebadf_einval_esrch() {
     let fx = Fixture::spawn(2);
     let root = root_of(&fx);
-    let closed = Fd::new(fx.truth()["closed_fd"].as_i64().unwrap() as i32).unwrap();
+    let closed = FdNum::new(fx.truth()["closed_fd"].as_i64().unwrap() as i32).unwrap();
     let err = epoll_targets(root, closed).unwrap_err();
     assert_eq!(err.errno_name(), Some("EBADF"), "{err}");
-    let eventfd = Fd::new(fx.truth()["not_epoll_fd"].as_i64().unwrap() as i32).unwrap();
+    let eventfd = FdNum::new(fx.truth()["not_epoll_fd"].as_i64().unwrap() as i32).unwrap();
     let err = epoll_targets(root, eventfd).unwrap_err();
     assert_eq!(err.errno_name(), Some("EINVAL"), "{err}");
     assert!(
@@ -235,7 +235,7 @@ fn bad_epoll_fds_are_ebadf_einval_esrch() {
         "{err}"
     );
     let gone = Pid::new(kcmp_testkit::reaped_pid()).unwrap();
-    let err = epoll_targets(gone, Fd::new(0).unwrap()).unwrap_err();
+    let err = epoll_targets(gone, FdNum::new(0).unwrap()).unwrap_err();
     assert_eq!(err.errno_name(), Some("ESRCH"), "{err}");
 }
 

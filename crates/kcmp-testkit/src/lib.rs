@@ -170,7 +170,7 @@ pub struct PresentTruth {
 #[serde(untagged)]
 pub enum Named {
     /// `{"pid": P, "fd": F}`.
-    Fd(FdRef),
+    FdNum(FdRef),
     /// A bare number.
     Number(i64),
 }
@@ -319,7 +319,7 @@ impl Truth {
     /// A named fd. Panics (naming what exists) when missing or not an fd.
     pub fn fd(&self, name: &str) -> FdRef {
         match self.named.get(name) {
-            Some(Named::Fd(r)) => *r,
+            Some(Named::FdNum(r)) => *r,
             other => panic!(
                 "named fd {name:?} not in the truth (got {other:?}); names: {:?}",
                 self.named.keys().collect::<Vec<_>>()

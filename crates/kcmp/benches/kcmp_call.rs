@@ -9,7 +9,7 @@
 //! would otherwise be measured on the library side only.
 
 use divan::black_box;
-use kcmp::{compare_files, compare_process, Fd, Pid, ProcessResource};
+use kcmp::{compare_files, compare_process, FdNum, Pid, ProcessResource};
 
 fn main() {
     // Both sides must measure a successful call, not an error path.
@@ -48,22 +48,27 @@ fn file_raw_syscall(b: divan::Bencher) {
     });
 }
 
-/// `compare_files(me, 0, me, 1)`, with `Pid`/`Fd` validated outside the loop.
+/// `compare_files(me, 0, me, 1)`, with `Pid`/`FdNum` validated outside the loop.
 #[divan::bench(sample_count = 2000, sample_size = 200)]
 fn file_library(b: divan::Bencher) {
     let pid = Pid::new(me()).unwrap();
-    let (f0, f1) = (Fd::new(0).unwrap(), Fd::new(1).unwrap());
+    let (f0, f1) = (FdNum::new(0).unwrap(), FdNum::new(1).unwrap());
     b.bench_local(|| compare_files(black_box(pid), black_box(f0), black_box(pid), black_box(f1)));
 }
 
 /// The library call including validation of raw integers (`Pid::new`,
-/// `Fd::new`) in the loop: what a CLI pays per comparison.
+/// `FdNum::new`) in the loop: what a CLI pays per comparison.
 #[divan::bench(sample_count = 2000, sample_size = 200)]
 fn file_library_with_validation(b: divan::Bencher) {
     let raw = me();
     b.bench_local(|| {
         let pid = Pid::new(black_box(raw))?;
-        compare_files(pid, Fd::new(black_box(0))?, pid, Fd::new(black_box(1))?)
+        compare_files(
+            pid,
+            FdNum::new(black_box(0))?,
+            pid,
+            FdNum::new(black_box(1))?,
+        )
     });
 }
 

@@ -64,19 +64,19 @@ impl fmt::Display for Pid {
 /// silently compare as fd; this type rejects such numbers.
 ///
 /// ```
-/// use kcmp::Fd;
-/// assert!(Fd::try_from(-1i64).is_err());
-/// assert!(Fd::try_from((1i64 << 32) + 3).is_err());
-/// assert_eq!(Fd::new(3).unwrap().get(), 3);
+/// use kcmp::FdNum;
+/// assert!(FdNum::try_from(-1i64).is_err());
+/// assert!(FdNum::try_from((1i64 << 32) + 3).is_err());
+/// assert_eq!(FdNum::new(3).unwrap().get(), 3);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
-pub struct Fd(i32);
+pub struct FdNum(i32);
 
-impl Fd {
+impl FdNum {
     /// Validates an fd number: it must be non-negative.
     pub fn new(raw: i32) -> Result<Self> {
-        Fd::try_from(raw as i64)
+        FdNum::try_from(raw as i64)
     }
 
     /// The number.
@@ -85,7 +85,7 @@ impl Fd {
     }
 }
 
-impl TryFrom<i64> for Fd {
+impl TryFrom<i64> for FdNum {
     type Error = Error;
     fn try_from(raw: i64) -> Result<Self> {
         if !(0..=i32::MAX as i64).contains(&raw) {
@@ -94,11 +94,11 @@ impl TryFrom<i64> for Fd {
                 i32::MAX
             )));
         }
-        Ok(Fd(raw as i32))
+        Ok(FdNum(raw as i32))
     }
 }
 
-impl fmt::Display for Fd {
+impl fmt::Display for FdNum {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
@@ -108,16 +108,16 @@ impl fmt::Display for Fd {
 /// kcmp_epoll_slot` of `KCMP_EPOLL_TFD`.
 ///
 /// ```
-/// use kcmp::{EpollSlot, Fd};
-/// let slot = EpollSlot { epfd: Fd::new(5).unwrap(), tfd: Fd::new(7).unwrap(), toff: 0 };
+/// use kcmp::{EpollSlot, FdNum};
+/// let slot = EpollSlot { epfd: FdNum::new(5).unwrap(), tfd: FdNum::new(7).unwrap(), toff: 0 };
 /// assert_eq!(slot.tfd.get(), 7);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EpollSlot {
     /// The epoll fd, in the second process.
-    pub epfd: Fd,
+    pub epfd: FdNum,
     /// The fd number the target was registered under (it may be closed since).
-    pub tfd: Fd,
+    pub tfd: FdNum,
     /// Which of the registrations under `tfd`, counted from 0 in the kernel's order.
     pub toff: u32,
 }
@@ -139,12 +139,12 @@ fn call(
 /// and `SCM_RIGHTS` share one. O_PATH fds work.
 ///
 /// ```
-/// use kcmp::{compare_files, Fd, Pid};
+/// use kcmp::{compare_files, FdNum, Pid};
 /// let me = Pid::this();
-/// let stdin = Fd::new(0).unwrap();
+/// let stdin = FdNum::new(0).unwrap();
 /// assert!(compare_files(me, stdin, me, stdin).unwrap().is_equal());
 /// ```
-pub fn compare_files(pid1: Pid, fd1: Fd, pid2: Pid, fd2: Fd) -> Result<KcmpOrdering> {
+pub fn compare_files(pid1: Pid, fd1: FdNum, pid2: Pid, fd2: FdNum) -> Result<KcmpOrdering> {
     let c = KcmpCall {
         pid1: pid1.0,
         pid2: pid2.0,
@@ -190,15 +190,15 @@ pub fn compare_process(resource: ProcessResource, pid1: Pid, pid2: Pid) -> Resul
 /// `ENOENT` (no registration at (tfd, toff)).
 ///
 /// ```no_run
-/// use kcmp::{compare_epoll_target, EpollSlot, Fd, Pid};
+/// use kcmp::{compare_epoll_target, EpollSlot, FdNum, Pid};
 /// let me = Pid::this();
-/// let slot = EpollSlot { epfd: Fd::new(4).unwrap(), tfd: Fd::new(3).unwrap(), toff: 0 };
-/// let same = compare_epoll_target(me, Fd::new(3).unwrap(), me, slot)?.is_equal();
+/// let slot = EpollSlot { epfd: FdNum::new(4).unwrap(), tfd: FdNum::new(3).unwrap(), toff: 0 };
+/// let same = compare_epoll_target(me, FdNum::new(3).unwrap(), me, slot)?.is_equal();
 /// # Ok::<(), kcmp::Error>(())
 /// ```
 pub fn compare_epoll_target(
     pid1: Pid,
-    fd1: Fd,
+    fd1: FdNum,
     pid2: Pid,
     slot: EpollSlot,
 ) -> Result<KcmpOrdering> {
@@ -229,7 +229,7 @@ pub fn compare_epoll_target(
 /// ```
 pub fn compare(ty: KcmpType, pid1: Pid, pid2: Pid, idx1: i64, idx2: i64) -> Result<KcmpOrdering> {
     match ty {
-        KcmpType::File => compare_files(pid1, Fd::try_from(idx1)?, pid2, Fd::try_from(idx2)?),
+        KcmpType::File => compare_files(pid1, FdNum::try_from(idx1)?, pid2, FdNum::try_from(idx2)?),
         KcmpType::EpollTfd => Err(Error::InvalidArgument(
             "KCMP_EPOLL_TFD needs an epoll slot: use compare_epoll_target".into(),
         )),
@@ -255,7 +255,12 @@ pub fn compare(ty: KcmpType, pid1: Pid, pid2: Pid, idx1: i64, idx2: i64) -> Resu
 /// ```
 pub fn compare_own_fds(a: impl AsFd, b: impl AsFd) -> Result<KcmpOrdering> {
     let me = Pid::this();
-    compare_files(me, Fd(a.as_fd().as_raw_fd()), me, Fd(b.as_fd().as_raw_fd()))
+    compare_files(
+        me,
+        FdNum(a.as_fd().as_raw_fd()),
+        me,
+        FdNum(b.as_fd().as_raw_fd()),
+    )
 }
 
 /// True when two fds of the calling process refer to one open file description.

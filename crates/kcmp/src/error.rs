@@ -135,10 +135,10 @@ impl fmt::Display for KcmpCall {
 /// A failed kcmp(2) call: the call, the errno and what it means.
 ///
 /// ```
-/// use kcmp::{compare_files, Fd, Pid};
+/// use kcmp::{compare_files, FdNum, Pid};
 /// // An fd number that is not open in this process.
 /// let me = Pid::this();
-/// let err = compare_files(me, Fd::new(1_000_000).unwrap(), me, Fd::new(0).unwrap()).unwrap_err();
+/// let err = compare_files(me, FdNum::new(1_000_000).unwrap(), me, FdNum::new(0).unwrap()).unwrap_err();
 /// assert_eq!(err.errno_name(), Some("EBADF"));
 /// assert!(err.to_string().contains("EBADF"));
 /// ```

@@ -25,17 +25,17 @@
 //!
 //! ```
 //! use kcmp::fallback::{same_description, Method};
-//! use kcmp::{Fd, Pid};
+//! use kcmp::{FdNum, Pid};
 //! use std::os::fd::AsRawFd;
 //! let f = std::fs::File::open("/dev/null").unwrap();
 //! let g = f.try_clone().unwrap();
 //! let me = Pid::this();
-//! let fd = |x: &std::fs::File| Fd::new(x.as_raw_fd()).unwrap();
+//! let fd = |x: &std::fs::File| FdNum::new(x.as_raw_fd()).unwrap();
 //! let answer = same_description(me, fd(&f), me, fd(&g)).unwrap();
 //! assert!(answer.same);
 //! ```
 
-use crate::compare::{compare_files, compare_process, Fd, Pid};
+use crate::compare::{compare_files, compare_process, FdNum, Pid};
 use crate::error::{errno_name, Error, Result};
 use crate::kind::ProcessResource;
 use crate::sys;
@@ -336,7 +336,7 @@ pub fn same_own_fds(a: impl AsFd, b: impl AsFd) -> Result<(bool, LocalMethod)> {
 
 /// Brings fd `fd` of `pid` into this process: a dup for the calling
 /// process, `pidfd_getfd` for another (needs ptrace attach rights).
-fn fetch(pid: Pid, fd: Fd) -> Result<(OwnedFd, bool)> {
+fn fetch(pid: Pid, fd: FdNum) -> Result<(OwnedFd, bool)> {
     if pid == Pid::this() {
         let owned = sys::fcntl::dup_owned(fd.get())
             .map_err(|e| Error::os(format!("fd {fd} of process {pid} (this process)"), e))?;
@@ -361,9 +361,9 @@ fn fetch(pid: Pid, fd: Fd) -> Result<(OwnedFd, bool)> {
 /// file description (the methods of the [module docs](self)).
 pub fn same_description_without_kcmp(
     pid1: Pid,
-    fd1: Fd,
+    fd1: FdNum,
     pid2: Pid,
-    fd2: Fd,
+    fd2: FdNum,
 ) -> Result<SameDescription> {
     let (a, remote_a) = fetch(pid1, fd1)?;
     let (b, remote_b) = fetch(pid2, fd2)?;
@@ -380,7 +380,7 @@ pub fn same_description_without_kcmp(
 /// Decides whether fd1 of pid1 and fd2 of pid2 are one open file
 /// description: with kcmp when it works ([`kcmp_available`]), else with the
 /// fallbacks, and says which method answered.
-pub fn same_description(pid1: Pid, fd1: Fd, pid2: Pid, fd2: Fd) -> Result<SameDescription> {
+pub fn same_description(pid1: Pid, fd1: FdNum, pid2: Pid, fd2: FdNum) -> Result<SameDescription> {
     if kcmp_available().is_available() {
         let ord = compare_files(pid1, fd1, pid2, fd2)?;
         return Ok(SameDescription {

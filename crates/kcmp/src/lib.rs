@@ -29,9 +29,9 @@
 //! the man page advises stopping the processes first.
 //!
 //! ```
-//! use kcmp::{compare_files, Fd, Pid};
+//! use kcmp::{compare_files, FdNum, Pid};
 //! let me = Pid::this();
-//! let fd = Fd::new(1).unwrap();
+//! let fd = FdNum::new(1).unwrap();
 //! assert!(compare_files(me, fd, me, fd).unwrap().is_equal());
 //! ```
 #![warn(missing_docs)]
@@ -48,9 +48,16 @@ mod sys;
 
 pub use compare::{
     compare, compare_epoll_target, compare_files, compare_own_fds, compare_process, same_open_file,
-    EpollSlot, Fd, Pid,
+    EpollSlot, FdNum, Pid,
 };
 pub use error::{errno_name, Error, KcmpCall, KcmpError, Result};
 pub use kind::{KcmpType, ProcessResource, UnknownKcmpType};
 pub use ordering::KcmpOrdering;
 pub use process::ProcessHandle;
+
+/// The 0.1 name of [`FdNum`].
+#[deprecated(
+    since = "0.2.0",
+    note = "renamed to `FdNum`: an fd number, possibly in another process"
+)]
+pub type Fd = FdNum;

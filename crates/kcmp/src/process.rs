@@ -7,7 +7,7 @@
 //! the task every answer was about. One that exited — or whose pid now names
 //! a newcomer — is reported as vanished and its answers are discarded.
 
-use crate::compare::{compare_files, compare_process, Fd, Pid};
+use crate::compare::{compare_files, compare_process, FdNum, Pid};
 use crate::error::{Error, Result};
 use crate::kind::ProcessResource;
 use crate::ordering::KcmpOrdering;
@@ -156,12 +156,17 @@ impl ProcessHandle {
     /// that vanished meanwhile is discarded as [`Error::Vanished`].
     ///
     /// ```
-    /// use kcmp::{Fd, Pid, ProcessHandle};
+    /// use kcmp::{FdNum, Pid, ProcessHandle};
     /// let me = ProcessHandle::open(Pid::this()).unwrap();
-    /// let fd = Fd::new(2).unwrap();
+    /// let fd = FdNum::new(2).unwrap();
     /// assert!(me.compare_files(fd, &me, fd).unwrap().is_equal());
     /// ```
-    pub fn compare_files(&self, fd1: Fd, other: &ProcessHandle, fd2: Fd) -> Result<KcmpOrdering> {
+    pub fn compare_files(
+        &self,
+        fd1: FdNum,
+        other: &ProcessHandle,
+        fd2: FdNum,
+    ) -> Result<KcmpOrdering> {
         let result = compare_files(self.pid, fd1, other.pid, fd2);
         self.verify()?;
         other.verify()?;

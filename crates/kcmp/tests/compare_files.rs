@@ -2,15 +2,15 @@
 //! fork, dup, dup2, separate open()s, SCM_RIGHTS, O_PATH, pipes, sockets,
 //! eventfd/epoll, threads by tid — sharing and not sharing.
 
-use kcmp::{compare_files, compare_own_fds, same_open_file, Fd, KcmpOrdering, Pid};
+use kcmp::{compare_files, compare_own_fds, same_open_file, FdNum, KcmpOrdering, Pid};
 use kcmp_testkit::{FdRef, Topology, Truth};
 
 fn pid(p: i32) -> Pid {
     Pid::new(p).expect("valid pid")
 }
 
-fn fdn(f: i32) -> Fd {
-    Fd::new(f).expect("valid fd")
+fn fdn(f: i32) -> FdNum {
+    FdNum::new(f).expect("valid fd")
 }
 
 fn cmp(a: FdRef, b: FdRef) -> KcmpOrdering {

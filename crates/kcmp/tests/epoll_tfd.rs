@@ -2,7 +2,7 @@
 //! registration, a target registered under an fd number closed since, and
 //! three targets registered under one number.
 
-use kcmp::{compare_epoll_target, compare_files, EpollSlot, Fd, KcmpOrdering, Pid};
+use kcmp::{compare_epoll_target, compare_files, EpollSlot, FdNum, KcmpOrdering, Pid};
 use kcmp_testkit::{FdRef, Topology, Truth};
 use std::collections::BTreeSet;
 
@@ -10,8 +10,8 @@ fn pid(p: i32) -> Pid {
     Pid::new(p).unwrap()
 }
 
-fn fdn(f: i32) -> Fd {
-    Fd::new(f).unwrap()
+fn fdn(f: i32) -> FdNum {
+    FdNum::new(f).unwrap()
 }
 
 fn slot(t: &Truth, tfd: i32, toff: u32) -> EpollSlot {

@@ -2,7 +2,7 @@
 //! real processes: ESRCH (a reaped pid), EPERM (an unprivileged process
 //! against a root-owned one), EINVAL, EBADF, ENOENT, and the fd/pid ranges.
 
-use kcmp::{compare, compare_files, compare_process, Error, Fd, KcmpType, Pid, ProcessResource};
+use kcmp::{compare, compare_files, compare_process, Error, FdNum, KcmpType, Pid, ProcessResource};
 use kcmp_testkit::{reaped_pid, Topology};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -11,8 +11,8 @@ fn pid(p: i32) -> Pid {
     Pid::new(p).unwrap()
 }
 
-fn fdn(f: i32) -> Fd {
-    Fd::new(f).unwrap()
+fn fdn(f: i32) -> FdNum {
+    FdNum::new(f).unwrap()
 }
 
 #[test]
@@ -71,14 +71,14 @@ fn fd_and_pid_ranges_are_checked_before_the_call() {
     // The kernel truncates fds to 32 bits: fd + 2^32 "is" fd (the raw
     // layer's unit tests show it). The library refuses such numbers instead of silently comparing fd.
     for bad in [(1i64 << 32) + raw as i64, -1, i32::MAX as i64 + 1, i64::MIN] {
-        assert!(Fd::try_from(bad).is_err(), "{bad}");
+        assert!(FdNum::try_from(bad).is_err(), "{bad}");
         let e = compare(KcmpType::File, me, me, bad, raw as i64).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{bad}: {e}");
         assert_eq!(e.errno_name(), Some("EINVAL"));
         let e = compare(KcmpType::File, me, me, raw as i64, bad).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{bad}: {e}");
     }
-    assert!(Fd::try_from(i32::MAX as i64).is_ok());
+    assert!(FdNum::try_from(i32::MAX as i64).is_ok());
     assert!(
         !compare(KcmpType::File, me, me, raw as i64, raw_other as i64)
             .unwrap()
@@ -89,7 +89,7 @@ fn fd_and_pid_ranges_are_checked_before_the_call() {
     }
     assert!(Pid::new(0).is_err());
     assert!(Pid::new(-1).is_err());
-    assert!(Fd::new(-1).is_err());
+    assert!(FdNum::new(-1).is_err());
     let e = Pid::new(0).unwrap_err();
     assert!(e.to_string().contains("out of range"), "{e}");
 }

@@ -5,14 +5,14 @@ use kcmp::fallback::{
     dupfd_query, epoll_same, group_by_equality, same_description, same_description_without_kcmp,
     same_own_fds, LocalMethod, Method,
 };
-use kcmp::{compare_files, Fd, Pid};
+use kcmp::{compare_files, FdNum, Pid};
 use kcmp_testkit::process::{sleeper, Kid};
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Stdio;
 
-fn fd(raw: i32) -> Fd {
-    Fd::new(raw).unwrap()
+fn fd(raw: i32) -> FdNum {
+    FdNum::new(raw).unwrap()
 }
 
 fn temp_file(tag: &str) -> std::path::PathBuf {
@@ -124,7 +124,7 @@ fn fixtures(tag: &str) -> (Kid, Kid, File, OwnedFd, std::path::PathBuf) {
 fn across_processes_matches_kcmp_on_every_pair() {
     let (a, b, f, r, p) = fixtures("across");
     let me = Pid::this();
-    let refs: Vec<(Pid, Fd)> = vec![
+    let refs: Vec<(Pid, FdNum)> = vec![
         (pid(&a), fd(0)),
         (pid(&a), fd(1)),
         (pid(&a), fd(2)),

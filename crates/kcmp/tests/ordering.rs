@@ -1,16 +1,16 @@
 //! The kcmp order over a few dozen fds of real processes: antisymmetric,
 //! transitive, consistent with equality groups, usable for sorting.
 
-use kcmp::{compare_files, compare_process, Fd, KcmpOrdering, Pid, ProcessResource};
+use kcmp::{compare_files, compare_process, FdNum, KcmpOrdering, Pid, ProcessResource};
 use kcmp_testkit::{FdRef, Topology};
 use std::cmp::Ordering;
 
 fn ord(a: FdRef, b: FdRef) -> Ordering {
     compare_files(
         Pid::new(a.pid).unwrap(),
-        Fd::new(a.fd).unwrap(),
+        FdNum::new(a.fd).unwrap(),
         Pid::new(b.pid).unwrap(),
-        Fd::new(b.fd).unwrap(),
+        FdNum::new(b.fd).unwrap(),
     )
     .unwrap()
     .to_ordering()

@@ -56,7 +56,11 @@ fn a_reused_pid_is_reported_as_vanished_never_attributed_to_the_newcomer() {
         Err(Error::Vanished { .. })
     ));
     assert!(matches!(
-        handle.compare_files(kcmp::Fd::new(0).unwrap(), &me, kcmp::Fd::new(0).unwrap()),
+        handle.compare_files(
+            kcmp::FdNum::new(0).unwrap(),
+            &me,
+            kcmp::FdNum::new(0).unwrap()
+        ),
         Err(Error::Vanished { .. })
     ));
     // A new handle pins the newcomer, and it verifies.

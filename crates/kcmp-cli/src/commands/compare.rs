@@ -3,7 +3,7 @@
 
 use crate::cli::{CompareOptions, ProcessPair};
 use crate::{exit, report_error};
-use kcmp::{EpollSlot, Fd, KcmpOrdering, Pid, ProcessResource};
+use kcmp::{EpollSlot, FdNum, KcmpOrdering, Pid, ProcessResource};
 use serde_json::json;
 
 /// What one comparison answered, for printing.
@@ -29,8 +29,8 @@ fn pid(raw: i32) -> Result<Pid, kcmp::Error> {
     Pid::new(raw)
 }
 
-fn fd(raw: i32) -> Result<Fd, kcmp::Error> {
-    Fd::new(raw)
+fn fd(raw: i32) -> Result<FdNum, kcmp::Error> {
+    FdNum::new(raw)
 }
 
 fn base_json(

@@ -7,7 +7,7 @@
 //! second time, dups, and compares again: same / different / same.
 
 use crate::exit;
-use kcmp::{compare_files, Fd, Pid};
+use kcmp::{compare_files, FdNum, Pid};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
@@ -15,9 +15,9 @@ use std::process::Command;
 fn same_or_different(pid1: i32, pid2: i32, fd_a: i32, fd_b: i32) -> Result<bool, kcmp::Error> {
     let r = compare_files(
         Pid::new(pid1)?,
-        Fd::new(fd_a)?,
+        FdNum::new(fd_a)?,
         Pid::new(pid2)?,
-        Fd::new(fd_b)?,
+        FdNum::new(fd_b)?,
     )?;
     Ok(r.is_equal())
 }

@@ -3,7 +3,7 @@
 
 use crate::output::{epoll as render, style::Style};
 use crate::{exit, report_error};
-use kcmp::{Fd, Pid};
+use kcmp::{FdNum, Pid};
 
 /// Runs the command; exit 0, or 2 with one line naming the errno.
 ///
@@ -11,7 +11,7 @@ use kcmp::{Fd, Pid};
 /// registrations and fd table cannot change meanwhile) and resumed after.
 pub fn run(pid: i32, epfd: i32, json: bool, freeze: bool) -> i32 {
     let inspect = || -> Result<kcmp_map::epoll::EpollTargets, kcmp::Error> {
-        let (pid, epfd) = (Pid::new(pid)?, Fd::new(epfd)?);
+        let (pid, epfd) = (Pid::new(pid)?, FdNum::new(epfd)?);
         kcmp_map::epoll::check_epoll_fd(pid, epfd)?;
         let frozen = if freeze {
             let set = kcmp_map::freeze::freeze(&[pid])?;

@@ -2,7 +2,7 @@
 
 use crate::output::style::Style;
 use crate::{exit, report_error};
-use kcmp::{Fd, Pid};
+use kcmp::{FdNum, Pid};
 use kcmp_map::holders::{find_holders, Holder, HoldersOptions};
 use serde_json::json;
 use std::fmt::Write as _;
@@ -16,7 +16,7 @@ fn holders_json(holders: &[Holder]) -> serde_json::Value {
 
 /// Runs the command; exit 0 on an answer, 2 on trouble.
 pub fn run(pid: i32, fd: i32, peer: bool, json: bool, freeze: bool) -> i32 {
-    let (pid, fd) = match (Pid::new(pid), Fd::new(fd)) {
+    let (pid, fd) = match (Pid::new(pid), FdNum::new(fd)) {
         (Ok(p), Ok(f)) => (p, f),
         (Err(e), _) | (_, Err(e)) => return report_error(&e),
     };

@@ -689,7 +689,7 @@ impl Root {
         for (fd, en) in &self.ctx.table {
             members.push((root, *fd, en.desc, en.kind));
             if let Some(n) = &en.name {
-                add_name(&mut named, n, Named::Fd(FdRef { pid: root, fd: *fd }))?;
+                add_name(&mut named, n, Named::FdNum(FdRef { pid: root, fd: *fd }))?;
             }
         }
         let nums = |named: &mut BTreeMap<String, Named>, s: &Slot| -> R<()> {
@@ -754,7 +754,7 @@ impl Root {
                 .collect::<R<_>>()?;
             for (fd, desc, kind, name) in &recs {
                 members.push((pid, *fd, *desc, *kind));
-                add_name(&mut named, name, Named::Fd(FdRef { pid, fd: *fd }))?;
+                add_name(&mut named, name, Named::FdNum(FdRef { pid, fd: *fd }))?;
             }
             let nx = s.nextra.load(Ordering::Acquire) as usize;
             for x in &s.extras[..nx] {

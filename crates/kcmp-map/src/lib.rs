@@ -19,6 +19,7 @@ pub mod doctor;
 pub mod epoll;
 pub mod freeze;
 pub mod holders;
+pub mod mounts;
 pub mod procfs;
 pub mod scan;
 pub mod sentinel;

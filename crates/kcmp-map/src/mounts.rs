@@ -1,0 +1,260 @@
+//! Mounts as a process sees them (`/proc/PID/mountinfo`), and the one rule
+//! that keeps kcmp from blocking on another process's files.
+//!
+//! `/proc/PID/fdinfo/N` names the mount of every fd (`mnt_id`) and its inode
+//! (`ino`, Linux 5.14+). With the mount table, `mnt_id` gives the device
+//! (what an epoll registration's `sdev` and a `stat` would give) and the
+//! filesystem type, without touching the file. Anything more (the file
+//! type, the size) needs a `statx` through `/proc/PID/fd/N`, and that call
+//! waits for the filesystem: for FUSE, NFS or CIFS it can wait forever.
+//! [`Mount::never_blocks`] allows it only on local filesystems of a fixed
+//! list; everything else is reported as unknown.
+
+use kcmp::{Error, FdNum, Pid, Result};
+use std::collections::HashMap;
+
+/// Filesystem types whose `getattr` never waits for another process or the
+/// network. Overlayfs is left out: its `getattr` goes to its layers, and a
+/// layer may be a FUSE or network filesystem.
+const LOCAL_FILESYSTEMS: &[&str] = &[
+    "ext2",
+    "ext3",
+    "ext4",
+    "xfs",
+    "btrfs",
+    "f2fs",
+    "vfat",
+    "exfat",
+    "tmpfs",
+    "ramfs",
+    "devtmpfs",
+    "proc",
+    "sysfs",
+    "devpts",
+    "mqueue",
+    "hugetlbfs",
+    "cgroup",
+    "cgroup2",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "configfs",
+    "binfmt_misc",
+    "efivarfs",
+    "nsfs",
+    "pipefs",
+    "sockfs",
+    "anon_inodefs",
+];
+
+/// One line of `/proc/PID/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The mount id (`mnt_id` in fdinfo).
+    pub mnt_id: u64,
+    /// The parent mount's id.
+    pub parent_id: u64,
+    /// The device's major number.
+    pub major: u32,
+    /// The device's minor number.
+    pub minor: u32,
+    /// The root of the mount within its filesystem, unescaped bytes.
+    pub root: Vec<u8>,
+    /// The mount point, relative to the reading process's root, unescaped.
+    pub mount_point: Vec<u8>,
+    /// The filesystem type (`ext4`, `fuse.sshfs`, `nfs4`, …).
+    pub fstype: String,
+    /// The mount source (`/dev/vda1`, `server:/export`, …).
+    pub source: String,
+}
+
+impl Mount {
+    /// The device in the kernel's internal encoding (`MKDEV`: major << 20 |
+    /// minor), as epoll's fdinfo prints it in `sdev:`.
+    ///
+    /// ```
+    /// let m = kcmp_map::mounts::Mount::parse_line(
+    ///     "36 35 98:3 / /mnt rw - ext4 /dev/vda3 rw").unwrap();
+    /// assert_eq!(m.kernel_dev(), (98 << 20) | 3);
+    /// ```
+    pub fn kernel_dev(&self) -> u32 {
+        (self.major << 20) | self.minor
+    }
+
+    /// The device as `stat` reports it in `st_dev` (glibc's `makedev`).
+    pub fn user_dev(&self) -> u64 {
+        libc::makedev(self.major, self.minor)
+    }
+
+    /// True when a `statx` of a file on this mount cannot wait on another
+    /// process or the network: a local filesystem type of a fixed list.
+    /// FUSE (`fuse`, `fuse.*`, `fuseblk`), NFS, CIFS, overlayfs and every
+    /// unknown type give false.
+    ///
+    /// ```
+    /// use kcmp_map::mounts::Mount;
+    /// let ext4 = Mount::parse_line("1 0 8:1 / / rw - ext4 /dev/sda1 rw").unwrap();
+    /// let fuse = Mount::parse_line("2 1 0:50 / /m rw - fuse.sshfs h:/ rw").unwrap();
+    /// assert!(ext4.never_blocks() && !fuse.never_blocks());
+    /// ```
+    pub fn never_blocks(&self) -> bool {
+        LOCAL_FILESYSTEMS.contains(&self.fstype.as_str())
+    }
+
+    /// Parses one mountinfo line:
+    /// `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS`.
+    pub fn parse_line(line: &str) -> Option<Mount> {
+        let (left, right) = line.split_once(" - ")?;
+        let mut l = left.split(' ');
+        let mnt_id = l.next()?.parse().ok()?;
+        let parent_id = l.next()?.parse().ok()?;
+        let (major, minor) = l.next()?.split_once(':')?;
+        let root = unescape(l.next()?);
+        let mount_point = unescape(l.next()?);
+        let mut r = right.split(' ');
+        let fstype = r.next()?.to_string();
+        let source = String::from_utf8_lossy(&unescape(r.next().unwrap_or(""))).into_owned();
+        Some(Mount {
+            mnt_id,
+            parent_id,
+            major: major.parse().ok()?,
+            minor: minor.parse().ok()?,
+            root,
+            mount_point,
+            fstype,
+            source,
+        })
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The mounts of one process's mount namespace, by mount id.
+///
+/// ```
+/// use kcmp_map::mounts::MountTable;
+/// let t = MountTable::read(kcmp::Pid::this()).unwrap();
+/// let fd0 = kcmp_map::procfs::read_fdinfo(kcmp::Pid::this(), kcmp::FdNum::new(0).unwrap());
+/// if let Ok(info) = fd0 {
+///     // Every fd's mount is in its holder's table.
+///     assert!(t.get(info.mnt_id).is_some() || info.mnt_id == 0);
+/// }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MountTable {
+    by_id: HashMap<u64, Mount>,
+}
+
+impl MountTable {
+    /// Reads `/proc/PID/mountinfo` (PID's mount namespace, seen from PID's
+    /// root).
+    pub fn read(pid: Pid) -> Result<MountTable> {
+        let path = format!("/proc/{pid}/mountinfo");
+        let text = std::fs::read(&path).map_err(|e| Error::io(format!("read {path}"), &e))?;
+        Ok(MountTable::parse(&String::from_utf8_lossy(&text)))
+    }
+
+    /// Parses the text of a mountinfo file (unparsable lines are skipped).
+    pub fn parse(text: &str) -> MountTable {
+        let by_id = text
+            .lines()
+            .filter_map(Mount::parse_line)
+            .map(|m| (m.mnt_id, m))
+            .collect();
+        MountTable { by_id }
+    }
+
+    /// The mount with this id, if it is in the table.
+    pub fn get(&self, mnt_id: u64) -> Option<&Mount> {
+        self.by_id.get(&mnt_id)
+    }
+
+    /// Whether the table has this mount id.
+    pub fn contains(&self, mnt_id: u64) -> bool {
+        self.by_id.contains_key(&mnt_id)
+    }
+
+    /// The number of mounts.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True for an empty table.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+/// `statx` of fd `fd` of `pid` through `/proc/PID/fd/N`, made only when the
+/// fd's mount is on a local filesystem ([`Mount::never_blocks`]); `None`
+/// otherwise or on any error (the fd closed, no permission). Uses
+/// `AT_STATX_DONT_SYNC` as a second guard.
+pub fn statx_if_local(pid: Pid, fd: FdNum, mount: &Mount) -> Option<rustix::fs::Statx> {
+    if !mount.never_blocks() {
+        return None;
+    }
+    use rustix::fs::{AtFlags, StatxFlags, CWD};
+    rustix::fs::statx(
+        CWD,
+        format!("/proc/{pid}/fd/{fd}"),
+        AtFlags::STATX_DONT_SYNC,
+        StatxFlags::TYPE
+            | StatxFlags::MODE
+            | StatxFlags::SIZE
+            | StatxFlags::INO
+            | StatxFlags::NLINK,
+    )
+    .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_escaped_mount_points_and_optional_fields() {
+        let m = Mount::parse_line(
+            "29 1 0:26 / /a\\040b rw,nosuid shared:7 master:1 - fuse.sshfs u@h:/x\\040y rw",
+        )
+        .unwrap();
+        assert_eq!(m.mount_point, b"/a b");
+        assert_eq!(m.fstype, "fuse.sshfs");
+        assert_eq!(m.source, "u@h:/x y");
+        assert!(!m.never_blocks());
+    }
+
+    #[test]
+    fn our_own_mounts_include_proc() {
+        let t = MountTable::read(Pid::this()).unwrap();
+        assert!(!t.is_empty());
+        let info = crate::procfs::read_fdinfo(Pid::this(), FdNum::new(0).unwrap());
+        if let Ok(info) = info {
+            if info.mnt_id != 0 {
+                assert!(t.contains(info.mnt_id));
+            }
+        }
+    }
+}

@@ -223,7 +223,7 @@ fn destdir_stages_files_but_pkg_config_names_the_prefix() {
     assert!(installed
         .iter()
         .all(|p| p.starts_with(tmp.path().join("opt/kcmp/share/man"))));
-    let pc = xtask::pkg_config(layout.prefix(), "1.2.3", "-lc");
+    let pc = xtask::pkg_config(layout.prefix(), "lib", "1.2.3", "-lc");
     assert!(pc.starts_with("prefix=/opt/kcmp\n"));
     assert!(pc.contains("Version: 1.2.3\n"));
     assert!(pc.contains("Libs.private: -lc\n"));

@@ -12,8 +12,8 @@
 //! * `dist/SHA256SUMS` of those files.
 
 use crate::{
-    build, install_built, other, run, version, workspace_root, write_file, Layout,
-    TempDir, DIST_PROFILE, SONAME_MAJOR,
+    build, install_built, other, run, version, workspace_root, write_file, Layout, TempDir,
+    DIST_PROFILE, SONAME_MAJOR,
 };
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,7 +23,12 @@ use std::process::Command;
 
 /// The symbols libkcmp exports (its whole ABI), for the Debian `symbols`
 /// file.
-pub const EXPORTED_SYMBOLS: [&str; 4] = ["kcmp", "kcmp_holders", "kcmp_holders_free", "kcmp_same_file"];
+pub const EXPORTED_SYMBOLS: [&str; 4] = [
+    "kcmp",
+    "kcmp_holders",
+    "kcmp_holders_free",
+    "kcmp_same_file",
+];
 
 /// The documents every artifact carries, from the workspace root.
 pub const DOCS: [&str; 4] = ["README.md", "CHANGELOG.md", "LICENSE-MIT", "LICENSE-APACHE"];
@@ -52,7 +57,9 @@ pub fn arch() -> io::Result<(&'static str, &'static str)> {
     match std::env::consts::ARCH {
         "x86_64" => Ok(("amd64", "x86_64-linux-gnu")),
         "aarch64" => Ok(("arm64", "aarch64-linux-gnu")),
-        a => Err(other(format!("cargo xtask dist: unsupported architecture {a}"))),
+        a => Err(other(format!(
+            "cargo xtask dist: unsupported architecture {a}"
+        ))),
     }
 }
 
@@ -64,10 +71,7 @@ pub fn dist(opts: &DistOptions) -> io::Result<Vec<PathBuf>> {
     let work = TempDir::new("xtask-dist")?;
     let mut made = vec![tarball(&dir, work.path(), &opts.out_dir)?];
     made.extend(debs(&dir, work.path(), &opts.out_dir)?);
-    let names: Vec<String> = made
-        .iter()
-        .map(|p| file_name(p).to_string())
-        .collect();
+    let names: Vec<String> = made.iter().map(|p| file_name(p).to_string()).collect();
     let sums = sha256sums(&opts.out_dir, &names)?;
     let sums_path = opts.out_dir.join("SHA256SUMS");
     write_file(&sums_path, sums.as_bytes(), 0o644)?;
@@ -81,7 +85,10 @@ fn file_name(p: &Path) -> &str {
 
 /// `sha256sum` of `files` (relative to `dir`), in its output format.
 fn sha256sums(dir: &Path, files: &[String]) -> io::Result<String> {
-    let out = run(Command::new("sha256sum").current_dir(dir).arg("--").args(files))?;
+    let out = run(Command::new("sha256sum")
+        .current_dir(dir)
+        .arg("--")
+        .args(files))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -133,7 +140,11 @@ fn tarball(dir: &Path, work: &Path, out: &Path) -> io::Result<PathBuf> {
         &version(),
         &crate::libs_private(&crate::native_static_libs()?),
     );
-    write_file(&layout.pkgconfig_dir().join("kcmp.pc"), pc.as_bytes(), 0o644)?;
+    write_file(
+        &layout.pkgconfig_dir().join("kcmp.pc"),
+        pc.as_bytes(),
+        0o644,
+    )?;
     for doc in DOCS {
         crate::install_file(&workspace_root().join(doc), &root.join(doc), 0o644)?;
     }
@@ -141,7 +152,11 @@ fn tarball(dir: &Path, work: &Path, out: &Path) -> io::Result<PathBuf> {
         .into_iter()
         .filter(|f| !root.join(f).is_symlink())
         .collect();
-    write_file(&root.join("SHA256SUMS"), sha256sums(&root, &files)?.as_bytes(), 0o644)?;
+    write_file(
+        &root.join("SHA256SUMS"),
+        sha256sums(&root, &files)?.as_bytes(),
+        0o644,
+    )?;
     let tar = out.join(format!("{name}.tar.gz"));
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -184,14 +199,19 @@ fn gzip(path: &Path) -> io::Result<()> {
 /// symbol version it uses of each (what dpkg-shlibdeps would compute from
 /// the libraries' shlibs for the two libraries Rust programs link).
 pub fn elf_depends(file: &Path) -> io::Result<Vec<String>> {
-    let dynamic = String::from_utf8_lossy(&run(Command::new("readelf").arg("-dW").arg(file))?.stdout)
-        .into_owned();
-    let symbols = String::from_utf8_lossy(&run(Command::new("objdump").arg("-T").arg(file))?.stdout)
-        .into_owned();
+    let dynamic =
+        String::from_utf8_lossy(&run(Command::new("readelf").arg("-dW").arg(file))?.stdout)
+            .into_owned();
+    let symbols =
+        String::from_utf8_lossy(&run(Command::new("objdump").arg("-T").arg(file))?.stdout)
+            .into_owned();
     let max_version = |prefix: &str| -> Option<String> {
         symbols
             .split_whitespace()
-            .filter_map(|w| w.trim_matches(|c| c == '(' || c == ')').strip_prefix(prefix))
+            .filter_map(|w| {
+                w.trim_matches(|c| c == '(' || c == ')')
+                    .strip_prefix(prefix)
+            })
             .filter_map(|v| {
                 let parts: Option<Vec<u32>> = v.split('.').map(|n| n.parse().ok()).collect();
                 parts.map(|p| (p, v.to_string()))
@@ -207,8 +227,13 @@ pub fn elf_depends(file: &Path) -> io::Result<Vec<String>> {
             .and_then(|s| s.split(']').next())
             .unwrap_or("");
         let (pkg, prefix) = match lib {
-            "libc.so.6" | "libm.so.6" | "libpthread.so.0" | "libdl.so.2" | "librt.so.1"
-            | "libutil.so.1" | "ld-linux-x86-64.so.2" => ("libc6", "GLIBC_"),
+            "libc.so.6"
+            | "libm.so.6"
+            | "libpthread.so.0"
+            | "libdl.so.2"
+            | "librt.so.1"
+            | "libutil.so.1"
+            | "ld-linux-x86-64.so.2" => ("libc6", "GLIBC_"),
             "libgcc_s.so.1" => ("libgcc-s1", "GCC_"),
             other_lib => {
                 return Err(other(format!(
@@ -234,9 +259,11 @@ fn maintainer() -> io::Result<String> {
     if let (Ok(n), Ok(e)) = (std::env::var("DEBFULLNAME"), std::env::var("DEBEMAIL")) {
         return Ok(format!("{n} <{e}>"));
     }
-    let out = run(Command::new("git")
-        .current_dir(workspace_root())
-        .args(["log", "-1", "--format=%an <%ae>"]))?;
+    let out = run(Command::new("git").current_dir(workspace_root()).args([
+        "log",
+        "-1",
+        "--format=%an <%ae>",
+    ]))?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -246,7 +273,13 @@ pub fn debian_copyright() -> io::Result<String> {
     let mit_body: String = mit
         .lines()
         .skip_while(|l| !l.starts_with("Permission is hereby granted"))
-        .map(|l| if l.is_empty() { " .\n".to_string() } else { format!(" {l}\n") })
+        .map(|l| {
+            if l.is_empty() {
+                " .\n".to_string()
+            } else {
+                format!(" {l}\n")
+            }
+        })
         .collect();
     Ok(format!(
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
@@ -256,7 +289,7 @@ pub fn debian_copyright() -> io::Result<String> {
          are under MIT, Apache-2.0, Unlicense, Unicode-3.0 or compatible terms.\n\
          \n\
          Files: *\n\
-         Copyright: the kcmp authors\n\
+         Copyright: 2026 the kcmp authors\n\
          License: MIT or Apache-2.0\n\
          \n\
          License: MIT\n{mit_body}\
@@ -378,7 +411,11 @@ fn debs(dir: &Path, work: &Path, out: &Path) -> io::Result<Vec<PathBuf>> {
         gzip(&kcmp.root.join(format!("usr/share/man/man1/{name}")))?;
     }
     take(&stage, &kcmp, "usr/share/bash-completion/completions/kcmp")?;
-    take(&stage, &kcmp, "usr/share/fish/vendor_completions.d/kcmp.fish")?;
+    take(
+        &stage,
+        &kcmp,
+        "usr/share/fish/vendor_completions.d/kcmp.fish",
+    )?;
     // Debian's zsh looks in vendor-completions for packaged functions
     // (site-functions is the local administrator's).
     let zsh = kcmp.root.join("usr/share/zsh/vendor-completions/_kcmp");
@@ -389,15 +426,36 @@ fn debs(dir: &Path, work: &Path, out: &Path) -> io::Result<Vec<PathBuf>> {
     take(&stage, &lib0, &format!("{lib}/{real}"))?;
     set_mode(&lib0.root.join(&lib).join(&real), 0o644)?;
     std::os::unix::fs::symlink(&real, lib0.root.join(&lib).join(&soname))?;
+    fs::remove_file(stage.join(&lib).join(&soname))?;
 
     // The development files; libkcmp.so points at the real file.
     take(&stage, &dev, &format!("{lib}/libkcmp.a"))?;
     std::os::unix::fs::symlink(&real, dev.root.join(&lib).join("libkcmp.so"))?;
+    fs::remove_file(stage.join(&lib).join("libkcmp.so"))?;
     take(&stage, &dev, &format!("{lib}/pkgconfig/kcmp.pc"))?;
     take(&stage, &dev, "usr/include/kcmp.h")?;
     take(&stage, &dev, "usr/share/man/man3/kcmp.3")?;
     gzip(&dev.root.join("usr/share/man/man3/kcmp.3"))?;
 
+    // Rust code is not built with the C headers' _FORTIFY_SOURCE; lintian
+    // (info) cannot tell that from unfortified C.
+    for (pkg, file) in [
+        (&kcmp, "usr/bin/kcmp".to_string()),
+        (&lib0, format!("{lib}/{real}")),
+    ] {
+        write_file(
+            &pkg.root
+                .join(format!("usr/share/lintian/overrides/{}", pkg.name)),
+            format!(
+                "# Rust code: glibc's _FORTIFY_SOURCE applies to C compiled with its\n\
+                 # headers; Rust's std calls memcpy and friends with checked lengths.\n\
+                 {}: hardening-no-fortify-functions [{file}]\n",
+                pkg.name
+            )
+            .as_bytes(),
+            0o644,
+        )?;
+    }
     let maintainer = maintainer()?;
     let copyright = debian_copyright()?;
     lib0.depends.sort();
@@ -421,7 +479,8 @@ fn debs(dir: &Path, work: &Path, out: &Path) -> io::Result<Vec<PathBuf>> {
                 format!("libkcmp {SONAME_MAJOR} {shared} (>= {v})\n").as_bytes(),
                 0o644,
             )?;
-            let mut symbols = format!("{soname} {shared} #MINVER#\n");
+            let mut symbols =
+                format!("{soname} {shared} #MINVER#\n* Build-Depends-Package: libkcmp-dev\n");
             for s in EXPORTED_SYMBOLS {
                 symbols.push_str(&format!(" {s}@Base {v}\n"));
             }

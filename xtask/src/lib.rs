@@ -303,6 +303,7 @@ pub fn install_built(layout: &Layout, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut installed = Vec::new();
     let bin = layout.bin_dir().join("kcmp");
     install_file(&dir.join("kcmp"), &bin, 0o755)?;
+    remove_comment_section(&bin)?;
     installed.push(bin);
     installed.extend(install_c_library(layout, &CArtifacts::in_dir(&dir)?)?);
     installed.extend(install_man_pages(layout)?);
@@ -360,6 +361,7 @@ pub fn install_c_library(layout: &Layout, art: &CArtifacts) -> io::Result<Vec<Pa
     let real = format!("libkcmp.so.{}", version());
     let soname = format!("libkcmp.so.{SONAME_MAJOR}");
     install_file(&art.cdylib, &lib.join(&real), 0o755)?;
+    remove_comment_section(&lib.join(&real))?;
     symlink(&real, &lib.join(&soname))?;
     symlink(&soname, &lib.join("libkcmp.so"))?;
     install_static_library(&art.staticlib, &lib.join("libkcmp.a"))?;
@@ -390,7 +392,8 @@ pub fn install_c_library(layout: &Layout, art: &CArtifacts) -> io::Result<Vec<Pa
 /// Installs the static library `src` as `dst` without what a linker never
 /// uses: debug info (`objcopy --strip-debug`), the LLVM bitcode that Rust's
 /// precompiled std objects carry (`.llvmbc`, `.llvmcmd`: binutils' `nm`
-/// cannot read it and prints a plugin error per member), and archive
+/// cannot read it and prints a plugin error per member), compiler
+/// identification strings (`.comment`), and archive
 /// members that define no symbol (`nm` complains "no symbols" about each;
 /// a linker never pulls them in). The symbol table stays: `nm libkcmp.a`
 /// lists `kcmp`.
@@ -403,7 +406,7 @@ pub fn install_static_library(src: &Path, dst: &Path) -> io::Result<()> {
     fs::copy(src, &tmp).map_err(|e| other(format!("{}: {e}", src.display())))?;
     run(Command::new("objcopy")
         .args(["--strip-debug", "--remove-section=.llvmbc"])
-        .arg("--remove-section=.llvmcmd")
+        .args(["--remove-section=.llvmcmd", "--remove-section=.comment"])
         .arg(&tmp))?;
     let out = Command::new("nm")
         .arg(&tmp)
@@ -420,6 +423,15 @@ pub fn install_static_library(src: &Path, dst: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
     fs::rename(&tmp, dst).map_err(|e| other(format!("{}: {e}", dst.display())))
+}
+
+/// Removes the `.comment` section (compiler version strings) from an
+/// installed ELF file, as Debian's dh_strip does.
+fn remove_comment_section(file: &Path) -> io::Result<()> {
+    run(Command::new("objcopy")
+        .arg("--remove-section=.comment")
+        .arg(file))
+    .map(|_| ())
 }
 
 /// The system libraries `libkcmp.a` needs, for kcmp.pc's `Libs.private`:

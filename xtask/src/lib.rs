@@ -648,6 +648,32 @@ pub fn cc_with_pkg_config(
     run(&mut cmd).map(|_| ())
 }
 
+/// Links C `sources` into a fully static `output` against the `libkcmp.a`
+/// installed under `layout`, exactly as kcmp(3) documents:
+/// `cc -static SOURCES -o OUTPUT EXTRA $(pkg-config --static --cflags --libs kcmp)`.
+pub fn cc_static_with_pkg_config(
+    layout: &Layout,
+    sources: &[&Path],
+    output: &Path,
+    extra: &[&str],
+) -> io::Result<()> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"cc -static "$@" $(pkg-config --static --cflags --libs kcmp)"#)
+        .arg("sh")
+        .args(sources)
+        .arg("-o")
+        .arg(output)
+        .args(extra)
+        .env("PKG_CONFIG_PATH", layout.pkgconfig_dir());
+    run(&mut cmd).map(|_| ())
+}
+
+/// The man page's example program (crates/kcmp-ffi/examples/kcmp-example.c).
+pub fn example_c_source() -> PathBuf {
+    workspace_root().join("crates/kcmp-ffi/examples/kcmp-example.c")
+}
+
 /// The C benchmark source (crates/kcmp-ffi/benches/kcmp_vs_syscall.c).
 pub fn bench_c_source() -> PathBuf {
     workspace_root().join("crates/kcmp-ffi/benches/kcmp_vs_syscall.c")

@@ -272,6 +272,7 @@ fn install_puts_every_file_in_place_and_each_works() {
         "OWNERSHIP",
         "ERRORS",
         "EXAMPLES",
+        "cc -static prog.c $(pkg-config --static --cflags --libs kcmp)",
     ] {
         assert!(rendered3.contains(word), "kcmp.3 lacks {word}");
     }

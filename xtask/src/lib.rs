@@ -305,7 +305,7 @@ pub fn install_built(layout: &Layout, dir: &Path) -> io::Result<Vec<PathBuf>> {
     install_file(&dir.join("kcmp"), &bin, 0o755)?;
     remove_comment_section(&bin)?;
     installed.push(bin);
-    installed.extend(install_c_library(layout, &CArtifacts::in_dir(&dir)?)?);
+    installed.extend(install_c_library(layout, &CArtifacts::in_dir(dir)?)?);
     installed.extend(install_man_pages(layout)?);
     installed.extend(install_completions(layout)?);
     Ok(installed)

@@ -263,7 +263,12 @@ fn maintainer() -> io::Result<String> {
         "log",
         "-1",
         "--format=%an <%ae>",
-    ]))?;
+    ]))
+    .map_err(|e| {
+        other(format!(
+            "set DEBFULLNAME and DEBEMAIL for the packages' Maintainer ({e})"
+        ))
+    })?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -567,4 +572,31 @@ fn set_dir_modes(dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc2822_dates_have_the_right_weekday() {
+        assert_eq!(rfc2822(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert_eq!(
+            rfc2822(1_764_288_000 + 3_661),
+            "Fri, 28 Nov 2025 01:01:01 +0000"
+        );
+        assert_eq!(rfc2822(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
+    }
+
+    #[test]
+    fn debian_copyright_carries_both_licenses() {
+        let c = debian_copyright().unwrap();
+        assert!(c.starts_with(
+            "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+        ));
+        assert!(c.contains("\nCopyright: 2026 the kcmp authors\n"));
+        assert!(c.contains("\nLicense: MIT or Apache-2.0\n"));
+        assert!(c.contains("\n Permission is hereby granted"));
+        assert!(c.contains("/usr/share/common-licenses/Apache-2.0"));
+    }
 }

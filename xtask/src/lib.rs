@@ -1,12 +1,15 @@
 //! Project tasks behind `cargo xtask`, as a library so that tests install
 //! with exactly the code the command uses.
 //!
-//! * [`install`] — `cargo xtask install --prefix DIR`: builds, then installs
+//! * [`install`] — `cargo xtask install --prefix DIR`: builds (the `dist`
+//!   profile: no debug info, stripped, fat LTO, one codegen unit), then installs
 //!   the `kcmp` binary, libkcmp (`.so` with its soname links, `.a`), `kcmp.h`,
 //!   `kcmp.pc`, the man pages (generated from the CLI definition, plus the
 //!   hand-written `kcmp.3`) and bash/zsh/fish completions.
 //! * [`install_c_library`] — only the C library part, from already built
 //!   artifacts (used by the C example test and the C benchmark).
+//! * [`dist::dist`] — `cargo xtask dist`: the release tarball and the three
+//!   Debian packages (`kcmp`, `libkcmp0`, `libkcmp-dev`) under `dist/`.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -20,6 +23,12 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub mod dist;
+
+/// The cargo profile that ships: `cargo xtask install`, `cargo xtask dist`
+/// and the README's `cargo run` build with it (see the root Cargo.toml).
+pub const DIST_PROFILE: &str = "dist";
 
 /// The major version of libkcmp's ABI: the soname is `libkcmp.so.<major>`
 /// (kept in step with crates/kcmp-ffi/build.rs).
@@ -56,6 +65,7 @@ pub fn workspace_root() -> PathBuf {
 pub struct Layout {
     prefix: PathBuf,
     destdir: Option<PathBuf>,
+    libdir: String,
 }
 
 impl Layout {
@@ -64,7 +74,26 @@ impl Layout {
         Layout {
             prefix: prefix.to_path_buf(),
             destdir: None,
+            libdir: "lib".into(),
         }
+    }
+
+    /// Installs libraries (and `pkgconfig/`) in `PREFIX/<libdir>` instead
+    /// of `PREFIX/lib`, e.g. Debian's `lib/x86_64-linux-gnu`.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// let l = xtask::Layout::new(Path::new("/usr")).with_libdir("lib/x86_64-linux-gnu");
+    /// assert_eq!(l.pkgconfig_dir(), Path::new("/usr/lib/x86_64-linux-gnu/pkgconfig"));
+    /// ```
+    pub fn with_libdir(mut self, libdir: &str) -> Self {
+        self.libdir = libdir.trim_matches('/').to_string();
+        self
+    }
+
+    /// The library directory, relative to the prefix (`lib` by default).
+    pub fn libdir(&self) -> &str {
+        &self.libdir
     }
 
     /// Stages the install under `destdir` (packagers' `DESTDIR`).
@@ -91,17 +120,17 @@ impl Layout {
     pub fn bin_dir(&self) -> PathBuf {
         self.path("bin")
     }
-    /// `PREFIX/lib`.
+    /// `PREFIX/lib` (or the [`Layout::with_libdir`] directory).
     pub fn lib_dir(&self) -> PathBuf {
-        self.path("lib")
+        self.path(&self.libdir)
     }
     /// `PREFIX/include`.
     pub fn include_dir(&self) -> PathBuf {
         self.path("include")
     }
-    /// `PREFIX/lib/pkgconfig`.
+    /// `PREFIX/lib/pkgconfig` (under the [`Layout::with_libdir`] directory).
     pub fn pkgconfig_dir(&self) -> PathBuf {
-        self.path("lib/pkgconfig")
+        self.lib_dir().join("pkgconfig")
     }
     /// `PREFIX/share/man/man<section>`.
     pub fn man_dir(&self, section: u8) -> PathBuf {
@@ -153,7 +182,7 @@ impl CArtifacts {
 /// How [`install`] builds.
 #[derive(Debug, Clone)]
 pub struct InstallOptions {
-    /// The cargo profile (`release` by default; tests use `dev`).
+    /// The cargo profile ([`DIST_PROFILE`] by default).
     pub profile: String,
     /// A target directory of its own (`cargo build --target-dir`); `None`
     /// builds in the workspace's. Tests that run inside `cargo test` set it
@@ -164,7 +193,7 @@ pub struct InstallOptions {
 impl Default for InstallOptions {
     fn default() -> Self {
         InstallOptions {
-            profile: "release".into(),
+            profile: DIST_PROFILE.into(),
             target_dir: None,
         }
     }
@@ -174,7 +203,8 @@ fn other(msg: impl Into<String>) -> io::Error {
     io::Error::other(msg.into())
 }
 
-fn run(cmd: &mut Command) -> io::Result<std::process::Output> {
+/// Runs `cmd`; its output, or an error naming the command and its stderr.
+pub fn run(cmd: &mut Command) -> io::Result<std::process::Output> {
     let out = cmd
         .output()
         .map_err(|e| other(format!("cannot run {cmd:?}: {e}")))?;
@@ -221,24 +251,37 @@ pub fn profile_dir(target: &Path, profile: &str) -> PathBuf {
 /// Builds the `kcmp` binary and libkcmp with `profile` (into `target`, or
 /// the workspace's target directory); returns the profile's artifact
 /// directory.
+///
+/// Two cargo runs: `cargo build -p kcmp-cli --bin kcmp`, exactly what the
+/// README's `cargo run --profile dist -p kcmp-cli` builds (so an install
+/// after it rebuilds nothing of the binary), then `cargo rustc -p kcmp-ffi
+/// --lib --crate-type cdylib,staticlib`: kcmp-ffi's manifest also lists
+/// `rlib` (for its Rust tests), and cargo applies no LTO to a crate with an
+/// rlib output, which leaves the LLVM bitcode of Rust's std and ~20 MB of
+/// debug info in `libkcmp.a`.
 pub fn build(profile: &str, target: Option<&Path>) -> io::Result<PathBuf> {
-    let mut cmd = cargo();
-    cmd.current_dir(workspace_root()).args([
-        "build",
-        "--profile",
-        profile,
-        "-p",
-        "kcmp-cli",
+    let cli: &[&str] = &["build", "-p", "kcmp-cli", "--bin", "kcmp"];
+    let ffi: &[&str] = &[
+        "rustc",
         "-p",
         "kcmp-ffi",
-    ]);
-    if let Some(t) = target {
-        cmd.arg("--target-dir").arg(t);
-    }
-    eprintln!("xtask: {cmd:?}");
-    let status = cmd.status()?;
-    if !status.success() {
-        return Err(other(format!("cargo build failed ({status})")));
+        "--lib",
+        "--crate-type",
+        "cdylib,staticlib",
+    ];
+    for args in [cli, ffi] {
+        let mut cmd = cargo();
+        cmd.current_dir(workspace_root())
+            .args(args)
+            .args(["--profile", profile]);
+        if let Some(t) = target {
+            cmd.arg("--target-dir").arg(t);
+        }
+        eprintln!("xtask: {cmd:?}");
+        let status = cmd.status()?;
+        if !status.success() {
+            return Err(other(format!("{cmd:?} failed ({status})")));
+        }
     }
     let target = match target {
         Some(t) => t.to_path_buf(),
@@ -251,11 +294,18 @@ pub fn build(profile: &str, target: Option<&Path>) -> io::Result<PathBuf> {
 /// installed paths.
 pub fn install(layout: &Layout, opts: &InstallOptions) -> io::Result<Vec<PathBuf>> {
     let dir = build(&opts.profile, opts.target_dir.as_deref())?;
+    install_built(layout, &dir)
+}
+
+/// Installs everything under `layout` from the artifacts already built in
+/// the profile directory `dir`. Returns the list of installed paths.
+pub fn install_built(layout: &Layout, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut installed = Vec::new();
     let bin = layout.bin_dir().join("kcmp");
     install_file(&dir.join("kcmp"), &bin, 0o755)?;
+    remove_comment_section(&bin)?;
     installed.push(bin);
-    installed.extend(install_c_library(layout, &CArtifacts::in_dir(&dir)?)?);
+    installed.extend(install_c_library(layout, &CArtifacts::in_dir(dir)?)?);
     installed.extend(install_man_pages(layout)?);
     installed.extend(install_completions(layout)?);
     Ok(installed)
@@ -311,15 +361,22 @@ pub fn install_c_library(layout: &Layout, art: &CArtifacts) -> io::Result<Vec<Pa
     let real = format!("libkcmp.so.{}", version());
     let soname = format!("libkcmp.so.{SONAME_MAJOR}");
     install_file(&art.cdylib, &lib.join(&real), 0o755)?;
+    remove_comment_section(&lib.join(&real))?;
     symlink(&real, &lib.join(&soname))?;
     symlink(&soname, &lib.join("libkcmp.so"))?;
-    install_file(&art.staticlib, &lib.join("libkcmp.a"), 0o644)?;
+    install_static_library(&art.staticlib, &lib.join("libkcmp.a"))?;
     let header = layout.include_dir().join("kcmp.h");
     install_file(&header_source(), &header, 0o644)?;
     let pc = layout.pkgconfig_dir().join("kcmp.pc");
     write_file(
         &pc,
-        pkg_config(layout.prefix(), &version(), &native_static_libs()?).as_bytes(),
+        pkg_config(
+            layout.prefix(),
+            layout.libdir(),
+            &version(),
+            &libs_private(&native_static_libs()?),
+        )
+        .as_bytes(),
         0o644,
     )?;
     Ok(vec![
@@ -332,24 +389,88 @@ pub fn install_c_library(layout: &Layout, art: &CArtifacts) -> io::Result<Vec<Pa
     ])
 }
 
-/// The text of `kcmp.pc` for `prefix`. `libs_private` are the system
-/// libraries the static library needs (`pkg-config --static`).
+/// Installs the static library `src` as `dst` without what a linker never
+/// uses: debug info (`objcopy --strip-debug`), the LLVM bitcode that Rust's
+/// precompiled std objects carry (`.llvmbc`, `.llvmcmd`: binutils' `nm`
+/// cannot read it and prints a plugin error per member), compiler
+/// identification strings (`.comment`), and archive
+/// members that define no symbol (`nm` complains "no symbols" about each;
+/// a linker never pulls them in). The symbol table stays: `nm libkcmp.a`
+/// lists `kcmp`.
+pub fn install_static_library(src: &Path, dst: &Path) -> io::Result<()> {
+    let parent = dst
+        .parent()
+        .ok_or_else(|| other(format!("{} has no parent", dst.display())))?;
+    fs::create_dir_all(parent)?;
+    let tmp = parent.join(".libkcmp.a.xtask-tmp");
+    fs::copy(src, &tmp).map_err(|e| other(format!("{}: {e}", src.display())))?;
+    run(Command::new("objcopy")
+        .args(["--strip-debug", "--remove-section=.llvmbc"])
+        .args(["--remove-section=.llvmcmd", "--remove-section=.comment"])
+        .arg(&tmp))?;
+    let out = Command::new("nm")
+        .arg(&tmp)
+        .output()
+        .map_err(|e| other(format!("cannot run nm (binutils): {e}")))?;
+    let empty: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("nm: ")?.strip_suffix(": no symbols"))
+        .map(String::from)
+        .collect();
+    if !empty.is_empty() {
+        run(Command::new("ar").arg("d").arg(&tmp).args(&empty))?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+    fs::rename(&tmp, dst).map_err(|e| other(format!("{}: {e}", dst.display())))
+}
+
+/// Removes the `.comment` section (compiler version strings) from an
+/// installed ELF file, as Debian's dh_strip does.
+fn remove_comment_section(file: &Path) -> io::Result<()> {
+    run(Command::new("objcopy")
+        .arg("--remove-section=.comment")
+        .arg(file))
+    .map(|_| ())
+}
+
+/// The system libraries `libkcmp.a` needs, for kcmp.pc's `Libs.private`:
+/// rustc's list without `-lgcc_s`. There is no static libgcc_s, so `cc
+/// -static` would fail on it; the C compiler driver adds the unwinder that
+/// Rust's panics need itself (`-lgcc_eh` when linking statically, libgcc_s
+/// as needed otherwise).
 ///
 /// ```
-/// let pc = xtask::pkg_config(std::path::Path::new("/opt/k"), "0.1.0", "-lc");
+/// assert_eq!(xtask::libs_private("-lgcc_s -lutil -lc"), "-lutil -lc");
+/// ```
+pub fn libs_private(native_static_libs: &str) -> String {
+    native_static_libs
+        .split_whitespace()
+        .filter(|l| *l != "-lgcc_s")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The text of `kcmp.pc` for `prefix`. `libs_private` are the system
+/// libraries the static library needs (`pkg-config --static`). With them,
+/// `cc -static prog.c $(pkg-config --static --cflags --libs kcmp)` links
+/// `libkcmp.a`.
+///
+/// ```
+/// let pc = xtask::pkg_config(std::path::Path::new("/opt/k"), "lib", "0.1.0", "-lc");
 /// assert!(pc.starts_with("prefix=/opt/k\n"));
+/// assert!(pc.contains("libdir=${exec_prefix}/lib\n"));
 /// assert!(pc.contains("Libs: -L${libdir} -lkcmp\n"));
 /// ```
-pub fn pkg_config(prefix: &Path, version: &str, libs_private: &str) -> String {
+pub fn pkg_config(prefix: &Path, libdir: &str, version: &str, libs_private: &str) -> String {
     format!(
         "prefix={}\n\
          exec_prefix=${{prefix}}\n\
-         libdir=${{exec_prefix}}/lib\n\
+         libdir=${{exec_prefix}}/{libdir}\n\
          includedir=${{prefix}}/include\n\
          \n\
          Name: kcmp\n\
          Description: libkcmp, the C wrapper for kcmp(2): compare kernel resources of processes\n\
-         URL: https://example.invalid/kcmp\n\
          Version: {version}\n\
          Libs: -L${{libdir}} -lkcmp\n\
          Libs.private: {libs_private}\n\
@@ -525,6 +646,32 @@ pub fn cc_with_pkg_config(
         .args(extra)
         .env("PKG_CONFIG_PATH", layout.pkgconfig_dir());
     run(&mut cmd).map(|_| ())
+}
+
+/// Links C `sources` into a fully static `output` against the `libkcmp.a`
+/// installed under `layout`, exactly as kcmp(3) documents:
+/// `cc -static SOURCES -o OUTPUT EXTRA $(pkg-config --static --cflags --libs kcmp)`.
+pub fn cc_static_with_pkg_config(
+    layout: &Layout,
+    sources: &[&Path],
+    output: &Path,
+    extra: &[&str],
+) -> io::Result<()> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"cc -static "$@" $(pkg-config --static --cflags --libs kcmp)"#)
+        .arg("sh")
+        .args(sources)
+        .arg("-o")
+        .arg(output)
+        .args(extra)
+        .env("PKG_CONFIG_PATH", layout.pkgconfig_dir());
+    run(&mut cmd).map(|_| ())
+}
+
+/// The man page's example program (crates/kcmp-ffi/examples/kcmp-example.c).
+pub fn example_c_source() -> PathBuf {
+    workspace_root().join("crates/kcmp-ffi/examples/kcmp-example.c")
 }
 
 /// The C benchmark source (crates/kcmp-ffi/benches/kcmp_vs_syscall.c).

@@ -14,7 +14,7 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Build (release) and install the kcmp binary, libkcmp, kcmp.h, kcmp.pc,
+    /// Build (dist profile) and install the kcmp binary, libkcmp, kcmp.h, kcmp.pc,
     /// man pages and shell completions under PREFIX.
     Install {
         /// The install prefix, e.g. /usr/local.
@@ -24,9 +24,24 @@ enum Task {
         /// kcmp.pc still names PREFIX.
         #[arg(long)]
         destdir: Option<PathBuf>,
-        /// The cargo profile to build.
-        #[arg(long, default_value = "release")]
+        /// The cargo profile to build (`dist`: no debug info, stripped,
+        /// LTO; the README's `cargo run --profile dist` shares its build).
+        #[arg(long, default_value = xtask::DIST_PROFILE)]
         profile: String,
+        /// Build in this cargo target directory instead of the workspace's.
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
+    /// Build (dist profile) the release artifacts into dist/: the tarball
+    /// kcmp-VERSION-x86_64-linux-gnu.tar.gz and the Debian packages kcmp,
+    /// libkcmp0 and libkcmp-dev (dpkg-deb), with SHA256SUMS.
+    Dist {
+        /// The output directory.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// Build in this cargo target directory instead of the workspace's.
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
     },
     /// Benchmark libkcmp's kcmp() against a raw syscall(SYS_kcmp, ...) loop
     /// (crates/kcmp-ffi/benches/kcmp_vs_syscall.c, built against a staged
@@ -48,6 +63,7 @@ fn main() -> ExitCode {
             prefix,
             destdir,
             profile,
+            target_dir,
         } => {
             let prefix = if prefix.is_absolute() {
                 prefix
@@ -66,11 +82,28 @@ fn main() -> ExitCode {
             }
             let opts = xtask::InstallOptions {
                 profile,
-                target_dir: None,
+                target_dir,
             };
             xtask::install(&layout, &opts).map(|files| {
                 for f in files {
                     println!("installed {}", f.display());
+                }
+            })
+        }
+        Task::Dist {
+            out_dir,
+            target_dir,
+        } => {
+            let mut opts = xtask::dist::DistOptions {
+                target_dir,
+                ..Default::default()
+            };
+            if let Some(d) = out_dir {
+                opts.out_dir = d;
+            }
+            xtask::dist::dist(&opts).map(|files| {
+                for f in files {
+                    println!("wrote {}", f.display());
                 }
             })
         }

@@ -1,33 +1,117 @@
 //! `cargo xtask install` into a temporary prefix: every file is there, the
-//! binary and library work, the man pages render, the completions load.
+//! binary and library work, the man pages render, the completions load; the
+//! shipped sizes hold and a fully static program links against libkcmp.a.
 //!
-//! Builds with the profile of this test binary (`dev` under `cargo test`),
-//! through the same [`xtask::install`] the command runs.
+//! Builds with the `dist` profile, the one `cargo xtask install` uses,
+//! through the same [`xtask::install`] the command runs (in a target
+//! directory of its own; `.ci/run` then makes `cargo xtask dist` from that
+//! same build instead of building the profile a second time).
 
 use kcmp_testkit::cli::{assert_success, text};
 use std::path::Path;
 use std::process::Command;
 use xtask::{InstallOptions, Layout, TempDir};
 
-/// The cargo profile this test was built with, and a target directory of
-/// the install's own next to this build's: rebuilding in the running
-/// cargo's target directory would replace libraries it still links doctests
-/// against.
+/// The shipping profile, and a target directory of the install's own next
+/// to this build's: building in the running cargo's target directory would
+/// wait for the lock the running `cargo test` holds.
 fn build_options() -> InstallOptions {
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe
+    let target = exe
         .parent()
         .and_then(Path::parent)
+        .and_then(Path::parent)
         .expect("target/PROFILE/deps");
-    let profile = match profile_dir.file_name().and_then(|d| d.to_str()) {
-        Some("debug") | None => "dev".to_string(),
-        Some(other) => other.to_string(),
-    };
-    let target = profile_dir.parent().expect("the target directory");
     InstallOptions {
-        profile,
+        profile: xtask::DIST_PROFILE.to_string(),
         target_dir: Some(target.join("xtask-install-test")),
     }
+}
+
+/// Section names of an ELF file, or of every member of an archive.
+fn sections(file: &Path) -> Vec<String> {
+    let out = Command::new("readelf")
+        .args(["-S", "-W"])
+        .arg(file)
+        .output()
+        .expect("readelf");
+    assert_success("readelf -S", &out);
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let rest = l.strip_prefix('[')?.split_once(']')?.1;
+            rest.split_whitespace().next().map(String::from)
+        })
+        .collect()
+}
+
+/// What a packager and a C user get: small files, no debug info or LLVM
+/// bitcode, an archive binutils' nm reads without a complaint, and a fully
+/// static link with the documented command.
+fn check_shipped_artifacts(prefix: &Path) {
+    const MIB: u64 = 1 << 20;
+    let v = xtask::version();
+    for (rel, limit) in [
+        ("bin/kcmp".to_string(), 3 * MIB),
+        (format!("lib/libkcmp.so.{v}"), MIB),
+        ("lib/libkcmp.a".to_string(), 8 * MIB),
+    ] {
+        let path = prefix.join(&rel);
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= limit, "{rel} is {size} bytes, over {limit}");
+        let bad: Vec<String> = sections(&path)
+            .into_iter()
+            .filter(|s| s == ".llvmbc" || s == ".llvmcmd" || s.starts_with(".debug_"))
+            .collect();
+        assert!(bad.is_empty(), "{rel} has {bad:?}");
+    }
+    let out = Command::new("nm")
+        .arg(prefix.join("lib/libkcmp.a"))
+        .output()
+        .expect("nm");
+    assert_success("nm libkcmp.a", &out);
+    assert!(
+        out.stderr.is_empty(),
+        "nm complains:\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).lines().any(|l| l.ends_with(" T kcmp")),
+        "nm lists kcmp"
+    );
+
+    let tmp = TempDir::new("xtask-static-test").unwrap();
+    let exe = tmp.path().join("kcmp-example-static");
+    xtask::cc_static_with_pkg_config(
+        &Layout::new(prefix),
+        &[&xtask::example_c_source()],
+        &exe,
+        &[],
+    )
+    .expect("cc -static prog.c $(pkg-config --static --cflags --libs kcmp)");
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains("There is no dynamic section"),
+        "statically linked: {}",
+        text(&out.stdout)
+    );
+    let out = Command::new(&exe).output().unwrap();
+    assert_success("the static example", &out);
+    let results: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(" ==> ").map(|(_, r)| r.to_string()))
+        .collect();
+    assert_eq!(
+        results,
+        ["same", "different", "same"],
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -74,6 +158,7 @@ fn install_puts_every_file_in_place_and_each_works() {
         );
     }
     assert_eq!(installed.len(), expected.len(), "{installed:#?}");
+    check_shipped_artifacts(&prefix);
 
     // The library links: libkcmp.so -> libkcmp.so.0 -> libkcmp.so.X.Y.Z,
     // whose soname is libkcmp.so.0.
@@ -187,6 +272,7 @@ fn install_puts_every_file_in_place_and_each_works() {
         "OWNERSHIP",
         "ERRORS",
         "EXAMPLES",
+        "cc -static prog.c $(pkg-config --static --cflags --libs kcmp)",
     ] {
         assert!(rendered3.contains(word), "kcmp.3 lacks {word}");
     }
@@ -223,7 +309,7 @@ fn destdir_stages_files_but_pkg_config_names_the_prefix() {
     assert!(installed
         .iter()
         .all(|p| p.starts_with(tmp.path().join("opt/kcmp/share/man"))));
-    let pc = xtask::pkg_config(layout.prefix(), "1.2.3", "-lc");
+    let pc = xtask::pkg_config(layout.prefix(), "lib", "1.2.3", "-lc");
     assert!(pc.starts_with("prefix=/opt/kcmp\n"));
     assert!(pc.contains("Version: 1.2.3\n"));
     assert!(pc.contains("Libs.private: -lc\n"));

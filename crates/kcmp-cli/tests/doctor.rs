@@ -27,6 +27,8 @@ fn json_report_matches_the_machine() {
     // The keys documented in kcmp_map::doctor.
     for key in [
         "kernel",
+        "min_kernel",
+        "kernel_features",
         "euid",
         "kcmp",
         "seccomp",
@@ -45,6 +47,37 @@ fn json_report_matches_the_machine() {
         uname.release().to_str().unwrap(),
         "{v}"
     );
+    // Every feature with its version, present as the release says.
+    let release = uname.release().to_str().unwrap();
+    let mut nums = release.split(['.', '-']);
+    let have: (u32, u32) = (
+        nums.next().unwrap().parse().unwrap(),
+        nums.next().unwrap().parse().unwrap(),
+    );
+    let features = v["kernel_features"].as_array().expect("an array");
+    let mut seen = Vec::new();
+    for f in features {
+        let name = f["name"].as_str().unwrap();
+        let since = f["since"].as_str().unwrap();
+        let (maj, min) = since.split_once('.').unwrap();
+        let since_v: (u32, u32) = (maj.parse().unwrap(), min.parse().unwrap());
+        assert_eq!(f["present"], have >= since_v, "{name}: {v}");
+        assert!(!f["without"].as_str().unwrap().is_empty());
+        seen.push((name.to_string(), since.to_string()));
+    }
+    for (name, since) in [
+        ("pidfd", "5.3"),
+        ("pidfd_getfd", "5.6"),
+        ("fdinfo ino", "5.14"),
+        ("PIDFD_THREAD", "6.9"),
+        ("F_DUPFD_QUERY", "6.10"),
+    ] {
+        assert!(
+            seen.contains(&(name.to_string(), since.to_string())),
+            "{name} {since} in {seen:?}"
+        );
+    }
+    assert_eq!(v["min_kernel"], "3.5");
     let seccomp: u64 = status_field("Seccomp:").unwrap().parse().unwrap();
     assert_eq!(v["seccomp"]["mode"], seccomp);
     if seccomp == 0 {
@@ -94,6 +127,8 @@ fn human_report_names_every_section() {
         "cgroup v2",
         "SIGSTOP",
         "unprivileged users",
+        "kernel features (minimum Linux 3.5",
+        "PIDFD_THREAD    6.9+",
         "verdict",
     ] {
         assert!(text.contains(word), "no {word:?} in:\n{text}");

@@ -140,21 +140,25 @@ fn man_page_example_links_statically() {
     let prefix = Prefix::new();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kcmp-example.c");
     let exe = prefix.dir.path().join("kcmp-example-static");
-    // -l:libkcmp.a picks the archive; Libs.private lists what it needs.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(r#"cc "$1" -o "$2" $(pkg-config --static --cflags --libs kcmp | sed 's/-lkcmp /-l:libkcmp.a /')"#)
-        .arg("sh")
-        .arg(&src)
-        .arg(&exe)
+    // As kcmp(3) says: cc -static prog.c $(pkg-config --static --cflags --libs kcmp).
+    // With -static the linker takes libkcmp.a for -lkcmp; Libs.private must
+    // name no library that exists only shared (-lgcc_s did).
+    xtask::cc_static_with_pkg_config(&prefix.layout, &[&src], &exe, &[])
+        .unwrap_or_else(|e| panic!("cc -static: {e}"));
+    assert!(
+        needed(&exe).is_empty(),
+        "a static executable needs no shared library: {:?}",
+        needed(&exe)
+    );
+    let libs = Command::new("pkg-config")
+        .args(["--static", "--libs", "kcmp"])
         .env("PKG_CONFIG_PATH", prefix.layout.pkgconfig_dir())
         .output()
-        .expect("sh");
-    assert_success("static link", &out);
+        .expect("pkg-config");
     assert!(
-        !needed(&exe).iter().any(|n| n.starts_with("libkcmp")),
-        "no libkcmp.so needed: {:?}",
-        needed(&exe)
+        !text(&libs.stdout).contains("-lgcc_s"),
+        "{}",
+        text(&libs.stdout)
     );
     let out = Command::new(&exe)
         .output()
@@ -272,5 +276,7 @@ fn pkg_config_file_names_the_prefix() {
     assert_eq!(query(&["--modversion"]), xtask::version());
     assert_eq!(query(&["--cflags"]), format!("-I{p}/include"));
     assert_eq!(query(&["--libs"]), format!("-L{p}/lib -lkcmp"));
-    assert!(query(&["--static", "--libs"]).contains("-lc"));
+    let static_libs = query(&["--static", "--libs"]);
+    assert!(static_libs.contains("-lc"), "{static_libs}");
+    assert!(!static_libs.contains("-lgcc_s"), "{static_libs}");
 }

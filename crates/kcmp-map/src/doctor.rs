@@ -7,6 +7,8 @@
 //! | key | meaning |
 //! |---|---|
 //! | `kernel` | `{"sysname", "release", "version", "machine"}` from uname(2) |
+//! | `min_kernel` | `"3.5"`: the oldest Linux kcmp gives exact answers on ([`MIN_KERNEL`]) |
+//! | `kernel_features` | `[{"name", "since", "present", "without"}]`, one per [`KERNEL_FEATURES`] entry: `present` compares the release with `since` (`null` when the release does not parse); `without` says what degrades below it |
 //! | `euid` | the effective uid |
 //! | `kcmp` | `{"works": bool, "errno": "ENOSYS"/"EPERM"/null, "cause": "not_in_kernel"/"seccomp_filter"/"sandbox"/"other"/null, "detail": "…"}` |
 //! | `seccomp` | `{"mode": 0/1/2/null, "filters": N/null}` from /proc/self/status |
@@ -46,6 +48,111 @@ pub struct Kernel {
     pub version: String,
     /// E.g. `"x86_64"`.
     pub machine: String,
+}
+
+/// The oldest kernel kcmp gives exact answers on: kcmp(2) appeared in
+/// Linux 3.5 (built with `CONFIG_CHECKPOINT_RESTORE`, since 5.12 also
+/// `CONFIG_KCMP`). Rust's std runs on 3.2; below 3.5 only the epoll trick
+/// answers, within one process.
+pub const MIN_KERNEL: &str = "3.5";
+
+/// A kernel feature kcmp uses: (name, the Linux version that added it, what
+/// degrades without it).
+pub const KERNEL_FEATURES: [(&str, &str, &str); 7] = [
+    (
+        "kcmp",
+        "3.5",
+        "no exact comparisons with order; file comparisons fall back to \
+         equality-only methods, the process-level kinds are unavailable",
+    ),
+    (
+        "KCMP_EPOLL_TFD",
+        "4.13",
+        "epoll-targets cannot resolve registrations to descriptions",
+    ),
+    (
+        "pidfd",
+        "5.3",
+        "processes are pinned by start time only (pid reuse is still \
+         detected, but no pidfd holds the process)",
+    ),
+    (
+        "pidfd_getfd",
+        "5.6",
+        "without kcmp, files of other processes cannot be compared",
+    ),
+    (
+        "fdinfo ino",
+        "5.14",
+        "/proc/PID/fdinfo lacks ino: (FdInfo::ino reads 0; kcmp does not \
+         rely on it)",
+    ),
+    (
+        "PIDFD_THREAD",
+        "6.9",
+        "threads (--threads) are pinned by start time only",
+    ),
+    (
+        "F_DUPFD_QUERY",
+        "6.10",
+        "without kcmp, same-process comparisons use the epoll trick, which \
+         cannot compare regular files or O_PATH fds",
+    ),
+];
+
+/// One of [`KERNEL_FEATURES`] on this kernel.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelFeature {
+    /// E.g. `"pidfd"`.
+    pub name: &'static str,
+    /// The Linux version that added it, e.g. `"5.3"`.
+    pub since: &'static str,
+    /// Whether this kernel's release is at least `since` (`None` when the
+    /// release does not parse). A distribution may backport or disable a
+    /// feature: the probes tell what actually works.
+    pub present: Option<bool>,
+    /// What degrades without it.
+    pub without: &'static str,
+}
+
+/// `(major, minor)` of a kernel release such as `"6.18.4-arch1"`.
+///
+/// ```
+/// assert_eq!(kcmp::doctor::release_version("6.18.44-fc-v669"), Some((6, 18)));
+/// assert_eq!(kcmp::doctor::release_version("5.3"), Some((5, 3)));
+/// assert_eq!(kcmp::doctor::release_version("junk"), None);
+/// ```
+pub fn release_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor_text: String = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    Some((major, minor_text.parse().ok()?))
+}
+
+/// [`KERNEL_FEATURES`] on the kernel `release`.
+///
+/// ```
+/// let f = kcmp::doctor::kernel_features("5.10.0-35-amd64");
+/// let present = |n: &str| f.iter().find(|x| x.name == n).unwrap().present;
+/// assert_eq!(present("pidfd_getfd"), Some(true));
+/// assert_eq!(present("fdinfo ino"), Some(false));
+/// assert_eq!(present("F_DUPFD_QUERY"), Some(false));
+/// ```
+pub fn kernel_features(release: &str) -> Vec<KernelFeature> {
+    let have = release_version(release);
+    KERNEL_FEATURES
+        .iter()
+        .map(|&(name, since, without)| KernelFeature {
+            name,
+            since,
+            present: have.zip(release_version(since)).map(|(h, s)| h >= s),
+            without,
+        })
+        .collect()
 }
 
 /// Whether kcmp works, and if not, why.
@@ -130,6 +237,10 @@ pub struct FreezeMethods {
 pub struct DoctorReport {
     /// uname(2).
     pub kernel: Kernel,
+    /// [`MIN_KERNEL`].
+    pub min_kernel: &'static str,
+    /// [`KERNEL_FEATURES`] on this kernel.
+    pub kernel_features: Vec<KernelFeature>,
     /// The effective uid.
     pub euid: u32,
     /// kcmp itself.
@@ -469,8 +580,11 @@ pub fn run() -> DoctorReport {
     };
     let scope = ptrace_scope();
     let usable = kcmp.works || fallbacks.f_dupfd_query.works || fallbacks.epoll_trick.works;
+    let kernel = kernel();
     DoctorReport {
-        kernel: kernel(),
+        kernel_features: kernel_features(&kernel.release),
+        min_kernel: MIN_KERNEL,
+        kernel,
         euid: rustix::process::geteuid().as_raw(),
         kcmp,
         seccomp: Seccomp {

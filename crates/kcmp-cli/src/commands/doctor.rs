@@ -51,6 +51,27 @@ fn human(r: &DoctorReport, s: Style) -> String {
         k.release,
         k.machine
     ));
+    out.push_str(&format!(
+        "{}\n",
+        s.bold(&format!(
+            "kernel features (minimum Linux {} for exact answers)",
+            r.min_kernel
+        ))
+    ));
+    for f in &r.kernel_features {
+        let word = match f.present {
+            Some(true) => s.bold("yes"),
+            Some(false) => s.warn("no"),
+            None => "?".to_string(),
+        };
+        let detail = format!("without it: {}", f.without);
+        let since = format!("{}+", f.since);
+        out.push_str(&format!(
+            "  {:<15} {since:<6} {word:<5}  {}\n",
+            f.name,
+            s.dim(&detail)
+        ));
+    }
     let kcmp = if r.kcmp.works {
         s.bold("works")
     } else {

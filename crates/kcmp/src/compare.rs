@@ -298,9 +298,7 @@ pub fn compare_epoll_target(
 pub fn compare(ty: KcmpType, pid1: Pid, pid2: Pid, idx1: i64, idx2: i64) -> Result<KcmpOrdering> {
     match ty {
         KcmpType::File => compare_files(pid1, FdNum::try_from(idx1)?, pid2, FdNum::try_from(idx2)?),
-        KcmpType::EpollTfd => Err(Error::InvalidArgument(
-            InvalidArgument::EpollTfdWithoutSlot,
-        )),
+        KcmpType::EpollTfd => Err(Error::InvalidArgument(InvalidArgument::EpollTfdWithoutSlot)),
         other => compare_process(
             other
                 .process_resource()

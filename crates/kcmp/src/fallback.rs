@@ -36,9 +36,9 @@
 //! ```
 
 use crate::compare::{compare_files, compare_process, FdNum, Pid};
-use crate::ordering::KcmpOrdering;
 use crate::error::{errno_name, Error, Result};
 use crate::kind::ProcessResource;
+use crate::ordering::KcmpOrdering;
 use crate::sys;
 use rustix::io::Errno;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

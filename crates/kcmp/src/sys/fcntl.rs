@@ -83,7 +83,12 @@ pub fn epoll_same(fd1: i32, fd2: i32) -> Result<bool, (EpollStep, Errno)> {
     // as a dup2 target, never to read, write or change the file).
     let slot = unsafe { OwnedFd::from_raw_fd(ret) };
     let add = |fd: BorrowedFd<'_>| {
-        epoll::add(&ep, fd, epoll::EventData::new_u64(0), epoll::EventFlags::empty())
+        epoll::add(
+            &ep,
+            fd,
+            epoll::EventData::new_u64(0),
+            epoll::EventFlags::empty(),
+        )
     };
     add(slot.as_fd()).map_err(|e| (EpollStep::Add, e))?;
     // The registration stays keyed on (fd1's file, slot's number) after the

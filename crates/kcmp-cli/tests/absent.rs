@@ -4,7 +4,7 @@
 //! the object: `different`, exit 1, one stderr line naming both, and JSON
 //! `"result": "absent"`, `"absent": [pids]`.
 
-use kcmp_testkit::{workspace_bin, Topology};
+use kcmp_testkit::{cli::testkit_bin_next_to, Topology};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -169,7 +169,7 @@ struct LeaderExited {
 
 impl LeaderExited {
     fn spawn() -> LeaderExited {
-        let mut child = Command::new(workspace_bin("kcmp-leader-exit"))
+        let mut child = Command::new(testkit_bin_next_to(KCMP, "kcmp-leader-exit"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

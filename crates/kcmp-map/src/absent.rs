@@ -60,7 +60,7 @@ impl PairAnswer {
 
 /// Whether a kind can be absent from a task that kcmp finds (all but
 /// `Sighand`).
-pub fn may_be_absent(resource: ProcessResource) -> bool {
+fn may_be_absent(resource: ProcessResource) -> bool {
     resource != ProcessResource::Sighand
 }
 

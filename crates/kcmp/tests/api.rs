@@ -124,7 +124,7 @@ fn every_errno_has_its_name() {
         }
     }
     assert!(named >= 131, "{named}"); // 1..=133 but the holes 41 and 58
-    // Spot checks against the libc constants.
+                                      // Spot checks against the libc constants.
     for (n, want) in [
         (libc::EPERM, "EPERM"),
         (libc::EBADF, "EBADF"),

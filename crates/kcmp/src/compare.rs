@@ -1,9 +1,9 @@
 //! The comparison API: one safe, validated function per kcmp(2) use.
 
-use crate::error::{Error, InvalidArgument, KcmpCall, KcmpError, Result};
-use crate::kind::{KcmpType, ProcessResource};
-use crate::ordering::KcmpOrdering;
 use crate::sys;
+use crate::{
+    Error, InvalidArgument, KcmpCall, KcmpError, KcmpOrdering, KcmpType, ProcessResource, Result,
+};
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::Child;

@@ -1,6 +1,6 @@
 //! Errors that say why: the raw errno, its name, and what it means here.
 
-use crate::kind::KcmpType;
+use crate::KcmpType;
 use rustix::io::Errno;
 use std::fmt;
 

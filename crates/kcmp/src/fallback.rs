@@ -35,11 +35,11 @@
 //! assert!(answer.same);
 //! ```
 
-use crate::compare::{compare_files, compare_process, FdNum, Pid};
-use crate::error::{errno_name, Error, Result};
-use crate::kind::ProcessResource;
-use crate::ordering::KcmpOrdering;
 use crate::sys;
+use crate::{
+    compare_files, compare_process, errno_name, Error, FdNum, KcmpOrdering, Pid, ProcessResource,
+    Result,
+};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::OnceLock;

@@ -11,8 +11,7 @@
 //! that only knows equality), the grouping switches to comparing against
 //! every representative: still exact, with more comparisons.
 
-use crate::error::Error;
-use crate::ordering::KcmpOrdering;
+use crate::{Error, KcmpOrdering};
 
 /// Groups of equal items, kept in the comparator's order.
 ///

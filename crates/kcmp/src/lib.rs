@@ -55,25 +55,32 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-mod compare;
-mod error;
+#[path = "compare.rs"]
+mod calls;
+mod deprecated;
+#[path = "error.rs"]
+mod errors;
 pub mod fallback;
 pub mod grouping;
-mod kind;
-mod ordering;
+#[path = "process.rs"]
+mod handle;
+#[path = "kind.rs"]
+mod kinds;
+#[path = "ordering.rs"]
+mod order;
 mod proc_stat;
-mod process;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use compare::{
+pub use calls::{
     compare, compare_epoll_target, compare_files, compare_own_fds, compare_process, same_open_file,
     EpollSlot, FdNum, Pid,
 };
-pub use error::{errno_name, Error, InvalidArgument, KcmpCall, KcmpError, Result};
-pub use kind::{KcmpType, ProcessResource, UnknownKcmpType};
-pub use ordering::KcmpOrdering;
-pub use process::ProcessHandle;
+pub use deprecated::{compare, error, kind, ordering, process};
+pub use errors::{errno_name, Error, InvalidArgument, KcmpCall, KcmpError, Result};
+pub use handle::ProcessHandle;
+pub use kinds::{KcmpType, ProcessResource, UnknownKcmpType};
+pub use order::KcmpOrdering;
 /// The errno type of [`Error::errno`] and [`errno_name`] (rustix's, re-exported
 /// so that callers need no rustix dependency of their own).
 pub use rustix::io::Errno;

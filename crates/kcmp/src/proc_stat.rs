@@ -2,8 +2,8 @@
 //! against pid reuse) and this process's seccomp mode (to explain EPERM).
 //! The engine (`kcmp-map`) has the full /proc parser.
 
-use crate::error::{Error, Result};
 use crate::Pid;
+use crate::{Error, Result};
 
 fn read(path: &str) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| {

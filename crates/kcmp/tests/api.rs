@@ -31,7 +31,7 @@ fn question_mark_into_io_result_keeps_the_errno() {
     assert_eq!(err.raw_os_error(), Some(libc::EBADF));
     assert_eq!(
         err.kind(),
-        std::io::ErrorKind::from(std::io::Error::from_raw_os_error(libc::EBADF).kind())
+        std::io::Error::from_raw_os_error(libc::EBADF).kind()
     );
     // A validation failure keeps its errno too.
     let err = same_as_stdin(-1).unwrap_err();

@@ -1,4 +1,5 @@
 //! The comparison API: one safe, validated function per kcmp(2) use.
+#![forbid(unsafe_code)]
 
 use crate::sys;
 use crate::{

@@ -1,6 +1,7 @@
 //! The 0.1 module paths (`kcmp::compare::Pid`, `kcmp::error::Error`, …),
 //! kept as deprecated aliases of the crate-root items for 0.1 users. Hidden
 //! from the docs; docs/MIGRATION-0.2.md lists every move.
+#![forbid(unsafe_code)]
 
 /// 0.1's `kcmp::compare`: the items are at the crate root now.
 #[doc(hidden)]

@@ -1,4 +1,5 @@
 //! Errors that say why: the raw errno, its name, and what it means here.
+#![forbid(unsafe_code)]
 
 use crate::KcmpType;
 use rustix::io::Errno;

@@ -34,6 +34,7 @@
 //! let answer = same_description(me, fd(&f), me, fd(&g)).unwrap();
 //! assert!(answer.same);
 //! ```
+#![forbid(unsafe_code)]
 
 use crate::sys;
 use crate::{

@@ -10,6 +10,7 @@
 //! When a comparator cannot order (kcmp answered "unordered", or a fallback
 //! that only knows equality), the grouping switches to comparing against
 //! every representative: still exact, with more comparisons.
+#![forbid(unsafe_code)]
 
 use crate::{Error, KcmpOrdering};
 

@@ -1,4 +1,5 @@
 //! The kinds of kernel object kcmp(2) compares.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::str::FromStr;

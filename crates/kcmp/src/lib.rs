@@ -53,6 +53,8 @@
 //! With the `serde` feature, [`Pid`], [`FdNum`] and the fallback answers
 //! implement `serde::Serialize`.
 #![deny(missing_docs)]
+// `unsafe` lives only in the private `sys` module; every other module
+// forbids it (`#![forbid(unsafe_code)]` at its top).
 #![deny(unsafe_code)]
 
 #[path = "compare.rs"]

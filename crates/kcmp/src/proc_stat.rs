@@ -1,6 +1,7 @@
 //! The two /proc facts the binding needs: a task's start time (to pin it
 //! against pid reuse) and this process's seccomp mode (to explain EPERM).
 //! The engine (`kcmp-map`) has the full /proc parser.
+#![forbid(unsafe_code)]
 
 use crate::Pid;
 use crate::{Error, Result};

@@ -6,6 +6,7 @@
 //! cannot be given to another, so a task that is still alive at the end is
 //! the task every answer was about. One that exited — or whose pid now names
 //! a newcomer — is reported as vanished and its answers are discarded.
+#![forbid(unsafe_code)]
 
 use crate::proc_stat;
 use crate::{

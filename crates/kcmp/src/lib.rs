@@ -15,7 +15,8 @@
 //! ## Absent objects compare equal
 //! The kernel compares pointers even when there is no object: two tasks
 //! without an I/O context (`KCMP_IO`) or SysV undo list (`KCMP_SYSVSEM`)
-//! compare *equal*, and so do zombies and kernel threads on `KCMP_VM`.
+//! compare *equal*, and so do two zombies (no mm, fd table, fs struct, I/O
+//! context or undo list left) and two kernel threads on `KCMP_VM`.
 //! [`compare_process`] reports what the kernel says; `kcmp-map` tells
 //! "none" from "shared" with sentinel tasks (`kcmp_map::absent`).
 //!
@@ -78,6 +79,7 @@ pub use calls::{
     compare, compare_epoll_target, compare_files, compare_own_fds, compare_process, same_open_file,
     EpollSlot, FdNum, Pid,
 };
+// 0.1's module paths, as hidden deprecated aliases (docs/MIGRATION-0.2.md).
 pub use deprecated::{compare, error, kind, ordering, process};
 pub use errors::{errno_name, Error, InvalidArgument, KcmpCall, KcmpError, Result};
 pub use handle::ProcessHandle;

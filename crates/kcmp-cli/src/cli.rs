@@ -112,11 +112,11 @@ pub enum Command {
     #[command(after_help = "Example:\n  kcmp sighand 1144 1145")]
     #[command(allow_negative_numbers = true)]
     Sighand(ProcessPair),
-    /// Do two tasks share an I/O context? (KCMP_IO; `same` may mean both have none)
+    /// Do two tasks share an I/O context? (KCMP_IO; when neither has one: `different`, noted on stderr)
     #[command(after_help = "Example:\n  kcmp io 1144 1145")]
     #[command(allow_negative_numbers = true)]
     Io(ProcessPair),
-    /// Do two tasks share a SysV semaphore undo list? (KCMP_SYSVSEM; `same` may mean both have none)
+    /// Do two tasks share a SysV semaphore undo list? (KCMP_SYSVSEM; when neither has one: `different`, noted on stderr)
     #[command(after_help = "Example:\n  kcmp sysvsem 1144 1145")]
     #[command(allow_negative_numbers = true)]
     Sysvsem(ProcessPair),

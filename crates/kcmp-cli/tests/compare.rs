@@ -181,34 +181,6 @@ fn every_process_subcommand_same_and_different() {
 }
 
 #[test]
-fn io_and_sysvsem_same_prints_a_note_on_stderr() {
-    let topo = Topology::spawn("clone", &[]);
-    let t = topo.truth();
-    for cmd in ["io", "sysvsem"] {
-        let r = pair(t, cmd, &format!("{cmd}_parent"), &format!("{cmd}_child"));
-        assert_answer(&r, true, cmd);
-        assert_eq!(r.stderr.lines().count(), 1, "{cmd}: {:?}", r.stderr);
-        assert!(r.stderr.contains("note"), "{cmd}: {:?}", r.stderr);
-        // The note goes to stderr even with --json; stdout stays pure JSON.
-        let r = kcmp(&[
-            cmd,
-            &s(t.pid(&format!("{cmd}_parent"))),
-            &s(t.pid(&format!("{cmd}_child"))),
-            "--json",
-        ]);
-        json(&r);
-        assert!(!r.stderr.is_empty());
-    }
-    // Two processes with no undo list: `same` — the case the note is for.
-    let r = pair(t, "sysvsem", "fork_parent", "fork_child");
-    assert_answer(&r, true, "sysvsem without undo lists");
-    assert!(r.stderr.contains("note"));
-    // No note for the always-present objects.
-    let r = pair(t, "vm", "vm_parent", "vm_child");
-    assert_eq!(r.stderr, "");
-}
-
-#[test]
 fn epoll_tfd_command() {
     let topo = Topology::spawn("epoll", &[]);
     let t = topo.truth();

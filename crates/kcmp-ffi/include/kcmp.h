@@ -49,8 +49,8 @@ int kcmp(pid_t pid1, pid_t pid2, int type, unsigned long idx1,
  * description (dup(), fork() and SCM_RIGHTS share one; two open()s of the
  * same file do not)?
  *
- * Returns 1 (same), 0 (different), or -1 with errno set: EINVAL (a pid <= 0
- * or an fd < 0), ESRCH, EBADF, EPERM, ... When kcmp(2) is unavailable
+ * Returns 1 (same), 0 (different), or -1 with errno set: EINVAL (a pid <= 0),
+ * EBADF (an fd < 0, as kcmp(2) says, or not open), ESRCH, EPERM, ... When kcmp(2) is unavailable
  * (ENOSYS, or EPERM even for the caller against itself: a seccomp filter or
  * sandbox) the library's fallbacks answer where they can: F_DUPFD_QUERY or
  * the epoll trick within the caller, pidfd_getfd(2) (ptrace attach rights)
@@ -72,7 +72,7 @@ struct kcmp_holder {
  *
  * On success returns the number of holders n and stores in *out an array of
  * n struct kcmp_holder (NULL when n is 0). On error returns -1, sets errno
- * (EINVAL: out is NULL, a pid <= 0 or an fd < 0; ESRCH; EBADF; EPERM;
+ * (EINVAL: out is NULL or a pid <= 0; EBADF: an fd < 0 or not open; ESRCH; EPERM;
  * ENOMEM; ...) and stores NULL in *out when out is not NULL.
  * Processes the caller may not inspect, or that exit meanwhile, are skipped.
  * Without kcmp(2) it uses the same fallbacks as kcmp_same_file() (exact,

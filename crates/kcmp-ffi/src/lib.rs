@@ -19,8 +19,9 @@
 //!   else: it returns exactly what `syscall(SYS_kcmp, ...)` returns — 0, 1
 //!   or 2, or -1 with `errno` set — with no validation of its own.
 //! * [`kcmp_same_file`] and [`kcmp_holders`] are built on the Rust library
-//!   [`kcmp`]: they validate their arguments (a pid must be > 0, an fd >= 0:
-//!   `EINVAL` otherwise) and map library errors to `errno`
+//!   [`kcmp`]: they validate their arguments (a pid must be > 0: `EINVAL`
+//!   otherwise; an fd >= 0: `EBADF` otherwise, as kcmp(2) itself answers for
+//!   fd -1) and map library errors to `errno`
 //!   ([`kcmp::Error::errno`]).
 //!
 //! No Rust panic crosses the C boundary: the higher-level calls run inside
@@ -108,7 +109,7 @@ pub extern "C" fn kcmp_syscall(
 /// to one open file description?
 ///
 /// Returns 1 (same description), 0 (different), or -1 with `errno` set:
-/// `EINVAL` (pid <= 0 or fd < 0), `ESRCH` (no such process), `EBADF` (fd
+/// `EINVAL` (pid <= 0), `ESRCH` (no such process), `EBADF` (fd < 0 or
 /// not open), `EPERM` (no ptrace read access), … When kcmp(2) itself is
 /// unavailable (`ENOSYS`, or `EPERM` even for the caller against itself: a
 /// seccomp filter or sandbox), the library's fallbacks answer
@@ -125,7 +126,7 @@ pub extern "C" fn kcmp_syscall(
 /// assert_eq!(kcmp_ffi::kcmp_same_file(me, f.as_raw_fd(), me, f.as_raw_fd()), 1);
 /// assert_eq!(kcmp_ffi::kcmp_same_file(me, f.as_raw_fd(), me, g.as_raw_fd()), 0);
 /// assert_eq!(kcmp_ffi::kcmp_same_file(me, f.as_raw_fd(), me, -1), -1);
-/// assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINVAL));
+/// assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EBADF));
 /// ```
 #[no_mangle]
 pub extern "C" fn kcmp_same_file(pid1: pid_t, fd1: c_int, pid2: pid_t, fd2: c_int) -> c_int {
@@ -152,8 +153,8 @@ fn same_file(pid1: pid_t, fd1: c_int, pid2: pid_t, fd2: c_int) -> kcmp::Result<b
 /// On success returns the number of holders `n` and stores in `*out` an
 /// array of `n` [`KcmpHolder`]s (NULL when `n` is 0) that the caller owns
 /// and must release with [`kcmp_holders_free`]. On error returns -1, sets
-/// `errno` (`EINVAL` for a NULL `out`, a pid <= 0 or an fd < 0; `ESRCH`,
-/// `EBADF`, `EPERM`, `ENOMEM`, …) and stores NULL in `*out` (when `out` is
+/// `errno` (`EINVAL` for a NULL `out` or a pid <= 0; `EBADF` for an fd < 0
+/// or not open; `ESRCH`, `EPERM`, `ENOMEM`, …) and stores NULL in `*out` (when `out` is
 /// not NULL).
 ///
 /// Processes the caller may not inspect are skipped, as are processes that

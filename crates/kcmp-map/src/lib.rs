@@ -15,6 +15,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod absent;
 pub mod doctor;
 pub mod epoll;
 pub mod freeze;

@@ -1104,9 +1104,9 @@ pub fn scan_with_progress(
             .first()
             .map(|s| format!("{} ({}): {}", s.pid, s.reason, s.detail))
             .unwrap_or_else(|| "no task".into());
-        return Err(Error::InvalidArgument(format!(
-            "nothing could be scanned: {why}"
-        )));
+        return Err(Error::InvalidArgument(
+            format!("nothing could be scanned: {why}").into(),
+        ));
     }
     // The epoll section, while the tasks are still frozen.
     let epoll_started = Instant::now();

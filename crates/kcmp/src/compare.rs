@@ -1,25 +1,31 @@
 //! The comparison API: one safe, validated function per kcmp(2) use.
+#![forbid(unsafe_code)]
 
-use crate::error::{Error, KcmpCall, KcmpError, Result};
-use crate::kind::{KcmpType, ProcessResource};
-use crate::ordering::KcmpOrdering;
 use crate::sys;
+use crate::{
+    Error, InvalidArgument, KcmpCall, KcmpError, KcmpOrdering, KcmpType, ProcessResource, Result,
+};
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd};
+use std::process::Child;
 
 /// A process or thread id, always `> 0`.
 ///
 /// kcmp looks pids up in the caller's pid namespace; thread ids work as pids.
+/// Built from an `i32` ([`Pid::new`], `TryFrom<i32>`), a `u32` (what
+/// [`std::process::id`] and [`Child::id`] return), an `i64`, or a
+/// `&Child`; out-of-range numbers give [`InvalidArgument::Pid`] (`EINVAL`).
 ///
 /// ```
 /// use kcmp::Pid;
 /// assert!(Pid::new(0).is_err());
 /// assert!(Pid::new(-5).is_err());
+/// assert!(Pid::try_from(u32::MAX).is_err());
 /// assert_eq!(Pid::new(42).unwrap().get(), 42);
-/// assert_eq!(Pid::this().get() as u32, std::process::id());
+/// assert_eq!(Pid::try_from(std::process::id()).unwrap(), Pid::this());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(transparent))]
 pub struct Pid(i32);
 
 impl Pid {
@@ -43,12 +49,45 @@ impl TryFrom<i64> for Pid {
     type Error = Error;
     fn try_from(raw: i64) -> Result<Self> {
         if raw <= 0 || raw > i32::MAX as i64 {
-            return Err(Error::InvalidArgument(format!(
-                "pid {raw} is out of range (a pid is 1..={})",
-                i32::MAX
-            )));
+            return Err(Error::InvalidArgument(InvalidArgument::Pid(raw)));
         }
         Ok(Pid(raw as i32))
+    }
+}
+
+impl TryFrom<i32> for Pid {
+    type Error = Error;
+    fn try_from(raw: i32) -> Result<Self> {
+        Pid::try_from(i64::from(raw))
+    }
+}
+
+impl TryFrom<u32> for Pid {
+    type Error = Error;
+    fn try_from(raw: u32) -> Result<Self> {
+        Pid::try_from(i64::from(raw))
+    }
+}
+
+impl TryFrom<&Child> for Pid {
+    type Error = Error;
+    /// The child's pid ([`Child::id`]). It names the child until the child
+    /// is reaped (waited for); afterwards the number may be reused.
+    ///
+    /// ```
+    /// let mut child = std::process::Command::new("true").spawn().unwrap();
+    /// let pid = kcmp::Pid::try_from(&child).unwrap();
+    /// assert_eq!(pid.get() as u32, child.id());
+    /// child.wait().unwrap();
+    /// ```
+    fn try_from(child: &Child) -> Result<Self> {
+        Pid::try_from(child.id())
+    }
+}
+
+impl From<Pid> for i32 {
+    fn from(pid: Pid) -> i32 {
+        pid.0
     }
 }
 
@@ -58,25 +97,38 @@ impl fmt::Display for Pid {
     }
 }
 
-/// An fd number in another (or this) process, `0..=i32::MAX`.
+/// An fd number in another (or this) process, `0..=i32::MAX`: a number,
+/// not a handle (it owns nothing and may name a different file, or none,
+/// by the time it is used).
 ///
 /// The kernel truncates kcmp's fd arguments to 32 bits, so fd + 2^32 would
-/// silently compare as fd; this type rejects such numbers.
+/// silently compare as fd; this type rejects such numbers. A number outside
+/// the range gives [`InvalidArgument::Fd`], whose errno is `EBADF` — what
+/// kcmp(2) itself answers for fd -1 (and LTP's kcmp02 expects).
 ///
 /// ```
 /// use kcmp::FdNum;
-/// assert!(FdNum::try_from(-1i64).is_err());
+/// assert_eq!(FdNum::new(-1).unwrap_err().errno_name(), Some("EBADF"));
 /// assert!(FdNum::try_from((1i64 << 32) + 3).is_err());
 /// assert_eq!(FdNum::new(3).unwrap().get(), 3);
+/// let f = std::fs::File::open("/dev/null").unwrap();
+/// assert_eq!(FdNum::of(&f).get(), std::os::fd::AsRawFd::as_raw_fd(&f));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(transparent))]
 pub struct FdNum(i32);
 
 impl FdNum {
     /// Validates an fd number: it must be non-negative.
     pub fn new(raw: i32) -> Result<Self> {
         FdNum::try_from(raw as i64)
+    }
+
+    /// The number of one of this process's own fds (always valid: an open
+    /// fd is never negative). Only the number is kept; it names the file
+    /// only as long as the fd stays open.
+    pub fn of(fd: impl AsFd) -> Self {
+        FdNum(fd.as_fd().as_raw_fd())
     }
 
     /// The number.
@@ -89,12 +141,29 @@ impl TryFrom<i64> for FdNum {
     type Error = Error;
     fn try_from(raw: i64) -> Result<Self> {
         if !(0..=i32::MAX as i64).contains(&raw) {
-            return Err(Error::InvalidArgument(format!(
-                "fd {raw} is out of range (an fd is 0..={})",
-                i32::MAX
-            )));
+            return Err(Error::InvalidArgument(InvalidArgument::Fd(raw)));
         }
         Ok(FdNum(raw as i32))
+    }
+}
+
+impl TryFrom<i32> for FdNum {
+    type Error = Error;
+    fn try_from(raw: i32) -> Result<Self> {
+        FdNum::try_from(i64::from(raw))
+    }
+}
+
+impl TryFrom<u32> for FdNum {
+    type Error = Error;
+    fn try_from(raw: u32) -> Result<Self> {
+        FdNum::try_from(i64::from(raw))
+    }
+}
+
+impl From<FdNum> for i32 {
+    fn from(fd: FdNum) -> i32 {
+        fd.0
     }
 }
 
@@ -230,9 +299,7 @@ pub fn compare_epoll_target(
 pub fn compare(ty: KcmpType, pid1: Pid, pid2: Pid, idx1: i64, idx2: i64) -> Result<KcmpOrdering> {
     match ty {
         KcmpType::File => compare_files(pid1, FdNum::try_from(idx1)?, pid2, FdNum::try_from(idx2)?),
-        KcmpType::EpollTfd => Err(Error::InvalidArgument(
-            "KCMP_EPOLL_TFD needs an epoll slot: use compare_epoll_target".into(),
-        )),
+        KcmpType::EpollTfd => Err(Error::InvalidArgument(InvalidArgument::EpollTfdWithoutSlot)),
         other => compare_process(
             other
                 .process_resource()
@@ -243,7 +310,10 @@ pub fn compare(ty: KcmpType, pid1: Pid, pid2: Pid, idx1: i64, idx2: i64) -> Resu
     }
 }
 
-/// Compares two fds of the calling process by their open file descriptions.
+/// Compares two fds of the calling process by their open file descriptions,
+/// with kcmp(2): an ordering (for sorting and grouping), so this needs kcmp
+/// to work here (see [`same_open_file`] for a yes/no answer that also works
+/// where kcmp is blocked).
 ///
 /// ```
 /// use kcmp::compare_own_fds;
@@ -255,20 +325,24 @@ pub fn compare(ty: KcmpType, pid1: Pid, pid2: Pid, idx1: i64, idx2: i64) -> Resu
 /// ```
 pub fn compare_own_fds(a: impl AsFd, b: impl AsFd) -> Result<KcmpOrdering> {
     let me = Pid::this();
-    compare_files(
-        me,
-        FdNum(a.as_fd().as_raw_fd()),
-        me,
-        FdNum(b.as_fd().as_raw_fd()),
-    )
+    compare_files(me, FdNum::of(a), me, FdNum::of(b))
 }
 
-/// True when two fds of the calling process refer to one open file description.
+/// True when two fds of the calling process refer to one open file
+/// description (systemd's `same_fd`, Mesa's `os_same_file_description`).
+///
+/// Answers wherever an exact method works, tried in systemd's order:
+/// `fcntl(F_DUPFD_QUERY)` (Linux 6.10+, no permission needed), kcmp(2)
+/// (blocked by some seccomp profiles and sandboxes), the epoll trick (files
+/// that support poll). See [`fallback::same_own_description`](crate::fallback::same_own_description),
+/// which also says which method answered.
 ///
 /// ```
 /// let f = std::fs::File::open("/dev/null").unwrap();
+/// let g = std::fs::File::open("/dev/null").unwrap();
 /// assert!(kcmp::same_open_file(&f, &f).unwrap());
+/// assert!(!kcmp::same_open_file(&f, &g).unwrap());
 /// ```
 pub fn same_open_file(a: impl AsFd, b: impl AsFd) -> Result<bool> {
-    Ok(compare_own_fds(a, b)?.is_equal())
+    Ok(crate::fallback::same_own_description(a, b)?.same)
 }

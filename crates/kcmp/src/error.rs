@@ -1,6 +1,7 @@
 //! Errors that say why: the raw errno, its name, and what it means here.
+#![forbid(unsafe_code)]
 
-use crate::kind::KcmpType;
+use crate::KcmpType;
 use rustix::io::Errno;
 use std::fmt;
 
@@ -9,18 +10,32 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in this crate.
 ///
+/// Every variant has an errno ([`Error::errno`], [`Error::raw_os_error`]),
+/// and converting into [`std::io::Error`] keeps it, so `?` works in a
+/// function returning [`std::io::Result`]:
+///
 /// ```
-/// use kcmp::{Error, Pid};
+/// fn first_fd_is_stdin() -> std::io::Result<bool> {
+///     let me = kcmp::Pid::this();
+///     let fd = kcmp::FdNum::new(0)?;
+///     Ok(kcmp::compare_files(me, fd, me, fd)?.is_equal())
+/// }
+/// assert!(first_fd_is_stdin().unwrap());
+/// ```
+///
+/// ```
+/// use kcmp::{Error, InvalidArgument, Pid};
 /// let err = Pid::new(0).unwrap_err();
-/// assert!(matches!(err, Error::InvalidArgument(_)));
+/// assert_eq!(err, Error::InvalidArgument(InvalidArgument::Pid(0)));
 /// assert_eq!(err.errno_name(), Some("EINVAL"));
 /// ```
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// An argument the kernel would reject or silently misread (a pid <= 0,
-    /// an fd outside `0..=i32::MAX`), caught before the call.
+    /// An argument the kernel would reject or silently misread, caught
+    /// before the call.
     #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    InvalidArgument(InvalidArgument),
     /// The kcmp(2) call itself failed.
     #[error(transparent)]
     Kcmp(#[from] KcmpError),
@@ -41,6 +56,61 @@ pub enum Error {
     },
 }
 
+/// What was wrong with an argument ([`Error::InvalidArgument`]).
+///
+/// ```
+/// use kcmp::{FdNum, InvalidArgument, Error};
+/// let err = FdNum::new(-1).unwrap_err();
+/// assert_eq!(err, Error::InvalidArgument(InvalidArgument::Fd(-1)));
+/// assert_eq!(err.errno_name(), Some("EBADF")); // as the kernel answers kcmp(…, -1, …)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidArgument {
+    /// A pid outside `1..=i32::MAX` (errno `EINVAL`).
+    #[error("pid {0} is out of range (a pid is 1..={max})", max = i32::MAX)]
+    Pid(i64),
+    /// An fd number outside `0..=i32::MAX` (errno `EBADF`: no such fd can be
+    /// open, which is what kcmp(2) answers for fd -1; numbers of 2^32 and
+    /// more would be truncated by the kernel and silently compare as
+    /// another fd).
+    #[error("fd {0} is out of range (an fd is 0..={max})", max = i32::MAX)]
+    Fd(i64),
+    /// [`KcmpType::EpollTfd`] given to [`compare`](crate::compare()), which
+    /// has no epoll slot (errno `EINVAL`).
+    #[error("KCMP_EPOLL_TFD needs an epoll slot: use compare_epoll_target")]
+    EpollTfdWithoutSlot,
+    /// A request a caller (such as the `kcmp-map` engine) cannot serve as
+    /// given — no process matches a selection, nothing could be inspected —
+    /// with why (errno `EINVAL`).
+    #[error("{0}")]
+    Request(String),
+}
+
+impl InvalidArgument {
+    /// The errno this argument error stands for.
+    pub fn errno(&self) -> Errno {
+        match self {
+            InvalidArgument::Fd(_) => Errno::BADF,
+            _ => Errno::INVAL,
+        }
+    }
+}
+
+impl From<String> for InvalidArgument {
+    /// An [`InvalidArgument::Request`].
+    fn from(why: String) -> Self {
+        InvalidArgument::Request(why)
+    }
+}
+
+impl From<&str> for InvalidArgument {
+    /// An [`InvalidArgument::Request`].
+    fn from(why: &str) -> Self {
+        InvalidArgument::Request(why.to_string())
+    }
+}
+
 impl Error {
     /// Builds an [`Error::Os`] from a description and an errno.
     pub fn os(what: impl Into<String>, errno: Errno) -> Self {
@@ -50,7 +120,8 @@ impl Error {
         }
     }
 
-    /// Builds an [`Error::Os`] from an [`std::io::Error`].
+    /// Builds an [`Error::Os`] from an [`std::io::Error`] (`EIO` when it
+    /// carries no errno).
     pub fn io(what: impl Into<String>, err: &std::io::Error) -> Self {
         Error::os(
             what,
@@ -58,15 +129,27 @@ impl Error {
         )
     }
 
-    /// The errno behind this error, when there is one. Invalid arguments map
-    /// to `EINVAL` and vanished processes to `ESRCH`.
+    /// The errno behind this error. Invalid pids map to `EINVAL`, invalid
+    /// fd numbers to `EBADF` ([`InvalidArgument::errno`]) and vanished
+    /// processes to `ESRCH`. Every error of this version has one; the
+    /// `Option` leaves room for errors without an errno.
     pub fn errno(&self) -> Option<Errno> {
         match self {
-            Error::InvalidArgument(_) => Some(Errno::INVAL),
+            Error::InvalidArgument(a) => Some(a.errno()),
             Error::Kcmp(e) => Some(e.errno),
             Error::Vanished { .. } => Some(Errno::SRCH),
             Error::Os { errno, .. } => Some(*errno),
         }
+    }
+
+    /// The raw errno, as [`std::io::Error::raw_os_error`] gives it.
+    ///
+    /// ```
+    /// let err = kcmp::Pid::new(-3).unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.errno().map(Errno::raw_os_error)
     }
 
     /// The errno's symbolic name, e.g. `"ESRCH"`.
@@ -74,8 +157,18 @@ impl Error {
         self.errno().map(errno_name)
     }
 
-    /// True when the error means the process (or fd) is gone: `ESRCH`,
-    /// [`Error::Vanished`], or a /proc read that found nothing (`ENOENT`).
+    /// True when the error means the *process* is gone: `ESRCH` (from kcmp
+    /// or another call), [`Error::Vanished`], or `ENOENT` from a /proc read
+    /// (its /proc directory is gone). A closed *fd* (`EBADF`) is not "gone"
+    /// in this sense: see [`is_bad_fd`](Self::is_bad_fd).
+    ///
+    /// ```
+    /// use kcmp::{compare_files, FdNum, Pid};
+    /// let me = Pid::this();
+    /// let err = compare_files(me, FdNum::new(1_000_000)?, me, FdNum::new(0)?).unwrap_err();
+    /// assert!(!err.is_gone() && err.is_bad_fd());
+    /// # Ok::<(), kcmp::Error>(())
+    /// ```
     pub fn is_gone(&self) -> bool {
         match self {
             Error::Vanished { .. } => true,
@@ -85,9 +178,30 @@ impl Error {
         }
     }
 
+    /// True when the error is `EBADF`: an fd that is not open (in the
+    /// process named), or an fd number no fd can have.
+    pub fn is_bad_fd(&self) -> bool {
+        self.errno() == Some(Errno::BADF)
+    }
+
     /// True when the error is a permission refusal (`EPERM` or `EACCES`).
     pub fn is_permission(&self) -> bool {
         matches!(self.errno(), Some(e) if e == Errno::PERM || e == Errno::ACCESS)
+    }
+}
+
+impl From<Error> for std::io::Error {
+    /// An [`std::io::Error`] with the same errno
+    /// ([`raw_os_error`](std::io::Error::raw_os_error) keeps it; the kind
+    /// follows from it). The message becomes the C library's text for the
+    /// errno: log the [`Error`] itself first when its explanation matters.
+    ///
+    /// ```
+    /// let err: std::io::Error = kcmp::FdNum::new(-1).unwrap_err().into();
+    /// assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    /// ```
+    fn from(err: Error) -> Self {
+        std::io::Error::from_raw_os_error(err.raw_os_error().unwrap_or(libc::EIO))
     }
 }
 
@@ -253,48 +367,160 @@ impl fmt::Display for KcmpError {
 
 impl std::error::Error for KcmpError {}
 
-/// The symbolic name of an errno (`"EPERM"`), or `"E?"` for one not listed.
+/// The symbolic name of an errno (`"EPERM"`), from a complete table of
+/// Linux's errnos (built from the `libc` constants of the target, so the
+/// numbers are right on every architecture). Aliases give their primary
+/// name: `EWOULDBLOCK` is `"EAGAIN"`, `EDEADLOCK` `"EDEADLK"`, `ENOTSUP`
+/// `"EOPNOTSUPP"`. A number that is no Linux errno gives `"EUNKNOWN"`.
 ///
 /// ```
-/// assert_eq!(kcmp::errno_name(rustix::io::Errno::SRCH), "ESRCH");
+/// use kcmp::{errno_name, Errno};
+/// assert_eq!(errno_name(Errno::SRCH), "ESRCH");
+/// assert_eq!(errno_name(Errno::HWPOISON), "EHWPOISON");
+/// assert_eq!(errno_name(Errno::from_raw_os_error(4095)), "EUNKNOWN");
 /// ```
 pub fn errno_name(errno: Errno) -> &'static str {
-    const NAMES: &[(i32, &str)] = &[
-        (libc::EPERM, "EPERM"),
-        (libc::ENOENT, "ENOENT"),
-        (libc::ESRCH, "ESRCH"),
-        (libc::EINTR, "EINTR"),
-        (libc::EIO, "EIO"),
-        (libc::ENXIO, "ENXIO"),
-        (libc::E2BIG, "E2BIG"),
-        (libc::EBADF, "EBADF"),
-        (libc::ECHILD, "ECHILD"),
-        (libc::EAGAIN, "EAGAIN"),
-        (libc::ENOMEM, "ENOMEM"),
-        (libc::EACCES, "EACCES"),
-        (libc::EFAULT, "EFAULT"),
-        (libc::EBUSY, "EBUSY"),
-        (libc::EEXIST, "EEXIST"),
-        (libc::ENOTDIR, "ENOTDIR"),
-        (libc::EISDIR, "EISDIR"),
-        (libc::EINVAL, "EINVAL"),
-        (libc::EMFILE, "EMFILE"),
-        (libc::ENFILE, "ENFILE"),
-        (libc::ENOSPC, "ENOSPC"),
-        (libc::ERANGE, "ERANGE"),
-        (libc::ENAMETOOLONG, "ENAMETOOLONG"),
-        (libc::ENOSYS, "ENOSYS"),
-        (libc::ELOOP, "ELOOP"),
-        (libc::EOPNOTSUPP, "EOPNOTSUPP"),
-        (libc::ETIMEDOUT, "ETIMEDOUT"),
-    ];
     let raw = errno.raw_os_error();
-    NAMES
+    ERRNO_NAMES
         .iter()
-        .find(|(n, _)| *n == raw)
-        .map(|(_, s)| *s)
-        .unwrap_or("E?")
+        .find(|&&(n, _)| n == raw)
+        .map_or("EUNKNOWN", |&(_, name)| name)
 }
+
+/// Every Linux errno and its name, from the target's `libc` constants.
+const ERRNO_NAMES: &[(i32, &str)] = &[
+    (libc::EPERM, "EPERM"),
+    (libc::ENOENT, "ENOENT"),
+    (libc::ESRCH, "ESRCH"),
+    (libc::EINTR, "EINTR"),
+    (libc::EIO, "EIO"),
+    (libc::ENXIO, "ENXIO"),
+    (libc::E2BIG, "E2BIG"),
+    (libc::ENOEXEC, "ENOEXEC"),
+    (libc::EBADF, "EBADF"),
+    (libc::ECHILD, "ECHILD"),
+    (libc::EAGAIN, "EAGAIN"),
+    (libc::ENOMEM, "ENOMEM"),
+    (libc::EACCES, "EACCES"),
+    (libc::EFAULT, "EFAULT"),
+    (libc::ENOTBLK, "ENOTBLK"),
+    (libc::EBUSY, "EBUSY"),
+    (libc::EEXIST, "EEXIST"),
+    (libc::EXDEV, "EXDEV"),
+    (libc::ENODEV, "ENODEV"),
+    (libc::ENOTDIR, "ENOTDIR"),
+    (libc::EISDIR, "EISDIR"),
+    (libc::EINVAL, "EINVAL"),
+    (libc::ENFILE, "ENFILE"),
+    (libc::EMFILE, "EMFILE"),
+    (libc::ENOTTY, "ENOTTY"),
+    (libc::ETXTBSY, "ETXTBSY"),
+    (libc::EFBIG, "EFBIG"),
+    (libc::ENOSPC, "ENOSPC"),
+    (libc::ESPIPE, "ESPIPE"),
+    (libc::EROFS, "EROFS"),
+    (libc::EMLINK, "EMLINK"),
+    (libc::EPIPE, "EPIPE"),
+    (libc::EDOM, "EDOM"),
+    (libc::ERANGE, "ERANGE"),
+    (libc::EDEADLK, "EDEADLK"),
+    (libc::ENAMETOOLONG, "ENAMETOOLONG"),
+    (libc::ENOLCK, "ENOLCK"),
+    (libc::ENOSYS, "ENOSYS"),
+    (libc::ENOTEMPTY, "ENOTEMPTY"),
+    (libc::ELOOP, "ELOOP"),
+    (libc::ENOMSG, "ENOMSG"),
+    (libc::EIDRM, "EIDRM"),
+    (libc::ECHRNG, "ECHRNG"),
+    (libc::EL2NSYNC, "EL2NSYNC"),
+    (libc::EL3HLT, "EL3HLT"),
+    (libc::EL3RST, "EL3RST"),
+    (libc::ELNRNG, "ELNRNG"),
+    (libc::EUNATCH, "EUNATCH"),
+    (libc::ENOCSI, "ENOCSI"),
+    (libc::EL2HLT, "EL2HLT"),
+    (libc::EBADE, "EBADE"),
+    (libc::EBADR, "EBADR"),
+    (libc::EXFULL, "EXFULL"),
+    (libc::ENOANO, "ENOANO"),
+    (libc::EBADRQC, "EBADRQC"),
+    (libc::EBADSLT, "EBADSLT"),
+    (libc::EBFONT, "EBFONT"),
+    (libc::ENOSTR, "ENOSTR"),
+    (libc::ENODATA, "ENODATA"),
+    (libc::ETIME, "ETIME"),
+    (libc::ENOSR, "ENOSR"),
+    (libc::ENONET, "ENONET"),
+    (libc::ENOPKG, "ENOPKG"),
+    (libc::EREMOTE, "EREMOTE"),
+    (libc::ENOLINK, "ENOLINK"),
+    (libc::EADV, "EADV"),
+    (libc::ESRMNT, "ESRMNT"),
+    (libc::ECOMM, "ECOMM"),
+    (libc::EPROTO, "EPROTO"),
+    (libc::EMULTIHOP, "EMULTIHOP"),
+    (libc::EDOTDOT, "EDOTDOT"),
+    (libc::EBADMSG, "EBADMSG"),
+    (libc::EOVERFLOW, "EOVERFLOW"),
+    (libc::ENOTUNIQ, "ENOTUNIQ"),
+    (libc::EBADFD, "EBADFD"),
+    (libc::EREMCHG, "EREMCHG"),
+    (libc::ELIBACC, "ELIBACC"),
+    (libc::ELIBBAD, "ELIBBAD"),
+    (libc::ELIBSCN, "ELIBSCN"),
+    (libc::ELIBMAX, "ELIBMAX"),
+    (libc::ELIBEXEC, "ELIBEXEC"),
+    (libc::EILSEQ, "EILSEQ"),
+    (libc::ERESTART, "ERESTART"),
+    (libc::ESTRPIPE, "ESTRPIPE"),
+    (libc::EUSERS, "EUSERS"),
+    (libc::ENOTSOCK, "ENOTSOCK"),
+    (libc::EDESTADDRREQ, "EDESTADDRREQ"),
+    (libc::EMSGSIZE, "EMSGSIZE"),
+    (libc::EPROTOTYPE, "EPROTOTYPE"),
+    (libc::ENOPROTOOPT, "ENOPROTOOPT"),
+    (libc::EPROTONOSUPPORT, "EPROTONOSUPPORT"),
+    (libc::ESOCKTNOSUPPORT, "ESOCKTNOSUPPORT"),
+    (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+    (libc::EPFNOSUPPORT, "EPFNOSUPPORT"),
+    (libc::EAFNOSUPPORT, "EAFNOSUPPORT"),
+    (libc::EADDRINUSE, "EADDRINUSE"),
+    (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
+    (libc::ENETDOWN, "ENETDOWN"),
+    (libc::ENETUNREACH, "ENETUNREACH"),
+    (libc::ENETRESET, "ENETRESET"),
+    (libc::ECONNABORTED, "ECONNABORTED"),
+    (libc::ECONNRESET, "ECONNRESET"),
+    (libc::ENOBUFS, "ENOBUFS"),
+    (libc::EISCONN, "EISCONN"),
+    (libc::ENOTCONN, "ENOTCONN"),
+    (libc::ESHUTDOWN, "ESHUTDOWN"),
+    (libc::ETOOMANYREFS, "ETOOMANYREFS"),
+    (libc::ETIMEDOUT, "ETIMEDOUT"),
+    (libc::ECONNREFUSED, "ECONNREFUSED"),
+    (libc::EHOSTDOWN, "EHOSTDOWN"),
+    (libc::EHOSTUNREACH, "EHOSTUNREACH"),
+    (libc::EALREADY, "EALREADY"),
+    (libc::EINPROGRESS, "EINPROGRESS"),
+    (libc::ESTALE, "ESTALE"),
+    (libc::EUCLEAN, "EUCLEAN"),
+    (libc::ENOTNAM, "ENOTNAM"),
+    (libc::ENAVAIL, "ENAVAIL"),
+    (libc::EISNAM, "EISNAM"),
+    (libc::EREMOTEIO, "EREMOTEIO"),
+    (libc::EDQUOT, "EDQUOT"),
+    (libc::ENOMEDIUM, "ENOMEDIUM"),
+    (libc::EMEDIUMTYPE, "EMEDIUMTYPE"),
+    (libc::ECANCELED, "ECANCELED"),
+    (libc::ENOKEY, "ENOKEY"),
+    (libc::EKEYEXPIRED, "EKEYEXPIRED"),
+    (libc::EKEYREVOKED, "EKEYREVOKED"),
+    (libc::EKEYREJECTED, "EKEYREJECTED"),
+    (libc::EOWNERDEAD, "EOWNERDEAD"),
+    (libc::ENOTRECOVERABLE, "ENOTRECOVERABLE"),
+    (libc::ERFKILL, "ERFKILL"),
+    (libc::EHWPOISON, "EHWPOISON"),
+];
 
 /// The C library's description of an errno (`strerror`).
 pub(crate) fn errno_text(errno: Errno) -> String {

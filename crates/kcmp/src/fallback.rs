@@ -34,14 +34,15 @@
 //! let answer = same_description(me, fd(&f), me, fd(&g)).unwrap();
 //! assert!(answer.same);
 //! ```
+#![forbid(unsafe_code)]
 
-use crate::compare::{compare_files, compare_process, FdNum, Pid};
-use crate::error::{errno_name, Error, Result};
-use crate::kind::ProcessResource;
 use crate::sys;
-use rustix::event::epoll;
+use crate::{
+    compare_files, compare_process, errno_name, Error, FdNum, KcmpOrdering, Pid, ProcessResource,
+    Result,
+};
 use rustix::io::Errno;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::OnceLock;
 
 /// How a same-process comparison was decided.
@@ -102,6 +103,7 @@ impl Method {
     }
 }
 
+#[cfg(feature = "serde")]
 impl serde::Serialize for Method {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(self.name())
@@ -109,7 +111,8 @@ impl serde::Serialize for Method {
 }
 
 /// The answer of [`same_description`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SameDescription {
     /// True when both fds refer to one open file description.
     pub same: bool,
@@ -258,7 +261,11 @@ pub fn process_kinds_unavailable(availability: Availability) -> Option<String> {
 /// }
 /// ```
 pub fn dupfd_query(a: impl AsFd, b: impl AsFd) -> Result<Option<bool>> {
-    let (a, b) = (a.as_fd().as_raw_fd(), b.as_fd().as_raw_fd());
+    dupfd_query_numbers(a.as_fd().as_raw_fd(), b.as_fd().as_raw_fd())
+}
+
+/// [`dupfd_query`] on two fd numbers of this process.
+fn dupfd_query_numbers(a: i32, b: i32) -> Result<Option<bool>> {
     match sys::fcntl::dupfd_query(a, b) {
         Ok(same) => Ok(Some(same)),
         Err(e) if e == Errno::INVAL => Ok(None),
@@ -285,37 +292,23 @@ pub fn dupfd_query(a: impl AsFd, b: impl AsFd) -> Result<Option<bool>> {
 /// assert!(!kcmp::fallback::epoll_same(&r, &w).unwrap());
 /// ```
 pub fn epoll_same(a: impl AsFd, b: impl AsFd) -> Result<bool> {
-    let ep =
-        epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| Error::os("epoll_create1", e))?;
-    let mut slot: OwnedFd = a
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| Error::io("dup", &e))?;
-    let add = |fd: BorrowedFd<'_>| {
-        epoll::add(
-            &ep,
-            fd,
-            epoll::EventData::new_u64(0),
-            epoll::EventFlags::empty(),
-        )
-    };
-    add(slot.as_fd()).map_err(|e| {
-        Error::os(
-            "epoll_ctl(EPOLL_CTL_ADD) (the epoll trick needs a file that supports poll)",
-            e,
-        )
-    })?;
-    // The registration stays keyed on (a's file, slot's number) after the
-    // dup2, because `a` keeps that file open.
-    rustix::io::dup2(b.as_fd(), &mut slot).map_err(|e| Error::os("dup2", e))?;
-    match add(slot.as_fd()) {
-        Err(e) if e == Errno::EXIST => Ok(true),
-        Ok(()) => Ok(false),
-        Err(e) => Err(Error::os(
-            "epoll_ctl(EPOLL_CTL_ADD) (the epoll trick needs a file that supports poll)",
-            e,
-        )),
-    }
+    epoll_same_numbers(a.as_fd().as_raw_fd(), b.as_fd().as_raw_fd())
+}
+
+/// The epoll trick on two fd numbers of this process.
+fn epoll_same_numbers(a: i32, b: i32) -> Result<bool> {
+    use sys::fcntl::EpollStep;
+    sys::fcntl::epoll_same(a, b).map_err(|(step, e)| {
+        let what = match step {
+            EpollStep::Create => "epoll_create1",
+            EpollStep::Dup => "dup",
+            EpollStep::Dup2 => "dup2",
+            EpollStep::Add => {
+                "epoll_ctl(EPOLL_CTL_ADD) (the epoll trick needs a file that supports poll)"
+            }
+        };
+        Error::os(what, e)
+    })
 }
 
 /// Decides whether two fds of the calling process are one open file
@@ -328,22 +321,79 @@ pub fn epoll_same(a: impl AsFd, b: impl AsFd) -> Result<bool> {
 /// assert!(same_own_fds(&r, &r2).unwrap().0);
 /// ```
 pub fn same_own_fds(a: impl AsFd, b: impl AsFd) -> Result<(bool, LocalMethod)> {
-    if let Some(same) = dupfd_query(a.as_fd(), b.as_fd())? {
-        return Ok((same, LocalMethod::DupfdQuery));
-    }
-    Ok((epoll_same(a, b)?, LocalMethod::EpollTrick))
+    same_own_numbers(a.as_fd().as_raw_fd(), b.as_fd().as_raw_fd())
 }
 
-/// Brings fd `fd` of `pid` into this process: a dup for the calling
-/// process, `pidfd_getfd` for another (needs ptrace attach rights).
-fn fetch(pid: Pid, fd: FdNum) -> Result<(OwnedFd, bool)> {
-    if pid == Pid::this() {
-        let owned = sys::fcntl::dup_owned(fd.get())
-            .map_err(|e| Error::os(format!("fd {fd} of process {pid} (this process)"), e))?;
-        return Ok((owned, false));
+/// [`same_own_fds`] on two fd numbers of this process.
+fn same_own_numbers(a: i32, b: i32) -> Result<(bool, LocalMethod)> {
+    if let Some(same) = dupfd_query_numbers(a, b)? {
+        return Ok((same, LocalMethod::DupfdQuery));
     }
-    let rpid = rustix::process::Pid::from_raw(pid.get())
-        .ok_or_else(|| Error::InvalidArgument(format!("pid {pid}")))?;
+    Ok((epoll_same_numbers(a, b)?, LocalMethod::EpollTrick))
+}
+
+/// Whether an errno from kcmp for this process against itself means that
+/// kcmp is blocked or missing here (not that an argument was wrong).
+fn kcmp_blocked(err: &Error) -> bool {
+    matches!(err, Error::Kcmp(k) if k.errno == Errno::PERM || k.errno == Errno::NOSYS)
+}
+
+/// Decides whether two fds of the calling process are one open file
+/// description, with the first exact method that works here, in systemd's
+/// `same_fd` order, and says which method answered:
+///
+/// 1. `fcntl(a, F_DUPFD_QUERY, b)`: Linux 6.10+, one call, no permission
+///    needed, any file (O_PATH included);
+/// 2. kcmp(2) `KCMP_FILE`: Linux 3.5+ with `CONFIG_KCMP`, needs ptrace read
+///    access to this process (always granted, unless a seccomp filter or a
+///    sandbox blocks kcmp: then `EPERM` or `ENOSYS`, and the next method is tried);
+/// 3. the epoll trick: any kernel, no permission, but only for files that
+///    support poll (pipes, sockets, eventfds, ttys…; not regular files).
+///
+/// All three are exact. When none applies (kcmp blocked on a kernel before
+/// 6.10, and a regular file) the error is the epoll trick's `EPERM`, and
+/// nothing is guessed.
+///
+/// ```
+/// use kcmp::fallback::{same_own_description, Method};
+/// let f = std::fs::File::open("/dev/null").unwrap();
+/// let g = f.try_clone().unwrap();
+/// let answer = same_own_description(&f, &g).unwrap();
+/// assert!(answer.same);
+/// assert!(matches!(answer.method, Method::DupfdQuery | Method::Kcmp | Method::EpollTrick));
+/// ```
+pub fn same_own_description(a: impl AsFd, b: impl AsFd) -> Result<SameDescription> {
+    let (a, b) = (a.as_fd().as_raw_fd(), b.as_fd().as_raw_fd());
+    if let Some(same) = dupfd_query_numbers(a, b)? {
+        return Ok(SameDescription {
+            same,
+            method: Method::DupfdQuery,
+        });
+    }
+    let me = Pid::this();
+    // Own fds are valid numbers (BorrowedFd is never negative).
+    let (fa, fb) = (FdNum::new(a)?, FdNum::new(b)?);
+    match compare_files(me, fa, me, fb) {
+        Ok(ord) => Ok(SameDescription {
+            same: ord.is_equal(),
+            method: Method::Kcmp,
+        }),
+        Err(e) if kcmp_blocked(&e) => Ok(SameDescription {
+            same: epoll_same_numbers(a, b)?,
+            method: Method::EpollTrick,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Brings fd `fd` of another process into this one with `pidfd_getfd`
+/// (needs ptrace attach rights); `None` for the calling process, whose fd
+/// numbers are compared in place.
+fn fetch(pid: Pid, fd: FdNum) -> Result<Option<OwnedFd>> {
+    if pid == Pid::this() {
+        return Ok(None);
+    }
+    let rpid = rustix::process::Pid::from_raw(pid.get()).expect("Pid is positive");
     let pidfd = rustix::process::pidfd_open(rpid, rustix::process::PidfdFlags::empty())
         .map_err(|e| Error::os(format!("pidfd_open({pid})"), e))?;
     let owned =
@@ -354,7 +404,7 @@ fn fetch(pid: Pid, fd: FdNum) -> Result<(OwnedFd, bool)> {
                 e,
             )
         })?;
-    Ok((owned, true))
+    Ok(Some(owned))
 }
 
 /// Decides without kcmp whether fd1 of pid1 and fd2 of pid2 are one open
@@ -365,11 +415,24 @@ pub fn same_description_without_kcmp(
     pid2: Pid,
     fd2: FdNum,
 ) -> Result<SameDescription> {
-    let (a, remote_a) = fetch(pid1, fd1)?;
-    let (b, remote_b) = fetch(pid2, fd2)?;
-    let (same, local) = same_own_fds(&a, &b)?;
-    // `a` and `b` are closed here, at once.
-    let method = if remote_a || remote_b {
+    let a = fetch(pid1, fd1)?;
+    let b = fetch(pid2, fd2)?;
+    let number = |fetched: &Option<OwnedFd>, fd: FdNum| match fetched {
+        Some(owned) => owned.as_raw_fd(),
+        None => fd.get(),
+    };
+    let (same, local) = same_own_numbers(number(&a, fd1), number(&b, fd2)).map_err(|e| {
+        // Name the process for an fd of this process that is not open.
+        match (&e, a.is_none(), b.is_none()) {
+            (Error::Os { errno, .. }, _, _) if *errno == Errno::BADF => Error::os(
+                format!("fd {fd1} of process {pid1} or fd {fd2} of process {pid2}"),
+                *errno,
+            ),
+            _ => e,
+        }
+    })?;
+    // Fetched fds are closed here, at once.
+    let method = if a.is_some() || b.is_some() {
         Method::PidfdGetfd(local)
     } else {
         Method::local(local)
@@ -379,7 +442,15 @@ pub fn same_description_without_kcmp(
 
 /// Decides whether fd1 of pid1 and fd2 of pid2 are one open file
 /// description: with kcmp when it works ([`kcmp_available`]), else with the
-/// fallbacks, and says which method answered.
+/// fallbacks, and says which method answered. This is what C
+/// `kcmp_same_file()` does.
+///
+/// | method | exact | order | needs |
+/// |---|---|---|---|
+/// | kcmp(2) | yes | yes | ptrace *read* access to both processes |
+/// | `F_DUPFD_QUERY` (own fds, Linux 6.10+) | yes | no | nothing |
+/// | epoll trick (own fds) | yes | no | files that support poll |
+/// | `pidfd_getfd` + the above (other processes, Linux 5.6+) | yes | no | ptrace *attach* access |
 pub fn same_description(pid1: Pid, fd1: FdNum, pid2: Pid, fd2: FdNum) -> Result<SameDescription> {
     if kcmp_available().is_available() {
         let ord = compare_files(pid1, fd1, pid2, fd2)?;
@@ -389,6 +460,40 @@ pub fn same_description(pid1: Pid, fd1: FdNum, pid2: Pid, fd2: FdNum) -> Result<
         });
     }
     same_description_without_kcmp(pid1, fd1, pid2, fd2)
+}
+
+/// The fallback-aware file comparator, for [`crate::grouping::OrderedGroups`]
+/// or any other grouping: kcmp's ordering when kcmp works here
+/// ([`kcmp_available`]); otherwise [`same_description_without_kcmp`], with
+/// "not the same" answered as [`KcmpOrdering::Unordered`] so that the
+/// grouping switches to comparing with every representative — exact, with
+/// more comparisons. Without it, a grouping loop over [`compare_files`]
+/// fails on every item where kcmp is blocked.
+///
+/// ```
+/// use kcmp::fallback::compare_descriptions;
+/// use kcmp::grouping::OrderedGroups;
+/// use kcmp::{FdNum, Pid};
+/// let f = std::fs::File::open("/dev/null").unwrap();
+/// let (g, h) = (f.try_clone().unwrap(), std::fs::File::open("/dev/null").unwrap());
+/// let me = Pid::this();
+/// let mut groups = OrderedGroups::new();
+/// let mut cmp = |a: FdNum, b: FdNum| compare_descriptions(me, a, me, b);
+/// for fd in [&f, &g, &h] {
+///     groups.insert(FdNum::of(fd), &mut cmp).unwrap();
+/// }
+/// assert_eq!(groups.len(), 2); // f and g are one description, h another
+/// ```
+pub fn compare_descriptions(pid1: Pid, fd1: FdNum, pid2: Pid, fd2: FdNum) -> Result<KcmpOrdering> {
+    if kcmp_available().is_available() {
+        return compare_files(pid1, fd1, pid2, fd2);
+    }
+    let answer = same_description_without_kcmp(pid1, fd1, pid2, fd2)?;
+    Ok(if answer.same {
+        KcmpOrdering::Equal
+    } else {
+        KcmpOrdering::Unordered(3)
+    })
 }
 
 /// The result of [`group_by_equality`].

@@ -10,9 +10,9 @@
 //! When a comparator cannot order (kcmp answered "unordered", or a fallback
 //! that only knows equality), the grouping switches to comparing against
 //! every representative: still exact, with more comparisons.
+#![forbid(unsafe_code)]
 
-use crate::error::Error;
-use crate::ordering::KcmpOrdering;
+use crate::{Error, KcmpOrdering};
 
 /// Groups of equal items, kept in the comparator's order.
 ///
@@ -48,13 +48,48 @@ impl<T> Default for OrderedGroups<T> {
     }
 }
 
-/// Why an item could not be placed.
+/// Why an item could not be placed: the comparator failed on the item
+/// itself (its fd closed, its task exited).
+///
+/// ```
+/// use kcmp::grouping::OrderedGroups;
+/// use kcmp::{Error, KcmpOrdering};
+/// let mut g = OrderedGroups::new();
+/// let mut cmp = |_: i32, _: i32| -> kcmp::Result<KcmpOrdering> { Err(Error::Vanished { pid: 7 }) };
+/// let err = g.insert(7, &mut cmp).unwrap_err();
+/// assert_eq!(err.to_string(), "item 7 could not be placed: process 7 vanished during the inspection (it exited, or its pid was reused)");
+/// let as_kcmp: Error = err.into(); // `?` in a function returning kcmp::Result
+/// assert!(as_kcmp.is_gone());
+/// ```
 #[derive(Debug)]
 pub struct InsertError<T> {
     /// The item.
     pub item: T,
     /// The comparator's error when comparing the item with itself.
     pub error: Error,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Display for InsertError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "item {:?} could not be placed: {}",
+            self.item, self.error
+        )
+    }
+}
+
+impl<T: std::fmt::Debug> std::error::Error for InsertError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<T> From<InsertError<T>> for Error {
+    /// The comparator's error (the item is dropped).
+    fn from(e: InsertError<T>) -> Error {
+        e.error
+    }
 }
 
 impl<T: Copy> OrderedGroups<T> {

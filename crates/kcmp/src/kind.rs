@@ -1,4 +1,5 @@
 //! The kinds of kernel object kcmp(2) compares.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 use std::str::FromStr;
@@ -181,8 +182,10 @@ impl ProcessResource {
         self.kcmp_type().name()
     }
 
-    /// Whether a task may lack this object entirely, so that two tasks that
-    /// have none compare "equal" (IO and SYSVSEM are allocated lazily).
+    /// Whether a live, ordinary task may lack this object, so that two
+    /// such tasks compare "equal" (IO and SYSVSEM are allocated lazily).
+    /// Exited tasks (zombies) also lack VM, FILES and FS, and kernel
+    /// threads VM; `kcmp_map::absent` decides absence exactly for any task.
     ///
     /// ```
     /// assert!(kcmp::ProcessResource::Io.may_be_absent());

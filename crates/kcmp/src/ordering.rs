@@ -1,4 +1,5 @@
 //! The kernel's answer: an ordering of two kernel objects.
+#![forbid(unsafe_code)]
 
 use std::cmp::Ordering;
 use std::fmt;

@@ -1,9 +1,10 @@
 //! The two /proc facts the binding needs: a task's start time (to pin it
 //! against pid reuse) and this process's seccomp mode (to explain EPERM).
 //! The engine (`kcmp-map`) has the full /proc parser.
+#![forbid(unsafe_code)]
 
-use crate::error::{Error, Result};
 use crate::Pid;
+use crate::{Error, Result};
 
 fn read(path: &str) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| {

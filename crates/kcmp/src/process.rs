@@ -6,12 +6,12 @@
 //! cannot be given to another, so a task that is still alive at the end is
 //! the task every answer was about. One that exited — or whose pid now names
 //! a newcomer — is reported as vanished and its answers are discarded.
+#![forbid(unsafe_code)]
 
-use crate::compare::{compare_files, compare_process, FdNum, Pid};
-use crate::error::{Error, Result};
-use crate::kind::ProcessResource;
-use crate::ordering::KcmpOrdering;
 use crate::proc_stat;
+use crate::{
+    compare_files, compare_process, Error, FdNum, KcmpOrdering, Pid, ProcessResource, Result,
+};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{pidfd_open, PidfdFlags};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

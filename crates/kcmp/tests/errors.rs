@@ -74,7 +74,7 @@ fn fd_and_pid_ranges_are_checked_before_the_call() {
         assert!(FdNum::try_from(bad).is_err(), "{bad}");
         let e = compare(KcmpType::File, me, me, bad, raw as i64).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{bad}: {e}");
-        assert_eq!(e.errno_name(), Some("EINVAL"));
+        assert_eq!(e.errno_name(), Some("EBADF"));
         let e = compare(KcmpType::File, me, me, raw as i64, bad).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{bad}: {e}");
     }

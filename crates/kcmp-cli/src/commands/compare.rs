@@ -94,33 +94,60 @@ pub fn file(pid1: i32, fd1: i32, pid2: i32, fd2: i32, options: &CompareOptions) 
 }
 
 /// `kcmp vm|files|fs|sighand|io|sysvsem PID1 PID2`.
+///
+/// Absence is decided exactly ([`kcmp_map::absent`]): when neither task has
+/// such an object the answer is `different` (exit 1) with one stderr line
+/// naming both, and JSON says `"result": "absent"`, `"absent": [pids]`;
+/// when one has none, JSON lists it under `"absent"`.
 pub fn process(resource: ProcessResource, pair: &ProcessPair) -> i32 {
-    let run = || -> Result<Answer, kcmp::Error> {
+    let run = || -> Result<(Answer, Option<String>), kcmp::Error> {
         let (p1, p2) = (pid(pair.pid1)?, pid(pair.pid2)?);
-        let result = with_freeze(&pair.options, &[p1, p2], || {
-            kcmp::compare_process(resource, p1, p2)
+        let answer = with_freeze(&pair.options, &[p1, p2], || {
+            kcmp_map::absent::compare_present(resource, p1, p2, None)
         })?;
-        let json = base_json(resource.name(), pair.pid1, pair.pid2, 0, 0, result);
-        Ok(Answer {
-            same: result.is_equal(),
-            json,
-        })
+        let mut json = base_json(resource.name(), pair.pid1, pair.pid2, 0, 0, answer.ordering);
+        // Neither has one: "absent" (one without is a plain exact `different`).
+        let neither = answer.absent.len() == 2;
+        if !answer.absent.is_empty() {
+            json["absent"] = json!(answer.absent);
+            json["same"] = json!(false);
+        }
+        if neither {
+            json["result"] = json!("absent");
+        }
+        let same = answer.is_same();
+        let note = neither.then(|| absent_note(resource, &answer.absent));
+        Ok((Answer { same, json }, note))
     };
     match run() {
-        Ok(a) => {
-            if a.same && resource.may_be_absent() {
-                eprintln!(
-                    "kcmp: note: `same` may also mean that neither task has {} (the kernel compares two absent objects as equal)",
-                    match resource {
-                        ProcessResource::Io => "an I/O context (allocated lazily, e.g. by ioprio_set)",
-                        _ => "a SysV undo list (created by semop with SEM_UNDO or CLONE_SYSVSEM)",
-                    }
-                );
+        Ok((a, note)) => {
+            if let Some(note) = note {
+                eprintln!("kcmp: {note}");
             }
             print(a, &pair.options)
         }
         Err(e) => report_error(&e),
     }
+}
+
+/// The one stderr line naming the tasks that have no such object.
+fn absent_note(resource: ProcessResource, absent: &[Pid]) -> String {
+    let (article, what) = match resource {
+        ProcessResource::Vm => ("an", "address space (a zombie or a kernel thread)"),
+        ProcessResource::Files => ("an", "fd table (an exited task)"),
+        ProcessResource::Fs => ("an", "fs struct (an exited task)"),
+        ProcessResource::Io => ("an", "I/O context (allocated lazily, e.g. by ioprio_set)"),
+        ProcessResource::Sysvsem => (
+            "a",
+            "SysV undo list (created by semop with SEM_UNDO or CLONE_SYSVSEM)",
+        ),
+        ProcessResource::Sighand => ("a", "signal-handler table"),
+    };
+    let pids: Vec<String> = absent.iter().map(|p| p.to_string()).collect();
+    format!(
+        "neither task ({}) has {article} {what}: nothing to share",
+        pids.join(", ")
+    )
 }
 
 /// `kcmp epoll-tfd PID1 FD1 PID2 EPFD TFD [--toff N]`.

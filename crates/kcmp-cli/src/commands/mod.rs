@@ -5,5 +5,6 @@ pub mod demo;
 pub mod doctor;
 pub mod epoll;
 pub mod freezing;
+pub mod help;
 pub mod holders;
 pub mod scan;

@@ -76,6 +76,9 @@ pub struct HoldersReport {
     pub elapsed_ms: f64,
     /// Whether the candidate holders were frozen.
     pub frozen: bool,
+    /// With [`HoldersOptions::freeze`]: the processes that could not be
+    /// frozen, and why.
+    pub not_frozen: Vec<crate::freeze::NotFrozen>,
 }
 
 fn access_end(mode: u32) -> &'static str {
@@ -226,6 +229,12 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
                 },
                 holders,
             });
+        } else if let Some((end, holders)) = fifo_peer(pid, fd, &tasks, &listed, &same) {
+            peer = Some(PeerHolders {
+                target: link.clone(),
+                end,
+                holders,
+            });
         }
     }
 
@@ -239,6 +248,10 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     }
     queried.verify()?;
     let frozen = freeze_guard.is_some();
+    let not_frozen = freeze_guard
+        .as_ref()
+        .map(|g| g.not_frozen().to_vec())
+        .unwrap_or_default();
     drop(freeze_guard);
     let mut holders: Vec<Holder> = same
         .into_iter()
@@ -262,6 +275,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         kcmp_calls: calls.total(),
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         frozen,
+        not_frozen,
     })
 }
 
@@ -271,4 +285,79 @@ fn holder(record: &crate::scan::TaskRecord, fd: FdNum) -> Holder {
         fd,
         comm: record.comm.clone(),
     }
+}
+
+/// (device, inode, access mode) of an fd whose file is a FIFO, from
+/// fdinfo (`ino`, `mnt_id`) and the process's mount table; `None` when it
+/// is not a FIFO or cannot be told safely.
+fn fifo_identity(pid: Pid, fd: FdNum) -> Option<(u64, u64, u32)> {
+    let info = procfs::read_fdinfo(pid, fd).ok()?;
+    let mounts = crate::mounts::MountTable::read(pid).ok()?;
+    let mount = mounts.get(info.mnt_id)?;
+    let st = crate::mounts::statx_if_local(pid, fd, mount)?;
+    (u32::from(st.stx_mode) & libc::S_IFMT == libc::S_IFIFO).then_some((
+        mount.user_dev(),
+        info.ino,
+        info.access_mode(),
+    ))
+}
+
+/// The other side of a FIFO: every (pid, fd), other than the queried
+/// description's own `same` holders, open on the same FIFO — the same
+/// (device, inode) from fdinfo and mountinfo, whatever path it was opened
+/// by — with the opposite access mode. An `O_RDWR` opener is on both
+/// sides. Returns the end(s) they hold and the holders, or `None` when the
+/// queried fd is not a FIFO.
+fn fifo_peer(
+    pid: Pid,
+    fd: FdNum,
+    tasks: &[crate::scan::SelectedTask],
+    listed: &[Result<Vec<procfs::FdEntry>>],
+    same: &[(usize, FdNum)],
+) -> Option<(String, Vec<Holder>)> {
+    let (dev, ino, mode) = fifo_identity(pid, fd)?;
+    let own: HashSet<(usize, FdNum)> = same.iter().copied().collect();
+    let mut tables: HashMap<Pid, Option<crate::mounts::MountTable>> = HashMap::new();
+    let mut holders = Vec::new();
+    let mut ends = Vec::new();
+    for (i, entries) in listed.iter().enumerate() {
+        let p = tasks[i].record.pid;
+        for e in entries.iter().flatten() {
+            if !e.target.starts_with('/') || own.contains(&(i, e.fd)) || (p == pid && e.fd == fd) {
+                continue;
+            }
+            let Ok(info) = procfs::read_fdinfo(p, e.fd) else {
+                continue;
+            };
+            if info.ino != ino {
+                continue;
+            }
+            let table = tables
+                .entry(p)
+                .or_insert_with(|| crate::mounts::MountTable::read(p).ok());
+            let same_dev = table
+                .as_ref()
+                .and_then(|t| t.get(info.mnt_id))
+                .is_some_and(|m| m.user_dev() == dev);
+            let m = info.access_mode();
+            if same_dev && (mode == 2 || m == 2 || m != mode) {
+                ends.push(access_end(m));
+                holders.push(holder(&tasks[i].record, e.fd));
+            }
+        }
+    }
+    ends.sort_unstable();
+    ends.dedup();
+    holders.sort_unstable_by_key(|h| (h.pid, h.fd));
+    let end = if ends.is_empty() {
+        access_end(match mode {
+            0 => 1,
+            1 => 0,
+            _ => 2,
+        })
+        .to_string()
+    } else {
+        ends.join(",")
+    };
+    Some((end, holders))
 }

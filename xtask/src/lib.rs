@@ -426,7 +426,25 @@ pub fn man_pages() -> io::Result<Vec<(String, Vec<u8>)>> {
     Ok(pages)
 }
 
+/// clap_mangen's synopsis lists `[--pid]`; say what it takes: `[--pid PID]`.
+fn synopsis_placeholders(cmd: &clap::Command, roff: String) -> String {
+    let mut roff = roff;
+    for a in cmd.get_arguments() {
+        let (Some(long), Some(names)) = (a.get_long(), a.get_value_names()) else {
+            continue;
+        };
+        if !a.get_action().takes_values() || names.is_empty() {
+            continue;
+        }
+        let flag = format!("\\fB\\-\\-{}\\fR", long.replace('-', "\\-"));
+        let with = format!("[{flag} \\fI{}\\fR]", names[0]);
+        roff = roff.replacen(&format!("[{flag}]"), &with, 1);
+    }
+    roff
+}
+
 fn render_man(cmd: clap::Command, version: &str, see_also: &[String]) -> io::Result<Vec<u8>> {
+    let placeholders = cmd.clone();
     let man = clap_mangen::Man::new(cmd)
         .date(man_date())
         .source(format!("kcmp {version}"))
@@ -437,7 +455,7 @@ fn render_man(cmd: clap::Command, version: &str, see_also: &[String]) -> io::Res
     let roff = String::from_utf8_lossy(&roff)
         .replace(".SH EXTRA\nExamples:\n", ".SH EXAMPLES\n")
         .replace(".SH EXTRA\nExample:\n", ".SH EXAMPLES\n");
-    let mut buf = roff.into_bytes();
+    let mut buf = synopsis_placeholders(&placeholders, roff).into_bytes();
     writeln!(buf, ".SH \"SEE ALSO\"")?;
     let mut refs: Vec<(String, u8)> = see_also.iter().map(|n| (n.clone(), 1)).collect();
     refs.push(("kcmp".into(), 2));

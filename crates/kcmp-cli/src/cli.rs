@@ -217,10 +217,12 @@ pub enum Command {
     Scan(ScanArgs),
     /// Every (pid, fd) that refers to the same open file description as FD of PID.
     #[command(
-        after_help = "Output: one line per holder, `PID (COMM) fd N TARGET`; with --peer, the holders of the other \
-            end of a pipe or FIFO under `other end (read|write|read-write):` (an O_RDWR opener of a FIFO is on both sides). \
-            Notes (skipped processes, not frozen ones) go to stderr.\n\n\
-            Examples:\n  kcmp holders 1144 3\n  kcmp holders 1144 4 --peer     # also the other end of a pipe or FIFO\n\n\
+        long_about = "Every (pid, fd) that refers to the same open file description as FD of PID.\n\n\
+            Output: one line per holder, `PID (COMM) fd N TARGET`; with --peer, the holders of the other \
+            end of a pipe or FIFO under `other end (read|write|read-write):` (a FIFO's other side: the openers of \
+            the same device and inode with the opposite access mode; an O_RDWR opener is on both sides). \
+            Notes (skipped processes, not frozen ones) go to stderr.",
+        after_help = "Examples:\n  kcmp holders 1144 3\n  kcmp holders 1144 4 --peer     # also the other end of a pipe or FIFO\n\n\
             Exit status: 0 an answer, 2 trouble (bad arguments or an errno, named on one line of stderr)."
     )]
     #[command(allow_negative_numbers = true)]
@@ -242,7 +244,7 @@ pub enum Command {
         freeze: bool,
     },
     /// Resolve every registration of an epoll instance to the open file descriptions it watches.
-    #[command(after_help = EPOLL_AFTER)]
+    #[command(long_about = EPOLL_ABOUT, after_help = EPOLL_AFTER)]
     #[command(allow_negative_numbers = true)]
     EpollTargets {
         /// The process holding the epoll instance.
@@ -325,7 +327,10 @@ const SCAN_AFTER: &str = "Examples:
 Exit status: 0 success (processes that could not be inspected are listed as skipped), 2 trouble \
 (nothing could be scanned, bad arguments, a write error).";
 
-const EPOLL_AFTER: &str = "Output: a heading, then one row per registration:
+const EPOLL_ABOUT: &str =
+    "Resolve every registration of an epoll instance to the open file descriptions it watches.
+
+Output: a heading, then one row per registration:
   TFD     the fd number it was registered under (EPOLL_CTL_ADD)
   TOFF    which registration under that number, from 0 in the kernel's order
   EVENTS  the event mask as flag names (EPOLLIN|EPOLLOUT|EPOLLET, …; unnamed bits as 0x…)
@@ -334,9 +339,9 @@ const EPOLL_AFTER: &str = "Output: a heading, then one row per registration:
           reused (TARGET): TFD now refers to another file — the registration outlived its fd
   TARGET  what the registration watches
   HOLDERS every visible fd holding it, as PID (COMM) fd N; `(no visible fd)` when none does
-In JSON, `events` stays the hex string and `events_names` lists the flags.
+In JSON, `events` stays the hex string and `events_names` lists the flags.";
 
-Examples:
+const EPOLL_AFTER: &str = "Examples:
   kcmp epoll-targets 1144 5 --json
 
 Exit status: 0 an answer, 2 trouble (bad arguments, not an epoll fd, or an errno, named on one line of stderr).";

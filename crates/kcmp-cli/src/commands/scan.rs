@@ -44,7 +44,7 @@ pub fn run(args: &ScanArgs) -> i32 {
         sink.text(&crate::output::dot::dot(&view));
     } else {
         let style = Style::stdout();
-        let findings = crate::output::epoll::scan_findings(&map, &map.epoll, style);
+        let findings = crate::output::epoll::scan_findings(&map, &view.epolls, style);
         sink.text(&render::human(&view, args.long, &findings, style));
     }
     sink.flush();

@@ -49,13 +49,13 @@ pub fn dot(view: &View<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "  // {} descriptions, {} process nodes; narrow with --tree PID, --comm NAME, --user USER, --kind KIND, --path PREFIX or --min-holders N",
+        "  // {} descriptions, {} process node(s); narrow with --tree PID, --comm NAME, --user USER, --kind KIND, --path PREFIX or --min-holders N",
         view.shown.len(),
         nodes.len()
     );
     let _ = writeln!(
         out,
-        "  label=\"{} descriptions, {} process nodes (narrow with --tree, --comm, --user, --kind, --path, --min-holders)\"; labelloc=b;",
+        "  label=\"{} descriptions, {} process node(s) (narrow with --tree, --comm, --user, --kind, --path, --min-holders)\"; labelloc=b;",
         view.shown.len(),
         nodes.len()
     );
@@ -63,7 +63,7 @@ pub fn dot(view: &View<'_>) -> String {
         let _ = writeln!(
             out,
             "  d{i} [shape=note, style=filled, fillcolor=\"#fff4d6\", label=\"{}\\n{} holders\"];",
-            quote(&view.display_name(d)),
+            quote(&view.label(d)),
             d.members.len()
         );
     }

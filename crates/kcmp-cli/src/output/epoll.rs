@@ -131,7 +131,7 @@ pub fn targets_human(found: &EpollTargets, style: Style) -> String {
 
 /// The scan's findings: every stale registration, and every registration
 /// no scanned fd holds, one line each (empty when there is none).
-pub fn scan_findings(map: &SharingMap, instances: &[EpollInstance], style: Style) -> String {
+pub fn scan_findings(map: &SharingMap, instances: &[&EpollInstance], style: Style) -> String {
     let comm = |pid: kcmp::Pid| escape(map.comm(pid).unwrap_or("?")).into_owned();
     let mut lines = Vec::new();
     for e in instances {

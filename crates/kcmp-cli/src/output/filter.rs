@@ -81,6 +81,16 @@ impl Filters {
         self.kinds.is_empty() || self.kinds.iter().any(|k| k == facts.kind(d))
     }
 
+    /// Whether an epoll instance is shown: filtered as the description
+    /// `anon_inode:[eventpoll]` of kind `anon_inode` held by its holders.
+    pub fn epoll_matches(&self, facts: &Facts<'_>, e: &kcmp_map::epoll::EpollInstance) -> bool {
+        let target = kcmp_map::epoll::EPOLL_LINK;
+        e.holders.len() >= self.min_holders
+            && self.path.as_deref().is_none_or(|p| target.starts_with(p))
+            && (self.kinds.is_empty() || self.kinds.iter().any(|k| k == "anon_inode"))
+            && (!self.on_holders() || e.holders.iter().any(|h| self.task_matches(facts, h.pid)))
+    }
+
     /// Whether a process-level group (of pids) is shown: one member
     /// matches `--comm`/`--user`.
     pub fn group_matches(&self, facts: &Facts<'_>, group: &[Pid]) -> bool {
@@ -94,6 +104,7 @@ pub struct Facts<'a> {
     map: &'a SharingMap,
     uids: RefCell<HashMap<Pid, Option<u32>>>,
     mounts: RefCell<HashMap<String, Option<MountTable>>>,
+    mount_ns: RefCell<HashMap<Pid, Option<String>>>,
 }
 
 impl<'a> Facts<'a> {
@@ -103,6 +114,7 @@ impl<'a> Facts<'a> {
             map,
             uids: Default::default(),
             mounts: Default::default(),
+            mount_ns: Default::default(),
         }
     }
 
@@ -148,10 +160,16 @@ impl<'a> Facts<'a> {
     /// `st_mode` of fd `fd` of `pid`, only through [`kcmp_map::mounts::statx_if_local`].
     pub fn stat_mode(&self, pid: Pid, fd: FdNum) -> Option<u32> {
         let info = kcmp_map::procfs::read_fdinfo(pid, fd).ok()?;
-        let ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
-            .ok()?
-            .to_string_lossy()
-            .into_owned();
+        let ns = self
+            .mount_ns
+            .borrow_mut()
+            .entry(pid)
+            .or_insert_with(|| {
+                std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+                    .ok()
+                    .map(|l| l.to_string_lossy().into_owned())
+            })
+            .clone()?;
         let mut mounts = self.mounts.borrow_mut();
         let table = mounts
             .entry(ns)

@@ -33,6 +33,9 @@ pub struct View<'a> {
     pub shown: Vec<&'a OpenFileDescription>,
     /// The shown process-level groups: (kind, pids).
     pub groups: Vec<(&'a str, &'a [Pid])>,
+    /// The shown epoll instances: each is a description
+    /// (`anon_inode:[eventpoll]`, kind `anon_inode`) and is filtered as one.
+    pub epolls: Vec<&'a kcmp_map::epoll::EpollInstance>,
     /// Whether a filter was set.
     pub filtered: bool,
 }
@@ -55,11 +58,17 @@ impl<'a> View<'a> {
             .flat_map(|(k, gs)| gs.iter().map(move |g| (k.as_str(), &g[..])))
             .filter(|(_, g)| filters.group_matches(&facts, g))
             .collect();
+        let epolls = map
+            .epoll
+            .iter()
+            .filter(|e| filters.epoll_matches(&facts, e))
+            .collect();
         View {
             map,
             facts,
             shown,
             groups,
+            epolls,
             filtered: filters.any(),
         }
     }
@@ -85,6 +94,16 @@ impl<'a> View<'a> {
     /// The name for people (escaped).
     pub fn display_name(&self, d: &OpenFileDescription) -> String {
         display_name(&d.target, self.name_bytes(d).as_deref())
+    }
+
+    /// The name for people, with the end of a pipe or FIFO
+    /// (`pipe:[5] (read end)`).
+    pub fn label(&self, d: &OpenFileDescription) -> String {
+        let mut name = self.display_name(d);
+        if matches!(self.facts.kind(d), "pipe" | "fifo") {
+            name.push_str(end_of(d));
+        }
+        name
     }
 
     /// The shown descriptions, most shared first.
@@ -115,6 +134,20 @@ impl<'a> View<'a> {
     }
 }
 
+/// ` (read end)`, ` (write end)` or ` (read-write)` for a pipe or FIFO
+/// description, from its first holder's fdinfo; empty when unreadable.
+fn end_of(d: &OpenFileDescription) -> &'static str {
+    let Some(m) = d.members.first() else {
+        return "";
+    };
+    match kcmp_map::procfs::read_fdinfo(m.pid, m.fd).map(|i| i.access_mode()) {
+        Ok(0) => " (read end)",
+        Ok(1) => " (write end)",
+        Ok(_) => " (read-write)",
+        Err(_) => "",
+    }
+}
+
 fn pad(s: &str, w: usize) -> String {
     let n = s.chars().count();
     if n >= w {
@@ -133,7 +166,7 @@ pub fn description_lines(view: &View<'_>, long: bool, style: Style) -> Vec<Strin
             let holders = view.holders(d);
             let counts = summary::counts(holders.len(), summary::process_count(&holders));
             let sum = summary::summarize(&holders, Limits::default());
-            (view.display_name(d), view.facts.kind(d), counts, sum, d)
+            (view.label(d), view.facts.kind(d), counts, sum, d)
         })
         .collect();
     let w_name = rows

@@ -90,7 +90,7 @@ fn shared(view: &View<'_>) -> Value {
 
 /// The scan's epoll instances, with `comm` on holders and `events_names`.
 pub fn epoll_json(view: &View<'_>) -> Value {
-    let mut v = serde_json::to_value(&view.map.epoll).unwrap_or(Value::Null);
+    let mut v = serde_json::to_value(&view.epolls).unwrap_or(Value::Null);
     let map = view.map;
     super::events::enrich_json(&mut v, &|pid| {
         Pid::new(pid as i32)

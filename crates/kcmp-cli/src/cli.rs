@@ -379,7 +379,7 @@ pub struct ScanArgs {
     /// Show descriptions held by at least N (pid, fd) pairs.
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub min_holders: Option<usize>,
-    /// Print JSON instead of text (schema 1; keys: see the README).
+    /// Print JSON instead of text (keys: see the README).
     #[arg(long, conflicts_with_all = ["dot", "json_lines"])]
     pub json: bool,
     /// Print NDJSON: one record per line (description, group, epoll, skipped, summary), each written when final.

@@ -341,3 +341,27 @@ fn demo_leaves_nothing_in_the_temp_dir_on_any_exit() {
     }
     std::fs::remove_dir(&dir).unwrap();
 }
+
+#[test]
+fn one_wording_per_flag_across_commands() {
+    let mut seen: std::collections::BTreeMap<String, (String, String)> = Default::default();
+    for sub in kcmp_cli::command().get_subcommands() {
+        for a in sub.get_arguments() {
+            let (Some(long), Some(help)) = (a.get_long(), a.get_help()) else {
+                continue;
+            };
+            let help = help.to_string();
+            if let Some((first, cmd)) = seen.get(long) {
+                assert_eq!(
+                    first,
+                    &help,
+                    "--{long} worded differently in {cmd} and {}",
+                    sub.get_name()
+                );
+            } else {
+                seen.insert(long.to_string(), (help, sub.get_name().to_string()));
+            }
+        }
+    }
+    assert!(seen.contains_key("json") && seen.contains_key("freeze"));
+}

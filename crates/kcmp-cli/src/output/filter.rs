@@ -105,6 +105,8 @@ pub struct Facts<'a> {
     uids: RefCell<HashMap<Pid, Option<u32>>>,
     mounts: RefCell<HashMap<String, Option<MountTable>>>,
     mount_ns: RefCell<HashMap<Pid, Option<String>>>,
+    /// Kinds of path descriptions, by the description's address in the map.
+    kinds: RefCell<HashMap<usize, &'static str>>,
 }
 
 impl<'a> Facts<'a> {
@@ -115,6 +117,7 @@ impl<'a> Facts<'a> {
             uids: Default::default(),
             mounts: Default::default(),
             mount_ns: Default::default(),
+            kinds: Default::default(),
         }
     }
 
@@ -135,10 +138,19 @@ impl<'a> Facts<'a> {
     /// for a path from a `statx` of its first holder's fd when the file is
     /// on a local filesystem (`path` when that cannot be done safely).
     pub fn kind(&self, d: &OpenFileDescription) -> &'static str {
-        kind_of_target(&d.target).unwrap_or_else(|| match d.members.first() {
+        if let Some(k) = kind_of_target(&d.target) {
+            return k;
+        }
+        let key = d as *const OpenFileDescription as usize;
+        if let Some(k) = self.kinds.borrow().get(&key) {
+            return k;
+        }
+        let k = match d.members.first() {
             Some(m) => self.path_kind(*m),
             None => "path",
-        })
+        };
+        self.kinds.borrow_mut().insert(key, k);
+        k
     }
 
     fn path_kind(&self, m: FdRef) -> &'static str {

@@ -88,9 +88,10 @@ fn shared(view: &View<'_>) -> Value {
     Value::Object(o)
 }
 
-/// The scan's epoll instances, with `comm` on holders and `events_names`.
-pub fn epoll_json(view: &View<'_>) -> Value {
-    let mut v = serde_json::to_value(&view.epolls).unwrap_or(Value::Null);
+/// One epoll instance (or a list), with `comm` on holders and
+/// `events_names`.
+fn enriched(view: &View<'_>, value: &impl Serialize) -> Value {
+    let mut v = serde_json::to_value(value).unwrap_or(Value::Null);
     let map = view.map;
     super::events::enrich_json(&mut v, &|pid| {
         Pid::new(pid as i32)
@@ -99,6 +100,11 @@ pub fn epoll_json(view: &View<'_>) -> Value {
             .map(str::to_string)
     });
     v
+}
+
+/// The scan's shown epoll instances, with `comm` on holders and `events_names`.
+pub fn epoll_json(view: &View<'_>) -> Value {
+    enriched(view, &view.epolls)
 }
 
 #[derive(Serialize)]
@@ -163,12 +169,11 @@ pub fn write_json_lines(view: &View<'_>, epoll: bool, sink: &mut Sink) {
         sink.flush();
     }
     if epoll {
-        if let Value::Array(instances) = epoll_json(view) {
-            for mut e in instances {
-                e["type"] = json!("epoll");
-                sink.json_line(&e);
-                sink.flush();
-            }
+        for instance in &view.epolls {
+            let mut e = enriched(view, instance);
+            e["type"] = json!("epoll");
+            sink.json_line(&e);
+            sink.flush();
         }
     }
     for s in &map.skipped {

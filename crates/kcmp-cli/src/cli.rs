@@ -220,7 +220,8 @@ pub enum Command {
         long_about = "Every (pid, fd) that refers to the same open file description as FD of PID.\n\n\
             Output: one line per holder, `PID (COMM) fd N TARGET`; with --peer, the holders of the other \
             end of a pipe or FIFO under `other end (read|write|read-write):` (a FIFO's other side: the openers of \
-            the same device and inode with the opposite access mode; an O_RDWR opener is on both sides). \
+            the same device and inode with the opposite access mode; an O_RDWR opener is on both sides), or of a \
+            connected unix socket's peer under `other end (peer):` (from sock_diag). \
             Notes (skipped processes, not frozen ones) go to stderr.",
         after_help = "Examples:\n  kcmp holders 1144 3\n  kcmp holders 1144 4 --peer     # also the other end of a pipe or FIFO\n\n\
             Exit status: 0 an answer, 2 trouble (bad arguments or an errno, named on one line of stderr)."
@@ -233,7 +234,7 @@ pub enum Command {
         /// An fd of that process.
         #[arg(value_name = "FD", value_parser = parse_fd)]
         fd: i32,
-        /// On a pipe or FIFO, also list the holders of the other end.
+        /// On a pipe, FIFO or connected unix socket, also list the holders of the other end.
         #[arg(long)]
         peer: bool,
         /// Print JSON instead of text (keys: see the README).

@@ -116,3 +116,62 @@ fn the_other_side_of_a_fifo_by_device_and_inode() {
     drop((reader, writer, both, reader2));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_peer_of_a_connected_unix_socket() {
+    use std::os::fd::AsRawFd;
+    let ino = |fd: &dyn AsRawFd| -> u64 {
+        let l = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        let s = l.to_string_lossy().into_owned();
+        s.trim_start_matches("socket:[")
+            .trim_end_matches(']')
+            .parse()
+            .unwrap()
+    };
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (ia, ib) = (ino(&a), ino(&b));
+    let diag = kcmp_map::sockdiag::unix_peer(ia);
+    let one = sleeper(
+        Stdio::from(std::os::fd::OwnedFd::from(a)),
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let other = sleeper(
+        Stdio::null(),
+        Stdio::from(std::os::fd::OwnedFd::from(b)),
+        Stdio::null(),
+    );
+    let args: Vec<String> = vec![
+        "holders".into(),
+        one.pid().to_string(),
+        "0".into(),
+        "--peer".into(),
+        "--json".into(),
+    ];
+    let v = holders(&args);
+    if diag.is_none() {
+        // No sock_diag for unix sockets here (CONFIG_UNIX_DIAG): no peer, and no guess.
+        assert!(v["peer"].is_null(), "{v}");
+        return;
+    }
+    assert_eq!(diag, Some(ib));
+    assert_eq!(v["peer"]["target"], format!("socket:[{ib}]"), "{v}");
+    assert_eq!(v["peer"]["end"], "peer", "{v}");
+    assert_eq!(
+        pairs(&v["peer"]["holders"]),
+        [(other.pid() as i64, 1)].into(),
+        "{v}"
+    );
+    let (code, out, err) = kcmp_testkit::cli::run(
+        env!("CARGO_BIN_EXE_kcmp"),
+        &["holders", &one.pid().to_string(), "0", "--peer"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "other end (peer):\n{} (sleep) fd 1 socket:[{ib}]",
+            other.pid()
+        )),
+        "{out}"
+    );
+}

@@ -20,7 +20,8 @@ use std::time::Instant;
 /// Options of [`find_holders`].
 #[derive(Debug, Clone, Default)]
 pub struct HoldersOptions {
-    /// On a pipe end, also find the holders of the other end.
+    /// On a pipe end, a FIFO or a connected unix socket, also find the
+    /// holders of the other end.
     pub peer: bool,
     /// Stop the processes that may hold the description while inspecting.
     pub freeze: bool,
@@ -43,14 +44,15 @@ pub struct Holder {
     pub comm: String,
 }
 
-/// The holders of the other end of a pipe.
+/// The holders of the other end of a pipe, a FIFO or a connected unix socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerHolders {
-    /// The pipe (`pipe:[ino]`).
+    /// The pipe (`pipe:[ino]`), the FIFO's name, or the peer socket (`socket:[ino]`).
     pub target: String,
-    /// Which end the holders hold: `"write"`, `"read"` or `"read-write"`.
+    /// Which end the holders hold: `"write"`, `"read"` or `"read-write"`
+    /// (several joined by commas), or `"peer"` for a unix socket.
     pub end: String,
-    /// Every (pid, fd) holding an end of the pipe other than the queried one.
+    /// Every (pid, fd) holding the other end.
     pub holders: Vec<Holder>,
 }
 
@@ -66,7 +68,8 @@ pub struct HoldersReport {
     /// Every (pid, fd) referring to the same open file description, the
     /// queried one included, sorted by (pid, fd).
     pub holders: Vec<Holder>,
-    /// With [`HoldersOptions::peer`] on a pipe: the other end's holders.
+    /// With [`HoldersOptions::peer`] on a pipe, a FIFO or a connected unix
+    /// socket: the other end's holders.
     pub peer: Option<PeerHolders>,
     /// Processes that could not be inspected.
     pub skipped: Vec<Skipped>,
@@ -235,6 +238,8 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
                 end,
                 holders,
             });
+        } else if let FdTarget::Socket(ino) = FdTarget::parse(&link) {
+            peer = unix_socket_peer(ino, &tasks, &listed);
         }
     }
 
@@ -360,4 +365,33 @@ fn fifo_peer(
         ends.join(",")
     };
     Some((end, holders))
+}
+
+/// The other end of a connected unix socket (its peer inode from
+/// [`crate::sockdiag::unix_peer`]) and every (pid, fd) holding it; `None`
+/// when the kernel cannot tell the peer. A socket inode has exactly one
+/// open file description, so no kcmp is needed.
+fn unix_socket_peer(
+    ino: u64,
+    tasks: &[crate::scan::SelectedTask],
+    listed: &[Result<Vec<procfs::FdEntry>>],
+) -> Option<PeerHolders> {
+    let peer = crate::sockdiag::unix_peer(ino)?;
+    let target = format!("socket:[{peer}]");
+    let mut holders: Vec<Holder> = listed
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.iter()
+                .flatten()
+                .filter(|e| e.target == target)
+                .map(move |e| holder(&tasks[i].record, e.fd))
+        })
+        .collect();
+    holders.sort_unstable_by_key(|h| (h.pid, h.fd));
+    Some(PeerHolders {
+        target,
+        end: "peer".into(),
+        holders,
+    })
 }

@@ -2,12 +2,12 @@
 //!
 //! Text: one `PID (COMM) fd N TARGET` line per holder (names escaped as
 //! `ls -b` does); with `--peer`, the other end's holders under
-//! `other end (…):`. Notes (skipped processes, not frozen ones) go to
+//! `other end (…):` (a pipe's or FIFO's other end, a unix socket's peer). Notes (skipped processes, not frozen ones) go to
 //! stderr. JSON: `{"pid", "fd", "target", "target_bytes"?, "holders":
 //! [{"pid", "fd", "comm"}], "peer"?, "skipped", "stats", "frozen"?,
 //! "not_frozen"?}`.
 
-use crate::output::escape::{display_name, link_bytes};
+use crate::output::escape::{display_name, escape, link_bytes};
 use crate::output::style::Style;
 use crate::output::summary::{holder_line, HolderRef};
 use crate::{exit, report_error};
@@ -49,7 +49,7 @@ fn report_json(report: &HoldersReport, bytes: Option<Vec<u8>>, freeze: bool) -> 
 
 fn report_human(report: &HoldersReport, name: &str, style: Style) -> String {
     let mut out = String::new();
-    let line = |out: &mut String, h: &Holder| {
+    let line = |out: &mut String, h: &Holder, name: &str| {
         let r = HolderRef {
             pid: h.pid.get(),
             fd: h.fd.get(),
@@ -58,7 +58,7 @@ fn report_human(report: &HoldersReport, name: &str, style: Style) -> String {
         let _ = writeln!(out, "{} {}", holder_line(r), style.target(name));
     };
     for h in &report.holders {
-        line(&mut out, h);
+        line(&mut out, h, name);
     }
     if let Some(p) = &report.peer {
         let _ = writeln!(out, "{}", style.bold(&format!("other end ({}):", p.end)));
@@ -68,8 +68,13 @@ fn report_human(report: &HoldersReport, name: &str, style: Style) -> String {
                 "    nobody holds it: a reader sees EOF, a writer gets EPIPE"
             );
         }
+        let peer_name = if p.target == report.target {
+            name.to_string()
+        } else {
+            escape(&p.target).into_owned()
+        };
         for h in &p.holders {
-            line(&mut out, h);
+            line(&mut out, h, &peer_name);
         }
     }
     out
@@ -101,7 +106,7 @@ pub fn run(pid: i32, fd: i32, peer: bool, json: bool, freeze: bool) -> i32 {
     crate::output::write_stdout(&text);
     if peer && report.peer.is_none() {
         crate::output::note(&format!(
-            "--peer applies to pipes and FIFOs; {name} is neither (or is on a filesystem kcmp does not stat)"
+            "--peer applies to pipes, FIFOs and connected unix sockets; {name} is none of them (or its peer cannot be told here)"
         ));
     }
     if let Some(n) = crate::output::skipped_note(&report.skipped, Style::plain()) {

@@ -293,6 +293,14 @@ fn json_of_every_command_matches_its_schema() {
     );
     assert!(t["not_frozen"].is_array(), "{t}");
     check("doctor", v(&[&"doctor", &"--json"]));
+    // --freeze on our own process (an ancestor of kcmp): the note names it
+    // and why, and the JSON lists it.
+    let me = std::process::id();
+    let (code, out, err) = kcmp(&v(&[&"scan", &"--pid", &me, &"--freeze", &"--json"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&format!("not frozen: {me} (")), "{err}");
+    let scan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(scan["not_frozen"][0]["pid"], me, "{scan}");
     let (code, out, err) = kcmp(&v(&[&"scan", &"--pid", &p, &"--json-lines"]));
     assert_eq!(code, 0, "{err}");
     for line in out.lines() {

@@ -303,3 +303,62 @@ fn names_are_escaped_for_people_and_kept_exactly_in_json() {
     drop((a, b));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A command name (comm) with an escape sequence and a newline: two
+/// processes run a copy of sleep named so, and share their stdin.
+#[test]
+fn command_names_are_escaped_too() {
+    let dir = std::env::temp_dir().join(format!("kcmp-comm.{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect("sleep");
+    let exe = dir.join("z\x1b[1m\nz");
+    std::fs::copy(sleep, &exe).unwrap();
+    let (r, _w) = std::io::pipe().unwrap();
+    let r = std::os::fd::OwnedFd::from(r);
+    let spawn = |fd: std::os::fd::OwnedFd| {
+        kcmp_testkit::process::Kid(
+            std::process::Command::new(&exe)
+                .arg("60")
+                .stdin(Stdio::from(fd))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let a = spawn(r.try_clone().unwrap());
+    let b = spawn(r);
+    let (pa, pb) = (a.pid().to_string(), b.pid().to_string());
+    // The kernel sets comm when exec completes: wait for it.
+    for _ in 0..200 {
+        let comm = std::fs::read(format!("/proc/{pb}/comm")).unwrap_or_default();
+        if comm.starts_with(b"z\x1b") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let scan = ["scan", "--pid", &pa, "--pid", &pb];
+    for (what, out) in [
+        ("scan", ok(&scan)),
+        ("scan -l", ok(&[&scan[..], &["-l"]].concat())),
+        ("scan --dot", ok(&[&scan[..], &["--dot"]].concat())),
+        ("holders", ok(&["holders", &pa, "0"])),
+    ] {
+        assert!(!out.contains('\x1b'), "{what}: raw ESC: {out:?}");
+        // DOT quotes each backslash once more.
+        let want = if what == "scan --dot" {
+            "z\\\\x1b[1m\\\\nz ×2"
+        } else {
+            "z\\x1b[1m\\nz"
+        };
+        assert!(out.contains(want), "{what}: {out:?}");
+    }
+    let v = json(&[&scan[..], &["--json"]].concat());
+    let comm = &v["open_files"][0]["members"][0]["comm"];
+    assert_eq!(comm, "z\u{1b}[1m\nz", "{v}");
+    drop((a, b));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -26,7 +26,11 @@ pub fn error(err: Error, pids: &[Pid]) -> Error {
     unique.sort_unstable();
     unique.dedup();
     let missing: Vec<Pid> = unique.iter().copied().filter(|&p| !exists(p)).collect();
-    if !missing.is_empty() && (err.is_gone() || err.errno() == Some(Errno::INVAL)) {
+    // ESRCH names the missing ones; "nothing could be scanned" (EINVAL)
+    // only when none of the pids exists (else another reason stands).
+    let all_missing = !missing.is_empty() && missing.len() == unique.len();
+    if !missing.is_empty() && (err.is_gone() || (err.errno() == Some(Errno::INVAL) && all_missing))
+    {
         return Error::os(format!("no process {}", list(&missing)), Errno::SRCH);
     }
     let zombies: Vec<Pid> = unique.iter().copied().filter(|&p| is_zombie(p)).collect();

@@ -314,8 +314,8 @@ fn json_of_every_command_matches_its_schema() {
 
 #[test]
 fn demo_leaves_nothing_in_the_temp_dir_on_any_exit() {
-    let dir = std::env::temp_dir().join(format!("kcmp-demo-litter.{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-demo-litter");
+    let dir = tmp.path().to_path_buf();
     let outs: Vec<(Stdio, i32)> = vec![
         (Stdio::piped(), 0),
         (

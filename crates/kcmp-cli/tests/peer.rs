@@ -41,8 +41,8 @@ fn peer_of(kid: &Kid, fd: i32) -> (String, BTreeSet<(i64, i64)>) {
 
 #[test]
 fn the_other_side_of_a_fifo_by_device_and_inode() {
-    let dir = std::env::temp_dir().join(format!("kcmp-fifo.{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-fifo");
+    let dir = tmp.path().to_path_buf();
     let fifo = dir.join("fifo");
     let alias = dir.join("same-fifo-other-name");
     rustix::fs::mknodat(
@@ -114,7 +114,6 @@ fn the_other_side_of_a_fifo_by_device_and_inode() {
     assert!(out.contains(&format!("{w} (sleep) fd 1 ")), "{out}");
     assert!(!err.contains("not a pipe"), "{err}");
     drop((reader, writer, both, reader2));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

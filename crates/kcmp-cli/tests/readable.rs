@@ -239,8 +239,8 @@ fn json_lines_are_records_written_one_per_line() {
 #[test]
 fn names_are_escaped_for_people_and_kept_exactly_in_json() {
     use std::os::unix::ffi::OsStrExt;
-    let dir = std::env::temp_dir().join(format!("kcmp-escape.{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-escape");
+    let dir = tmp.path().to_path_buf();
     let mut raw = dir.as_os_str().as_bytes().to_vec();
     raw.extend_from_slice(b"/red\x1b[31mname\n    1 (init) fd 3\xff");
     let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&raw));
@@ -301,15 +301,14 @@ fn names_are_escaped_for_people_and_kept_exactly_in_json() {
     let h = json(&["holders", &pa, "0", "--json"]);
     assert_eq!(h["target_bytes"], d["target_bytes"]);
     drop((a, b));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A command name (comm) with an escape sequence and a newline: two
 /// processes run a copy of sleep named so, and share their stdin.
 #[test]
 fn command_names_are_escaped_too() {
-    let dir = std::env::temp_dir().join(format!("kcmp-comm.{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-comm");
+    let dir = tmp.path().to_path_buf();
     let sleep = ["/usr/bin/sleep", "/bin/sleep"]
         .into_iter()
         .find(|p| std::path::Path::new(p).is_file())
@@ -360,5 +359,4 @@ fn command_names_are_escaped_too() {
     let comm = &v["open_files"][0]["members"][0]["comm"];
     assert_eq!(comm, "z\u{1b}[1m\nz", "{v}");
     drop((a, b));
-    std::fs::remove_dir_all(&dir).unwrap();
 }

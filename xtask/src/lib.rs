@@ -547,7 +547,39 @@ pub fn man_pages() -> io::Result<Vec<(String, Vec<u8>)>> {
     Ok(pages)
 }
 
+/// Non-ASCII characters (`×`, `–`, `…`) as groff escapes (`\[u00D7]`):
+/// troff warns on raw UTF-8 input.
+fn ascii_roff(roff: &str) -> String {
+    let mut out = String::with_capacity(roff.len());
+    for c in roff.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\[u{:04X}]", c as u32));
+        }
+    }
+    out
+}
+
+/// clap_mangen's synopsis lists `[--pid]`; say what it takes: `[--pid PID]`.
+fn synopsis_placeholders(cmd: &clap::Command, roff: String) -> String {
+    let mut roff = roff;
+    for a in cmd.get_arguments() {
+        let (Some(long), Some(names)) = (a.get_long(), a.get_value_names()) else {
+            continue;
+        };
+        if !a.get_action().takes_values() || names.is_empty() {
+            continue;
+        }
+        let flag = format!("\\fB\\-\\-{}\\fR", long.replace('-', "\\-"));
+        let with = format!("[{flag} \\fI{}\\fR]", names[0]);
+        roff = roff.replacen(&format!("[{flag}]"), &with, 1);
+    }
+    roff
+}
+
 fn render_man(cmd: clap::Command, version: &str, see_also: &[String]) -> io::Result<Vec<u8>> {
+    let placeholders = cmd.clone();
     let man = clap_mangen::Man::new(cmd)
         .date(man_date())
         .source(format!("kcmp {version}"))
@@ -558,7 +590,7 @@ fn render_man(cmd: clap::Command, version: &str, see_also: &[String]) -> io::Res
     let roff = String::from_utf8_lossy(&roff)
         .replace(".SH EXTRA\nExamples:\n", ".SH EXAMPLES\n")
         .replace(".SH EXTRA\nExample:\n", ".SH EXAMPLES\n");
-    let mut buf = roff.into_bytes();
+    let mut buf = ascii_roff(&synopsis_placeholders(&placeholders, roff)).into_bytes();
     writeln!(buf, ".SH \"SEE ALSO\"")?;
     let mut refs: Vec<(String, u8)> = see_also.iter().map(|n| (n.clone(), 1)).collect();
     refs.push(("kcmp".into(), 2));

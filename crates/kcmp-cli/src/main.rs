@@ -24,11 +24,8 @@ fn main() {
                     );
                 }
                 _ => {
-                    // One line, no usage dump: the first line of clap's message.
-                    let text = err.render().to_string();
-                    let first = text.lines().next().unwrap_or("invalid arguments");
-                    let first = first.strip_prefix("error: ").unwrap_or(first);
-                    eprintln!("kcmp: usage error: {first} (see kcmp --help)");
+                    // One line naming the argument, and which help to read.
+                    eprintln!("{}", kcmp_cli::cli::usage_error_message(&err));
                     std::process::exit(exit::TROUBLE);
                 }
             }
@@ -73,6 +70,7 @@ fn main() {
         } => commands::epoll::run(pid, epfd, json, freeze),
         Command::Doctor { json } => commands::doctor::run(json),
         Command::Demo => commands::demo::run(),
+        Command::Help { command } => commands::help::run(command.as_deref()),
         Command::DemoChild { parent, fd, path } => commands::demo::child(parent, fd, &path),
     };
     std::process::exit(status);

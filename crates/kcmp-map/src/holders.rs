@@ -20,7 +20,8 @@ use std::time::Instant;
 /// Options of [`find_holders`].
 #[derive(Debug, Clone, Default)]
 pub struct HoldersOptions {
-    /// On a pipe end, also find the holders of the other end.
+    /// On a pipe end, a FIFO or a connected unix socket, also find the
+    /// holders of the other end.
     pub peer: bool,
     /// Stop the processes that may hold the description while inspecting.
     pub freeze: bool,
@@ -43,14 +44,15 @@ pub struct Holder {
     pub comm: String,
 }
 
-/// The holders of the other end of a pipe.
+/// The holders of the other end of a pipe, a FIFO or a connected unix socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeerHolders {
-    /// The pipe (`pipe:[ino]`).
+    /// The pipe (`pipe:[ino]`), the FIFO's name, or the peer socket (`socket:[ino]`).
     pub target: String,
-    /// Which end the holders hold: `"write"`, `"read"` or `"read-write"`.
+    /// Which end the holders hold: `"write"`, `"read"` or `"read-write"`
+    /// (several joined by commas), or `"peer"` for a unix socket.
     pub end: String,
-    /// Every (pid, fd) holding an end of the pipe other than the queried one.
+    /// Every (pid, fd) holding the other end.
     pub holders: Vec<Holder>,
 }
 
@@ -66,7 +68,8 @@ pub struct HoldersReport {
     /// Every (pid, fd) referring to the same open file description, the
     /// queried one included, sorted by (pid, fd).
     pub holders: Vec<Holder>,
-    /// With [`HoldersOptions::peer`] on a pipe: the other end's holders.
+    /// With [`HoldersOptions::peer`] on a pipe, a FIFO or a connected unix
+    /// socket: the other end's holders.
     pub peer: Option<PeerHolders>,
     /// Processes that could not be inspected.
     pub skipped: Vec<Skipped>,
@@ -76,6 +79,9 @@ pub struct HoldersReport {
     pub elapsed_ms: f64,
     /// Whether the candidate holders were frozen.
     pub frozen: bool,
+    /// With [`HoldersOptions::freeze`]: the processes that could not be
+    /// frozen, and why.
+    pub not_frozen: Vec<crate::freeze::NotFrozen>,
 }
 
 fn access_end(mode: u32) -> &'static str {
@@ -226,6 +232,14 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
                 },
                 holders,
             });
+        } else if let Some((end, holders)) = fifo_peer(pid, fd, &tasks, &listed, &same) {
+            peer = Some(PeerHolders {
+                target: link.clone(),
+                end,
+                holders,
+            });
+        } else if let FdTarget::Socket(ino) = FdTarget::parse(&link) {
+            peer = unix_socket_peer(ino, &tasks, &listed);
         }
     }
 
@@ -239,6 +253,10 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     }
     queried.verify()?;
     let frozen = freeze_guard.is_some();
+    let not_frozen = freeze_guard
+        .as_ref()
+        .map(|g| g.not_frozen().to_vec())
+        .unwrap_or_default();
     drop(freeze_guard);
     let mut holders: Vec<Holder> = same
         .into_iter()
@@ -262,6 +280,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         kcmp_calls: calls.total(),
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         frozen,
+        not_frozen,
     })
 }
 
@@ -271,4 +290,108 @@ fn holder(record: &crate::scan::TaskRecord, fd: FdNum) -> Holder {
         fd,
         comm: record.comm.clone(),
     }
+}
+
+/// (device, inode, access mode) of an fd whose file is a FIFO, from
+/// fdinfo (`ino`, `mnt_id`) and the process's mount table; `None` when it
+/// is not a FIFO or cannot be told safely.
+fn fifo_identity(pid: Pid, fd: FdNum) -> Option<(u64, u64, u32)> {
+    let info = procfs::read_fdinfo(pid, fd).ok()?;
+    let mounts = crate::mounts::MountTable::read(pid).ok()?;
+    let mount = mounts.get(info.mnt_id)?;
+    let st = crate::mounts::statx_if_local(pid, fd, mount)?;
+    (u32::from(st.stx_mode) & libc::S_IFMT == libc::S_IFIFO).then_some((
+        mount.user_dev(),
+        info.ino,
+        info.access_mode(),
+    ))
+}
+
+/// The other side of a FIFO: every (pid, fd), other than the queried
+/// description's own `same` holders, open on the same FIFO — the same
+/// (device, inode) from fdinfo and mountinfo, whatever path it was opened
+/// by — with the opposite access mode. An `O_RDWR` opener is on both
+/// sides. Returns the end(s) they hold and the holders, or `None` when the
+/// queried fd is not a FIFO.
+fn fifo_peer(
+    pid: Pid,
+    fd: FdNum,
+    tasks: &[crate::scan::SelectedTask],
+    listed: &[Result<Vec<procfs::FdEntry>>],
+    same: &[(usize, FdNum)],
+) -> Option<(String, Vec<Holder>)> {
+    let (dev, ino, mode) = fifo_identity(pid, fd)?;
+    let own: HashSet<(usize, FdNum)> = same.iter().copied().collect();
+    let mut tables: HashMap<Pid, Option<crate::mounts::MountTable>> = HashMap::new();
+    let mut holders = Vec::new();
+    let mut ends = Vec::new();
+    for (i, entries) in listed.iter().enumerate() {
+        let p = tasks[i].record.pid;
+        for e in entries.iter().flatten() {
+            if !e.target.starts_with('/') || own.contains(&(i, e.fd)) || (p == pid && e.fd == fd) {
+                continue;
+            }
+            let Ok(info) = procfs::read_fdinfo(p, e.fd) else {
+                continue;
+            };
+            if info.ino != ino {
+                continue;
+            }
+            let table = tables
+                .entry(p)
+                .or_insert_with(|| crate::mounts::MountTable::read(p).ok());
+            let same_dev = table
+                .as_ref()
+                .and_then(|t| t.get(info.mnt_id))
+                .is_some_and(|m| m.user_dev() == dev);
+            let m = info.access_mode();
+            if same_dev && (mode == 2 || m == 2 || m != mode) {
+                ends.push(access_end(m));
+                holders.push(holder(&tasks[i].record, e.fd));
+            }
+        }
+    }
+    ends.sort_unstable();
+    ends.dedup();
+    holders.sort_unstable_by_key(|h| (h.pid, h.fd));
+    let end = if ends.is_empty() {
+        access_end(match mode {
+            0 => 1,
+            1 => 0,
+            _ => 2,
+        })
+        .to_string()
+    } else {
+        ends.join(",")
+    };
+    Some((end, holders))
+}
+
+/// The other end of a connected unix socket (its peer inode from
+/// [`crate::sockdiag::unix_peer`]) and every (pid, fd) holding it; `None`
+/// when the kernel cannot tell the peer. A socket inode has exactly one
+/// open file description, so no kcmp is needed.
+fn unix_socket_peer(
+    ino: u64,
+    tasks: &[crate::scan::SelectedTask],
+    listed: &[Result<Vec<procfs::FdEntry>>],
+) -> Option<PeerHolders> {
+    let peer = crate::sockdiag::unix_peer(ino)?;
+    let target = format!("socket:[{peer}]");
+    let mut holders: Vec<Holder> = listed
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.iter()
+                .flatten()
+                .filter(|e| e.target == target)
+                .map(move |e| holder(&tasks[i].record, e.fd))
+        })
+        .collect();
+    holders.sort_unstable_by_key(|h| (h.pid, h.fd));
+    Some(PeerHolders {
+        target,
+        end: "peer".into(),
+        holders,
+    })
 }

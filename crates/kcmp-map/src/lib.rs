@@ -24,6 +24,7 @@ pub mod mounts;
 pub mod procfs;
 pub mod scan;
 pub mod sentinel;
+pub mod sockdiag;
 mod sys;
 
 pub use scan::{scan, FdRef, OpenFileDescription, ScanOptions, SharingMap};

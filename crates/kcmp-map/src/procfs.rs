@@ -383,8 +383,8 @@ pub fn fd_target(pid: Pid, fd: FdNum) -> Result<String> {
             )),
         },
         Err(e) if e.raw_os_error() == Some(libc::EACCES) => Err(Error::os(
-            format!("cannot read {path}: permission denied (another user's process?)"),
-            rustix::io::Errno::PERM,
+            format!("cannot read {path} (ptrace read access to process {pid} refused)"),
+            rustix::io::Errno::ACCESS,
         )),
         Err(e) => Err(Error::io(format!("readlink {path}"), &e)),
     }

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod epoll;
 pub mod process;
 pub mod scan_json;
+pub mod schema;
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

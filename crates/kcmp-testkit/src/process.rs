@@ -79,3 +79,28 @@ pub fn sleeper(stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Kid {
         .spawn()
         .unwrap())
 }
+
+/// A directory made for one test and removed with everything in it when
+/// dropped, even when the test panics: no test leaves litter behind.
+#[derive(Debug)]
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/NAME.PID`.
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("{name}.{}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

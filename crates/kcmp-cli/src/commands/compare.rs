@@ -12,8 +12,12 @@ struct Answer {
     same: bool,
 }
 
-fn print(answer: Answer, options: &CompareOptions) -> i32 {
+fn print(mut answer: Answer, options: &CompareOptions) -> i32 {
     if options.json {
+        if options.freeze {
+            answer.json["not_frozen"] =
+                json!(crate::commands::freezing::last_not_frozen().unwrap_or_default());
+        }
         crate::outln!("{}", answer.json);
     } else {
         crate::outln!("{}", if answer.same { "same" } else { "different" });
@@ -89,8 +93,14 @@ pub fn file(pid1: i32, fd1: i32, pid2: i32, fd2: i32, options: &CompareOptions) 
     };
     match run() {
         Ok(a) => print(a, options),
-        Err(e) => report_error(&e),
+        Err(e) => report_error(&explain(e, &[pid1, pid2])),
     }
+}
+
+/// The error, naming a missing pid or a zombie (see [`crate::commands::explain`]).
+fn explain(e: kcmp::Error, pids: &[i32]) -> kcmp::Error {
+    let pids: Vec<Pid> = pids.iter().filter_map(|&p| Pid::new(p).ok()).collect();
+    crate::commands::explain::error(e, &pids)
 }
 
 /// `kcmp vm|files|fs|sighand|io|sysvsem PID1 PID2`.
@@ -106,6 +116,7 @@ pub fn process(resource: ProcessResource, pair: &ProcessPair) -> i32 {
             kcmp_map::absent::compare_present(resource, p1, p2, None)
         })?;
         let mut json = base_json(resource.name(), pair.pid1, pair.pid2, 0, 0, answer.ordering);
+        json["method"] = json!("kcmp");
         // Neither has one: "absent" (one without is a plain exact `different`).
         let neither = answer.absent.len() == 2;
         if !answer.absent.is_empty() {
@@ -126,7 +137,7 @@ pub fn process(resource: ProcessResource, pair: &ProcessPair) -> i32 {
             }
             print(a, &pair.options)
         }
-        Err(e) => report_error(&e),
+        Err(e) => report_error(&explain(e, &[pair.pid1, pair.pid2])),
     }
 }
 
@@ -172,6 +183,8 @@ pub fn epoll_tfd(
         })?;
         let mut json = base_json("epoll-tfd", pid1, pid2, fd1 as i64, tfd as i64, result);
         json["efd"] = json!(epfd);
+        json["epfd"] = json!(epfd);
+        json["method"] = json!("kcmp");
         json["tfd"] = json!(tfd);
         json["toff"] = json!(toff);
         Ok(Answer {
@@ -181,6 +194,6 @@ pub fn epoll_tfd(
     };
     match run() {
         Ok(a) => print(a, options),
-        Err(e) => report_error(&e),
+        Err(e) => report_error(&explain(e, &[pid1, pid2])),
     }
 }

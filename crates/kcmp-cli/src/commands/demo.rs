@@ -33,27 +33,46 @@ fn test_kcmp(msg: &str, pid1: i32, pid2: i32, fd_a: i32, fd_b: i32) -> Result<bo
 }
 
 /// The parent half: `kcmp demo`.
+///
+/// The file has no name from the start (`O_TMPFILE`; where the temporary
+/// directory does not support it, the name is removed right after the
+/// open), so no exit path — a closed stdout, a full disk, a signal — can
+/// leave it behind. The child reopens it through `/proc/PARENT/fd/FD`.
 pub fn run() -> i32 {
-    let path = std::env::temp_dir().join(format!("kcmp.test.{}", std::process::id()));
-    let status = parent(&path);
-    let _ = std::fs::remove_file(&path);
-    status
-}
-
-fn parent(path: &Path) -> i32 {
-    use std::io::Write;
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
+    let file = match anonymous_file(&std::env::temp_dir()) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("kcmp: demo: cannot create {}: {e}", path.display());
+            eprintln!("kcmp: demo: cannot create a temporary file: {e}");
             return exit::TROUBLE;
         }
     };
+    parent(file)
+}
+
+/// An open, nameless read-write file in `dir`.
+fn anonymous_file(dir: &Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    match rustix::fs::open(
+        dir,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(fd) => Ok(std::fs::File::from(fd)),
+        Err(_) => {
+            let path = dir.join(format!("kcmp.test.{}", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok(f)
+        }
+    }
+}
+
+fn parent(file: std::fs::File) -> i32 {
+    use std::io::Write;
     let for_child = match file.try_clone() {
         Ok(f) => f,
         Err(e) => {
@@ -76,7 +95,7 @@ fn parent(path: &Path) -> i32 {
         .arg("__demo-child")
         .arg(std::process::id().to_string())
         .arg(fd1.to_string())
-        .arg(path)
+        .arg(format!("/proc/{}/fd/{fd1}", std::process::id()))
         .stdin(std::process::Stdio::from(for_child))
         .status();
     drop(file);

@@ -10,14 +10,16 @@ use kcmp::{FdNum, Pid};
 /// With `freeze`, the epoll's process is stopped for the inspection (its
 /// registrations and fd table cannot change meanwhile) and resumed after.
 pub fn run(pid: i32, epfd: i32, json: bool, freeze: bool) -> i32 {
+    let not_frozen = std::cell::RefCell::new(Vec::new());
     let inspect = || -> Result<kcmp_map::epoll::EpollTargets, kcmp::Error> {
         let (pid, epfd) = (Pid::new(pid)?, FdNum::new(epfd)?);
         kcmp_map::epoll::check_epoll_fd(pid, epfd)?;
         let frozen = if freeze {
             let set = kcmp_map::freeze::freeze(&[pid])?;
-            for n in set.not_frozen() {
-                eprintln!("kcmp: warning: process {} not frozen: {}", n.pid, n.reason);
+            if let Some(note) = crate::output::not_frozen_note(set.not_frozen()) {
+                eprintln!("kcmp: note: {note}");
             }
+            *not_frozen.borrow_mut() = set.not_frozen().to_vec();
             Some(set)
         } else {
             None
@@ -32,13 +34,23 @@ pub fn run(pid: i32, epfd: i32, json: bool, freeze: bool) -> i32 {
     };
     let found = match inspect() {
         Ok(f) => f,
-        Err(e) => return report_error(&e),
+        Err(e) => {
+            let pids: Vec<Pid> = Pid::new(pid).into_iter().collect();
+            return report_error(&crate::commands::explain::error(e, &pids));
+        }
     };
     let text = if json {
-        format!("{}\n", render::targets_json(&found))
+        let mut v = render::targets_json(&found);
+        if freeze {
+            v["not_frozen"] = serde_json::json!(*not_frozen.borrow());
+        }
+        format!("{v}\n")
     } else {
         render::targets_human(&found, Style::stdout())
     };
     crate::output::write_stdout(&text);
+    if let Some(n) = crate::output::skipped_note(&found.skipped, Style::plain()) {
+        eprintln!("kcmp: {n}");
+    }
     exit::SAME
 }

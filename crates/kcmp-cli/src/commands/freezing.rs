@@ -20,14 +20,23 @@ pub fn run_frozen<T>(
     unique.dedup();
     let set = kcmp_map::freeze::freeze(&unique)?;
     let result = f();
-    let not_frozen: Vec<String> = set
-        .not_frozen()
-        .iter()
-        .map(|n| format!("{} ({})", n.pid, n.reason))
-        .collect();
+    let not_frozen = set.not_frozen().to_vec();
     set.thaw()?;
-    if !not_frozen.is_empty() {
-        eprintln!("kcmp: note: not frozen: {}", not_frozen.join(", "));
+    if let Some(note) = crate::output::not_frozen_note(&not_frozen) {
+        eprintln!("kcmp: note: {note}");
     }
+    *LAST_NOT_FROZEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(not_frozen);
     result
 }
+
+/// The processes the last [`run_frozen`] with `freeze` could not freeze
+/// (for the JSON's `not_frozen`); `None` when nothing was frozen.
+pub fn last_not_frozen() -> Option<Vec<kcmp_map::freeze::NotFrozen>> {
+    LAST_NOT_FROZEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+static LAST_NOT_FROZEN: std::sync::Mutex<Option<Vec<kcmp_map::freeze::NotFrozen>>> =
+    std::sync::Mutex::new(None);

@@ -2,7 +2,9 @@
 
 use crate::cli::ScanArgs;
 use crate::output::progress::DelayedProgress;
-use crate::output::{scan as render, style::Style};
+use crate::output::scan::{self as render, View};
+use crate::output::sink::Sink;
+use crate::output::style::Style;
 use crate::{exit, report_error};
 use kcmp::Pid;
 use kcmp_map::scan::{scan_with_progress, ScanOptions};
@@ -27,23 +29,31 @@ pub fn run(args: &ScanArgs) -> i32 {
     progress.finish();
     let map = match result {
         Ok(map) => map,
-        Err(e) => return report_error(&e),
+        Err(e) => {
+            let asked: Vec<Pid> = options.pids.iter().chain(&options.trees).copied().collect();
+            return report_error(&crate::commands::explain::error(e, &asked));
+        }
     };
-    let epolls = &map.epoll;
+    let view = View::new(&map, args.include_unshared, &args.filters());
+    let mut sink = Sink::stdout();
     if args.json {
-        let stdout = std::io::stdout();
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-        let _ = render::write_json_with_epoll(&map, args.include_unshared, Some(epolls), &mut out);
-        let _ = std::io::Write::flush(&mut out);
-        return exit::SAME;
-    }
-    let text = if args.dot {
-        render::dot(&map, args.include_unshared)
+        crate::output::scan_json::write_json(&view, true, &mut sink);
+    } else if args.json_lines {
+        crate::output::scan_json::write_json_lines(&view, true, &mut sink);
+    } else if args.dot {
+        sink.text(&crate::output::dot::dot(&view));
     } else {
         let style = Style::stdout();
-        let findings = crate::output::epoll::scan_findings(&map, epolls, style);
-        render::human_with_findings(&map, args.include_unshared, &findings, style)
-    };
-    crate::output::write_stdout(&text);
+        let findings = crate::output::epoll::scan_findings(&map, &view.epolls, style);
+        sink.text(&render::human(&view, args.long, &findings, style));
+    }
+    sink.flush();
+    if !(args.json || args.json_lines) {
+        for n in render::notes(&map, Style::plain()) {
+            eprintln!("kcmp: {n}");
+        }
+    } else if let Some(n) = crate::output::not_frozen_note(&map.not_frozen) {
+        eprintln!("kcmp: {n}");
+    }
     exit::SAME
 }

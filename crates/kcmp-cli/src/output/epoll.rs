@@ -1,21 +1,33 @@
 //! Rendering epoll registrations: `kcmp epoll-targets` and the scan's
 //! epoll section.
 
+use super::escape::escape;
 use super::style::Style;
 use kcmp_map::epoll::{EpollInstance, EpollTarget, EpollTargets};
 use kcmp_map::scan::{FdRef, SharingMap};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
-/// `{"pid": P, "epfd": E, "targets": [...], "skipped": [...], "stats": {...}}`.
+/// `{"pid": P, "epfd": E, "comm": C, "targets": [...], "skipped": [...],
+/// "stats": {...}}`; every holder has `comm`, every `events` its
+/// `events_names`.
 pub fn targets_json(found: &EpollTargets) -> Value {
-    json!({
+    let comm = |pid: i64| {
+        kcmp::Pid::new(pid as i32)
+            .ok()
+            .and_then(|p| kcmp_map::procfs::read_stat(p).ok())
+            .map(|s| s.comm)
+    };
+    let mut v = json!({
         "pid": found.pid,
         "epfd": found.epfd,
         "targets": found.targets,
         "skipped": found.skipped,
         "stats": {"kcmp_calls": found.kcmp_calls},
-    })
+    });
+    super::events::enrich_json(&mut v["targets"], &comm);
+    v["comm"] = json!(comm(found.pid.get() as i64));
+    v
 }
 
 /// The scan's `"epoll"` key: `[{"pid", "epfd", "holders", "targets"}, …]`.
@@ -38,7 +50,7 @@ fn holders_text(holders: &[FdRef], comm: &dyn Fn(kcmp::Pid) -> String) -> String
     }
     holders
         .iter()
-        .map(|h| format!("{} ({}) fd {}", h.pid, comm(h.pid), h.fd))
+        .map(|h| format!("{} ({}) fd {}", h.pid, escape(&comm(h.pid)), h.fd))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -60,7 +72,7 @@ pub fn targets_human(found: &EpollTargets, style: Style) -> String {
             "epoll fd {} of process {} ({}): {} registrations, {} stale, {} held by no visible fd",
             found.epfd,
             found.pid,
-            comm(found.pid),
+            escape(&comm(found.pid)),
             found.targets.len(),
             stale,
             unheld
@@ -73,10 +85,13 @@ pub fn targets_human(found: &EpollTargets, style: Style) -> String {
             [
                 t.tfd.to_string(),
                 t.toff.to_string(),
-                format!("{:#x}", t.events),
+                super::events::text(t.events),
                 format!("{:#x}", t.data),
-                staleness(t),
-                t.target.clone().unwrap_or_else(|| format!("ino {}", t.ino)),
+                escape(&staleness(t)).into_owned(),
+                t.target
+                    .as_deref()
+                    .map(|n| escape(n).into_owned())
+                    .unwrap_or_else(|| format!("ino {}", t.ino)),
                 holders_text(&t.holders, &comm),
             ]
         })
@@ -111,31 +126,29 @@ pub fn targets_human(found: &EpollTargets, style: Style) -> String {
             let _ = writeln!(out, "{text}");
         }
     }
-    if let Some(note) = super::skipped_note(&found.skipped, style) {
-        let _ = writeln!(out, "{note}");
-    }
     out
 }
 
 /// The scan's findings: every stale registration, and every registration
 /// no scanned fd holds, one line each (empty when there is none).
-pub fn scan_findings(map: &SharingMap, instances: &[EpollInstance], style: Style) -> String {
-    let comm = |pid: kcmp::Pid| map.comm(pid).unwrap_or("?").to_string();
+pub fn scan_findings(map: &SharingMap, instances: &[&EpollInstance], style: Style) -> String {
+    let comm = |pid: kcmp::Pid| escape(map.comm(pid).unwrap_or("?")).into_owned();
     let mut lines = Vec::new();
     for e in instances {
         if let Some(err) = &e.error {
             lines.push(style.dim(&format!(
-                "    {} ({}) epfd {}: not resolved: {err}",
+                "    {} ({}) epfd {}: not resolved: {}",
                 e.pid,
                 comm(e.pid),
-                e.epfd
+                e.epfd,
+                escape(err)
             )));
         }
         for t in e.targets.iter().filter(|t| t.stale || !t.held()) {
             let what = match (t.stale, &t.tfd_now) {
                 (false, _) => "is not stale".to_string(),
                 (true, None) => "is stale (tfd closed)".to_string(),
-                (true, Some(now)) => format!("is stale (tfd now {now})"),
+                (true, Some(now)) => format!("is stale (tfd now {})", escape(now)),
             };
             let held = if t.held() {
                 format!("held by {}", holders_text(&t.holders, &comm))
@@ -149,7 +162,10 @@ pub fn scan_findings(map: &SharingMap, instances: &[EpollInstance], style: Style
                 e.epfd,
                 t.tfd,
                 t.toff,
-                t.target.clone().unwrap_or_else(|| format!("inode {}", t.ino)),
+                t.target
+                    .as_deref()
+                    .map(|n| escape(n).into_owned())
+                    .unwrap_or_else(|| format!("inode {}", t.ino)),
             )));
         }
     }

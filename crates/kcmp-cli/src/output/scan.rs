@@ -1,229 +1,277 @@
-//! Rendering a [`SharingMap`]: human text, JSON schema 1, Graphviz DOT.
+//! Rendering a [`SharingMap`] for people.
+//!
+//! The human format, one line per shown description, most shared first
+//! (more holders, then more processes, then by name):
+//!
+//! ```text
+//! socket:[1656253]  socket  49 holders in 49 processes  nginx ×49 (1166–1214) fd 6
+//! ```
+//!
+//! name (escaped as `ls -b` does), kind, how many (pid, fd) pairs hold it
+//! in how many processes, and the holders by command: `×N` processes, their
+//! pids as ranges, the fd numbers. `--long` adds one `pid (comm) fd N` line
+//! per holder. Then the process-level sharing groups (always, `none` when
+//! there is none), findings (stale epoll registrations), and one summary
+//! line. JSON and Graphviz are in [`super::scan_json`] and [`super::dot`].
 
+use super::escape::{display_name, link_bytes};
+use super::filter::{Facts, Filters};
 use super::style::Style;
+use super::summary::{self, HolderRef, Limits};
 use kcmp::Pid;
 use kcmp_map::scan::{OpenFileDescription, SharingMap};
-use serde::Serialize;
 use std::fmt::Write as _;
 
-fn shown(map: &SharingMap, include_unshared: bool) -> impl Iterator<Item = &OpenFileDescription> {
-    map.open_files
-        .iter()
-        .filter(move |d| include_unshared || d.members.len() >= 2)
+/// What a report shows of a map: the selected descriptions and
+/// process-level groups, with the facts read to select them.
+pub struct View<'a> {
+    /// The map.
+    pub map: &'a SharingMap,
+    /// Cached facts (comm, uid, kind).
+    pub facts: Facts<'a>,
+    /// The shown descriptions, in the map's order (by first holder).
+    pub shown: Vec<&'a OpenFileDescription>,
+    /// The shown process-level groups: (kind, pids).
+    pub groups: Vec<(&'a str, &'a [Pid])>,
+    /// The shown epoll instances: each is a description
+    /// (`anon_inode:[eventpoll]`, kind `anon_inode`) and is filtered as one.
+    pub epolls: Vec<&'a kcmp_map::epoll::EpollInstance>,
+    /// Whether a filter was set.
+    pub filtered: bool,
 }
 
-/// The shown descriptions, serialized lazily.
-struct OpenFiles<'a> {
-    map: &'a SharingMap,
-    include_unshared: bool,
-}
-
-impl Serialize for OpenFiles<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(shown(self.map, self.include_unshared))
-    }
-}
-
-/// JSON schema 1, borrowed from the map (no intermediate tree: a 50k-fd scan
-/// stays small in memory). More keys may be added; these keep their meaning.
-#[derive(Serialize)]
-struct ScanJson<'a> {
-    schema: u32,
-    tasks: usize,
-    fds: usize,
-    skipped: &'a [kcmp_map::scan::Skipped],
-    open_files: OpenFiles<'a>,
-    shared: &'a std::collections::BTreeMap<String, Vec<Vec<Pid>>>,
-    unavailable: &'a std::collections::BTreeMap<String, String>,
-    stats: &'a kcmp_map::scan::ScanStats,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    frozen: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    not_frozen: Option<&'a [kcmp_map::freeze::NotFrozen]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    epoll: Option<&'a [kcmp_map::epoll::EpollInstance]>,
-}
-
-/// Writes JSON schema 1 (see the README) and a newline.
-pub fn write_json(
-    map: &SharingMap,
-    include_unshared: bool,
-    out: &mut impl std::io::Write,
-) -> std::io::Result<()> {
-    write_json_with_epoll(map, include_unshared, None, out)
-}
-
-/// [`write_json`] with the `"epoll"` key (see [`kcmp_map::epoll::resolve_scan`]).
-pub fn write_json_with_epoll(
-    map: &SharingMap,
-    include_unshared: bool,
-    epoll: Option<&[kcmp_map::epoll::EpollInstance]>,
-    out: &mut impl std::io::Write,
-) -> std::io::Result<()> {
-    let doc = ScanJson {
-        schema: 1,
-        tasks: map.tasks.len(),
-        fds: map.fd_count(),
-        skipped: &map.skipped,
-        open_files: OpenFiles {
+impl<'a> View<'a> {
+    /// Selects what to show: descriptions held twice or more (all with
+    /// `include_unshared`) that pass `filters`, and the groups with a
+    /// member matching `--comm`/`--user`.
+    pub fn new(map: &'a SharingMap, include_unshared: bool, filters: &Filters) -> Self {
+        let facts = Facts::new(map);
+        let shown = map
+            .open_files
+            .iter()
+            .filter(|d| include_unshared || d.members.len() >= 2)
+            .filter(|d| filters.matches(&facts, d))
+            .collect();
+        let groups = map
+            .shared
+            .iter()
+            .flat_map(|(k, gs)| gs.iter().map(move |g| (k.as_str(), &g[..])))
+            .filter(|(_, g)| filters.group_matches(&facts, g))
+            .collect();
+        let epolls = map
+            .epoll
+            .iter()
+            .filter(|e| filters.epoll_matches(&facts, e))
+            .collect();
+        View {
             map,
-            include_unshared,
-        },
-        shared: &map.shared,
-        unavailable: &map.unavailable,
-        stats: &map.stats,
-        frozen: map.frozen.then_some(true),
-        not_frozen: map.frozen.then_some(&map.not_frozen[..]),
-        epoll,
-    };
-    serde_json::to_writer(&mut *out, &doc)?;
-    out.write_all(b"\n")
-}
-
-fn holder(map: &SharingMap, pid: Pid) -> String {
-    format!("{pid} ({})", map.comm(pid).unwrap_or("?"))
-}
-
-/// Human output: one block per shared description, the process-level
-/// groups, then a summary line.
-pub fn human(map: &SharingMap, include_unshared: bool, style: Style) -> String {
-    human_with_findings(map, include_unshared, "", style)
-}
-
-/// [`human`] with more findings (e.g. stale epoll registrations) printed
-/// before the summary line.
-pub fn human_with_findings(
-    map: &SharingMap,
-    include_unshared: bool,
-    findings: &str,
-    style: Style,
-) -> String {
-    let mut out = String::new();
-    let mut shared_count = 0usize;
-    for d in shown(map, include_unshared) {
-        if d.members.len() >= 2 {
-            shared_count += 1;
-        }
-        let _ = writeln!(out, "{}", style.target(&d.target));
-        for m in &d.members {
-            let _ = writeln!(out, "    {} {}", holder(map, m.pid), m.fd);
+            facts,
+            shown,
+            groups,
+            epolls,
+            filtered: filters.any(),
         }
     }
-    if !include_unshared {
-        shared_count = map
+
+    /// The holders of a description with their comm.
+    pub fn holders(&self, d: &OpenFileDescription) -> Vec<HolderRef<'a>> {
+        d.members
+            .iter()
+            .map(|m| HolderRef {
+                pid: m.pid.get(),
+                fd: m.fd.get(),
+                comm: self.facts.comm(m.pid).unwrap_or("?"),
+            })
+            .collect()
+    }
+
+    /// The bytes of a description's name when it is not valid UTF-8.
+    pub fn name_bytes(&self, d: &OpenFileDescription) -> Option<Vec<u8>> {
+        let m = d.members.first()?;
+        link_bytes(m.pid, m.fd, &d.target)
+    }
+
+    /// The name for people (escaped).
+    pub fn display_name(&self, d: &OpenFileDescription) -> String {
+        display_name(&d.target, self.name_bytes(d).as_deref())
+    }
+
+    /// The name for people, with the end of a pipe or FIFO
+    /// (`pipe:[5] (read end)`).
+    pub fn label(&self, d: &OpenFileDescription) -> String {
+        let mut name = self.display_name(d);
+        if matches!(self.facts.kind(d), "pipe" | "fifo") {
+            name.push_str(end_of(d));
+        }
+        name
+    }
+
+    /// The shown descriptions, most shared first.
+    pub fn by_sharing(&self) -> Vec<&'a OpenFileDescription> {
+        let mut v = self.shown.clone();
+        let procs = |d: &OpenFileDescription| {
+            let mut p: Vec<Pid> = d.members.iter().map(|m| m.pid).collect();
+            p.dedup();
+            p.len()
+        };
+        v.sort_by(|a, b| {
+            b.members
+                .len()
+                .cmp(&a.members.len())
+                .then(procs(b).cmp(&procs(a)))
+                .then(a.target.cmp(&b.target))
+        });
+        v
+    }
+
+    /// Shared descriptions in the whole map (held by two or more pairs).
+    pub fn shared_count(&self) -> usize {
+        self.map
             .open_files
             .iter()
             .filter(|d| d.members.len() >= 2)
-            .count();
+            .count()
+    }
+}
+
+/// ` (read end)`, ` (write end)` or ` (read-write)` for a pipe or FIFO
+/// description, from its first holder's fdinfo; empty when unreadable.
+fn end_of(d: &OpenFileDescription) -> &'static str {
+    let Some(m) = d.members.first() else {
+        return "";
+    };
+    match kcmp_map::procfs::read_fdinfo(m.pid, m.fd).map(|i| i.access_mode()) {
+        Ok(0) => " (read end)",
+        Ok(1) => " (write end)",
+        Ok(_) => " (read-write)",
+        Err(_) => "",
+    }
+}
+
+fn pad(s: &str, w: usize) -> String {
+    let n = s.chars().count();
+    if n >= w {
+        s.to_string()
     } else {
-        shared_count = shared_count.max(
-            map.open_files
-                .iter()
-                .filter(|d| d.members.len() >= 2)
-                .count(),
-        );
+        format!("{s}{}", " ".repeat(w - n))
     }
-    let mut any_group = false;
-    for (kind, groups) in &map.shared {
-        for g in groups {
-            if !any_group {
-                if !out.is_empty() {
-                    out.push('\n');
-                }
-                let _ = writeln!(out, "{}", style.bold("process-level sharing"));
-                any_group = true;
+}
+
+/// The description lines (with `long`, each holder under it).
+pub fn description_lines(view: &View<'_>, long: bool, style: Style) -> Vec<String> {
+    let rows: Vec<(String, &str, String, String, &OpenFileDescription)> = view
+        .by_sharing()
+        .into_iter()
+        .map(|d| {
+            let holders = view.holders(d);
+            let counts = summary::counts(holders.len(), summary::process_count(&holders));
+            let sum = summary::summarize(&holders, Limits::default());
+            (view.label(d), view.facts.kind(d), counts, sum, d)
+        })
+        .collect();
+    let w_name = rows
+        .iter()
+        .map(|r| r.0.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(40);
+    let w_kind = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let w_count = rows.iter().map(|r| r.2.len()).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for (name, kind, counts, sum, d) in &rows {
+        out.push(format!(
+            "{}  {}  {}  {sum}",
+            style.target(&pad(name, w_name)),
+            pad(kind, w_kind),
+            pad(counts, w_count)
+        ));
+        if long {
+            for h in view.holders(d) {
+                out.push(format!("    {}", summary::holder_line(h)));
             }
-            let members: Vec<String> = g.iter().map(|&p| holder(map, p)).collect();
-            let _ = writeln!(out, "    {kind:<8} {}", members.join(", "));
         }
     }
-    for (kind, why) in &map.unavailable {
-        let _ = writeln!(
-            out,
-            "{}",
-            style.warn(&format!("{kind}: not computed: {why}"))
-        );
+    out
+}
+
+/// The process-level sharing section: a heading, then one line per group
+/// (`vm  3 tasks  postgres ×3 (1094–1096)`), or `none`.
+pub fn group_lines(view: &View<'_>, style: Style) -> Vec<String> {
+    let mut out = vec![style.bold("process-level sharing (vm, files, fs, sighand, io, sysvsem)")];
+    if view.groups.is_empty() {
+        out.push("    none: no two scanned tasks share one".into());
     }
-    if let Some(note) = super::skipped_note(&map.skipped, style) {
-        let _ = writeln!(out, "{note}");
+    for (kind, pids) in &view.groups {
+        let holders: Vec<HolderRef<'_>> = pids
+            .iter()
+            .map(|&p| HolderRef {
+                pid: p.get(),
+                fd: -1,
+                comm: view.facts.comm(p).unwrap_or("?"),
+            })
+            .collect();
+        let sum = summary::summarize(&holders, Limits::default()).replace(" fd -1", "");
+        out.push(format!("    {kind:<8} {} tasks  {sum}", pids.len()));
     }
-    if map.frozen && !map.not_frozen.is_empty() {
-        let _ = writeln!(
-            out,
-            "{}",
-            style.warn(&format!("not frozen: {} processes", map.not_frozen.len()))
-        );
+    for (kind, why) in &view.map.unavailable {
+        out.push(style.warn(&format!("    {kind:<8} not computed: {why}")));
     }
-    if !findings.is_empty() {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(findings);
-    }
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    let _ = writeln!(
-        out,
-        "{} tasks, {} fds, {} shared descriptions, {} skipped{} ({} kcmp calls, {:.0} ms)",
+    out
+}
+
+/// The summary line.
+pub fn summary_line(view: &View<'_>) -> String {
+    let map = view.map;
+    let shown = if view.filtered {
+        format!(" ({} shown)", view.shown.len())
+    } else {
+        String::new()
+    };
+    format!(
+        "{} tasks, {} fds, {} shared descriptions{shown}, {} skipped{} ({} kcmp calls, {:.0} ms)",
         map.tasks.len(),
         map.fd_count(),
-        shared_count,
+        view.shared_count(),
         map.skipped.len(),
         if map.frozen { ", frozen" } else { "" },
         map.stats.kcmp_calls,
         map.stats.elapsed_ms
-    );
+    )
+}
+
+/// Human output: descriptions, process-level groups, `findings` (lines
+/// ending in newlines, e.g. stale epoll registrations), the summary line.
+pub fn human(view: &View<'_>, long: bool, findings: &str, style: Style) -> String {
+    let mut out = String::new();
+    for l in description_lines(view, long, style) {
+        let _ = writeln!(out, "{l}");
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    for l in group_lines(view, style) {
+        let _ = writeln!(out, "{l}");
+    }
+    if !findings.is_empty() {
+        out.push('\n');
+        out.push_str(findings);
+    }
+    out.push('\n');
+    let _ = writeln!(out, "{}", summary_line(view));
     out
 }
 
-fn dot_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-/// Graphviz: tasks and shared descriptions as nodes, holders as edges
-/// labelled with the fd; process-level sharing as dashed edges.
-pub fn dot(map: &SharingMap, include_unshared: bool) -> String {
-    let mut out = String::from(
-        "digraph kcmp {\n  rankdir=LR;\n  node [fontname=\"monospace\", fontsize=10];\n  edge [fontname=\"monospace\", fontsize=9, color=\"#666666\"];\n",
-    );
-    let mut used: std::collections::BTreeSet<Pid> = Default::default();
-    let mut body = String::new();
-    for (i, d) in shown(map, include_unshared).enumerate() {
-        let _ = writeln!(
-            body,
-            "  d{i} [shape=note, style=filled, fillcolor=\"#fff4d6\", label=\"{}\"];",
-            dot_escape(&d.target)
-        );
-        // One edge per holding task, labelled with all its fds.
-        for run in d.members.chunk_by(|a, b| a.pid == b.pid) {
-            let pid = run[0].pid;
-            used.insert(pid);
-            let fds: Vec<String> = run.iter().map(|m| m.fd.to_string()).collect();
-            let _ = writeln!(body, "  p{pid} -> d{i} [label=\"fd {}\"];", fds.join(","));
+/// The notes of a scan for stderr: processes skipped, and with `--freeze`
+/// those not frozen (the first few with their reasons, then a count).
+pub fn notes(map: &SharingMap, style: Style) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(n) = super::skipped_note(&map.skipped, style) {
+        out.push(n);
+    }
+    if map.frozen {
+        if let Some(n) = super::not_frozen_note(&map.not_frozen) {
+            out.push(n);
         }
     }
-    for (kind, groups) in &map.shared {
-        for g in groups {
-            for w in g.windows(2) {
-                used.insert(w[0]);
-                used.insert(w[1]);
-                let _ = writeln!(
-                    body,
-                    "  p{} -> p{} [dir=none, style=dashed, color=\"#3366cc\", label=\"{kind}\"];",
-                    w[0], w[1]
-                );
-            }
-        }
-    }
-    for pid in used {
-        let _ = writeln!(
-            out,
-            "  p{pid} [shape=box, style=rounded, label=\"{pid}\\n{}\"];",
-            dot_escape(map.comm(pid).unwrap_or("?"))
-        );
-    }
-    out.push_str(&body);
-    out.push_str("}\n");
     out
 }

@@ -21,6 +21,11 @@ impl Style {
         }
     }
 
+    /// No styling (for stderr and files).
+    pub fn plain() -> Self {
+        Style { on: false }
+    }
+
     fn wrap(&self, code: &str, text: &str) -> String {
         if self.on {
             format!("\x1b[{code}m{text}\x1b[0m")

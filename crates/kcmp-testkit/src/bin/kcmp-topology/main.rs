@@ -4,6 +4,7 @@
 //! ```text
 //! kcmp-topology <scenario> [--procs N] [--fds M] [--seed S]
 //! scenarios: general (default; N=12 workers, M=10 fds each), bench (N=500, M=100),
+//!            prefork (N workers inheriting a few sockets, a log, a pipe),
 //!            basic, clone, epoll
 //! ```
 //!
@@ -945,7 +946,7 @@ struct Args {
     seed: u64,
 }
 
-const SCENARIOS: &str = "general, bench, basic, clone, epoll";
+const SCENARIOS: &str = "general, bench, basic, clone, epoll, prefork";
 
 fn parse_args() -> R<Args> {
     let mut it = std::env::args().skip(1);
@@ -1084,6 +1085,34 @@ fn worker(c: &mut Ctx, i: usize, m: usize, pool: &[i32]) -> R<()> {
 
 fn stderr_only(c: &mut Ctx) -> R<()> {
     c.keep_only(&[2].into())
+}
+
+/// A pre-forking server, as a host runs them (nginx, apache2, postgres):
+/// the root opens a few listening sockets (socketpair ends), a log file, a
+/// pipe and an eventfd; `--procs` workers inherit all of them and each
+/// opens a data file, a pipe and a socket pair of its own. Few shared
+/// descriptions, many holders.
+fn prefork(root: &mut Root, a: &Args) -> R<()> {
+    let c = &mut root.ctx;
+    let mut shared: BTreeSet<i32> = [2].into();
+    for _ in 0..4 {
+        let (s, _) = c.socketpair(libc::SOCK_STREAM, (None, None))?;
+        shared.insert(s);
+    }
+    shared.insert(c.open_data(libc::O_RDONLY, some("log"))?);
+    let (r, w) = c.pipe((some("signal_pipe_r"), some("signal_pipe_w")))?;
+    shared.extend([r, w, c.eventfd(None)?]);
+    for i in 0..a.procs {
+        let keep = shared.clone();
+        root.spawn(&format!("worker{i}"), move |c| {
+            c.keep_only(&keep)?;
+            c.open_data(libc::O_RDONLY, None)?;
+            c.pipe((None, None))?;
+            c.socketpair(libc::SOCK_STREAM, (None, None))?;
+            Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 /// One twin pair per clone flag, a plain fork, a process that used SEM_UNDO
@@ -1256,6 +1285,7 @@ fn epoll(root: &mut Root) -> R<()> {
 fn run(root: &mut Root, a: &Args) -> R<()> {
     match a.scenario.as_str() {
         "general" | "bench" => general(root, a),
+        "prefork" => prefork(root, a),
         "basic" => basic(root),
         "clone" => specials(root),
         "epoll" => epoll(root),

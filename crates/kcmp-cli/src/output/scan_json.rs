@@ -1,0 +1,203 @@
+//! `kcmp scan --json` (schema 1, one document) and `--json-lines` (NDJSON:
+//! one record per line, each written as soon as it is final).
+//!
+//! A description is `{"target", "target_bytes"?, "kind", "holder_count",
+//! "process_count", "members": [{"pid", "fd", "comm"}]}`; `target_bytes`
+//! (the name's bytes, an array of numbers) is there only when the name is
+//! not valid UTF-8, `target` then has U+FFFD for each invalid byte.
+
+use super::scan::View;
+use super::sink::Sink;
+use super::summary;
+use kcmp::Pid;
+use kcmp_map::scan::OpenFileDescription;
+use serde::ser::SerializeSeq;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// One holder in JSON.
+#[derive(Serialize)]
+struct Member<'a> {
+    pid: Pid,
+    fd: kcmp::FdNum,
+    comm: &'a str,
+}
+
+/// One description in JSON.
+#[derive(Serialize)]
+struct Description<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    ty: Option<&'static str>,
+    target: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_bytes: Option<Vec<u8>>,
+    kind: &'static str,
+    holder_count: usize,
+    process_count: usize,
+    members: Vec<Member<'a>>,
+}
+
+fn description<'a>(
+    view: &'a View<'_>,
+    d: &'a OpenFileDescription,
+    ty: Option<&'static str>,
+) -> Description<'a> {
+    let holders = view.holders(d);
+    Description {
+        ty,
+        target: &d.target,
+        target_bytes: view.name_bytes(d),
+        kind: view.facts.kind(d),
+        holder_count: holders.len(),
+        process_count: summary::process_count(&holders),
+        members: d
+            .members
+            .iter()
+            .map(|m| Member {
+                pid: m.pid,
+                fd: m.fd,
+                comm: view.facts.comm(m.pid).unwrap_or("?"),
+            })
+            .collect(),
+    }
+}
+
+struct OpenFiles<'a, 'b>(&'a View<'b>);
+
+impl Serialize for OpenFiles<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.shown.len()))?;
+        for d in &self.0.shown {
+            seq.serialize_element(&description(self.0, d, None))?;
+        }
+        seq.end()
+    }
+}
+
+/// The shown groups by kind: `{"vm": [[P, …], …], …}` (every computed kind).
+fn shared(view: &View<'_>) -> Value {
+    let mut o = serde_json::Map::new();
+    for k in view.map.shared.keys() {
+        o.insert(k.clone(), json!([]));
+    }
+    for (k, g) in &view.groups {
+        if let Some(Value::Array(a)) = o.get_mut(*k) {
+            a.push(json!(g));
+        }
+    }
+    Value::Object(o)
+}
+
+/// One epoll instance (or a list), with `comm` on holders and
+/// `events_names`.
+fn enriched(view: &View<'_>, value: &impl Serialize) -> Value {
+    let mut v = serde_json::to_value(value).unwrap_or(Value::Null);
+    let map = view.map;
+    super::events::enrich_json(&mut v, &|pid| {
+        Pid::new(pid as i32)
+            .ok()
+            .and_then(|p| map.comm(p))
+            .map(str::to_string)
+    });
+    v
+}
+
+/// The scan's shown epoll instances, with `comm` on holders and `events_names`.
+pub fn epoll_json(view: &View<'_>) -> Value {
+    enriched(view, &view.epolls)
+}
+
+#[derive(Serialize)]
+struct Document<'a, 'b> {
+    schema: u32,
+    tasks: usize,
+    fds: usize,
+    skipped: &'a [kcmp_map::scan::Skipped],
+    open_files: OpenFiles<'a, 'b>,
+    shared: Value,
+    unavailable: &'a std::collections::BTreeMap<String, String>,
+    stats: &'a kcmp_map::scan::ScanStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frozen: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_frozen: Option<&'a [kcmp_map::freeze::NotFrozen]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoll: Option<Value>,
+    shared_descriptions: usize,
+    shown: usize,
+}
+
+/// Writes JSON schema 1 (see the README) and a newline; `epoll` adds the
+/// `"epoll"` key.
+pub fn write_json(view: &View<'_>, epoll: bool, sink: &mut Sink) {
+    let map = view.map;
+    let doc = Document {
+        schema: 1,
+        tasks: map.tasks.len(),
+        fds: map.fd_count(),
+        skipped: &map.skipped,
+        open_files: OpenFiles(view),
+        shared: shared(view),
+        unavailable: &map.unavailable,
+        stats: &map.stats,
+        frozen: map.frozen.then_some(true),
+        not_frozen: map.frozen.then_some(&map.not_frozen[..]),
+        epoll: epoll.then(|| epoll_json(view)),
+        shared_descriptions: view.shared_count(),
+        shown: view.shown.len(),
+    };
+    sink.json_line(&doc);
+    sink.flush();
+}
+
+/// Writes NDJSON: one `"type": "description"` record per shown description
+/// (the map's order), one `"group"` per process-level group, one `"epoll"`
+/// per epoll instance, one `"skipped"` per skipped process, then one
+/// `"summary"`. Each record is flushed as soon as it is written.
+pub fn write_json_lines(view: &View<'_>, epoll: bool, sink: &mut Sink) {
+    let map = view.map;
+    for d in &view.shown {
+        sink.json_line(&description(view, d, Some("description")));
+        sink.flush();
+    }
+    for (kind, pids) in &view.groups {
+        let members: Vec<Value> = pids
+            .iter()
+            .map(|&p| json!({"pid": p, "comm": view.facts.comm(p).unwrap_or("?")}))
+            .collect();
+        sink.json_line(&json!({"type": "group", "kind": kind, "pids": pids, "members": members}));
+        sink.flush();
+    }
+    if epoll {
+        for instance in &view.epolls {
+            let mut e = enriched(view, instance);
+            e["type"] = json!("epoll");
+            sink.json_line(&e);
+            sink.flush();
+        }
+    }
+    for s in &map.skipped {
+        let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+        v["type"] = json!("skipped");
+        sink.json_line(&v);
+        sink.flush();
+    }
+    let mut summary = json!({
+        "type": "summary",
+        "schema": 1,
+        "tasks": map.tasks.len(),
+        "fds": map.fd_count(),
+        "shared_descriptions": view.shared_count(),
+        "shown": view.shown.len(),
+        "groups": view.groups.len(),
+        "skipped_count": map.skipped.len(),
+        "unavailable": map.unavailable,
+        "stats": map.stats,
+    });
+    if map.frozen {
+        summary["frozen"] = json!(true);
+        summary["not_frozen"] = json!(map.not_frozen);
+    }
+    sink.json_line(&summary);
+    sink.flush();
+}

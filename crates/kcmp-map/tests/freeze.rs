@@ -420,6 +420,7 @@ fn freeze_with_short_timeout(pid: Pid) -> kcmp_map::freeze::FrozenSet {
         &[pid],
         &FreezeOptions {
             timeout: Duration::from_millis(500),
+            ..FreezeOptions::default()
         },
     )
     .unwrap()

@@ -22,9 +22,12 @@
 //! # Cost
 //! The fds of the visible processes are listed (as a scan does), and only
 //! the fds whose inode is a registration's inode are candidates: pipes and
-//! sockets carry the inode in their link text; other link texts are
-//! `stat`ed once per distinct text, and only when a registration is not
-//! found among pipes and sockets. Candidates with one link text are grouped
+//! sockets carry the inode in their link text; for other link texts the
+//! inode comes from one holder's `/proc/PID/fdinfo/N` (`ino`, `mnt_id`,
+//! the device from the mount table), once per distinct text, and only when
+//! a registration is not found among pipes and sockets. No file is ever
+//! `stat`ed or opened through `/proc/PID/fd/N`: a hung FUSE or NFS server
+//! cannot block the inspection. Candidates with one link text are grouped
 //! into descriptions by kcmp's ordering, and each registration is then
 //! placed by binary search (`log2(descriptions)` calls).
 //!
@@ -38,6 +41,7 @@
 //! # Ok::<(), kcmp::Error>(())
 //! ```
 
+use crate::mounts::MountTable;
 use crate::procfs::{self, EpollRegistration, FdTarget};
 use crate::scan::{FdRef, SharingMap, Skipped};
 use kcmp::grouping::OrderedGroups;
@@ -141,10 +145,6 @@ pub fn number_registrations(lines: &[EpollRegistration]) -> Vec<Registration> {
             })
         })
         .collect()
-}
-
-fn fd_path(pid: Pid, fd: FdNum) -> String {
-    format!("/proc/{pid}/fd/{fd}")
 }
 
 fn not_open(pid: Pid, fd: FdNum) -> Error {
@@ -298,26 +298,61 @@ fn kernel_dev(sdev: u32) -> (u32, u32) {
 enum Phase {
     /// Pipes and sockets: the inode is in the link text.
     LinkText,
-    /// `anon_inode:…`: stat one holder (few distinct texts).
+    /// `anon_inode:…`: fdinfo of one holder (few distinct texts).
     Anon,
-    /// Paths and the rest: stat one holder per text.
+    /// Paths and the rest: fdinfo of one holder per text.
     Path,
 }
 
 /// A bucket key (by index) with this inode, and its device (major, minor)
-/// when it was learnt by `stat`.
+/// when it was learnt from the holder's mount table.
 type KeyInode = (usize, Option<(u32, u32)>);
 
 /// Descriptions of one bucket key in kcmp order, and whether the order held.
 type Grouped = (Vec<Vec<FdRef>>, bool);
 
-/// Bucket keys by inode, stat-ing lazily.
+/// The inode and device of another process's fd without touching the file:
+/// `ino` and `mnt_id` from /proc/PID/fdinfo, the device from the mount
+/// table of the holder's mount namespace (read once per namespace). Before
+/// Linux 5.14 fdinfo has no `ino`: then a `statx` is made only on the
+/// local filesystems of [`crate::mounts::Mount::never_blocks`], and fds on
+/// FUSE, NFS, CIFS or unknown filesystems stay unknown (a registration
+/// watching one is then reported as held by no visible fd).
+#[derive(Default)]
+struct FdInodes {
+    /// mount namespace link (`mnt:[…]`) -> its table.
+    tables: HashMap<String, Option<MountTable>>,
+}
+
+impl FdInodes {
+    fn inode_of(&mut self, pid: Pid, fd: FdNum) -> Option<(u64, Option<(u32, u32)>)> {
+        let info = procfs::read_fdinfo(pid, fd).ok()?;
+        let ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| format!("pid:{pid}"));
+        let table = self
+            .tables
+            .entry(ns)
+            .or_insert_with(|| MountTable::read(pid).ok())
+            .as_ref();
+        let mount = table.and_then(|t| t.get(info.mnt_id));
+        let dev = mount.map(|m| (m.major, m.minor));
+        if info.ino != 0 {
+            return Some((info.ino, dev));
+        }
+        let st = crate::mounts::statx_if_local(pid, fd, mount?)?;
+        Some((st.stx_ino, dev))
+    }
+}
+
+/// Bucket keys by inode, learnt lazily from fdinfo.
 struct InoIndex {
-    /// (key, its holders (stat-ed in turn until one is still open), phase)
+    /// (key, its holders (read in turn until one is still open), phase)
     keys: Vec<(String, Vec<FdRef>, Phase)>,
     /// inode -> (key index, device (major, minor) when known)
     by_ino: HashMap<u64, Vec<KeyInode>>,
     statted: HashSet<Phase>,
+    mounts: FdInodes,
 }
 
 impl InoIndex {
@@ -326,6 +361,7 @@ impl InoIndex {
             keys: Vec::with_capacity(keys.len()),
             by_ino: HashMap::new(),
             statted: HashSet::new(),
+            mounts: FdInodes::default(),
         };
         for (key, samples) in keys {
             let phase = match FdTarget::parse(&key) {
@@ -350,25 +386,22 @@ impl InoIndex {
         if !self.statted.insert(phase) {
             return;
         }
-        for (i, (key, samples, p)) in self.keys.iter().enumerate() {
+        for i in 0..self.keys.len() {
+            let (key, samples, p) = &self.keys[i];
             if *p != phase {
                 continue;
             }
-            // The first holder whose fd still shows this key after the stat
-            // (an fd closed, or reused for another file, is passed over).
+            // The first holder whose fd still shows this key after its
+            // fdinfo was read (an fd closed, or reused for another file, is
+            // passed over).
             for m in samples {
-                let path = fd_path(m.pid, m.fd);
-                let Ok(st) = rustix::fs::stat(&path) else {
+                let Some((ino, dev)) = self.mounts.inode_of(m.pid, m.fd) else {
                     continue;
                 };
                 let still = procfs::fd_target(m.pid, m.fd)
                     .is_ok_and(|l| procfs::bucket_key(&l) == key.as_str());
                 if still {
-                    let dev = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
-                    self.by_ino
-                        .entry(st.st_ino)
-                        .or_default()
-                        .push((i, Some(dev)));
+                    self.by_ino.entry(ino).or_default().push((i, dev));
                     break;
                 }
             }

@@ -740,6 +740,7 @@ fn skipped(pid: Pid, err: &Error) -> Skipped {
 /// # Ok::<(), kcmp::Error>(())
 /// ```
 pub fn epoll_targets(pid: Pid, epfd: FdNum) -> Result<EpollTargets> {
+    crate::pidns::check()?;
     check_epoll_fd(pid, epfd)?;
     let handle = ProcessHandle::open(pid)?;
     let me = Pid::this();
@@ -756,7 +757,12 @@ pub fn epoll_targets(pid: Pid, epfd: FdNum) -> Result<EpollTargets> {
         // The start time (read before the fds) names the process for good:
         // holders whose pid names another process at the end are discarded.
         let listed = crate::scan::parallel_map(pids.len(), crate::scan::workers(0), |i| {
-            let start = procfs::read_stat(pids[i])?.start_time;
+            let stat = procfs::read_stat(pids[i])?;
+            if stat.ppid == me.get() && stat.comm == crate::freeze::FREEZER_COMM {
+                // Our own freezer is no holder of anything inspected.
+                return Err(Error::os("kcmp's own freezer", Errno::SRCH));
+            }
+            let start = stat.start_time;
             procfs::list_fds(pids[i]).map(|fds| (start, fds))
         });
         let mut rows: HashMap<String, Vec<(FdRef, String)>> = HashMap::new();

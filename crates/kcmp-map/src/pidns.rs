@@ -13,7 +13,7 @@ use kcmp::{Error, Result};
 use rustix::io::Errno;
 
 /// Ok when /proc belongs to the caller's pid namespace; otherwise an
-/// `EXDEV` error that says so and how to fix it.
+/// `EINVAL` error that says so and how to fix it.
 ///
 /// ```
 /// kcmp_map::pidns::check().unwrap();
@@ -27,15 +27,16 @@ pub fn check() -> Result<()> {
         Some(p) if p == me => Ok(()),
         Some(p) => Err(Error::os(
             format!(
-                "/proc belongs to another pid namespace (/proc/self is {p}, getpid() is {me}): \
-                 mount a /proc for this namespace (unshare --mount-proc, or mount -t proc proc /proc)"
+                "/proc belongs to another pid namespace than this process (/proc/self is {p}, \
+                 getpid() is {me}; mount this namespace's /proc: unshare --mount-proc, or \
+                 mount -t proc proc /proc)"
             ),
-            Errno::XDEV,
+            Errno::INVAL,
         )),
         None => Err(Error::os(
             format!(
-                "/proc does not show this process (no /proc/self; getpid() is {me}): mount a \
-                 /proc for this pid namespace (unshare --mount-proc, or mount -t proc proc /proc)"
+                "/proc does not show this process (no /proc/self; getpid() is {me}; mount this \
+                 pid namespace's /proc: unshare --mount-proc, or mount -t proc proc /proc)"
             ),
             Errno::NOENT,
         )),

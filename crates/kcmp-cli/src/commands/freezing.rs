@@ -25,9 +25,16 @@ pub fn run_frozen<T>(
         .iter()
         .map(|n| format!("{} ({})", n.pid, n.reason))
         .collect();
-    set.thaw()?;
+    let released = set.finish()?;
     if !not_frozen.is_empty() {
         eprintln!("kcmp: note: not frozen: {}", not_frozen.join(", "));
+    }
+    if let Some(why) = released {
+        eprintln!(
+            "kcmp: note: not frozen throughout ({}): {}",
+            why.code(),
+            why.describe()
+        );
     }
     result
 }

@@ -33,8 +33,12 @@ pub fn run(args: &ScanArgs) -> i32 {
     if args.json {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-        let _ = render::write_json_with_epoll(&map, args.include_unshared, Some(epolls), &mut out);
-        let _ = std::io::Write::flush(&mut out);
+        let written =
+            render::write_json_with_epoll(&map, args.include_unshared, Some(epolls), &mut out)
+                .and_then(|()| std::io::Write::flush(&mut out));
+        if let Err(e) = written {
+            crate::output::stdout_failed(&e);
+        }
         return exit::SAME;
     }
     let text = if args.dot {

@@ -5,12 +5,24 @@ pub mod progress;
 pub mod scan;
 pub mod style;
 
-/// Writes to stdout; a closed pipe (`kcmp scan | head`) is not an error.
+/// Writes to stdout. A closed pipe (`kcmp scan | head`) ends kcmp quietly
+/// with status 141; any other failure (a full device) with one line on
+/// stderr and status 2 ([`stdout_failed`]).
 pub fn write_stdout(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        stdout_failed(&e);
+    }
+}
+
+/// Ends kcmp after a failed write to stdout: quietly with 141 for a closed
+/// pipe, otherwise with one line on stderr and status 2.
+pub fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        eprintln!("kcmp: cannot write to stdout: {e}");
+    }
+    std::process::exit(crate::output_error_status(e))
 }
 
 /// Writes one line to stdout. A closed stdout (`kcmp demo | head -1`) means
@@ -20,11 +32,7 @@ pub fn print_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{args}").and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(141);
-        }
-        eprintln!("kcmp: cannot write to stdout: {e}");
-        std::process::exit(crate::exit::TROUBLE);
+        stdout_failed(&e);
     }
 }
 

@@ -40,6 +40,9 @@ struct ScanJson<'a> {
     frozen: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_frozen: Option<&'a [kcmp_map::freeze::NotFrozen]>,
+    /// With `--freeze`, when the freeze ended early: why (`frozen` is false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    freeze_released: Option<kcmp_map::freeze::Release>,
     #[serde(skip_serializing_if = "Option::is_none")]
     epoll: Option<&'a [kcmp_map::epoll::EpollInstance]>,
 }
@@ -72,8 +75,9 @@ pub fn write_json_with_epoll(
         shared: &map.shared,
         unavailable: &map.unavailable,
         stats: &map.stats,
-        frozen: map.frozen.then_some(true),
-        not_frozen: map.frozen.then_some(&map.not_frozen[..]),
+        frozen: (map.frozen || map.freeze_released.is_some()).then_some(map.frozen),
+        not_frozen: (map.frozen || map.freeze_released.is_some()).then_some(&map.not_frozen[..]),
+        freeze_released: map.freeze_released,
         epoll,
     };
     serde_json::to_writer(&mut *out, &doc)?;
@@ -152,6 +156,16 @@ pub fn human_with_findings(
             out,
             "{}",
             style.warn(&format!("not frozen: {} processes", map.not_frozen.len()))
+        );
+    }
+    if let Some(why) = map.freeze_released {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.warn(&format!(
+                "not frozen throughout: {}; the rest was read unfrozen",
+                why.describe()
+            ))
         );
     }
     if !findings.is_empty() {

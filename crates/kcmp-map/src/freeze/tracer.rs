@@ -36,8 +36,6 @@ struct Proc {
     /// Tids that need no stop (zombie threads).
     skipped: HashSet<i32>,
     failed: Option<Failure>,
-    /// New threads were seized in the last listing.
-    grew: bool,
 }
 
 type Failure = (NotFrozenKind, String, Option<Errno>);
@@ -150,17 +148,17 @@ impl Tracer {
         loop {
             let mut grew = false;
             for (&tgid, proc_) in self.procs.iter_mut() {
-                proc_.grew = proc_.failed.is_none() && seize_new_threads(tgid, proc_);
-                grew |= proc_.grew;
+                grew |= proc_.failed.is_none() && seize_new_threads(tgid, proc_);
             }
             self.wait_for_stops(deadline, abort);
             if !grew || abort() {
                 break;
             }
             if Instant::now() >= deadline {
-                // Only processes that grew in the last round kept growing.
-                for proc_ in self.procs.values_mut() {
-                    if proc_.failed.is_none() && proc_.grew {
+                // One last listing: only processes that still show new
+                // threads kept growing.
+                for (&tgid, proc_) in self.procs.iter_mut() {
+                    if proc_.failed.is_none() && seize_new_threads(tgid, proc_) {
                         proc_.failed = Some((
                             NotFrozenKind::TimedOut,
                             format!("new threads kept appearing for {} ms", timeout.as_millis()),
@@ -265,8 +263,8 @@ impl Tracer {
         }
     }
 
-    /// Polls every pending thread until all have stopped or exited, `abort`
-    /// says so, or the deadline passes (then their processes are marked
+    /// Polls every pending thread until all have stopped or exited, or the
+    /// deadline passes or `abort` says so (then their processes are marked
     /// failed, with the reason their threads give).
     fn wait_for_stops(&mut self, deadline: Instant, abort: &mut dyn FnMut() -> bool) {
         let mut nap = Duration::from_micros(20);
@@ -276,10 +274,10 @@ impl Tracer {
                 pending |= poll_pending(proc_);
             }
             let now = Instant::now();
-            if !pending || abort() {
+            if !pending {
                 return;
             }
-            if now >= deadline {
+            if now >= deadline || abort() {
                 for (&tgid, proc_) in self.procs.iter_mut() {
                     if proc_.failed.is_some() {
                         continue;

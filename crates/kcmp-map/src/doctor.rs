@@ -32,7 +32,6 @@ use kcmp::fallback::{self, Availability};
 use kcmp::Pid;
 use serde::Serialize;
 use std::os::fd::AsFd;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The kernel, from uname(2).
@@ -294,13 +293,9 @@ fn check_pidfd_getfd() -> Check {
     }
 }
 
-fn spawn_sleeper() -> std::io::Result<Child> {
-    Command::new("sleep")
-        .arg("30")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+/// A child to try things on: a fork of kcmp, never a program found in PATH.
+fn spawn_sleeper() -> std::io::Result<crate::sentinel::Idle> {
+    crate::sentinel::Idle::spawn()
 }
 
 fn proc_state(pid: u32) -> Option<char> {
@@ -319,15 +314,14 @@ fn wait_state(pid: u32, want: impl Fn(char) -> bool) -> bool {
     false
 }
 
-fn finish(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn finish(child: crate::sentinel::Idle) {
+    drop(child);
 }
 
 fn check_ptrace_freeze() -> Check {
     let child = match spawn_sleeper() {
         Ok(c) => c,
-        Err(e) => return Check::fail(format!("could not spawn `sleep` to try it: {e}")),
+        Err(e) => return Check::fail(format!("could not fork a child to try it on: {e}")),
     };
     let pid = child.id();
     let result = (|| {
@@ -362,7 +356,7 @@ fn check_ptrace_freeze() -> Check {
 fn check_sigstop() -> Check {
     let child = match spawn_sleeper() {
         Ok(c) => c,
-        Err(e) => return Check::fail(format!("could not spawn `sleep` to try it: {e}")),
+        Err(e) => return Check::fail(format!("could not fork a child to try it on: {e}")),
     };
     let pid = child.id();
     let result = (|| {

@@ -76,6 +76,8 @@ pub struct HoldersReport {
     pub elapsed_ms: f64,
     /// Whether the candidate holders were frozen.
     pub frozen: bool,
+    /// With `freeze`: why the freeze ended early (then `frozen` is false).
+    pub freeze_released: Option<crate::freeze::Release>,
 }
 
 fn access_end(mode: u32) -> &'static str {
@@ -238,8 +240,14 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         }
     }
     queried.verify()?;
-    let frozen = freeze_guard.is_some();
-    drop(freeze_guard);
+    let (frozen, freeze_released) = match freeze_guard {
+        // Released early (window over, kcmp stopped): not frozen throughout.
+        Some(set) => match set.finish()? {
+            None => (true, None),
+            Some(why) => (false, Some(why)),
+        },
+        None => (false, None),
+    };
     let mut holders: Vec<Holder> = same
         .into_iter()
         .filter(|(i, _)| !failed.contains_key(i))
@@ -262,6 +270,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         kcmp_calls: calls.total(),
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         frozen,
+        freeze_released,
     })
 }
 

@@ -47,6 +47,41 @@ fn fork_live() -> std::io::Result<(i32, OwnedFd)> {
     }
 }
 
+/// An idle child: a fork of this process (no exec) blocked reading a pipe,
+/// with every other inherited fd closed. Dropping it ends and reaps it.
+/// For checks that need a live process of one's own (`kcmp doctor`).
+///
+/// ```
+/// let idle = kcmp_map::sentinel::Idle::spawn().unwrap();
+/// assert!(idle.id() > 0);
+/// ```
+#[derive(Debug)]
+pub struct Idle {
+    pid: i32,
+    pipe: Option<OwnedFd>,
+}
+
+impl Idle {
+    /// Forks the idle child.
+    pub fn spawn() -> std::io::Result<Idle> {
+        let (pid, w) = fork_live()?;
+        Ok(Idle { pid, pipe: Some(w) })
+    }
+
+    /// Its pid.
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        drop(self.pipe.take());
+        sys::kill(self.pid);
+        sys::reap(self.pid);
+    }
+}
+
 impl Sentinels {
     /// Starts the sentinels and waits until they are ready: two children
     /// blocked on an empty pipe, and one that exits at once and is left

@@ -52,6 +52,10 @@ pub fn run(pid: i32, fd: i32, peer: bool, json: bool, freeze: bool) -> i32 {
         if report.frozen {
             v["frozen"] = json!(true);
         }
+        if let Some(why) = report.freeze_released {
+            v["frozen"] = json!(false);
+            v["freeze_released"] = json!(why.code());
+        }
         format!("{v}\n")
     } else {
         let style = Style::stdout();

@@ -184,8 +184,38 @@ fn a_fuse_server_that_stops_answering_hangs_neither_scan_nor_epoll_targets() {
         let what = format!("epoll-targets --freeze={freeze}");
         let found = json_of(&what, spawn(&t).finish(&what, LIMIT));
         assert!(found.to_string().contains(".fifo"), "{what}: {found}");
+        let fuse_fd = fx.pid("fuse_fd").to_string();
+        let mut h = vec!["holders".to_string(), holder.to_string(), fuse_fd.clone()];
+        h.push("--json".into());
+        if freeze {
+            h.push("--freeze".into());
+        }
+        let what = format!("holders of the FUSE file, --freeze={freeze}");
+        let found = json_of(&what, spawn(&h).finish(&what, LIMIT));
+        assert_eq!(found["holders"][0]["pid"], holder, "{what}: {found}");
         assert!(!stopped(holder) && !stopped(server));
     }
+    // An EBADF beside an fd on the FUSE file: the message says which fd is
+    // not open without looking at the file.
+    let fuse_fd = fx.pid("fuse_fd").to_string();
+    let a: Vec<String> = [
+        "file",
+        &holder.to_string(),
+        &fuse_fd,
+        &holder.to_string(),
+        "999",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (code, _, err) = spawn(&a).finish("file with EBADF", LIMIT);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("fd 999 is not open"), "{err}");
+    // The human scan output too.
+    let what = "human scan";
+    let (code, out, err) = spawn(&args(&["scan"], &[holder, server])).finish(what, LIMIT);
+    assert_eq!(code, 0, "{what}: {err}");
+    assert!(out.contains("2 tasks"), "{what}: {out}");
     // A whole-host scan too (the FUSE file is on the host).
     let what = "whole-host scan";
     json_of(

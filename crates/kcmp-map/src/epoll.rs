@@ -41,7 +41,6 @@
 //! # Ok::<(), kcmp::Error>(())
 //! ```
 
-use crate::mounts::MountTable;
 use crate::procfs::{self, EpollRegistration, FdTarget};
 use crate::scan::{FdRef, SharingMap, Skipped};
 use kcmp::grouping::OrderedGroups;
@@ -311,40 +310,6 @@ type KeyInode = (usize, Option<(u32, u32)>);
 /// Descriptions of one bucket key in kcmp order, and whether the order held.
 type Grouped = (Vec<Vec<FdRef>>, bool);
 
-/// The inode and device of another process's fd without touching the file:
-/// `ino` and `mnt_id` from /proc/PID/fdinfo, the device from the mount
-/// table of the holder's mount namespace (read once per namespace). Before
-/// Linux 5.14 fdinfo has no `ino`: then a `statx` is made only on the
-/// local filesystems of [`crate::mounts::Mount::never_blocks`], and fds on
-/// FUSE, NFS, CIFS or unknown filesystems stay unknown (a registration
-/// watching one is then reported as held by no visible fd).
-#[derive(Default)]
-struct FdInodes {
-    /// mount namespace link (`mnt:[…]`) -> its table.
-    tables: HashMap<String, Option<MountTable>>,
-}
-
-impl FdInodes {
-    fn inode_of(&mut self, pid: Pid, fd: FdNum) -> Option<(u64, Option<(u32, u32)>)> {
-        let info = procfs::read_fdinfo(pid, fd).ok()?;
-        let ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
-            .map(|l| l.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| format!("pid:{pid}"));
-        let table = self
-            .tables
-            .entry(ns)
-            .or_insert_with(|| MountTable::read(pid).ok())
-            .as_ref();
-        let mount = table.and_then(|t| t.get(info.mnt_id));
-        let dev = mount.map(|m| (m.major, m.minor));
-        if info.ino != 0 {
-            return Some((info.ino, dev));
-        }
-        let st = crate::mounts::statx_if_local(pid, fd, mount?)?;
-        Some((st.stx_ino, dev))
-    }
-}
-
 /// Bucket keys by inode, learnt lazily from fdinfo.
 struct InoIndex {
     /// (key, its holders (read in turn until one is still open), phase)
@@ -352,7 +317,7 @@ struct InoIndex {
     /// inode -> (key index, device (major, minor) when known)
     by_ino: HashMap<u64, Vec<KeyInode>>,
     statted: HashSet<Phase>,
-    mounts: FdInodes,
+    mounts: crate::mounts::FdInodes,
 }
 
 impl InoIndex {
@@ -361,7 +326,7 @@ impl InoIndex {
             keys: Vec::with_capacity(keys.len()),
             by_ino: HashMap::new(),
             statted: HashSet::new(),
-            mounts: FdInodes::default(),
+            mounts: crate::mounts::FdInodes::default(),
         };
         for (key, samples) in keys {
             let phase = match FdTarget::parse(&key) {

@@ -71,7 +71,7 @@ extern "C" fn vfork_child(_: *mut libc::c_void) -> libc::c_int {
 }
 
 fn vfork_mode() {
-    let sleepers = [fork_with(|| sleeper()), fork_with(|| sleeper())];
+    let sleepers = [fork_with(sleeper), fork_with(sleeper)];
     let parent = fork_with(|| {
         // A vfork (CLONE_VM | CLONE_VFORK) whose child runs on a stack of
         // its own and never execs: this process waits uninterruptibly.

@@ -171,8 +171,18 @@ fn a_fuse_server_that_stops_answering_hangs_neither_scan_nor_epoll_targets() {
             .iter()
             .find(|e| e["pid"] == holder && e["epfd"] == epfd)
             .unwrap_or_else(|| panic!("{what}: no epoll {epfd} of {holder}: {epoll:?}"));
-        let holders = &mine["targets"][0]["holders"];
-        assert_eq!(holders[0]["fd"], fifo, "{what}: {mine}");
+        // Both registrations resolved: the FIFO and the FUSE file.
+        let fuse_fd = fx.truth["fuse_fd"].as_i64().unwrap();
+        let mut fds: Vec<i64> = mine["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["holders"][0]["fd"].as_i64().unwrap_or(-1))
+            .collect();
+        fds.sort_unstable();
+        let mut want = vec![fifo, fuse_fd];
+        want.sort_unstable();
+        assert_eq!(fds, want, "{what}: {mine}");
         if freeze {
             assert_eq!(map["frozen"], true, "{what}: {map}");
         }
@@ -184,6 +194,7 @@ fn a_fuse_server_that_stops_answering_hangs_neither_scan_nor_epoll_targets() {
         let what = format!("epoll-targets --freeze={freeze}");
         let found = json_of(&what, spawn(&t).finish(&what, LIMIT));
         assert!(found.to_string().contains(".fifo"), "{what}: {found}");
+        assert!(found.to_string().contains("kcmp-fuse-"), "{what}: {found}");
         let fuse_fd = fx.pid("fuse_fd").to_string();
         let mut h = vec!["holders".to_string(), holder.to_string(), fuse_fd.clone()];
         h.push("--json".into());

@@ -7,8 +7,8 @@
 //!
 //! `kcmp-hang-fixture fuse`: a FUSE filesystem served by a minimal server
 //! (`/dev/fuse` and mount(2), no libfuse) in a private mount namespace. The
-//! fixture (the holder) opens a file on it and a FIFO watched by an epoll,
-//! then the server stops answering: any `stat` of the file through
+//! fixture (the holder) opens a file on it and a FIFO, both watched by an
+//! epoll, then the server stops answering: any `stat` of the file through
 //! `/proc/HOLDER/fd/N` waits forever. Prints `{"server": S, "holder": H,
 //! "epfd": E, "fuse_fd": F, "fifo_fd": Q, "mount": "…"}`.
 //!
@@ -317,6 +317,16 @@ mod fuse {
             check(
                 "epoll_ctl",
                 libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fifo, &mut ev),
+            );
+            // The FUSE file itself too (the server answers its POLL with
+            // ENOSYS: the kernel then polls it as always ready).
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: 8,
+            };
+            check(
+                "epoll_ctl on the FUSE file",
+                libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, file, &mut ev),
             );
             (file, fifo, epfd)
         };

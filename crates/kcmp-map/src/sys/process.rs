@@ -50,19 +50,21 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// In a forked child: moves `keep` (fds) to 0, 1, … in order and closes
-/// every other fd (`close_range(len, ~0)`). Falls back to closing one by one
+/// In a forked child: moves `keep` (at most 4 fds) to 0, 1, … in order and
+/// closes every other fd (`close_range(len, ~0)`). Falls back to closing one by one
 /// up to 65536 on kernels before 5.9. Async-signal-safe.
 pub fn keep_only_fds(keep: &[i32]) {
-    for (i, &fd) in keep.iter().enumerate() {
-        let target = i as i32;
-        if fd != target {
-            // SAFETY: dup2 takes integers; a bad fd gives EBADF.
-            unsafe { libc::dup2(fd, target) };
-        }
-        // Without close-on-exec: nothing is exec'd, but be plain.
-        // SAFETY: fcntl(F_SETFD) takes integers.
-        unsafe { libc::fcntl(target, libc::F_SETFD, 0) };
+    // Above the targets first (a new fd is never an open one), so that
+    // moving one down never clobbers another.
+    let mut high = [-1i32; 4];
+    for (slot, &fd) in high.iter_mut().zip(keep) {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes integers.
+        *slot = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, keep.len() as libc::c_int) };
+    }
+    for (i, &fd) in high.iter().take(keep.len()).enumerate() {
+        // SAFETY: dup2 takes integers; a bad fd gives EBADF. The new fd has
+        // no close-on-exec flag (nothing is exec'd anyway).
+        unsafe { libc::dup2(fd, i as i32) };
     }
     let first = keep.len() as libc::c_uint;
     // SAFETY: close_range takes integers and closes fds of this process only.

@@ -254,6 +254,71 @@ fn a_vfork_parent_is_the_only_process_reported_not_frozen() {
     }
 }
 
+/// A `sleep` in a cgroup v1 freezer cgroup of its own, frozen there (state
+/// D, in `__refrigerator`); thawed, killed and removed on drop.
+struct CgroupFrozen {
+    dir: PathBuf,
+    kid: Option<kcmp_testkit::process::Kid>,
+}
+
+impl CgroupFrozen {
+    fn start() -> Option<CgroupFrozen> {
+        let root = PathBuf::from("/sys/fs/cgroup/freezer");
+        if !root.join("freezer.state").exists() && !root.join("tasks").exists() {
+            return None;
+        }
+        let dir = root.join(format!("kcmp-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).ok()?;
+        let kid = kcmp_testkit::process::sleeper(Stdio::null(), Stdio::null(), Stdio::null());
+        let me = CgroupFrozen {
+            dir,
+            kid: Some(kid),
+        };
+        std::fs::write(me.dir.join("cgroup.procs"), me.pid().to_string()).unwrap();
+        std::fs::write(me.dir.join("freezer.state"), "FROZEN").unwrap();
+        let frozen = wait_until(Duration::from_secs(5), || state(me.pid()) == Some('D'));
+        assert!(
+            frozen.is_some(),
+            "the cgroup freezer did not freeze {}",
+            me.pid()
+        );
+        Some(me)
+    }
+
+    fn pid(&self) -> i32 {
+        self.kid.as_ref().unwrap().pid()
+    }
+}
+
+impl Drop for CgroupFrozen {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("freezer.state"), "THAWED");
+        drop(self.kid.take());
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn a_process_in_uninterruptible_sleep_is_the_only_one_reported() {
+    let Some(victim) = CgroupFrozen::start() else {
+        eprintln!("no cgroup v1 freezer here: nothing to check");
+        return;
+    };
+    let fx = Fixture::start("vfork");
+    let mut pids = fx.sleepers();
+    pids.push(victim.pid());
+    let what = "scan --freeze beside a process frozen by the cgroup freezer";
+    let a = args(&["scan", "--json", "--freeze"], &pids);
+    let map = json_of(what, spawn(&a).finish(what, LIMIT));
+    let nf = map["not_frozen"].as_array().unwrap();
+    assert_eq!(nf.len(), 1, "only the D-state process: {nf:?}");
+    assert_eq!(nf[0]["pid"], victim.pid(), "{nf:?}");
+    assert_eq!(nf[0]["kind"], "uninterruptible", "{nf:?}");
+    for p in fx.sleepers() {
+        assert!(!stopped(p), "{p} left stopped");
+    }
+}
+
 /// kcmp freezes sleepers beside a vfork parent (which keeps it waiting for
 /// 2 s), gets `sig` while they are stopped, stays stopped for 3 s.
 fn stopped_mid_freeze(sig: libc::c_int) {

@@ -100,6 +100,7 @@ fn access_end(mode: u32) -> &'static str {
 /// assert!(report.holders.iter().any(|h| h.pid == Pid::this() && h.fd == fd));
 /// ```
 pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<HoldersReport> {
+    crate::pidns::check()?;
     let started = Instant::now();
     let workers = crate::scan::workers(options.workers);
     let link = procfs::fd_target(pid, fd)?;

@@ -354,6 +354,46 @@ fn stopped_mid_freeze(sig: libc::c_int) {
 }
 
 #[test]
+fn sigkill_of_kcmp_mid_freeze_releases_every_process_within_a_second() {
+    let fx = Fixture::start("vfork");
+    let sleepers = fx.sleepers();
+    let mut pids = sleepers.clone();
+    pids.push(fx.pid("vfork_parent"));
+    let mut run = spawn(&args(&["scan", "--json", "--freeze"], &pids));
+    let frozen = wait_until(Duration::from_secs(10), || {
+        sleepers.iter().all(|&p| stopped(p))
+    });
+    assert!(frozen.is_some(), "the sleepers were never frozen");
+    // kcmp's freezer: its child named kcmp-freezer.
+    let kpid = run.child.id() as i32;
+    let freezer = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1));
+            stat.contains("(kcmp-freezer)") && ppid == Some(&kpid.to_string())
+        })
+        .expect("kcmp's freezer");
+    run.child.kill().unwrap();
+    let released = wait_until(Duration::from_secs(3), || {
+        sleepers.iter().all(|&p| !stopped(p))
+    });
+    let _ = run.child.wait();
+    let took = released.expect("still stopped 3 s after kcmp was killed");
+    assert!(took < Duration::from_secs(1), "released after {took:?}");
+    // The freezer ends too.
+    let ended = wait_until(Duration::from_secs(3), || {
+        matches!(state(freezer), None | Some('Z' | 'X'))
+    });
+    assert!(ended.is_some(), "the freezer {freezer} outlived kcmp");
+}
+
+#[test]
 fn sigstop_of_kcmp_mid_freeze_releases_every_process_within_a_second() {
     stopped_mid_freeze(libc::SIGSTOP);
 }

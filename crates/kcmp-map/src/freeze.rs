@@ -366,7 +366,10 @@ pub fn freeze_with(pids: &[Pid], options: &FreezeOptions) -> Result<FrozenSet> {
             sys::default_signals();
             sys::keep_only_fds(keep);
             sys::set_comm(c"kcmp-freezer");
-            helper::run(&job)
+            // Never unwind into the caller's code in this forked copy: a
+            // panic ends the freezer, and its exit releases every tracee.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| helper::run(&job)));
+            sys::exit_now(70)
         }
         sys::Forked::Parent(pid) => pid,
     };

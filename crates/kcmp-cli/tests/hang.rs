@@ -499,4 +499,23 @@ fn output_on_a_full_device_ends_with_status_2_not_a_panic() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("cannot write to stdout"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    // A pipe nobody reads: 141 for stdout, and for stderr, silently.
+    let closed = || {
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        drop(r);
+        Stdio::from(std::os::fd::OwnedFd::from(w))
+    };
+    let out = Command::new(kcmp())
+        .args(["scan", "--json", "--pid", &me])
+        .stdout(closed())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    let out = Command::new(kcmp())
+        .args(["file", &me, "999", &me, "998"])
+        .stderr(closed())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(141), "{out:?}");
 }

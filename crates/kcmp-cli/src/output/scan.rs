@@ -163,7 +163,8 @@ pub fn human_with_findings(
             out,
             "{}",
             style.warn(&format!(
-                "not frozen throughout: {}; the rest was read unfrozen",
+                "not frozen throughout ({}): {}",
+                why.code(),
                 why.describe()
             ))
         );

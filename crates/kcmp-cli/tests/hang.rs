@@ -503,7 +503,7 @@ fn output_on_a_full_device_ends_with_status_2_not_a_panic() {
     let closed = || {
         let (r, w) = rustix::pipe::pipe().unwrap();
         drop(r);
-        Stdio::from(std::os::fd::OwnedFd::from(w))
+        Stdio::from(w)
     };
     let out = Command::new(kcmp())
         .args(["scan", "--json", "--pid", &me])

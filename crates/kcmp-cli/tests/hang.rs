@@ -335,6 +335,14 @@ fn stopped_mid_freeze(sig: libc::c_int) {
     // SAFETY: kill takes integers.
     unsafe { libc::kill(kpid, sig) };
     let sent = Instant::now();
+    if sig == libc::SIGTSTP {
+        // Thaw first, then stop: once kcmp is stopped, nothing it froze is.
+        let kcmp_stopped = wait_until(Duration::from_secs(3), || stopped(kpid));
+        assert!(kcmp_stopped.is_some(), "kcmp did not stop on SIGTSTP");
+        for &p in &sleepers {
+            assert!(!stopped(p), "{p} still stopped when kcmp stopped");
+        }
+    }
     let released = wait_until(Duration::from_secs(3), || {
         sleepers.iter().all(|&p| !stopped(p))
     });

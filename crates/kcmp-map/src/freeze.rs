@@ -271,14 +271,25 @@ pub fn set_max_frozen(window: Duration) {
 }
 
 /// The freezer sockets of the live sets, for [`release_on_terminal_stop`]'s
-/// signal handler (async-signal-safe: atomics only).
+/// signal handler (async-signal-safe: atomics only), and the sockets on
+/// which each freezer acknowledges that it has thawed.
 static STOP_SLOTS: [AtomicI32; 32] = [const { AtomicI32::new(-1) }; 32];
+static ACK_SLOTS: [AtomicI32; 32] = [const { AtomicI32::new(-1) }; 32];
 
+/// Tells every freezer to thaw, then waits (at most 500 ms each) until it
+/// says it has: thaw first, then stop.
 fn stop_hook() {
     for slot in &STOP_SLOTS {
         let fd = slot.load(Ordering::SeqCst);
         if fd >= 0 {
             sys::send_byte(fd, b's');
+        }
+    }
+    for (slot, ack) in STOP_SLOTS.iter().zip(&ACK_SLOTS) {
+        let (fd, ack) = (slot.load(Ordering::SeqCst), ack.load(Ordering::SeqCst));
+        if fd >= 0 && ack >= 0 {
+            let mut byte = [0u8; 1];
+            let _ = sys::read_within(ack, Duration::from_millis(500), &mut byte);
         }
     }
 }
@@ -298,6 +309,7 @@ pub fn release_on_terminal_stop() -> Result<()> {
 struct Freezer {
     pid: i32,
     sock: rustix::fd::OwnedFd,
+    ack: rustix::fd::OwnedFd,
     slot: Option<usize>,
     beat: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     _lock: lock::LockShare,
@@ -358,13 +370,25 @@ pub fn freeze_with(pids: &[Pid], options: &FreezeOptions) -> Result<FrozenSet> {
         window: options.max_frozen,
     };
     use rustix::fd::AsRawFd;
-    let keep = [theirs.as_raw_fd(), lock.raw_fd()];
-    let keep = if keep[1] < 0 { &keep[..1] } else { &keep[..] };
+    let (ack, ack_theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::os("socketpair for the freezer", e))?;
+    // The freezer's fds: 0 the socket, 1 the lock (or the socket again),
+    // 2 the acknowledgements of early thaws.
+    let lock_fd = match lock.raw_fd() {
+        -1 => theirs.as_raw_fd(),
+        fd => fd,
+    };
+    let keep = [theirs.as_raw_fd(), lock_fd, ack_theirs.as_raw_fd()];
     let pid = match sys::fork().map_err(|e| Error::os("fork of the freezer", e))? {
         sys::Forked::Child => {
             sys::own_process_group();
             sys::default_signals();
-            sys::keep_only_fds(keep);
+            sys::keep_only_fds(&keep);
             sys::set_comm(c"kcmp-freezer");
             // Never unwind into the caller's code in this forked copy: a
             // panic ends the freezer, and its exit releases every tracee.
@@ -373,9 +397,10 @@ pub fn freeze_with(pids: &[Pid], options: &FreezeOptions) -> Result<FrozenSet> {
         }
         sys::Forked::Parent(pid) => pid,
     };
-    drop(theirs);
+    drop((theirs, ack_theirs));
     let mut freezer = Freezer {
         pid,
+        ack,
         slot: None,
         beat: None,
         _lock: lock,
@@ -411,6 +436,9 @@ impl Freezer {
             s.compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
         });
+        if let Some(i) = self.slot {
+            ACK_SLOTS[i].store(self.ack.as_raw_fd(), Ordering::SeqCst);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
@@ -434,6 +462,7 @@ impl Freezer {
         }
         if let Some(i) = self.slot.take() {
             STOP_SLOTS[i].store(-1, Ordering::SeqCst);
+            ACK_SLOTS[i].store(-1, Ordering::SeqCst);
         }
     }
 

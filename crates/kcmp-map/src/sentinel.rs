@@ -117,12 +117,22 @@ impl Sentinels {
         Ok(s)
     }
 
-    /// Waits (at most 5 s) until the zombie has exited — it is not reaped.
-    /// A zombie that does not exit in time is dropped
-    /// ([`zombie_pid`](Self::zombie_pid) is `None`). The live ones are
-    /// ready as soon as they are forked.
+    /// Waits (at most 5 s) until the zombie has exited — it is not reaped —
+    /// and the live ones have closed the fds they inherited. A zombie that
+    /// does not exit in time is dropped ([`zombie_pid`](Self::zombie_pid)
+    /// is `None`).
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
+        for (pid, _) in &self.live {
+            let dir = format!("/proc/{pid}/fd");
+            while Instant::now() < deadline {
+                let open = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+                if open <= 1 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
         let zpid = self.zombie_pid();
         loop {
             let exited = zpid

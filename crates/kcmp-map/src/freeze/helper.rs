@@ -151,7 +151,8 @@ pub(crate) fn decode(lines: &[String]) -> Option<Report> {
 }
 
 /// The freezer's life, in the forked child: fd 0 is the socket to kcmp,
-/// fd 1 the host lock (or closed). Never returns.
+/// fd 1 the host lock (or a copy of fd 0), fd 2 the socket on which it
+/// acknowledges an early thaw. Never returns.
 pub(crate) fn run(job: &Job<'_>) -> ! {
     let started = Instant::now();
     let mut monitor = Monitor {
@@ -173,6 +174,10 @@ pub(crate) fn run(job: &Job<'_>) -> ! {
         monitor.pump(Duration::from_millis(50));
     }
     let thawed = tracer.thaw();
+    if monitor.early == Some(Release::Stopped) {
+        // kcmp's SIGTSTP handler waits for this before it stops.
+        sys::send_byte(2, b'a');
+    }
     // The lock: the next run may freeze now.
     sys::close(1);
     if monitor.gone {

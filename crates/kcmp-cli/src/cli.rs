@@ -95,6 +95,39 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+    /// With --freeze: the longest the processes stay stopped (e.g. `10s`,
+    /// `500ms`; default 10s). Past it kcmp resumes them, finishes unfrozen
+    /// and says so (JSON: "frozen": false, "freeze_released": "timeout").
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub freeze_timeout: Option<std::time::Duration>,
+}
+
+/// A duration: a decimal number and a unit, `ms`, `s` or `m` (`500ms`,
+/// `10s`, `1.5s`), more than zero.
+///
+/// ```
+/// use kcmp_cli::cli::parse_duration;
+/// assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+/// assert_eq!(parse_duration("1.5s").unwrap().as_millis(), 1500);
+/// assert!(parse_duration("10").is_err() && parse_duration("0s").is_err());
+/// ```
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'));
+    let (num, unit) = s.split_at(split.unwrap_or(s.len()));
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(format!("{s:?} is not a duration (e.g. 10s, 500ms)")),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 10s, 500ms)"))?;
+    let secs = n * scale;
+    if !(secs > 0.0 && secs < 1e9) {
+        return Err(format!("duration {s:?} is out of range (more than 0)"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// Output switches shared by the compare commands.

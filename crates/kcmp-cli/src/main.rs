@@ -3,7 +3,7 @@
 use clap::Parser;
 use kcmp_cli::cli::{Cli, Command};
 use kcmp_cli::commands;
-use kcmp_cli::exit;
+use kcmp_cli::{exit, write_stderr};
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -14,7 +14,9 @@ fn main() {
                 ErrorKind::DisplayHelp
                 | ErrorKind::DisplayVersion
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                    let _ = err.print();
+                    if let Err(e) = err.print() {
+                        std::process::exit(kcmp_cli::output_error_status(&e));
+                    }
                     std::process::exit(
                         if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                             exit::TROUBLE
@@ -25,13 +27,32 @@ fn main() {
                 }
                 _ => {
                     // One line naming the argument, and which help to read.
-                    eprintln!("{}", kcmp_cli::cli::usage_error_message(&err));
+                    write_stderr(format_args!("{}", kcmp_cli::cli::usage_error_message(&err)));
                     std::process::exit(exit::TROUBLE);
                 }
             }
         }
     };
-    let status = match cli.command {
+    std::process::exit(run(cli));
+}
+
+/// Checks the environment (one pid namespace), applies the global options
+/// and runs the command.
+fn run(cli: Cli) -> i32 {
+    if !matches!(
+        cli.command,
+        Command::Doctor { .. } | Command::Demo | Command::DemoChild { .. }
+    ) {
+        if let Err(e) = kcmp_map::pidns::check() {
+            return kcmp_cli::report_error(&e);
+        }
+    }
+    if let Some(window) = cli.freeze_timeout {
+        kcmp_map::freeze::set_max_frozen(window);
+    }
+    // Ctrl-Z during --freeze: thaw first, then stop (issue 10).
+    let _ = kcmp_map::freeze::release_on_terminal_stop();
+    match cli.command {
         Command::File {
             pid1,
             fd1,
@@ -72,6 +93,5 @@ fn main() {
         Command::Demo => commands::demo::run(),
         Command::Help { command } => commands::help::run(command.as_deref()),
         Command::DemoChild { parent, fd, path } => commands::demo::child(parent, fd, &path),
-    };
-    std::process::exit(status);
+    }
 }

@@ -34,7 +34,6 @@ use kcmp::fallback::{self, Availability};
 use kcmp::Pid;
 use serde::Serialize;
 use std::os::fd::AsFd;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The kernel, from uname(2).
@@ -118,9 +117,9 @@ pub struct KernelFeature {
 /// `(major, minor)` of a kernel release such as `"6.18.4-arch1"`.
 ///
 /// ```
-/// assert_eq!(kcmp::doctor::release_version("6.18.44-fc-v669"), Some((6, 18)));
-/// assert_eq!(kcmp::doctor::release_version("5.3"), Some((5, 3)));
-/// assert_eq!(kcmp::doctor::release_version("junk"), None);
+/// assert_eq!(kcmp_map::doctor::release_version("6.18.44-fc-v669"), Some((6, 18)));
+/// assert_eq!(kcmp_map::doctor::release_version("5.3"), Some((5, 3)));
+/// assert_eq!(kcmp_map::doctor::release_version("junk"), None);
 /// ```
 pub fn release_version(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.split(['.', '-', '+']);
@@ -136,7 +135,7 @@ pub fn release_version(release: &str) -> Option<(u32, u32)> {
 /// [`KERNEL_FEATURES`] on the kernel `release`.
 ///
 /// ```
-/// let f = kcmp::doctor::kernel_features("5.10.0-35-amd64");
+/// let f = kcmp_map::doctor::kernel_features("5.10.0-35-amd64");
 /// let present = |n: &str| f.iter().find(|x| x.name == n).unwrap().present;
 /// assert_eq!(present("pidfd_getfd"), Some(true));
 /// assert_eq!(present("fdinfo ino"), Some(false));
@@ -405,13 +404,9 @@ fn check_pidfd_getfd() -> Check {
     }
 }
 
-fn spawn_sleeper() -> std::io::Result<Child> {
-    Command::new("sleep")
-        .arg("30")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+/// A child to try things on: a fork of kcmp, never a program found in PATH.
+fn spawn_sleeper() -> std::io::Result<crate::sentinel::Idle> {
+    crate::sentinel::Idle::spawn()
 }
 
 fn proc_state(pid: u32) -> Option<char> {
@@ -430,15 +425,14 @@ fn wait_state(pid: u32, want: impl Fn(char) -> bool) -> bool {
     false
 }
 
-fn finish(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn finish(child: crate::sentinel::Idle) {
+    drop(child);
 }
 
 fn check_ptrace_freeze() -> Check {
     let child = match spawn_sleeper() {
         Ok(c) => c,
-        Err(e) => return Check::fail(format!("could not spawn `sleep` to try it: {e}")),
+        Err(e) => return Check::fail(format!("could not fork a child to try it on: {e}")),
     };
     let pid = child.id();
     let result = (|| {
@@ -473,7 +467,7 @@ fn check_ptrace_freeze() -> Check {
 fn check_sigstop() -> Check {
     let child = match spawn_sleeper() {
         Ok(c) => c,
-        Err(e) => return Check::fail(format!("could not spawn `sleep` to try it: {e}")),
+        Err(e) => return Check::fail(format!("could not fork a child to try it on: {e}")),
     };
     let pid = child.id();
     let result = (|| {

@@ -22,9 +22,12 @@
 //! # Cost
 //! The fds of the visible processes are listed (as a scan does), and only
 //! the fds whose inode is a registration's inode are candidates: pipes and
-//! sockets carry the inode in their link text; other link texts are
-//! `stat`ed once per distinct text, and only when a registration is not
-//! found among pipes and sockets. Candidates with one link text are grouped
+//! sockets carry the inode in their link text; for other link texts the
+//! inode comes from one holder's `/proc/PID/fdinfo/N` (`ino`, `mnt_id`,
+//! the device from the mount table), once per distinct text, and only when
+//! a registration is not found among pipes and sockets. No file is ever
+//! `stat`ed or opened through `/proc/PID/fd/N`: a hung FUSE or NFS server
+//! cannot block the inspection. Candidates with one link text are grouped
 //! into descriptions by kcmp's ordering, and each registration is then
 //! placed by binary search (`log2(descriptions)` calls).
 //!
@@ -141,10 +144,6 @@ pub fn number_registrations(lines: &[EpollRegistration]) -> Vec<Registration> {
             })
         })
         .collect()
-}
-
-fn fd_path(pid: Pid, fd: FdNum) -> String {
-    format!("/proc/{pid}/fd/{fd}")
 }
 
 fn not_open(pid: Pid, fd: FdNum) -> Error {
@@ -298,26 +297,27 @@ fn kernel_dev(sdev: u32) -> (u32, u32) {
 enum Phase {
     /// Pipes and sockets: the inode is in the link text.
     LinkText,
-    /// `anon_inode:…`: stat one holder (few distinct texts).
+    /// `anon_inode:…`: fdinfo of one holder (few distinct texts).
     Anon,
-    /// Paths and the rest: stat one holder per text.
+    /// Paths and the rest: fdinfo of one holder per text.
     Path,
 }
 
 /// A bucket key (by index) with this inode, and its device (major, minor)
-/// when it was learnt by `stat`.
+/// when it was learnt from the holder's mount table.
 type KeyInode = (usize, Option<(u32, u32)>);
 
 /// Descriptions of one bucket key in kcmp order, and whether the order held.
 type Grouped = (Vec<Vec<FdRef>>, bool);
 
-/// Bucket keys by inode, stat-ing lazily.
+/// Bucket keys by inode, learnt lazily from fdinfo.
 struct InoIndex {
-    /// (key, its holders (stat-ed in turn until one is still open), phase)
+    /// (key, its holders (read in turn until one is still open), phase)
     keys: Vec<(String, Vec<FdRef>, Phase)>,
     /// inode -> (key index, device (major, minor) when known)
     by_ino: HashMap<u64, Vec<KeyInode>>,
     statted: HashSet<Phase>,
+    mounts: crate::mounts::FdInodes,
 }
 
 impl InoIndex {
@@ -326,6 +326,7 @@ impl InoIndex {
             keys: Vec::with_capacity(keys.len()),
             by_ino: HashMap::new(),
             statted: HashSet::new(),
+            mounts: crate::mounts::FdInodes::default(),
         };
         for (key, samples) in keys {
             let phase = match FdTarget::parse(&key) {
@@ -350,25 +351,22 @@ impl InoIndex {
         if !self.statted.insert(phase) {
             return;
         }
-        for (i, (key, samples, p)) in self.keys.iter().enumerate() {
+        for i in 0..self.keys.len() {
+            let (key, samples, p) = &self.keys[i];
             if *p != phase {
                 continue;
             }
-            // The first holder whose fd still shows this key after the stat
-            // (an fd closed, or reused for another file, is passed over).
+            // The first holder whose fd still shows this key after its
+            // fdinfo was read (an fd closed, or reused for another file, is
+            // passed over).
             for m in samples {
-                let path = fd_path(m.pid, m.fd);
-                let Ok(st) = rustix::fs::stat(&path) else {
+                let Some((ino, dev)) = self.mounts.inode_of(m.pid, m.fd) else {
                     continue;
                 };
                 let still = procfs::fd_target(m.pid, m.fd)
                     .is_ok_and(|l| procfs::bucket_key(&l) == key.as_str());
                 if still {
-                    let dev = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
-                    self.by_ino
-                        .entry(st.st_ino)
-                        .or_default()
-                        .push((i, Some(dev)));
+                    self.by_ino.entry(ino).or_default().push((i, dev));
                     break;
                 }
             }
@@ -707,6 +705,7 @@ fn skipped(pid: Pid, err: &Error) -> Skipped {
 /// # Ok::<(), kcmp::Error>(())
 /// ```
 pub fn epoll_targets(pid: Pid, epfd: FdNum) -> Result<EpollTargets> {
+    crate::pidns::check()?;
     check_epoll_fd(pid, epfd)?;
     let handle = ProcessHandle::open(pid)?;
     let me = Pid::this();
@@ -723,7 +722,12 @@ pub fn epoll_targets(pid: Pid, epfd: FdNum) -> Result<EpollTargets> {
         // The start time (read before the fds) names the process for good:
         // holders whose pid names another process at the end are discarded.
         let listed = crate::scan::parallel_map(pids.len(), crate::scan::workers(0), |i| {
-            let start = procfs::read_stat(pids[i])?.start_time;
+            let stat = procfs::read_stat(pids[i])?;
+            if stat.ppid == me.get() && stat.comm == crate::freeze::FREEZER_COMM {
+                // Our own freezer is no holder of anything inspected.
+                return Err(Error::os("kcmp's own freezer", Errno::SRCH));
+            }
+            let start = stat.start_time;
             procfs::list_fds(pids[i]).map(|fds| (start, fds))
         });
         let mut rows: HashMap<String, Vec<(FdRef, String)>> = HashMap::new();

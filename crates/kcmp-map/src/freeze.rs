@@ -1,41 +1,62 @@
 //! Stopping processes while they are inspected, and resuming them exactly as
-//! they were.
+//! they were — whatever happens to kcmp.
 //!
 //! kcmp's answers about running processes can be stale by the time they are
 //! read; the man page advises stopping the processes first. [`freeze`] stops
 //! every thread of every given process with `PTRACE_SEIZE` +
 //! `PTRACE_INTERRUPT` and returns a [`FrozenSet`]; dropping it (or calling
-//! [`FrozenSet::thaw`]) detaches with `PTRACE_DETACH`.
+//! [`FrozenSet::thaw`] or [`FrozenSet::finish`]) detaches with
+//! `PTRACE_DETACH`.
 //!
 //! ## Guarantees
 //! - **Exactly as they were.** No signal is ever sent. A process that was
 //!   already stopped (group-stop, state `T`) is stopped again by the kernel
 //!   when it is detached; a running one resumes. A signal that arrived
 //!   during the freeze is delivered on detach.
-//! - **Kill-safe.** The kernel detaches every tracee when its tracer exits,
-//!   whatever the reason: `SIGKILL`, `SIGTERM`, `SIGINT` (their default
-//!   actions end the process) or a panic (unwinding drops the set; aborting
-//!   ends the process). No inspected process stays stopped.
+//! - **Never stopped beyond the budget.** The tracer is not kcmp but a
+//!   *freezer* process, a fork of the caller (no program is executed) in a
+//!   process group of its own (Ctrl-Z on the terminal does not reach it),
+//!   named `kcmp-freezer`. It releases every process it froze:
+//!   - when kcmp dies, whatever the reason (`SIGKILL`, a crash): its socket
+//!     to kcmp closes, or its parent changes;
+//!   - within 1 s when kcmp stops making progress: kcmp's heartbeat thread
+//!     writes every 100 ms; after 500 ms of silence while kcmp is not
+//!     running or sleeping (`SIGSTOP`, a debugger, uninterruptible sleep),
+//!     or 2 s of silence in any state, it thaws. `SIGTSTP` (Ctrl-Z) can be
+//!     made to thaw first and then stop ([`release_on_terminal_stop`]);
+//!   - when the frozen window ([`FreezeOptions::max_frozen`], the CLI's
+//!     `--freeze-timeout`, 10 s by default) is over, even if kcmp hangs.
+//!
+//!   [`FrozenSet::finish`] tells whether the set held until the end, or why
+//!   it was released early ([`Release`]): the caller then knows its answers
+//!   were read (partly) unfrozen.
+//! - **Concurrent runs never deadlock.** The rule: *one frozen window at a
+//!   time per host and user.* A host-wide `flock` (`/run/kcmp-freeze.lock`,
+//!   else `/tmp/kcmp-freeze-UID.lock`) is taken before freezing and held
+//!   until the thaw; a run that cannot get it within the window plus 2 s
+//!   does not freeze and says so ([`Release::Busy`]). While one run holds
+//!   it, other runs wait for it unfrozen or frozen — a waiting run holds no
+//!   tracee, so nothing can wait in a circle. Besides, a freezer never
+//!   freezes another freezer ([`NotFrozenKind::Freezer`]), and every
+//!   freezer thaws by itself when its kcmp stops.
 //! - **All threads.** `/proc/PID/task` is listed again after every round of
 //!   stops, until a listing shows no new thread; since every listed thread is
 //!   stopped by then, no thread can be created behind the freezer's back.
 //! - **Never** freezes the calling process, its ancestors (the shell and
-//!   terminal waiting for it), or kernel threads; these, processes that are
-//!   already traced, that deny permission or that vanish are listed by
-//!   [`FrozenSet::not_frozen`] with the reason, and the rest are frozen.
+//!   terminal waiting for it), kernel threads or another kcmp's freezer.
+//! - **A true report.** [`FrozenSet::not_frozen`] lists exactly the
+//!   processes that are not stopped, each with its own reason: self,
+//!   ancestor, kernel thread, zombie, vanished, already traced, `EPERM`,
+//!   uninterruptible sleep (state `D`), a vfork parent, a thread that did
+//!   not stop in time, or threads that kept appearing. A process that could
+//!   not be frozen as a whole is resumed at once (none of its threads stays
+//!   stopped).
 //!
-//! ## One thread
-//! ptrace requests are valid only from the thread that attached. All ptrace
-//! calls of one [`FrozenSet`] therefore run on a private tracer thread that
-//! lives exactly as long as the set: the set itself may be used, sent and
-//! dropped from any thread. When the tracer thread ends, the kernel releases
-//! whatever it still traces (for example a thread that never reached its
-//! stop within the timeout), so even [`std::mem::forget`] on a set only
-//! keeps processes stopped until this process exits.
-//!
-//! Do not `wait` for a frozen process from this process while it is frozen:
-//! the wait could take the kernel's stop report meant for the tracer. And
-//! print nothing to a pipe whose reader may be frozen before thawing.
+//! The freezer is forked from a possibly multi-threaded process and runs
+//! Rust code: it needs a fork-safe `malloc` (glibc's and musl's are). With
+//! Yama `ptrace_scope` 1 an unprivileged freezer may trace only its own
+//! descendants, so without `CAP_SYS_PTRACE` processes are listed as
+//! `EPERM` there.
 //!
 //! ```no_run
 //! use kcmp::Pid;
@@ -46,25 +67,34 @@
 //!     eprintln!("not frozen: {} ({})", nf.pid, nf.reason);
 //! }
 //! // ... compare with kcmp while the processes stand still ...
-//! set.thaw()?;
+//! if let Some(why) = set.finish()? {
+//!     eprintln!("released early: {}", why.code());
+//! }
 //! # Ok::<(), kcmp::Error>(())
 //! ```
 
-use crate::procfs;
-use crate::sys::ptrace::{self, TraceeState};
+mod helper;
+mod lock;
+mod tracer;
+
+use crate::sys::process as sys;
 use kcmp::Pid;
 use kcmp::{errno_name, Error, Result};
 use rustix::io::Errno;
-use std::collections::{BTreeMap, HashSet};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// `PTRACE_EVENT_STOP`, in bits 8..16 of a ptrace stop's status.
-const PTRACE_EVENT_STOP: i32 = 128;
+/// The comm of every freezer process.
+pub const FREEZER_COMM: &str = "kcmp-freezer";
 
 /// The default time [`freeze`] waits for every thread to reach its stop.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The default longest frozen window ([`FreezeOptions::max_frozen`];
+/// [`set_max_frozen`] changes it for a process).
+pub const DEFAULT_MAX_FROZEN: Duration = Duration::from_secs(10);
 
 /// Why a process was not frozen, as a category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,30 +111,50 @@ pub enum NotFrozenKind {
     Vanished,
     /// Another tracer (a debugger, strace, another kcmp) holds it.
     AlreadyTraced,
+    /// Another kcmp's freezer process (freezers never freeze each other).
+    Freezer,
     /// ptrace attach was refused.
     PermissionDenied,
+    /// A thread is in uninterruptible sleep (state `D`) and cannot stop.
+    UninterruptibleSleep,
+    /// A vfork parent: it sleeps uninterruptibly until its child execs or exits.
+    Vfork,
     /// A thread did not stop in time, or threads kept appearing.
     TimedOut,
     /// Another error of `PTRACE_SEIZE`.
     Failed,
 }
 
+const KIND_CODES: &[(NotFrozenKind, &str)] = &[
+    (NotFrozenKind::CallingProcess, "self"),
+    (NotFrozenKind::Ancestor, "ancestor"),
+    (NotFrozenKind::KernelThread, "kernel_thread"),
+    (NotFrozenKind::Zombie, "zombie"),
+    (NotFrozenKind::Vanished, "vanished"),
+    (NotFrozenKind::AlreadyTraced, "already_traced"),
+    (NotFrozenKind::Freezer, "freezer"),
+    (NotFrozenKind::PermissionDenied, "permission"),
+    (NotFrozenKind::UninterruptibleSleep, "uninterruptible"),
+    (NotFrozenKind::Vfork, "vfork"),
+    (NotFrozenKind::TimedOut, "timeout"),
+    (NotFrozenKind::Failed, "error"),
+];
+
 impl NotFrozenKind {
     /// A short code for JSON: `"self"`, `"ancestor"`, `"kernel_thread"`,
-    /// `"zombie"`, `"vanished"`, `"already_traced"`, `"permission"`,
-    /// `"timeout"` or `"error"`.
+    /// `"zombie"`, `"vanished"`, `"already_traced"`, `"freezer"`,
+    /// `"permission"`, `"uninterruptible"`, `"vfork"`, `"timeout"` or
+    /// `"error"`.
     pub fn code(self) -> &'static str {
-        match self {
-            NotFrozenKind::CallingProcess => "self",
-            NotFrozenKind::Ancestor => "ancestor",
-            NotFrozenKind::KernelThread => "kernel_thread",
-            NotFrozenKind::Zombie => "zombie",
-            NotFrozenKind::Vanished => "vanished",
-            NotFrozenKind::AlreadyTraced => "already_traced",
-            NotFrozenKind::PermissionDenied => "permission",
-            NotFrozenKind::TimedOut => "timeout",
-            NotFrozenKind::Failed => "error",
-        }
+        KIND_CODES
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("error", |(_, c)| c)
+    }
+
+    /// The kind with this [`code`](Self::code).
+    pub fn from_code(code: &str) -> Option<NotFrozenKind> {
+        KIND_CODES.iter().find(|(_, c)| *c == code).map(|(k, _)| *k)
     }
 }
 
@@ -141,29 +191,146 @@ pub struct FreezeOptions {
     /// process with a thread that does not stop in time (uninterruptible
     /// sleep, a vfork parent) is reported as not frozen.
     pub timeout: Duration,
+    /// The longest the set stays frozen: past it the freezer thaws by
+    /// itself and [`FrozenSet::finish`] says [`Release::Timeout`].
+    pub max_frozen: Duration,
 }
 
 impl Default for FreezeOptions {
     fn default() -> Self {
         FreezeOptions {
             timeout: DEFAULT_TIMEOUT,
+            max_frozen: Duration::from_millis(MAX_FROZEN_MS.load(Ordering::SeqCst)),
         }
     }
 }
 
-/// A set of stopped processes. Dropping it, or [`FrozenSet::thaw`], resumes
-/// them exactly as they were. See the [module docs](self).
+/// Why a frozen set was released before the caller thawed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Release {
+    /// The frozen window ([`FreezeOptions::max_frozen`]) was over.
+    Timeout,
+    /// kcmp was stopped (SIGSTOP, SIGTSTP, a debugger) or stopped making
+    /// progress.
+    Stopped,
+    /// Another run held the host's freeze lock: nothing was frozen.
+    Busy,
+    /// The freezer process died (its tracees were released by the kernel).
+    Lost,
+}
+
+impl Release {
+    /// `"timeout"`, `"stopped"`, `"busy"` or `"freezer_died"`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Release::Timeout => "timeout",
+            Release::Stopped => "stopped",
+            Release::Busy => "busy",
+            Release::Lost => "freezer_died",
+        }
+    }
+
+    fn from_code(code: &str) -> Option<Release> {
+        [
+            Release::Timeout,
+            Release::Stopped,
+            Release::Busy,
+            Release::Lost,
+        ]
+        .into_iter()
+        .find(|r| r.code() == code)
+    }
+
+    /// In words, for a note on stderr.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Release::Timeout => "the frozen window (--freeze-timeout) was over",
+            Release::Stopped => "kcmp was stopped (SIGSTOP/SIGTSTP) or stopped making progress",
+            Release::Busy => "another kcmp held the host's freeze lock",
+            Release::Lost => "the freezer process died",
+        }
+    }
+}
+
+impl serde::Serialize for Release {
+    /// The [`code`](Release::code).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+/// The process-wide default window, in milliseconds (see [`set_max_frozen`]).
+static MAX_FROZEN_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_MAX_FROZEN.as_millis() as u64);
+
+/// Sets the frozen window of [`FreezeOptions::default`] for this process:
+/// every [`freeze`], and every scan or holders search with `freeze`, is
+/// thawed after it at the latest (the CLI's `--freeze-timeout`).
+pub fn set_max_frozen(window: Duration) {
+    MAX_FROZEN_MS.store(window.as_millis() as u64, Ordering::SeqCst);
+}
+
+/// The freezer sockets of the live sets, for [`release_on_terminal_stop`]'s
+/// signal handler (async-signal-safe: atomics only), and the sockets on
+/// which each freezer acknowledges that it has thawed.
+static STOP_SLOTS: [AtomicI32; 32] = [const { AtomicI32::new(-1) }; 32];
+static ACK_SLOTS: [AtomicI32; 32] = [const { AtomicI32::new(-1) }; 32];
+
+/// Tells every freezer to thaw, then waits (at most 500 ms each) until it
+/// says it has: thaw first, then stop.
+fn stop_hook() {
+    for slot in &STOP_SLOTS {
+        let fd = slot.load(Ordering::SeqCst);
+        if fd >= 0 {
+            sys::send_byte(fd, b's');
+        }
+    }
+    for (slot, ack) in STOP_SLOTS.iter().zip(&ACK_SLOTS) {
+        let (fd, ack) = (slot.load(Ordering::SeqCst), ack.load(Ordering::SeqCst));
+        if fd >= 0 && ack >= 0 {
+            let mut byte = [0u8; 1];
+            let _ = sys::read_within(ack, Duration::from_millis(500), &mut byte);
+        }
+    }
+}
+
+/// Makes SIGTSTP (Ctrl-Z), SIGTTIN and SIGTTOU release every live frozen
+/// set of this process before the process stops (a signal handler that
+/// tells each freezer to thaw, then raises SIGSTOP). The sets then finish
+/// with [`Release::Stopped`]. For programs (the kcmp CLI); a library caller
+/// decides about its own signal handlers. Without it, a stopped kcmp is
+/// noticed by the freezer within a second anyway.
+pub fn release_on_terminal_stop() -> Result<()> {
+    sys::on_terminal_stop(stop_hook).map_err(|e| Error::os("sigaction(SIGTSTP)", e))
+}
+
+/// The parent's side of one freezer.
+#[derive(Debug)]
+struct Freezer {
+    pid: i32,
+    sock: rustix::fd::OwnedFd,
+    ack: rustix::fd::OwnedFd,
+    slot: Option<usize>,
+    beat: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    _lock: lock::LockShare,
+}
+
+/// A set of stopped processes. Dropping it, [`FrozenSet::thaw`] or
+/// [`FrozenSet::finish`] resumes them exactly as they were. See the
+/// [module docs](self).
 #[derive(Debug)]
 pub struct FrozenSet {
     frozen: Vec<Pid>,
     not_frozen: Vec<NotFrozen>,
     threads: usize,
-    tracer: Option<(mpsc::Sender<()>, JoinHandle<Result<()>>)>,
+    freezer: Option<Freezer>,
+    early: Option<Release>,
 }
 
-/// Stops every thread of every process in `pids` (with [`DEFAULT_TIMEOUT`]).
+/// Stops every thread of every process in `pids` (with the default
+/// [`FreezeOptions`]).
 ///
-/// Fails only when the tracer thread cannot be started; processes that
+/// Fails only when the freezer process cannot be started; processes that
 /// cannot be frozen are listed by [`FrozenSet::not_frozen`].
 ///
 /// ```
@@ -180,34 +347,185 @@ pub fn freeze(pids: &[Pid]) -> Result<FrozenSet> {
 
 /// [`freeze`] with options.
 pub fn freeze_with(pids: &[Pid], options: &FreezeOptions) -> Result<FrozenSet> {
-    let pids = pids.to_vec();
-    let timeout = options.timeout;
-    let (report_tx, report_rx) = mpsc::channel::<Report>();
-    let (thaw_tx, thaw_rx) = mpsc::channel::<()>();
-    let handle = std::thread::Builder::new()
-        .name("kcmp-freeze".into())
-        .spawn(move || {
-            let mut tracer = Tracer::default();
-            let report = tracer.freeze_all(&pids, timeout);
-            let _ = report_tx.send(report);
-            // Returns on an explicit thaw, or with an error when the set was
-            // dropped without one: thaw either way.
-            let _ = thaw_rx.recv();
-            tracer.thaw()
-        })
-        .map_err(|e| Error::io("starting the freeze thread", &e))?;
-    match report_rx.recv() {
-        Ok(report) => Ok(FrozenSet {
-            frozen: report.frozen,
-            not_frozen: report.not_frozen,
-            threads: report.threads,
-            tracer: Some((thaw_tx, handle)),
+    let Ok(lock) = lock::acquire(options.max_frozen + Duration::from_secs(2)) else {
+        return Ok(FrozenSet {
+            frozen: Vec::new(),
+            not_frozen: Vec::new(),
+            threads: 0,
+            freezer: None,
+            early: Some(Release::Busy),
+        });
+    };
+    let (mine, theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::os("socketpair for the freezer", e))?;
+    let job = helper::Job {
+        pids,
+        me: std::process::id() as i32,
+        stop_timeout: options.timeout,
+        window: options.max_frozen,
+    };
+    use rustix::fd::AsRawFd;
+    let (ack, ack_theirs) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::os("socketpair for the freezer", e))?;
+    // The freezer's fds: 0 the socket, 1 the lock (or the socket again),
+    // 2 the acknowledgements of early thaws.
+    let lock_fd = match lock.raw_fd() {
+        -1 => theirs.as_raw_fd(),
+        fd => fd,
+    };
+    let keep = [theirs.as_raw_fd(), lock_fd, ack_theirs.as_raw_fd()];
+    let pid = match sys::fork().map_err(|e| Error::os("fork of the freezer", e))? {
+        sys::Forked::Child => {
+            sys::own_process_group();
+            sys::default_signals();
+            sys::keep_only_fds(&keep);
+            sys::set_comm(c"kcmp-freezer");
+            // Never unwind into the caller's code in this forked copy: a
+            // panic ends the freezer, and its exit releases every tracee.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| helper::run(&job)));
+            sys::exit_now(70)
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    drop((theirs, ack_theirs));
+    let mut freezer = Freezer {
+        pid,
+        ack,
+        slot: None,
+        beat: None,
+        _lock: lock,
+        sock: mine,
+    };
+    freezer.start_beating();
+    let lines = freezer.read_lines(options.timeout + Duration::from_secs(10), "E");
+    let report = lines
+        .as_ref()
+        .and_then(|l| helper::decode(&l[..l.len() - 1]));
+    match report {
+        Some(r) => Ok(FrozenSet {
+            frozen: r.frozen,
+            not_frozen: r.not_frozen,
+            threads: r.threads,
+            freezer: Some(freezer),
+            early: None,
         }),
-        Err(_) => {
-            // The tracer thread died before reporting (a panic); its exit
-            // released every tracee.
-            let _ = handle.join();
-            Err(Error::os("the freeze thread failed", Errno::IO))
+        None => {
+            // The freezer died or hung before reporting; killing it
+            // releases whatever it traced.
+            freezer.stop();
+            Err(Error::os("the freezer process failed", Errno::IO))
+        }
+    }
+}
+
+impl Freezer {
+    fn start_beating(&mut self) {
+        use rustix::fd::AsRawFd;
+        let fd = self.sock.as_raw_fd();
+        self.slot = STOP_SLOTS.iter().position(|s| {
+            s.compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        });
+        if let Some(i) = self.slot {
+            ACK_SLOTS[i].store(self.ack.as_raw_fd(), Ordering::SeqCst);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("kcmp-heartbeat".into())
+            .spawn(move || {
+                while !flag.load(Ordering::SeqCst) {
+                    sys::send_byte(fd, b'h');
+                    std::thread::park_timeout(helper::BEAT);
+                }
+            });
+        if let Ok(h) = handle {
+            self.beat = Some((stop, h));
+        }
+    }
+
+    fn stop_beating(&mut self) {
+        if let Some((stop, h)) = self.beat.take() {
+            stop.store(true, Ordering::SeqCst);
+            h.thread().unpark();
+            let _ = h.join();
+        }
+        if let Some(i) = self.slot.take() {
+            STOP_SLOTS[i].store(-1, Ordering::SeqCst);
+            ACK_SLOTS[i].store(-1, Ordering::SeqCst);
+        }
+    }
+
+    /// Reads lines until one starting with `last` (included), EOF or the
+    /// time limit.
+    fn read_lines(&self, limit: Duration, last: &str) -> Option<Vec<String>> {
+        use rustix::fd::AsRawFd;
+        let deadline = std::time::Instant::now() + limit;
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match sys::read_within(self.sock.as_raw_fd(), left, &mut buf) {
+                Ok(None) => continue,
+                Ok(Some(0)) | Err(_) => return None,
+                Ok(Some(n)) => text.extend_from_slice(&buf[..n]),
+            }
+            let s = String::from_utf8_lossy(&text);
+            let lines: Vec<String> = s.lines().map(str::to_string).collect();
+            if s.ends_with('\n') && lines.last().is_some_and(|l| l.starts_with(last)) {
+                return Some(lines);
+            }
+        }
+    }
+
+    /// Asks for the thaw and its outcome; reaps the freezer.
+    fn thaw(mut self) -> Result<Option<Release>> {
+        use rustix::fd::AsRawFd;
+        self.stop_beating();
+        sys::send_all(self.sock.as_raw_fd(), b"r");
+        let end = self.read_lines(Duration::from_secs(10), "end");
+        let outcome = match end.as_ref().and_then(|l| l.last()) {
+            Some(line) => {
+                let mut f = line.splitn(3, ' ').skip(1);
+                let release = f.next().and_then(Release::from_code);
+                match f.next() {
+                    Some(err) => Err(Error::os(format!("thaw: {err}"), Errno::IO)),
+                    None => Ok(release),
+                }
+            }
+            None => Ok(Some(Release::Lost)),
+        };
+        self.stop();
+        outcome
+    }
+
+    /// Ends the freezer (its tracees are released by the kernel) and reaps it.
+    fn stop(&mut self) {
+        self.stop_beating();
+        if !sys::try_reap(self.pid) {
+            // Closing the socket lets it finish by itself; give it a moment.
+            let _ = rustix::net::shutdown(&self.sock, rustix::net::Shutdown::Both);
+            for _ in 0..200 {
+                if sys::try_reap(self.pid) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            sys::kill(self.pid);
+            sys::reap(self.pid);
         }
     }
 }
@@ -228,28 +546,41 @@ impl FrozenSet {
         &self.not_frozen
     }
 
+    /// False when nothing could be frozen because another run held the
+    /// host's freeze lock ([`Release::Busy`]).
+    pub fn is_held(&self) -> bool {
+        self.early.is_none()
+    }
+
+    /// [`Release::Busy`] when the set was never frozen, else `None` (an
+    /// early release during the window is told by [`finish`](Self::finish)).
+    pub fn released_early(&self) -> Option<Release> {
+        self.early
+    }
+
     /// How many threads are stopped in all.
     pub fn stopped_threads(&self) -> usize {
         self.threads
     }
 
     /// Resumes every process exactly as it was; returns the first error a
-    /// detach gave (the processes are released either way: the tracer thread
-    /// has ended when this returns).
-    pub fn thaw(mut self) -> Result<()> {
+    /// detach gave (the processes are released either way: the freezer has
+    /// ended when this returns).
+    pub fn thaw(self) -> Result<()> {
+        self.finish().map(|_| ())
+    }
+
+    /// Like [`thaw`](Self::thaw), and tells whether the set held until now:
+    /// `None` when it did, otherwise why it was released early (then the
+    /// caller's answers were read partly or wholly unfrozen).
+    pub fn finish(mut self) -> Result<Option<Release>> {
         self.release()
     }
 
-    fn release(&mut self) -> Result<()> {
-        match self.tracer.take() {
-            Some((tx, handle)) => {
-                let _ = tx.send(());
-                match handle.join() {
-                    Ok(r) => r,
-                    Err(_) => Err(Error::os("the freeze thread panicked", Errno::IO)),
-                }
-            }
-            None => Ok(()),
+    fn release(&mut self) -> Result<Option<Release>> {
+        match self.freezer.take() {
+            Some(f) => f.thaw(),
+            None => Ok(self.early),
         }
     }
 }
@@ -258,353 +589,4 @@ impl Drop for FrozenSet {
     fn drop(&mut self) {
         let _ = self.release();
     }
-}
-
-struct Report {
-    frozen: Vec<Pid>,
-    not_frozen: Vec<NotFrozen>,
-    threads: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ThreadState {
-    /// Seized and interrupted; the stop has not been seen yet.
-    Pending,
-    /// Stopped; detach with this signal (0, or the signal of a
-    /// signal-delivery-stop).
-    Stopped(i32),
-    /// Exited or vanished.
-    Gone,
-}
-
-#[derive(Default)]
-struct Proc {
-    /// The pids given for this thread group.
-    requested: Vec<Pid>,
-    threads: BTreeMap<i32, ThreadState>,
-    /// Tids that need no stop (zombie threads).
-    skipped: HashSet<i32>,
-    failed: Option<Failure>,
-}
-
-type Failure = (NotFrozenKind, String, Option<Errno>);
-
-#[derive(Default)]
-struct Tracer {
-    procs: BTreeMap<i32, Proc>,
-}
-
-/// A task's stat from the shared /proc parser (works for thread ids too:
-/// /proc/TID is every thread's own directory).
-fn stat_of(pid: i32) -> Option<procfs::TaskStat> {
-    procfs::read_stat(Pid::new(pid).ok()?).ok()
-}
-
-/// A numeric field of /proc/PID/status (`"TracerPid"`, `"Tgid"`).
-fn status_number(pid: i32, key: &str) -> Option<i64> {
-    procfs::read_status_field(Pid::new(pid).ok()?, key)
-        .ok()??
-        .parse()
-        .ok()
-}
-
-/// The calling process's ancestors, from its parent up to (and including) pid 1.
-fn ancestors() -> HashSet<i32> {
-    let mut set = HashSet::new();
-    let mut pid = std::process::id() as i32;
-    while let Some(ppid) = stat_of(pid).map(|s| s.ppid) {
-        if ppid <= 0 || !set.insert(ppid) {
-            break;
-        }
-        pid = ppid;
-    }
-    set
-}
-
-/// The thread ids of a process, from the shared /proc reader.
-fn list_tasks(tgid: i32) -> Option<Vec<i32>> {
-    let tids = procfs::list_tids(Pid::new(tgid).ok()?).ok()?;
-    Some(tids.into_iter().map(Pid::get).collect())
-}
-
-impl Tracer {
-    fn freeze_all(&mut self, pids: &[Pid], timeout: Duration) -> Report {
-        let me = std::process::id() as i32;
-        let ancestors = ancestors();
-        let mut not_frozen = Vec::new();
-        for &pid in pids {
-            let raw = pid.get();
-            let nf = |kind: NotFrozenKind, reason: &str, errno: Option<Errno>| NotFrozen {
-                pid,
-                kind,
-                reason: reason.to_string(),
-                errno,
-            };
-            let tgid = match status_number(raw, "Tgid") {
-                Some(t) => t as i32,
-                None => {
-                    not_frozen.push(nf(NotFrozenKind::Vanished, "vanished", Some(Errno::SRCH)));
-                    continue;
-                }
-            };
-            if tgid == me {
-                not_frozen.push(nf(
-                    NotFrozenKind::CallingProcess,
-                    "the calling process itself",
-                    None,
-                ));
-                continue;
-            }
-            if ancestors.contains(&tgid) {
-                not_frozen.push(nf(
-                    NotFrozenKind::Ancestor,
-                    "an ancestor of the calling process",
-                    None,
-                ));
-                continue;
-            }
-            match stat_of(tgid) {
-                None => not_frozen.push(nf(NotFrozenKind::Vanished, "vanished", Some(Errno::SRCH))),
-                Some(stat) if stat.is_kernel_thread() => {
-                    not_frozen.push(nf(NotFrozenKind::KernelThread, "a kernel thread", None))
-                }
-                Some(_) => self.procs.entry(tgid).or_default().requested.push(pid),
-            }
-        }
-
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut new_threads = false;
-            for (&tgid, proc_) in self.procs.iter_mut() {
-                if proc_.failed.is_none() {
-                    new_threads |= seize_new_threads(tgid, proc_);
-                }
-            }
-            self.wait_for_stops(deadline);
-            if !new_threads {
-                break;
-            }
-            if Instant::now() >= deadline {
-                // Threads kept appearing: give up on processes still growing.
-                for proc_ in self.procs.values_mut() {
-                    if proc_.failed.is_none() {
-                        proc_.failed = Some((
-                            NotFrozenKind::TimedOut,
-                            format!("new threads kept appearing for {} ms", timeout.as_millis()),
-                            Some(Errno::TIMEDOUT),
-                        ));
-                    }
-                }
-                break;
-            }
-        }
-
-        let mut frozen = Vec::new();
-        let mut threads = 0;
-        for (&tgid, proc_) in &self.procs {
-            let stopped = proc_
-                .threads
-                .values()
-                .filter(|s| matches!(s, ThreadState::Stopped(_)))
-                .count();
-            let outcome: std::result::Result<(), Failure> = match &proc_.failed {
-                Some(f) => Err(f.clone()),
-                None if stopped > 0 => Ok(()),
-                None => {
-                    let zombie = stat_of(tgid).is_some_and(|s| s.is_zombie());
-                    if zombie {
-                        Err((
-                            NotFrozenKind::Zombie,
-                            "a zombie (nothing left to stop)".into(),
-                            None,
-                        ))
-                    } else {
-                        Err((
-                            NotFrozenKind::Vanished,
-                            "vanished".into(),
-                            Some(Errno::SRCH),
-                        ))
-                    }
-                }
-            };
-            match outcome {
-                Ok(()) => {
-                    threads += stopped;
-                    frozen.extend(proc_.requested.iter().copied());
-                }
-                Err((kind, reason, errno)) => {
-                    for &pid in &proc_.requested {
-                        not_frozen.push(NotFrozen {
-                            pid,
-                            kind,
-                            reason: reason.clone(),
-                            errno,
-                        });
-                    }
-                }
-            }
-        }
-        frozen.sort();
-        frozen.dedup();
-        not_frozen.sort_by_key(|n| n.pid);
-        Report {
-            frozen,
-            not_frozen,
-            threads,
-        }
-    }
-
-    /// Polls every pending thread until all have stopped or exited, or the
-    /// deadline passes (then their processes are marked failed).
-    fn wait_for_stops(&mut self, deadline: Instant) {
-        let mut nap = Duration::from_micros(20);
-        loop {
-            let mut pending = false;
-            for proc_ in self.procs.values_mut() {
-                for (&tid, state) in proc_.threads.iter_mut() {
-                    if *state != ThreadState::Pending {
-                        continue;
-                    }
-                    match ptrace::peek(tid) {
-                        Ok(TraceeState::Stopped { status, trapped }) => {
-                            let event = (status >> 8) & 0xff;
-                            let sig = status & 0x7f;
-                            // A signal-delivery-stop (no event): the signal
-                            // is delivered on detach. Event stops carry none.
-                            let reinject = if trapped && event == 0 { sig } else { 0 };
-                            debug_assert!(event == 0 || event == PTRACE_EVENT_STOP);
-                            *state = ThreadState::Stopped(reinject);
-                        }
-                        Ok(TraceeState::Exited) => {
-                            let _ = ptrace::reap_exited(tid);
-                            *state = ThreadState::Gone;
-                        }
-                        Ok(TraceeState::Running) => pending = true,
-                        // ECHILD: no longer ours to wait for (reaped, gone).
-                        Err(_) => *state = ThreadState::Gone,
-                    }
-                }
-            }
-            if !pending {
-                return;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                for proc_ in self.procs.values_mut() {
-                    if proc_.threads.values().any(|s| *s == ThreadState::Pending)
-                        && proc_.failed.is_none()
-                    {
-                        proc_.failed = Some((
-                            NotFrozenKind::TimedOut,
-                            "a thread did not stop in time (uninterruptible sleep, or a \
-                             vfork parent waiting for its child)"
-                                .into(),
-                            Some(Errno::TIMEDOUT),
-                        ));
-                    }
-                }
-                return;
-            }
-            std::thread::sleep(nap.min(deadline - now));
-            nap = (nap * 2).min(Duration::from_millis(2));
-        }
-    }
-
-    /// Detaches every stopped thread; the rest is released when the tracer
-    /// thread exits.
-    fn thaw(&mut self) -> Result<()> {
-        let mut first_err = None;
-        for proc_ in self.procs.values_mut() {
-            for (&tid, state) in proc_.threads.iter_mut() {
-                match *state {
-                    ThreadState::Stopped(sig) => match ptrace::detach(tid, sig) {
-                        Ok(()) => {}
-                        // Killed while stopped (SIGKILL wakes tracees): it is
-                        // no longer in a ptrace stop. Reap its exit if any.
-                        Err(e) if e == Errno::SRCH => {
-                            let _ = ptrace::reap_exited(tid);
-                        }
-                        Err(e) => {
-                            first_err.get_or_insert_with(|| {
-                                Error::os(format!("PTRACE_DETACH {tid}"), e)
-                            });
-                        }
-                    },
-                    ThreadState::Gone => {
-                        let _ = ptrace::reap_exited(tid);
-                    }
-                    ThreadState::Pending => {}
-                }
-                *state = ThreadState::Gone;
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Seizes and interrupts the threads of `tgid` not seen before. Returns
-/// true when there were any.
-fn seize_new_threads(tgid: i32, proc_: &mut Proc) -> bool {
-    let Some(tids) = list_tasks(tgid) else {
-        return false;
-    };
-    let mut any = false;
-    for tid in tids {
-        if proc_.threads.contains_key(&tid) || proc_.skipped.contains(&tid) {
-            continue;
-        }
-        any = true;
-        match ptrace::seize(tid) {
-            Ok(()) => {
-                let state = match ptrace::interrupt(tid) {
-                    Ok(()) => ThreadState::Pending,
-                    Err(_) => ThreadState::Gone,
-                };
-                proc_.threads.insert(tid, state);
-            }
-            Err(e) if e == Errno::SRCH => {
-                proc_.skipped.insert(tid);
-            }
-            Err(e) => {
-                match stat_of(tid) {
-                    None => {
-                        // An exited thread: nothing to stop.
-                        proc_.skipped.insert(tid);
-                        continue;
-                    }
-                    Some(stat) if stat.is_zombie() => {
-                        // An exited thread: nothing to stop.
-                        proc_.skipped.insert(tid);
-                        continue;
-                    }
-                    Some(_) => {}
-                }
-                let tracer = status_number(tid, "TracerPid").unwrap_or(0);
-                let kind = if e == Errno::PERM && tracer != 0 {
-                    NotFrozenKind::AlreadyTraced
-                } else if e == Errno::PERM {
-                    NotFrozenKind::PermissionDenied
-                } else {
-                    NotFrozenKind::Failed
-                };
-                let reason = if e == Errno::PERM && tracer != 0 {
-                    // TracerPid names the tracing thread; report its process.
-                    let tracer = status_number(tracer as i32, "Tgid").unwrap_or(tracer);
-                    format!("already traced by process {tracer}")
-                } else if e == Errno::PERM {
-                    "permission denied (ptrace attach refused: another user's process, \
-                     Yama ptrace_scope, or a non-dumpable process)"
-                        .to_string()
-                } else {
-                    format!("PTRACE_SEIZE failed: {}", errno_name(e))
-                };
-                proc_.failed = Some((kind, reason, Some(e)));
-                return any;
-            }
-        }
-    }
-    any
 }

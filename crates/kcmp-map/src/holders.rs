@@ -82,6 +82,8 @@ pub struct HoldersReport {
     /// With [`HoldersOptions::freeze`]: the processes that could not be
     /// frozen, and why.
     pub not_frozen: Vec<crate::freeze::NotFrozen>,
+    /// With `freeze`: why the freeze ended early (then `frozen` is false).
+    pub freeze_released: Option<crate::freeze::Release>,
 }
 
 fn access_end(mode: u32) -> &'static str {
@@ -104,6 +106,7 @@ fn access_end(mode: u32) -> &'static str {
 /// assert!(report.holders.iter().any(|h| h.pid == Pid::this() && h.fd == fd));
 /// ```
 pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<HoldersReport> {
+    crate::pidns::check()?;
     let started = Instant::now();
     let workers = crate::scan::workers(options.workers);
     let link = procfs::fd_target(pid, fd)?;
@@ -252,12 +255,18 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         }
     }
     queried.verify()?;
-    let frozen = freeze_guard.is_some();
     let not_frozen = freeze_guard
         .as_ref()
         .map(|g| g.not_frozen().to_vec())
         .unwrap_or_default();
-    drop(freeze_guard);
+    let (frozen, freeze_released) = match freeze_guard {
+        // Released early (window over, kcmp stopped): not frozen throughout.
+        Some(set) => match set.finish()? {
+            None => (true, None),
+            Some(why) => (false, Some(why)),
+        },
+        None => (false, None),
+    };
     let mut holders: Vec<Holder> = same
         .into_iter()
         .filter(|(i, _)| !failed.contains_key(i))
@@ -281,6 +290,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         frozen,
         not_frozen,
+        freeze_released,
     })
 }
 

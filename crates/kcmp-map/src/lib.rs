@@ -21,6 +21,7 @@ pub mod epoll;
 pub mod freeze;
 pub mod holders;
 pub mod mounts;
+pub mod pidns;
 pub mod procfs;
 pub mod scan;
 pub mod sentinel;

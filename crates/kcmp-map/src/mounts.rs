@@ -230,6 +230,41 @@ pub fn statx_if_local(pid: Pid, fd: FdNum, mount: &Mount) -> Option<rustix::fs::
     .ok()
 }
 
+/// The inode and device of another process's fd without touching the file:
+/// `ino` and `mnt_id` from /proc/PID/fdinfo, the device from the mount
+/// table of the holder's mount namespace (read once per namespace). Before
+/// Linux 5.14 fdinfo has no `ino`: then a `statx` is made only on the
+/// local filesystems of [`Mount::never_blocks`], and fds on
+/// FUSE, NFS, CIFS or unknown filesystems stay unknown.
+#[derive(Debug, Default)]
+pub struct FdInodes {
+    /// mount namespace link (`mnt:[…]`) -> its table.
+    tables: HashMap<String, Option<MountTable>>,
+}
+
+impl FdInodes {
+    /// The inode of fd `fd` of `pid` and its device (major, minor) when its
+    /// mount is in the holder's mount table; `None` when unknown.
+    pub fn inode_of(&mut self, pid: Pid, fd: FdNum) -> Option<(u64, Option<(u32, u32)>)> {
+        let info = crate::procfs::read_fdinfo(pid, fd).ok()?;
+        let ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| format!("pid:{pid}"));
+        let table = self
+            .tables
+            .entry(ns)
+            .or_insert_with(|| MountTable::read(pid).ok())
+            .as_ref();
+        let mount = table.and_then(|t| t.get(info.mnt_id));
+        let dev = mount.map(|m| (m.major, m.minor));
+        if info.ino != 0 {
+            return Some((info.ino, dev));
+        }
+        let st = statx_if_local(pid, fd, mount?)?;
+        Some((st.stx_ino, dev))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,6 +163,9 @@ pub struct SharingMap {
     pub frozen: bool,
     /// Processes that could not be frozen, with the reason.
     pub not_frozen: Vec<crate::freeze::NotFrozen>,
+    /// Why the freeze ended before the scan did (then `frozen` is false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze_released: Option<crate::freeze::Release>,
     /// Every epoll instance of the scanned tasks, its registrations resolved
     /// to the descriptions they watch (see [`crate::epoll::resolve_scan`]).
     pub epoll: Vec<crate::epoll::EpollInstance>,
@@ -724,6 +727,7 @@ pub fn scan_with_progress(
     options: &ScanOptions,
     progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Result<SharingMap> {
+    crate::pidns::check()?;
     let started = Instant::now();
     let workers = workers(options.workers);
     let calls = CallCounter::default();
@@ -766,7 +770,8 @@ pub fn scan_with_progress(
             .map(|s| s.pid)
             .collect();
         let set = crate::freeze::freeze(&pids)?;
-        map.frozen = true;
+        map.frozen = set.is_held();
+        map.freeze_released = set.released_early();
         map.not_frozen = set.not_frozen().to_vec();
         Some(set)
     } else {
@@ -1114,7 +1119,12 @@ pub fn scan_with_progress(
     if !options.skip_epoll {
         (map.epoll, epoll_calls) = crate::epoll::resolve_scan_counted(&map);
     }
-    drop(freeze_guard);
+    if let Some(set) = freeze_guard {
+        // Released early (window over, kcmp stopped): say so (issue 10).
+        if let Some(why) = set.finish()? {
+            (map.frozen, map.freeze_released) = (false, Some(why));
+        }
+    }
     phases.insert(
         "epoll_thaw".into(),
         epoll_started.elapsed().as_secs_f64() * 1000.0,

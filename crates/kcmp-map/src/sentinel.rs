@@ -5,29 +5,87 @@
 //! compare equal, and so does every task without an mm, fd table or fs
 //! struct (zombies) on `KCMP_VM`, `KCMP_FILES`, `KCMP_FS`.
 //!
-//! Sentinels make "none" observable: two freshly started children that were
+//! Sentinels make "none" observable: two freshly forked children that were
 //! given neither object compare equal *only* if both have none (two real
 //! objects are two allocations), and then every task that compares equal to
 //! them has none too. An exited, unreaped child (a zombie) has no mm, fd
 //! table or fs struct, so whatever compares equal to it on those kinds has
 //! none either.
+//!
+//! The sentinels are forks of the calling process without exec — no
+//! program is looked up or run, and when kcmp is a library the caller's
+//! program is not re-run either. A live sentinel closes every inherited fd
+//! but the read end of a pipe (`close_range`), resets its signal handlers,
+//! and blocks reading that pipe until kcmp closes the write end or dies.
+//! Scans leave the sentinels out of every result.
 
+use crate::sys::process as sys;
 use kcmp::Pid;
-use std::process::{Child, Command, Stdio};
+use rustix::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// Two live sentinel tasks and one zombie, children of this process.
 /// Dropping it ends and reaps them.
 #[derive(Debug)]
 pub struct Sentinels {
-    live: Vec<Child>,
-    zombie: Option<Child>,
+    /// (pid, the write end of its pipe).
+    live: Vec<(i32, Option<OwnedFd>)>,
+    zombie: Option<i32>,
+}
+
+/// Forks a live sentinel: it blocks reading the returned pipe's read end.
+fn fork_live() -> std::io::Result<(i32, OwnedFd)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    match sys::fork()? {
+        sys::Forked::Child => {
+            sys::default_signals();
+            sys::keep_only_fds(&[r.as_raw_fd()]);
+            sys::read_until_eof(0);
+            sys::exit_now(0)
+        }
+        sys::Forked::Parent(pid) => Ok((pid, w)),
+    }
+}
+
+/// An idle child: a fork of this process (no exec) blocked reading a pipe,
+/// with every other inherited fd closed. Dropping it ends and reaps it.
+/// For checks that need a live process of one's own (`kcmp doctor`).
+///
+/// ```
+/// let idle = kcmp_map::sentinel::Idle::spawn().unwrap();
+/// assert!(idle.id() > 0);
+/// ```
+#[derive(Debug)]
+pub struct Idle {
+    pid: i32,
+    pipe: Option<OwnedFd>,
+}
+
+impl Idle {
+    /// Forks the idle child.
+    pub fn spawn() -> std::io::Result<Idle> {
+        let (pid, w) = fork_live()?;
+        Ok(Idle { pid, pipe: Some(w) })
+    }
+
+    /// Its pid.
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        drop(self.pipe.take());
+        sys::kill(self.pid);
+        sys::reap(self.pid);
+    }
 }
 
 impl Sentinels {
-    /// Starts the sentinels and waits until they are ready: two `cat`
-    /// processes waiting on an empty pipe, and one that exits at once and is
-    /// left unreaped.
+    /// Starts the sentinels and waits until they are ready: two children
+    /// blocked on an empty pipe, and one that exits at once and is left
+    /// unreaped.
     ///
     /// ```
     /// let s = kcmp_map::sentinel::Sentinels::start().unwrap();
@@ -44,32 +102,37 @@ impl Sentinels {
     /// once (to leave them out of a selection), and
     /// [`wait_ready`](Self::wait_ready) is needed only before comparing.
     pub fn spawn() -> std::io::Result<Sentinels> {
-        let mut live = Vec::new();
+        let mut s = Sentinels {
+            live: Vec::new(),
+            zombie: None,
+        };
         for _ in 0..2 {
-            live.push(
-                Command::new("cat")
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()?,
-            );
+            let (pid, w) = fork_live()?;
+            s.live.push((pid, Some(w)));
         }
-        let zombie = Command::new("cat")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        Ok(Sentinels {
-            live,
-            zombie: Some(zombie),
-        })
+        s.zombie = match sys::fork()? {
+            sys::Forked::Child => sys::exit_now(0),
+            sys::Forked::Parent(pid) => Some(pid),
+        };
+        Ok(s)
     }
 
-    /// Waits (at most 5 s each) until the zombie has exited — it is not
-    /// reaped — and the live ones have exec'd `cat`. A zombie that does not
-    /// exit in time is dropped ([`zombie_pid`](Self::zombie_pid) is `None`).
+    /// Waits (at most 5 s) until the zombie has exited — it is not reaped —
+    /// and the live ones have closed the fds they inherited. A zombie that
+    /// does not exit in time is dropped ([`zombie_pid`](Self::zombie_pid)
+    /// is `None`).
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
+        for (pid, _) in &self.live {
+            let dir = format!("/proc/{pid}/fd");
+            while Instant::now() < deadline {
+                let open = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+                if open <= 1 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
         let zpid = self.zombie_pid();
         loop {
             let exited = zpid
@@ -79,23 +142,13 @@ impl Sentinels {
                 break;
             }
             if Instant::now() > deadline {
-                if let Some(mut z) = self.zombie.take() {
-                    let _ = z.kill();
-                    let _ = z.wait();
+                if let Some(z) = self.zombie.take() {
+                    sys::kill(z);
+                    sys::reap(z);
                 }
                 break;
             }
             std::thread::sleep(Duration::from_micros(200));
-        }
-        for child in &self.live {
-            let pid = Pid::new(child.id() as i32).expect("child pid");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                match crate::procfs::read_stat(pid) {
-                    Ok(st) if st.comm == "cat" => break,
-                    _ => std::thread::sleep(Duration::from_micros(200)),
-                }
-            }
         }
     }
 
@@ -103,15 +156,13 @@ impl Sentinels {
     pub fn live_pids(&self) -> Vec<Pid> {
         self.live
             .iter()
-            .filter_map(|c| Pid::new(c.id() as i32).ok())
+            .filter_map(|(p, _)| Pid::new(*p).ok())
             .collect()
     }
 
     /// The zombie sentinel (no mm, fd table or fs struct), if it exited in time.
     pub fn zombie_pid(&self) -> Option<Pid> {
-        self.zombie
-            .as_ref()
-            .and_then(|c| Pid::new(c.id() as i32).ok())
+        self.zombie.and_then(|p| Pid::new(p).ok())
     }
 
     /// All sentinel pids.
@@ -124,13 +175,13 @@ impl Sentinels {
 
 impl Drop for Sentinels {
     fn drop(&mut self) {
-        for child in &mut self.live {
-            drop(child.stdin.take()); // cat sees EOF and exits
-            let _ = child.kill();
-            let _ = child.wait();
+        for (pid, w) in &mut self.live {
+            drop(w.take()); // the sentinel sees EOF and exits
+            sys::kill(*pid);
+            sys::reap(*pid);
         }
-        if let Some(mut z) = self.zombie.take() {
-            let _ = z.wait();
+        if let Some(z) = self.zombie.take() {
+            sys::reap(z);
         }
     }
 }

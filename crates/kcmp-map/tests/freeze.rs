@@ -274,9 +274,8 @@ fn signals_sent_during_the_freeze_are_delivered_after() {
     assert_eq!(status.signal(), Some(libc::SIGUSR1), "{status:?}");
 }
 
-fn freezer_killed_by(sig: rustix::process::Signal) {
-    let target = Role::spawn("ticker");
-    assert!(target.makes_progress());
+/// A "freezer" role holding `target` frozen, once it said so.
+fn freezer_of(target: &Role) -> Role {
     let mut freezer = Role::spawn_with(
         "freezer",
         &[("KCMP_FREEZE_TARGET", target.pid().get().to_string())],
@@ -292,6 +291,15 @@ fn freezer_killed_by(sig: rustix::process::Signal) {
         );
     }
     assert_eq!(line.trim(), "frozen 1");
+    // Keep the pipe open: the role writes nothing more.
+    std::mem::forget(reader);
+    freezer
+}
+
+fn freezer_killed_by(sig: rustix::process::Signal) {
+    let target = Role::spawn("ticker");
+    assert!(target.makes_progress());
+    let mut freezer = freezer_of(&target);
     assert_eq!(state(target.pid()), Some('t'));
     assert!(target.stands_still());
     freezer.signal(sig);
@@ -311,6 +319,66 @@ fn sigkill_of_the_freezer_releases_the_target() {
 #[test]
 fn sigterm_of_the_freezer_releases_the_target() {
     freezer_killed_by(rustix::process::Signal::TERM);
+}
+
+#[test]
+fn sigstop_of_the_freezing_process_releases_the_target_within_a_second() {
+    let target = Role::spawn("ticker");
+    let freezer = freezer_of(&target);
+    assert_eq!(state(target.pid()), Some('t'));
+    freezer.signal(rustix::process::Signal::STOP);
+    let sent = Instant::now();
+    assert!(
+        wait_for_state(target.pid(), |s| !is_stopped(s)),
+        "the target stayed stopped while its freezing process was stopped"
+    );
+    let took = sent.elapsed();
+    assert!(took < Duration::from_secs(1), "released after {took:?}");
+    assert!(target.makes_progress());
+    freezer.signal(rustix::process::Signal::CONT);
+}
+
+#[test]
+fn the_frozen_window_is_capped() {
+    let r = Role::spawn("ticker");
+    let set = kcmp_map::freeze::freeze_with(
+        &[r.pid()],
+        &FreezeOptions {
+            max_frozen: Duration::from_millis(200),
+            ..FreezeOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(set.is_frozen(r.pid()));
+    assert!(wait_for_state(r.pid(), |s| !is_stopped(s)));
+    assert!(r.makes_progress());
+    assert_eq!(
+        set.finish().unwrap(),
+        Some(kcmp_map::freeze::Release::Timeout)
+    );
+}
+
+#[test]
+fn a_freezer_never_freezes_another_freezer() {
+    let r = Role::spawn("ticker");
+    let first = freeze(&[r.pid()]).unwrap();
+    // The first set's freezer: a child of this process named kcmp-freezer.
+    let me = std::process::id();
+    let freezer = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            stat.contains("(kcmp-freezer)")
+                && stat[stat.rfind(')').unwrap() + 4..].starts_with(&format!("{me} "))
+        })
+        .expect("a kcmp-freezer child");
+    let second = freeze(&[Pid::new(freezer).unwrap()]).unwrap();
+    assert!(second.frozen().is_empty());
+    assert_eq!(second.not_frozen()[0].kind, NotFrozenKind::Freezer);
+    drop(second);
+    first.thaw().unwrap();
+    assert!(r.makes_progress());
 }
 
 #[test]
@@ -420,6 +488,7 @@ fn freeze_with_short_timeout(pid: Pid) -> kcmp_map::freeze::FrozenSet {
         &[pid],
         &FreezeOptions {
             timeout: Duration::from_millis(500),
+            ..FreezeOptions::default()
         },
     )
     .unwrap()

@@ -294,8 +294,11 @@ impl KcmpError {
             }
         } else if e == Errno::BADF {
             // Say which fd, when /proc can tell (it may be racy; then say both).
-            let open =
-                |pid: i32, fd: u64| std::path::Path::new(&format!("/proc/{pid}/fd/{fd}")).exists();
+            // lstat of the link itself: following it would stat the file,
+            // which can wait forever on a hung FUSE or NFS server.
+            let open = |pid: i32, fd: u64| {
+                std::fs::symlink_metadata(format!("/proc/{pid}/fd/{fd}")).is_ok()
+            };
             let (second_fd, second_what) = match (c.ty, c.epoll_slot) {
                 (KcmpType::EpollTfd, Some((efd, _, _))) => (efd as u64, "epoll fd"),
                 _ => (c.idx2, "fd"),

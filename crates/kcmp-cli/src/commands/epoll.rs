@@ -26,8 +26,14 @@ pub fn run(pid: i32, epfd: i32, json: bool, freeze: bool) -> i32 {
         };
         let found = kcmp_map::epoll::epoll_targets(pid, epfd);
         if let Some(set) = frozen {
-            if let Err(e) = set.thaw() {
-                eprintln!("kcmp: warning: resuming: {e}");
+            match set.finish() {
+                Ok(None) => {}
+                Ok(Some(why)) => eprintln!(
+                    "kcmp: note: not frozen throughout ({}): {}",
+                    why.code(),
+                    why.describe()
+                ),
+                Err(e) => eprintln!("kcmp: warning: resuming: {e}"),
             }
         }
         found

@@ -21,9 +21,16 @@ pub fn run_frozen<T>(
     let set = kcmp_map::freeze::freeze(&unique)?;
     let result = f();
     let not_frozen = set.not_frozen().to_vec();
-    set.thaw()?;
+    let released = set.finish()?;
     if let Some(note) = crate::output::not_frozen_note(&not_frozen) {
         eprintln!("kcmp: note: {note}");
+    }
+    if let Some(why) = released {
+        eprintln!(
+            "kcmp: note: not frozen throughout ({}): {}",
+            why.code(),
+            why.describe()
+        );
     }
     *LAST_NOT_FROZEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(not_frozen);
     result

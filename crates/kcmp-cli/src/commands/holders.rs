@@ -41,6 +41,10 @@ fn report_json(report: &HoldersReport, bytes: Option<Vec<u8>>, freeze: bool) -> 
     if report.frozen {
         v["frozen"] = json!(true);
     }
+    if let Some(why) = report.freeze_released {
+        v["frozen"] = json!(false);
+        v["freeze_released"] = json!(why.code());
+    }
     if freeze {
         v["not_frozen"] = json!(report.not_frozen);
     }

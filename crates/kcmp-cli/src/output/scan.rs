@@ -268,10 +268,17 @@ pub fn notes(map: &SharingMap, style: Style) -> Vec<String> {
     if let Some(n) = super::skipped_note(&map.skipped, style) {
         out.push(n);
     }
-    if map.frozen {
+    if map.frozen || map.freeze_released.is_some() {
         if let Some(n) = super::not_frozen_note(&map.not_frozen) {
             out.push(n);
         }
+    }
+    if let Some(why) = map.freeze_released {
+        out.push(style.warn(&format!(
+            "not frozen throughout ({}): {}",
+            why.code(),
+            why.describe()
+        )));
     }
     out
 }

@@ -121,6 +121,9 @@ struct Document<'a, 'b> {
     frozen: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_frozen: Option<&'a [kcmp_map::freeze::NotFrozen]>,
+    /// With `--freeze`, when the freeze ended early: why (`frozen` is false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    freeze_released: Option<kcmp_map::freeze::Release>,
     #[serde(skip_serializing_if = "Option::is_none")]
     epoll: Option<Value>,
     shared_descriptions: usize,
@@ -140,8 +143,9 @@ pub fn write_json(view: &View<'_>, epoll: bool, sink: &mut Sink) {
         shared: shared(view),
         unavailable: &map.unavailable,
         stats: &map.stats,
-        frozen: map.frozen.then_some(true),
-        not_frozen: map.frozen.then_some(&map.not_frozen[..]),
+        frozen: froze(map).then_some(map.frozen),
+        not_frozen: froze(map).then_some(&map.not_frozen[..]),
+        freeze_released: map.freeze_released,
         epoll: epoll.then(|| epoll_json(view)),
         shared_descriptions: view.shared_count(),
         shown: view.shown.len(),
@@ -194,10 +198,18 @@ pub fn write_json_lines(view: &View<'_>, epoll: bool, sink: &mut Sink) {
         "unavailable": map.unavailable,
         "stats": map.stats,
     });
-    if map.frozen {
-        summary["frozen"] = json!(true);
+    if froze(map) {
+        summary["frozen"] = json!(map.frozen);
         summary["not_frozen"] = json!(map.not_frozen);
+    }
+    if let Some(why) = map.freeze_released {
+        summary["freeze_released"] = json!(why);
     }
     sink.json_line(&summary);
     sink.flush();
+}
+
+/// Whether `--freeze` froze the set, for the whole scan or until released.
+fn froze(map: &kcmp_map::scan::SharingMap) -> bool {
+    map.frozen || map.freeze_released.is_some()
 }

@@ -1,4 +1,6 @@
-//! The engine's raw syscall layer: ptrace and waitid for freezing, the only
-//! `unsafe` code of `kcmp-map`.
+//! The engine's raw syscall layer: ptrace and waitid for freezing, fork
+//! without exec and a few async-signal-safe calls for the freezer and the
+//! sentinels; the only `unsafe` code of `kcmp-map`.
 
+pub(crate) mod process;
 pub(crate) mod ptrace;

@@ -1,0 +1,268 @@
+//! fork without exec, and the few async-signal-safe calls its children and
+//! kcmp's SIGTSTP handler make.
+//!
+//! kcmp never runs a program found by name: its helper processes (the
+//! freezer, [`crate::freeze`], and the sentinel tasks, [`crate::sentinel`])
+//! are forks of the calling process. When kcmp is a library, the calling
+//! process may have other threads; a forked child has only the thread that
+//! forked, and other threads' locks stay taken in it. The children below
+//! therefore start with the async-signal-safe calls of this module (close
+//! inherited fds with `close_range`, `setpgid`, `prctl`), and only the
+//! freezer goes on to run Rust code, which needs a fork-safe `malloc` (glibc's
+//! and musl's are: they reset their locks in the child).
+
+use rustix::io::Errno;
+
+fn last_errno() -> Errno {
+    Errno::from_raw_os_error(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
+}
+
+/// Which side of a fork this is.
+pub enum Forked {
+    /// The parent, with the child's pid.
+    Parent(i32),
+    /// The child.
+    Child,
+}
+
+/// `fork()`.
+pub fn fork() -> Result<Forked, Errno> {
+    // SAFETY: fork has no memory arguments. The child runs only code that
+    // tolerates a fork from a multi-threaded process (see the module docs):
+    // every caller either makes async-signal-safe calls and `_exit`s, or
+    // runs the freezer, which needs nothing but malloc and plain syscalls.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        p if p < 0 => Err(last_errno()),
+        0 => Ok(Forked::Child),
+        p => Ok(Forked::Parent(p)),
+    }
+}
+
+/// `_exit(code)`: ends the process without running atexit handlers or
+/// flushing stdio buffers copied from the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes an integer and does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// In a forked child: moves `keep` (at most 4 fds) to 0, 1, … in order and
+/// closes every other fd (`close_range(len, ~0)`). Falls back to closing one by one
+/// up to 65536 on kernels before 5.9. Async-signal-safe.
+pub fn keep_only_fds(keep: &[i32]) {
+    // Above the targets first (a new fd is never an open one), so that
+    // moving one down never clobbers another.
+    let mut high = [-1i32; 4];
+    for (slot, &fd) in high.iter_mut().zip(keep) {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes integers.
+        *slot = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, keep.len() as libc::c_int) };
+    }
+    for (i, &fd) in high.iter().take(keep.len()).enumerate() {
+        // SAFETY: dup2 takes integers; a bad fd gives EBADF. The new fd has
+        // no close-on-exec flag (nothing is exec'd anyway).
+        unsafe { libc::dup2(fd, i as i32) };
+    }
+    let first = keep.len() as libc::c_uint;
+    // SAFETY: close_range takes integers and closes fds of this process only.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
+    if r < 0 {
+        for fd in first as i32..65536 {
+            // SAFETY: close takes an integer; a closed fd gives EBADF.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// `setpgid(0, 0)`: a process group of its own, so that job control on the
+/// terminal (Ctrl-Z, Ctrl-C) does not reach it. Async-signal-safe.
+pub fn own_process_group() {
+    // SAFETY: setpgid takes integers.
+    unsafe { libc::setpgid(0, 0) };
+}
+
+/// `prctl(PR_SET_NAME, name)`: the comm of this thread (up to 15 bytes).
+pub fn set_comm(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes
+    // from the pointer, which `name` provides for the duration of the call.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
+/// Resets every signal's disposition to the default and unblocks all
+/// signals (a forked child inherits the caller's handlers and mask).
+/// Async-signal-safe.
+pub fn default_signals() {
+    for sig in 1..libc::SIGRTMIN() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: signal() with SIG_DFL installs no handler code.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: an all-zero sigset_t is a valid empty set; sigprocmask reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Blocks in `read(fd)` until EOF or an error, then returns.
+/// Async-signal-safe.
+pub fn read_until_eof(fd: i32) {
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: `buf` is a valid writable buffer of the given length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 || (n < 0 && last_errno() != Errno::INTR) {
+            return;
+        }
+    }
+}
+
+/// `waitpid(pid, 0)`, retried on EINTR. Returns false on ECHILD.
+pub fn reap(pid: i32) -> bool {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid writable int.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        if r >= 0 {
+            return true;
+        }
+        if last_errno() != Errno::INTR {
+            return false;
+        }
+    }
+}
+
+/// `waitpid(pid, WNOHANG)`: true once the child has been reaped (or is not
+/// ours).
+pub fn try_reap(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: `status` is a valid writable int.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL | libc::WNOHANG) };
+    r != 0
+}
+
+/// `send(fd, byte, MSG_NOSIGNAL|MSG_DONTWAIT)`: one byte, never SIGPIPE.
+/// Async-signal-safe.
+pub fn send_byte(fd: i32, byte: u8) -> bool {
+    // SAFETY: one readable byte on the stack.
+    let n = unsafe {
+        libc::send(
+            fd,
+            (&byte as *const u8).cast(),
+            1,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 1
+}
+
+/// The handler installed by [`on_terminal_stop`].
+static STOP_HOOK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "C" fn tstp_handler(_sig: libc::c_int) {
+    let hook = STOP_HOOK.load(std::sync::atomic::Ordering::SeqCst);
+    if hook != 0 {
+        // SAFETY: STOP_HOOK only ever holds a `fn()` stored by
+        // on_terminal_stop; such a pointer is valid for the whole program.
+        let f: fn() = unsafe { std::mem::transmute::<usize, fn()>(hook) };
+        f();
+    }
+    // SAFETY: raise takes an integer; SIGSTOP cannot be caught.
+    unsafe { libc::raise(libc::SIGSTOP) };
+}
+
+/// Installs a handler for SIGTSTP (Ctrl-Z) and SIGTTIN/SIGTTOU that calls
+/// `hook` (which must be async-signal-safe) and then stops the process with
+/// SIGSTOP, as the default action would have.
+pub fn on_terminal_stop(hook: fn()) -> Result<(), Errno> {
+    STOP_HOOK.store(
+        hook as *const () as usize,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    for sig in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+        // SAFETY: an all-zero sigaction is valid; we then fill the handler
+        // (an extern "C" fn with the right signature) and an empty mask.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        act.sa_sigaction = tstp_handler as extern "C" fn(libc::c_int) as *const () as usize;
+        act.sa_flags = libc::SA_RESTART;
+        // SAFETY: `act` is initialised; the old action is not requested.
+        let r = unsafe {
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut())
+        };
+        if r < 0 {
+            return Err(last_errno());
+        }
+    }
+    Ok(())
+}
+
+/// Waits at most `wait` for `fd` to be readable, then reads into `buf`:
+/// `Ok(None)` when nothing came, `Ok(Some(0))` at EOF.
+pub fn read_within(
+    fd: i32,
+    wait: std::time::Duration,
+    buf: &mut [u8],
+) -> Result<Option<usize>, Errno> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = wait.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `pfd` is one valid pollfd, as the count says.
+    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if r < 0 {
+        let e = last_errno();
+        return if e == Errno::INTR { Ok(None) } else { Err(e) };
+    }
+    if r == 0 {
+        return Ok(None);
+    }
+    // SAFETY: `buf` is a valid writable buffer of the given length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = last_errno();
+        return if e == Errno::INTR || e == Errno::AGAIN {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(Some(n as usize))
+}
+
+/// Sends all of `bytes` on socket `fd` (`MSG_NOSIGNAL`); false on an error.
+pub fn send_all(fd: i32, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid readable buffer of the given length.
+        let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            if last_errno() == Errno::INTR {
+                continue;
+            }
+            return false;
+        }
+        bytes = &bytes[n as usize..];
+    }
+    true
+}
+
+/// `close(fd)` of an fd this process owns and nothing else refers to.
+pub fn close(fd: i32) {
+    // SAFETY: close takes an integer; the callers own `fd` (the freezer's
+    // inherited lock file) and never use it again.
+    unsafe { libc::close(fd) };
+}
+
+/// `kill(pid, SIGKILL)`.
+pub fn kill(pid: i32) {
+    // SAFETY: kill takes integers.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}

@@ -15,6 +15,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod doctor;
 pub mod epoll;
 pub mod freeze;

@@ -152,6 +152,12 @@ pub enum Command {
     )]
     #[command(allow_negative_numbers = true)]
     Scan(ScanArgs),
+    /// Find leaked and dangerous sharing: fds crossing namespaces or exec, pipes that never see EOF, stale epoll registrations, deleted files held.
+    #[command(
+        after_help = "Exit status: 0 no finding at or above --fail-on (default warning), 1 findings, 2 trouble.\n\nRules: cross-namespace, foreign-mount (critical); exec-leak, pipe-self-hold, epoll-stale (warning); cross-uid-write, deleted-held (info).\n\nExamples:\n  kcmp audit                                  # the whole host\n  kcmp audit --tree 1144 --fail-on critical   # in CI: no fd of the host in my containers\n  kcmp audit --allow 'deleted-held:/var/log/*' --json"
+    )]
+    #[command(allow_negative_numbers = true)]
+    Audit(AuditArgs),
     /// Every (pid, fd) that refers to the same open file description as FD of PID.
     #[command(
         after_help = "Examples:\n  kcmp holders 1144 3\n  kcmp holders 1144 4 --peer     # also the other end of a pipe"
@@ -237,4 +243,50 @@ pub struct ScanArgs {
     /// Stop the inspected processes while scanning, then resume them exactly as they were.
     #[arg(long)]
     pub freeze: bool,
+}
+
+/// Options of `kcmp audit`.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Audit exactly this process (repeatable).
+    #[arg(long = "pid", value_name = "PID", value_parser = parse_pid)]
+    pub pids: Vec<i32>,
+    /// Audit this process and all its descendants (repeatable).
+    #[arg(long = "tree", value_name = "PID", value_parser = parse_pid)]
+    pub trees: Vec<i32>,
+    /// Print JSON (schema 1).
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 when a finding at or above this severity remains.
+    #[arg(long, value_name = "SEVERITY", default_value = "warning", value_parser = parse_severity)]
+    pub fail_on: kcmp_map::audit::Severity,
+    /// Silence RULE, or RULE only for targets matching the glob PATTERN (repeatable); allowed findings are counted, never failed on.
+    #[arg(long, value_name = "RULE[:PATTERN]", value_parser = parse_allow)]
+    pub allow: Vec<kcmp_map::audit::Allow>,
+    /// Only findings with a holder whose command name matches this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub comm: Option<String>,
+    /// Only findings with a holder of this user (name or uid).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Only findings about this kind of file (directory, file, pipe, socket, …).
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Only findings whose target matches this glob.
+    #[arg(long, value_name = "GLOB")]
+    pub path: Option<String>,
+    /// Only findings with at least N holders.
+    #[arg(long, value_name = "N")]
+    pub min_holders: Option<usize>,
+    /// Stop the inspected processes while scanning, then resume them exactly as they were.
+    #[arg(long)]
+    pub freeze: bool,
+}
+
+fn parse_severity(s: &str) -> Result<kcmp_map::audit::Severity, String> {
+    s.parse()
+}
+
+fn parse_allow(s: &str) -> Result<kcmp_map::audit::Allow, String> {
+    s.parse()
 }

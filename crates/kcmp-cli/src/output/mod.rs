@@ -1,5 +1,6 @@
 //! Output formats: human text (with colour on terminals), JSON, Graphviz.
 
+pub mod audit;
 pub mod epoll;
 pub mod progress;
 pub mod scan;

@@ -8,12 +8,14 @@ use crate::Pid;
 /// Reads a /proc text file; invalid UTF-8 (a comm is any bytes) is
 /// replaced, never an error.
 fn read(path: &str) -> Result<String> {
-    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).map_err(|e| {
-        Error::os(
-            format!("read {path}"),
-            rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-        )
-    })
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| {
+            Error::os(
+                format!("read {path}"),
+                rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+            )
+        })
 }
 
 /// Field 22 of /proc/PID/stat: start time in clock ticks after boot.

@@ -35,7 +35,10 @@ impl Filters {
                 .uid
                 .is_none_or(|u| f.holders.iter().any(|h| h.uid == Some(u)))
             && self.kind.as_deref().is_none_or(|k| f.kind == k)
-            && self.path.as_deref().is_none_or(|g| glob_match(g, &f.target))
+            && self
+                .path
+                .as_deref()
+                .is_none_or(|g| glob_match(g, &f.target))
             && self.min_holders.is_none_or(|n| f.holders.len() >= n)
     }
 }
@@ -72,7 +75,11 @@ pub fn run(args: &AuditArgs) -> i32 {
         path: args.path.clone(),
         min_holders: args.min_holders,
     };
-    let to_pids = |v: &[i32]| v.iter().filter_map(|&p| Pid::new(p).ok()).collect::<Vec<_>>();
+    let to_pids = |v: &[i32]| {
+        v.iter()
+            .filter_map(|&p| Pid::new(p).ok())
+            .collect::<Vec<_>>()
+    };
     let options = ScanOptions {
         pids: to_pids(&args.pids),
         trees: to_pids(&args.trees),

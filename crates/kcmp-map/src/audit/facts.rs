@@ -123,10 +123,7 @@ impl<'m> Facts<'m> {
         if let Some(cached) = self.descs.get(&first) {
             return cached.clone();
         }
-        let out = d
-            .members
-            .iter()
-            .find_map(|&m| self.desc_from(m, &d.target));
+        let out = d.members.iter().find_map(|&m| self.desc_from(m, &d.target));
         self.descs.insert(first, out.clone());
         out
     }

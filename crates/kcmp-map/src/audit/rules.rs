@@ -35,7 +35,12 @@ fn exes(facts: &mut Facts, members: &[FdRef]) -> BTreeSet<String> {
 /// out.
 pub(super) fn exec_leak(map: &SharingMap, facts: &mut Facts, out: &mut Vec<Finding>) {
     for d in map.open_files.iter().filter(|d| d.members.len() >= 2) {
-        let above: Vec<FdRef> = d.members.iter().copied().filter(|m| m.fd.get() > 2).collect();
+        let above: Vec<FdRef> = d
+            .members
+            .iter()
+            .copied()
+            .filter(|m| m.fd.get() > 2)
+            .collect();
         if above.len() < 2 || exes(facts, &above).len() < 2 {
             continue;
         }
@@ -60,7 +65,14 @@ pub(super) fn exec_leak(map: &SharingMap, facts: &mut Facts, out: &mut Vec<Findi
             .into_iter()
             .map(|m| facts.holder(m, &d.target))
             .collect();
-        out.push(finding(Rule::ExecLeak, Severity::Warning, d, &df, holders, WHY_EXEC));
+        out.push(finding(
+            Rule::ExecLeak,
+            Severity::Warning,
+            d,
+            &df,
+            holders,
+            WHY_EXEC,
+        ));
     }
 }
 
@@ -113,7 +125,14 @@ pub(super) fn pipe_self_hold(map: &SharingMap, facts: &mut Facts, out: &mut Vec<
             refs.sort_unstable();
             refs.dedup();
             let holders = refs.iter().map(|&m| facts.holder(m, &rd.target)).collect();
-            let mut f = finding(Rule::PipeSelfHold, Severity::Warning, rd, &rdf, holders, WHY_PIPE);
+            let mut f = finding(
+                Rule::PipeSelfHold,
+                Severity::Warning,
+                rd,
+                &rdf,
+                holders,
+                WHY_PIPE,
+            );
             f.access = None;
             out.push(f);
         }
@@ -153,7 +172,14 @@ pub(super) fn cross_uid_write(map: &SharingMap, facts: &mut Facts, out: &mut Vec
             continue;
         }
         let holders = live.iter().map(|&m| facts.holder(m, &d.target)).collect();
-        out.push(finding(Rule::CrossUidWrite, Severity::Info, d, &df, holders, WHY_UID));
+        out.push(finding(
+            Rule::CrossUidWrite,
+            Severity::Info,
+            d,
+            &df,
+            holders,
+            WHY_UID,
+        ));
     }
 }
 
@@ -161,15 +187,31 @@ pub(super) fn cross_uid_write(map: &SharingMap, facts: &mut Facts, out: &mut Vec
 pub(super) fn epoll_stale(map: &SharingMap, facts: &mut Facts, out: &mut Vec<Finding>) {
     for inst in &map.epoll {
         for t in inst.targets.iter().filter(|t| t.stale) {
-            let watched = t.holders.first().and_then(|h| map.description_of(h.pid, h.fd));
+            let watched = t
+                .holders
+                .first()
+                .and_then(|h| map.description_of(h.pid, h.fd));
             let df = watched.and_then(|d| facts.desc(d));
-            let target = t.target.clone().unwrap_or_else(|| "(held by no visible fd)".into());
-            let holders = inst.holders.iter().map(|&h| facts.holder(h, EPOLL_LINK)).collect();
+            let target = t
+                .target
+                .clone()
+                .unwrap_or_else(|| "(held by no visible fd)".into());
+            let holders = inst
+                .holders
+                .iter()
+                .map(|&h| facts.holder(h, EPOLL_LINK))
+                .collect();
             out.push(Finding {
                 rule: Rule::EpollStale,
                 severity: Severity::Warning,
-                target_raw: df.as_ref().map_or_else(|| target.as_bytes().to_vec(), |f| f.raw.clone()),
-                kind: df.as_ref().map_or(FileKind::from_target(&target, None, 0), |f| f.kind).name().into(),
+                target_raw: df
+                    .as_ref()
+                    .map_or_else(|| target.as_bytes().to_vec(), |f| f.raw.clone()),
+                kind: df
+                    .as_ref()
+                    .map_or(FileKind::from_target(&target, None, 0), |f| f.kind)
+                    .name()
+                    .into(),
                 target,
                 access: None,
                 holders,
@@ -199,14 +241,22 @@ pub(super) fn deleted_held(map: &SharingMap, facts: &mut Facts, out: &mut Vec<Fi
             continue;
         }
         let Some(df) = facts.desc(d) else { continue };
-        if !matches!(df.kind, FileKind::File | FileKind::Unknown) || df.nlink.is_some_and(|n| n > 0) {
+        if !matches!(df.kind, FileKind::File | FileKind::Unknown) || df.nlink.is_some_and(|n| n > 0)
+        {
             continue;
         }
         let holders = live_members(facts, d)
             .into_iter()
             .map(|m| facts.holder(m, &d.target))
             .collect();
-        let mut f = finding(Rule::DeletedHeld, Severity::Info, d, &df, holders, WHY_DELETED);
+        let mut f = finding(
+            Rule::DeletedHeld,
+            Severity::Info,
+            d,
+            &df,
+            holders,
+            WHY_DELETED,
+        );
         f.size = df.size;
         f.inode = df.inode;
         out.push(f);

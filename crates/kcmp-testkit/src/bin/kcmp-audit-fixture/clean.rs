@@ -22,7 +22,10 @@ pub fn build(fx: &mut Fx) -> R<Value> {
     let root = fx.root;
 
     let listener = sys::tcp_listener()?;
-    let log = sys::open(&fx.dir.join("app.log"), libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT)?;
+    let log = sys::open(
+        &fx.dir.join("app.log"),
+        libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT,
+    )?;
     for name in ["worker1", "worker2"] {
         fx.child(
             name,
@@ -47,7 +50,10 @@ pub fn build(fx: &mut Fx) -> R<Value> {
     let (sr, _sw) = sys::pipe(libc::O_CLOEXEC | libc::O_NONBLOCK)?;
     let ep = sys::epoll_create()?;
     sys::epoll_add(ep, sr)?;
-    let _dirfd = sys::open(&fx.dir, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+    let _dirfd = sys::open(
+        &fx.dir,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    )?;
     let _opath = sys::open(&fx.dir.join("app.log"), libc::O_PATH | libc::O_CLOEXEC)?;
 
     let (xr, xw) = sys::pipe(0)?;
@@ -57,11 +63,25 @@ pub fn build(fx: &mut Fx) -> R<Value> {
     let x = fx.child(
         "ns_child",
         &[0, 1, 2, xw, s0],
-        Then::Pause(Box::new(|| sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))),
+        Then::Pause(Box::new(|| {
+            sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)
+        })),
     )?;
     let (pt, st) = (pipe_target(xw)?, socket_target(s0)?);
-    fx.expect("cross-namespace", "info", &pt, "pipe", &[(root, xw), (x, xw)]);
-    fx.expect("cross-namespace", "info", &st, "socket", &[(root, s0), (x, s0)]);
+    fx.expect(
+        "cross-namespace",
+        "info",
+        &pt,
+        "pipe",
+        &[(root, xw), (x, xw)],
+    );
+    fx.expect(
+        "cross-namespace",
+        "info",
+        &st,
+        "socket",
+        &[(root, s0), (x, s0)],
+    );
     Ok(json!({ "listener": listener, "log": log }))
 }
 

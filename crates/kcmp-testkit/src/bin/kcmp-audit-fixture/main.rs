@@ -81,7 +81,8 @@ impl Fx {
                     sys::exec(&self.helper, &args)
                 }
             };
-            let _ = std::io::stderr().write_all(format!("kcmp-audit-fixture: {name}: {err}\n").as_bytes());
+            let _ = std::io::stderr()
+                .write_all(format!("kcmp-audit-fixture: {name}: {err}\n").as_bytes());
             sys::exit_now(1);
         }
         sys::close(sync_w)?;
@@ -95,10 +96,20 @@ impl Fx {
     }
 
     /// Records a finding the audit must report.
-    pub fn expect(&mut self, rule: &str, severity: &str, target: &str, kind: &str, holders: &[(i32, i32)]) {
+    pub fn expect(
+        &mut self,
+        rule: &str,
+        severity: &str,
+        target: &str,
+        kind: &str,
+        holders: &[(i32, i32)],
+    ) {
         let mut h: Vec<(i32, i32)> = holders.to_vec();
         h.sort_unstable();
-        let holders: Vec<Value> = h.iter().map(|&(pid, fd)| json!({"pid": pid, "fd": fd})).collect();
+        let holders: Vec<Value> = h
+            .iter()
+            .map(|&(pid, fd)| json!({"pid": pid, "fd": fd}))
+            .collect();
         self.expected.push(json!({
             "rule": rule, "severity": severity, "target": target, "kind": kind, "holders": holders,
         }));
@@ -106,7 +117,8 @@ impl Fx {
 
     /// Copies this executable to `dir/kcmp-audit-helper`: another program.
     pub fn install_helper(&mut self) -> R<()> {
-        let me = std::fs::read_link("/proc/self/exe").map_err(|e| format!("/proc/self/exe: {e}"))?;
+        let me =
+            std::fs::read_link("/proc/self/exe").map_err(|e| format!("/proc/self/exe: {e}"))?;
         std::fs::copy(&me, &self.helper).map_err(|e| format!("copy {}: {e}", me.display()))?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&self.helper, std::fs::Permissions::from_mode(0o755))
@@ -114,8 +126,11 @@ impl Fx {
     }
 
     fn truth(&self, mode: &str, extra: Value) -> Value {
-        let children: serde_json::Map<String, Value> =
-            self.children.iter().map(|(n, p)| (n.clone(), json!(p))).collect();
+        let children: serde_json::Map<String, Value> = self
+            .children
+            .iter()
+            .map(|(n, p)| (n.clone(), json!(p)))
+            .collect();
         let mut v = json!({
             "root": self.root,
             "mode": mode,
@@ -133,14 +148,16 @@ impl Fx {
 /// `pipe:[ino]` of a pipe end.
 pub fn pipe_target(fd: i32) -> R<String> {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(format!("/proc/self/fd/{fd}")).map_err(|e| format!("stat fd {fd}: {e}"))?;
+    let m = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .map_err(|e| format!("stat fd {fd}: {e}"))?;
     Ok(format!("pipe:[{}]", m.ino()))
 }
 
 /// `socket:[ino]` of a socket.
 pub fn socket_target(fd: i32) -> R<String> {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(format!("/proc/self/fd/{fd}")).map_err(|e| format!("stat fd {fd}: {e}"))?;
+    let m = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .map_err(|e| format!("stat fd {fd}: {e}"))?;
     Ok(format!("socket:[{}]", m.ino()))
 }
 
@@ -201,7 +218,11 @@ fn main() {
         children: Vec::new(),
         expected: Vec::new(),
     };
-    let built = if mode == "plant" { plant::build(&mut fx) } else { clean::build(&mut fx) };
+    let built = if mode == "plant" {
+        plant::build(&mut fx)
+    } else {
+        clean::build(&mut fx)
+    };
     let code = match built {
         Ok(extra) => {
             let mut out = std::io::stdout().lock();

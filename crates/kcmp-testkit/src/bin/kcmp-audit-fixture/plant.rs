@@ -50,10 +50,18 @@ fn cross_namespace(fx: &mut Fx) -> R<()> {
     let ns = fx.child(
         "ns_child",
         &[d1],
-        Then::Pause(Box::new(|| sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))),
+        Then::Pause(Box::new(|| {
+            sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)
+        })),
     )?;
     let t = path_target(&shared);
-    fx.expect("cross-namespace", "critical", &t, "directory", &[(fx.root, d1), (ns, d1)]);
+    fx.expect(
+        "cross-namespace",
+        "critical",
+        &t,
+        "directory",
+        &[(fx.root, d1), (ns, d1)],
+    );
     fx.expect("foreign-mount", "critical", &t, "directory", &[(ns, d1)]);
     Ok(())
 }
@@ -78,7 +86,13 @@ fn foreign_mount(fx: &mut Fx) -> R<()> {
         })),
     )?;
     sys::close(d2)?;
-    fx.expect("foreign-mount", "critical", &path_target(&inner), "directory", &[(f, d2)]);
+    fx.expect(
+        "foreign-mount",
+        "critical",
+        &path_target(&inner),
+        "directory",
+        &[(f, d2)],
+    );
     Ok(())
 }
 
@@ -87,11 +101,21 @@ fn foreign_mount(fx: &mut Fx) -> R<()> {
 fn exec_leak(fx: &mut Fx) -> R<()> {
     let p = fx.dir.join("leaked.db");
     let f3 = sys::open(&p, libc::O_RDWR | libc::O_CREAT)?;
-    let e = fx.child("exec_child", &[f3], Then::Exec {
+    let e = fx.child(
+        "exec_child",
+        &[f3],
+        Then::Exec {
             clear: vec![],
             args: vec!["hold".into()],
-        })?;
-    fx.expect("exec-leak", "warning", &path_target(&p), "file", &[(fx.root, f3), (e, f3)]);
+        },
+    )?;
+    fx.expect(
+        "exec-leak",
+        "warning",
+        &path_target(&p),
+        "file",
+        &[(fx.root, f3), (e, f3)],
+    );
     Ok(())
 }
 
@@ -108,7 +132,13 @@ fn pipe_self_hold(fx: &mut Fx) -> R<()> {
         })),
     )?;
     let t = pipe_target(r)?;
-    fx.expect("pipe-self-hold", "warning", &t, "pipe", &[(fx.root, r), (fx.root, w), (wp, w)]);
+    fx.expect(
+        "pipe-self-hold",
+        "warning",
+        &t,
+        "pipe",
+        &[(fx.root, r), (fx.root, w), (wp, w)],
+    );
     Ok(())
 }
 
@@ -120,8 +150,21 @@ fn cross_uid_write(fx: &mut Fx) -> R<()> {
     let f5 = sys::open(&p, libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC)?;
     let args = ["hold", "--cloexec", &f5.to_string(), "--uid", "65534"];
     let args = args.iter().map(|a| a.to_string()).collect();
-    let u = fx.child("uid_child", &[f5], Then::Exec { clear: vec![f5], args })?;
-    fx.expect("cross-uid-write", "info", &path_target(&p), "file", &[(fx.root, f5), (u, f5)]);
+    let u = fx.child(
+        "uid_child",
+        &[f5],
+        Then::Exec {
+            clear: vec![f5],
+            args,
+        },
+    )?;
+    fx.expect(
+        "cross-uid-write",
+        "info",
+        &path_target(&p),
+        "file",
+        &[(fx.root, f5), (u, f5)],
+    );
     Ok(())
 }
 

@@ -112,7 +112,9 @@ pub fn close(fd: i32) -> R<()> {
 pub fn set_cloexec(fd: i32, on: bool) -> R<()> {
     let flag = if on { libc::FD_CLOEXEC } else { 0 };
     // SAFETY: plain syscall with integer arguments.
-    check("fcntl(F_SETFD)", unsafe { libc::fcntl(fd, libc::F_SETFD, flag) })?;
+    check("fcntl(F_SETFD)", unsafe {
+        libc::fcntl(fd, libc::F_SETFD, flag)
+    })?;
     Ok(())
 }
 
@@ -151,7 +153,13 @@ pub fn fork() -> R<i32> {
 pub fn die_with_parent(parent: i32) {
     // SAFETY: prctl with integer arguments; getppid cannot fail.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if libc::getppid() != parent {
             libc::_exit(1);
         }
@@ -214,7 +222,13 @@ pub fn mount_tmpfs(target: &Path) -> R<()> {
     let data = CString::new("mode=0755,size=128m").unwrap();
     // SAFETY: every pointer is a NUL-terminated string that outlives the call.
     check(&format!("mount tmpfs {}", target.display()), unsafe {
-        libc::mount(src.as_ptr(), t.as_ptr(), src.as_ptr(), 0, data.as_ptr().cast())
+        libc::mount(
+            src.as_ptr(),
+            t.as_ptr(),
+            src.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
     })?;
     Ok(())
 }
@@ -257,7 +271,11 @@ pub fn exec(path: &Path, args: &[String]) -> String {
     unsafe {
         libc::execv(p.as_ptr(), argv.as_ptr());
     }
-    format!("exec {}: {}", path.display(), std::io::Error::last_os_error())
+    format!(
+        "exec {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    )
 }
 
 /// Waits for a signal, forever.

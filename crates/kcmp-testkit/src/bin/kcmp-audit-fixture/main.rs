@@ -95,6 +95,14 @@ impl Fx {
         Ok(pid)
     }
 
+    /// A child's pid by name (0 when there is none).
+    pub fn child_pid(&self, name: &str) -> i32 {
+        self.children
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |c| c.1)
+    }
+
     /// Records a finding the audit must report.
     pub fn expect(
         &mut self,

@@ -116,6 +116,29 @@ fn exec_leak(fx: &mut Fx) -> R<()> {
         "file",
         &[(fx.root, f3), (e, f3)],
     );
+
+    // The opener lets go: two other programs still share the description.
+    let p = fx.dir.join("orphan.db");
+    let f4 = sys::open(&p, libc::O_RDWR | libc::O_CREAT)?;
+    let hold = || Then::Exec {
+        clear: vec![],
+        args: vec!["hold".into()],
+    };
+    let e1 = fx.child("orphan_child1", &[f4], hold())?;
+    let second = fx.dir.join("kcmp-audit-helper2");
+    std::fs::copy(&fx.helper, &second).map_err(|e| format!("copy helper: {e}"))?;
+    let first = std::mem::replace(&mut fx.helper, second);
+    let e2 = fx.child("orphan_child2", &[f4], hold());
+    fx.helper = first;
+    let e2 = e2?;
+    sys::close(f4)?;
+    fx.expect(
+        "exec-leak",
+        "warning",
+        &path_target(&p),
+        "file",
+        &[(e1, f4), (e2, f4)],
+    );
     Ok(())
 }
 

@@ -93,6 +93,19 @@ pub fn epoll_add(ep: i32, fd: i32) -> R<()> {
     Ok(())
 }
 
+/// `memfd_create(name, 0)`.
+pub fn memfd(name: &str) -> R<i32> {
+    let c = CString::new(name).map_err(|e| e.to_string())?;
+    // SAFETY: `c` is a NUL-terminated name that outlives the call.
+    check("memfd_create", unsafe { libc::memfd_create(c.as_ptr(), 0) })
+}
+
+/// `eventfd(0, 0)`.
+pub fn eventfd() -> R<i32> {
+    // SAFETY: plain syscall with integer arguments.
+    check("eventfd", unsafe { libc::eventfd(0, 0) })
+}
+
 /// `dup2(src, dst)`.
 pub fn dup2(src: i32, dst: i32) -> R<()> {
     // SAFETY: plain syscall with integer arguments.

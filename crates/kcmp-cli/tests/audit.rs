@@ -340,3 +340,29 @@ fn human_output_is_grouped_by_severity_and_escaped() {
     pos("under fd 40 (toff 0), now closed");
     assert!(out.trim_end().lines().last().unwrap().starts_with("11 findings (3 critical, 4 warning, 4 info), 0 allowed; 7 at or above warning; deleted files held: 13345 bytes"), "{out}");
 }
+
+#[test]
+fn freeze_gives_the_same_findings_and_resumes_everyone() {
+    let fx = fixture("plant");
+    let plain = audit_json(&fx, &[], 1);
+    let frozen = audit_json(&fx, &["--freeze"], 1);
+    assert_eq!(keys(&frozen["findings"]), keys(&plain["findings"]));
+    let mut pids = vec![fx.root()];
+    pids.extend(
+        fx.truth()["children"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_i64().unwrap()),
+    );
+    for pid in pids {
+        let status =
+            kcmp_testkit::cli::text(&std::fs::read(format!("/proc/{pid}/status")).unwrap());
+        let state = status.lines().find(|l| l.starts_with("State:")).unwrap();
+        assert!(
+            !state.contains("stopped") && !state.contains("tracing"),
+            "{pid}: {state}"
+        );
+        assert!(status.contains("TracerPid:\t0"), "{pid} still traced");
+    }
+}

@@ -95,12 +95,13 @@ pub fn run(args: &AuditArgs) -> i32 {
         Ok(map) => map,
         Err(e) => return report_error(&e),
     };
-    let mut report = audit(
-        &map,
-        &AuditOptions {
-            allow: args.allow.clone(),
-        },
-    );
+    let options = AuditOptions {
+        allow: args.allow.clone(),
+    };
+    let mut report = match audit_frozen(&map, &options, args.freeze) {
+        Ok(r) => r,
+        Err(e) => return report_error(&e),
+    };
     let before = report.findings.len() + report.allowed.len();
     filter(&mut report, &filters);
     let summary = render::Summary::new(
@@ -122,6 +123,29 @@ pub fn run(args: &AuditArgs) -> i32 {
     } else {
         exit::SAME
     }
+}
+
+/// Runs the rules; with `freeze`, the scanned processes are frozen again
+/// while their facts are read (the scan itself ran frozen and thawed them),
+/// and every fd is checked against the scan's link text before it is used.
+fn audit_frozen(
+    map: &kcmp_map::SharingMap,
+    options: &AuditOptions,
+    freeze: bool,
+) -> Result<AuditReport, kcmp::Error> {
+    if !freeze {
+        return Ok(audit(map, options));
+    }
+    let pids: Vec<Pid> = map
+        .tasks
+        .iter()
+        .filter(|t| !t.kernel_thread && !t.is_zombie())
+        .map(|t| t.pid)
+        .collect();
+    let set = kcmp_map::freeze::freeze(&pids)?;
+    let report = audit(map, options);
+    set.thaw()?;
+    Ok(report)
 }
 
 fn filter(report: &mut AuditReport, filters: &Filters) {

@@ -113,17 +113,27 @@ pub(super) fn foreign_mount(map: &SharingMap, facts: &mut Facts, out: &mut Vec<F
         if !matches!(FdTarget::parse(&d.target), FdTarget::Path(_)) {
             continue;
         }
-        let Some(df) = facts.desc(d) else { continue };
-        if df.mnt_id == 0 || !(df.kind == FileKind::Directory || is_opath(df.flags)) {
+        // mnt_id belongs to the description: read it from one live member,
+        // and stat (for the type) only when some holder lacks the mount.
+        let live = live_members(facts, d);
+        let Some(mnt_id) = live
+            .first()
+            .and_then(|&m| facts.fd(m, &d.target))
+            .map(|f| f.info.mnt_id)
+        else {
             continue;
-        }
+        };
         let mut foreign = Vec::new();
-        for m in live_members(facts, d) {
-            if facts.table(m.pid).is_some_and(|t| !t.contains(df.mnt_id)) {
+        for &m in &live {
+            if mnt_id != 0 && facts.table(m.pid).is_some_and(|t| !t.contains(mnt_id)) {
                 foreign.push(m);
             }
         }
         if foreign.is_empty() {
+            continue;
+        }
+        let Some(df) = facts.desc(d) else { continue };
+        if !(df.kind == FileKind::Directory || is_opath(df.flags)) {
             continue;
         }
         let holders = foreign

@@ -35,7 +35,6 @@ pub(super) struct FdFacts {
 #[derive(Debug, Clone)]
 pub(super) struct DescFacts {
     pub flags: u32,
-    pub mnt_id: u64,
     pub kind: FileKind,
     pub raw: Vec<u8>,
     pub size: Option<u64>,
@@ -103,11 +102,10 @@ impl<'m> Facts<'m> {
     /// The fd's facts, or `None` when it is closed, now names another file
     /// than `target` (the scan's link text), or cannot be read.
     pub fn fd(&mut self, r: FdRef, target: &str) -> Option<&FdFacts> {
-        if !self.fds.contains_key(&r) {
-            let facts = read_fd(r, target);
-            self.fds.insert(r, facts);
-        }
-        self.fds[&r].as_ref()
+        self.fds
+            .entry(r)
+            .or_insert_with(|| read_fd(r, target))
+            .as_ref()
     }
 
     /// Whether this fd has O_CLOEXEC (`None`: unreadable).
@@ -139,7 +137,6 @@ impl<'m> Facts<'m> {
         let mode = st.as_ref().map(|s| u32::from(s.stx_mode));
         Some(DescFacts {
             flags: f.info.flags,
-            mnt_id: f.info.mnt_id,
             kind: FileKind::from_target(target, mode, f.info.flags),
             raw: f.raw,
             size: st.as_ref().map(|s| s.stx_size),

@@ -171,9 +171,9 @@ fn planted_findings_are_exactly_the_plants() {
             s["warning"].as_u64(),
             s["info"].as_u64()
         ),
-        (Some(3), Some(4), Some(4))
+        (Some(3), Some(5), Some(4))
     );
-    assert_eq!(s["failing"], 11);
+    assert_eq!(s["failing"], 12);
     assert!(
         doc["skipped"].as_array().unwrap().is_empty(),
         "{}",
@@ -272,7 +272,14 @@ fn allow_silences_and_fail_on_sets_the_bar() {
             doc["summary"]["allowed"].as_u64(),
             doc["summary"]["info"].as_u64()
         ),
-        (Some(7), Some(4))
+        (Some(8), Some(4))
+    );
+    // A pid that does not exist: trouble, one line.
+    let (code, out, err) = output_of(Command::new(KCMP).args(["audit", "--pid", "2147483646"]));
+    assert_eq!(
+        (code, out.as_str(), err.lines().count()),
+        (2, "", 1),
+        "{err}"
     );
     // Bad arguments: one line, exit 2.
     for bad in [
@@ -305,16 +312,16 @@ fn filters_of_scan_narrow_the_findings() {
     assert_eq!(rules(&["--path", "*deleted*"], 0), ["deleted-held"; 3]);
     assert_eq!(
         rules(&["--kind", "pipe"], 1),
-        ["epoll-stale", "pipe-self-hold"]
+        ["epoll-stale", "pipe-self-hold", "pipe-self-hold"]
     );
     assert_eq!(
         rules(&["--comm", "kcmp-audit-help"], 1),
         ["cross-uid-write", "exec-leak", "exec-leak"]
     );
     assert_eq!(rules(&["--user", "65534"], 0), ["cross-uid-write"]);
-    assert_eq!(rules(&["--min-holders", "3"], 1), ["pipe-self-hold"]);
-    let doc = audit_json(&fx, &["--min-holders", "3"], 1);
-    assert_eq!(doc["summary"]["filtered_out"], 10);
+    assert_eq!(rules(&["--min-holders", "4"], 1), ["pipe-self-hold"]);
+    let doc = audit_json(&fx, &["--min-holders", "4"], 1);
+    assert_eq!(doc["summary"]["filtered_out"], 11);
 }
 
 #[test]
@@ -326,8 +333,8 @@ fn human_output_is_grouped_by_severity_and_escaped() {
         out.find(s)
             .unwrap_or_else(|| panic!("{s:?} missing:\n{out}"))
     };
-    assert!(pos("CRITICAL (3)") < pos("WARNING (4)") && pos("WARNING (4)") < pos("INFO (4)"));
-    assert!(pos("WARNING (4)") < pos("pipe-self-hold") && pos("pipe-self-hold") < pos("INFO (4)"));
+    assert!(pos("CRITICAL (3)") < pos("WARNING (5)") && pos("WARNING (5)") < pos("INFO (4)"));
+    assert!(pos("WARNING (5)") < pos("pipe-self-hold") && pos("pipe-self-hold") < pos("INFO (4)"));
     // Control characters and invalid UTF-8 as `ls -b` shows them.
     assert!(
         !out.contains('\u{1b}') && !out.contains('\u{fffd}'),
@@ -338,7 +345,7 @@ fn human_output_is_grouped_by_severity_and_escaped() {
     pos(&format!("{writer} (w\\x1bq\\xff) fd"));
     pos("size 12345 bytes");
     pos("under fd 40 (toff 0), now closed");
-    assert!(out.trim_end().lines().last().unwrap().starts_with("11 findings (3 critical, 4 warning, 4 info), 0 allowed; 7 at or above warning; deleted files held: 13345 bytes"), "{out}");
+    assert!(out.trim_end().lines().last().unwrap().starts_with("12 findings (3 critical, 5 warning, 4 info), 0 allowed; 8 at or above warning; deleted files held: 13345 bytes"), "{out}");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use crate::scan::{FdRef, OpenFileDescription, SharingMap, Skipped};
 use kcmp::Pid;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
+use std::rc::Rc;
 
 /// Per-process facts.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +51,9 @@ pub(super) struct Facts<'m> {
     tasks: HashMap<Pid, TaskFacts>,
     fds: HashMap<FdRef, Option<FdFacts>>,
     descs: HashMap<FdRef, Option<DescFacts>>,
-    mounts: HashMap<MountKey, Option<MountTable>>,
+    mounts: HashMap<MountKey, Option<Rc<MountTable>>>,
+    table_of: HashMap<Pid, Option<Rc<MountTable>>>,
+    elsewhere: HashMap<u64, Option<Mount>>,
     listening: HashMap<String, HashSet<u64>>,
     vanished: Vec<Skipped>,
 }
@@ -73,6 +76,8 @@ impl<'m> Facts<'m> {
             fds: HashMap::new(),
             descs: HashMap::new(),
             mounts: HashMap::new(),
+            table_of: HashMap::new(),
+            elsewhere: HashMap::new(),
             listening: HashMap::new(),
             vanished: Vec::new(),
         }
@@ -99,6 +104,11 @@ impl<'m> Facts<'m> {
         &self.tasks[&pid]
     }
 
+    /// The facts of a process already read by [`Facts::task`].
+    pub fn task_cached(&self, pid: Pid) -> Option<&TaskFacts> {
+        self.tasks.get(&pid)
+    }
+
     /// The fd's facts, or `None` when it is closed, now names another file
     /// than `target` (the scan's link text), or cannot be read.
     pub fn fd(&mut self, r: FdRef, target: &str) -> Option<&FdFacts> {
@@ -106,6 +116,16 @@ impl<'m> Facts<'m> {
             .entry(r)
             .or_insert_with(|| read_fd(r, target))
             .as_ref()
+    }
+
+    /// The `mnt_id` of an fd from its fdinfo alone, without checking that
+    /// the fd still names what the scan saw (a cheap first pass: callers
+    /// verify with [`Facts::fd`] before reporting).
+    pub fn mnt_id_unchecked(&mut self, r: FdRef) -> Option<u64> {
+        if let Some(Some(f)) = self.fds.get(&r) {
+            return Some(f.info.mnt_id);
+        }
+        procfs::read_fdinfo(r.pid, r.fd).ok().map(|i| i.mnt_id)
     }
 
     /// Whether this fd has O_CLOEXEC (`None`: unreadable).
@@ -148,36 +168,48 @@ impl<'m> Facts<'m> {
         })
     }
 
-    /// The mount table of `pid`'s mount namespace as seen from its root.
-    pub fn table(&mut self, pid: Pid) -> Option<&MountTable> {
+    /// The mount table of `pid`'s mount namespace as seen from its root
+    /// (read once per namespace and root).
+    pub fn table(&mut self, pid: Pid) -> Option<Rc<MountTable>> {
+        if let Some(t) = self.table_of.get(&pid) {
+            return t.clone();
+        }
         let t = self.task(pid);
         let key = (t.mnt_ns.clone(), t.root.clone());
-        if !self.mounts.contains_key(&key) {
-            let table = MountTable::read(pid).ok();
-            self.mounts.insert(key.clone(), table);
-        }
-        self.mounts[&key].as_ref()
+        let table = self
+            .mounts
+            .entry(key)
+            .or_insert_with(|| MountTable::read(pid).ok().map(Rc::new))
+            .clone();
+        self.table_of.insert(pid, table.clone());
+        table
     }
 
     /// The mount with id `mnt_id`: in `pid`'s own table, else in the table
     /// of any scanned process, else in ours. `None` when no table has it
     /// (a detached mount): then nothing on it is stat-ed.
     pub fn mount_for(&mut self, pid: Pid, mnt_id: u64) -> Option<Mount> {
-        if let Some(m) = self.table(pid).and_then(|t| t.get(mnt_id)) {
-            return Some(m.clone());
+        if let Some(m) = self.table(pid).and_then(|t| t.get(mnt_id).cloned()) {
+            return Some(m);
+        }
+        if let Some(found) = self.elsewhere.get(&mnt_id) {
+            return found.clone();
         }
         let pids: Vec<Pid> = self.map.tasks.iter().map(|t| t.pid).collect();
         let mut seen: HashSet<MountKey> = HashSet::new();
+        let mut found = None;
         for p in pids.into_iter().chain([Pid::this()]) {
             let t = self.task(p);
             if !seen.insert((t.mnt_ns.clone(), t.root.clone())) {
                 continue;
             }
-            if let Some(m) = self.table(p).and_then(|t| t.get(mnt_id)) {
-                return Some(m.clone());
+            if let Some(m) = self.table(p).and_then(|t| t.get(mnt_id).cloned()) {
+                found = Some(m);
+                break;
             }
         }
-        None
+        self.elsewhere.insert(mnt_id, found.clone());
+        found
     }
 
     /// Whether socket inode `ino` held by `pid` is listening (TCP LISTEN,

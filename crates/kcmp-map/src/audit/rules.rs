@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 const WHY_EXEC: &str = "an fd without O_CLOEXEC crossed an exec into another program, which now \
     holds a file it was never meant to have (close what you do not pass: PEP 446)";
-const WHY_PIPE: &str = "this process reads the pipe and holds a write end of it too, so its reads \
-    will not see EOF when the other writer exits";
+const WHY_PIPE: &str = "a process that reads this pipe also holds a write end of it, so its \
+    reads will not see EOF when the other writers exit";
 const WHY_UID: &str = "a file open for writing held by different users running different \
     programs: one of them writes with the other's access";
 const WHY_EPOLL: &str = "the registration outlived the close() of its fd number: its events \
@@ -85,8 +85,50 @@ fn tgid_of(map: &SharingMap, pid: Pid) -> Pid {
 /// One pipe's ends, per process: (read fds, write fds).
 type Ends = BTreeMap<Pid, (Vec<FdRef>, Vec<FdRef>)>;
 
+/// The fds of a pipe's self-holders (read and write ends) and every write
+/// fd, when some process holds both ends and another holds a write end;
+/// with `live`, only fds still naming the pipe count.
+fn self_hold(
+    map: &SharingMap,
+    facts: &mut Facts,
+    ends_of: &[(&OpenFileDescription, u32)],
+    live: bool,
+) -> Option<Vec<FdRef>> {
+    let mut ends: Ends = BTreeMap::new();
+    for &(d, mode) in ends_of {
+        for &m in &d.members {
+            if live && facts.fd(m, &d.target).is_none() {
+                continue;
+            }
+            let e = ends.entry(tgid_of(map, m.pid)).or_default();
+            if mode != libc::O_WRONLY as u32 {
+                e.0.push(m);
+            }
+            if mode != libc::O_RDONLY as u32 {
+                e.1.push(m);
+            }
+        }
+    }
+    // Every process that holds both ends has another writer as soon as two
+    // processes hold write ends.
+    let writers = ends.values().filter(|(_, w)| !w.is_empty()).count();
+    let mut refs: Vec<FdRef> = ends
+        .values()
+        .filter(|(r, w)| !r.is_empty() && !w.is_empty())
+        .flat_map(|(r, _)| r.iter().copied())
+        .collect();
+    if refs.is_empty() || writers < 2 {
+        return None;
+    }
+    refs.extend(ends.values().flat_map(|(_, w)| w.iter().copied()));
+    refs.sort_unstable();
+    refs.dedup();
+    Some(refs)
+}
+
 /// `pipe-self-hold`: a process holds the read end of a pipe and a write
-/// end, while another process holds a write end too.
+/// end, while another process holds a write end too. One finding per pipe:
+/// the read fds of every such process, and every write fd.
 pub(super) fn pipe_self_hold(map: &SharingMap, facts: &mut Facts, out: &mut Vec<Finding>) {
     let mut pipes: BTreeMap<u64, Vec<&OpenFileDescription>> = BTreeMap::new();
     for d in &map.open_files {
@@ -95,47 +137,34 @@ pub(super) fn pipe_self_hold(map: &SharingMap, facts: &mut Facts, out: &mut Vec<
         }
     }
     for descs in pipes.values().filter(|v| v.len() >= 2) {
-        let mut ends: Ends = BTreeMap::new();
+        let mut modes = Vec::new();
         let mut read_desc = None;
         for d in descs {
             let Some(df) = facts.desc(d) else { continue };
             let mode = df.flags & libc::O_ACCMODE as u32;
-            for m in live_members(facts, d) {
-                let e = ends.entry(tgid_of(map, m.pid)).or_default();
-                if mode != libc::O_WRONLY as u32 {
-                    e.0.push(m);
-                    read_desc.get_or_insert((*d, df.clone()));
-                }
-                if mode != libc::O_RDONLY as u32 {
-                    e.1.push(m);
-                }
+            if mode != libc::O_WRONLY as u32 {
+                read_desc.get_or_insert((*d, df));
             }
+            modes.push((*d, mode));
         }
         let Some((rd, rdf)) = read_desc else { continue };
-        for (p, (reads, writes)) in &ends {
-            let others: Vec<FdRef> = ends
-                .iter()
-                .filter(|(q, _)| *q != p)
-                .flat_map(|(_, (_, w))| w.iter().copied())
-                .collect();
-            if reads.is_empty() || writes.is_empty() || others.is_empty() {
-                continue;
-            }
-            let mut refs: Vec<FdRef> = reads.iter().chain(writes).chain(&others).copied().collect();
-            refs.sort_unstable();
-            refs.dedup();
-            let holders = refs.iter().map(|&m| facts.holder(m, &rd.target)).collect();
-            let mut f = finding(
-                Rule::PipeSelfHold,
-                Severity::Warning,
-                rd,
-                &rdf,
-                holders,
-                WHY_PIPE,
-            );
-            f.access = None;
-            out.push(f);
+        if self_hold(map, facts, &modes, false).is_none() {
+            continue;
         }
+        let Some(refs) = self_hold(map, facts, &modes, true) else {
+            continue;
+        };
+        let holders = refs.iter().map(|&m| facts.holder(m, &rd.target)).collect();
+        let mut f = finding(
+            Rule::PipeSelfHold,
+            Severity::Warning,
+            rd,
+            &rdf,
+            holders,
+            WHY_PIPE,
+        );
+        f.access = None;
+        out.push(f);
     }
 }
 

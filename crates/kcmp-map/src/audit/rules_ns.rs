@@ -5,7 +5,6 @@ use super::kind::{is_opath, writable, FileKind};
 use super::{Finding, Holder, Rule, Severity};
 use crate::procfs::FdTarget;
 use crate::scan::{FdRef, OpenFileDescription, SharingMap};
-use std::collections::BTreeSet;
 
 const WHY_CROSS_CRITICAL: &str = "a directory, O_PATH fd or file open for writing shared across \
     mount or user namespaces lets the inner side reach or change files outside its namespace \
@@ -50,15 +49,28 @@ pub(super) fn live_members(facts: &mut Facts, d: &OpenFileDescription) -> Vec<Fd
 }
 
 fn namespaces(facts: &mut Facts, members: &[FdRef]) -> (usize, usize) {
-    let mut mnt = BTreeSet::new();
-    let mut user = BTreeSet::new();
+    let mut mnt: Vec<&str> = Vec::new();
+    let mut user: Vec<&str> = Vec::new();
+    let mut last = None;
     for m in members {
-        let t = facts.task(m.pid);
-        if let Some(ns) = &t.mnt_ns {
-            mnt.insert(ns.clone());
+        // Members are sorted by pid: read each process once.
+        if last == Some(m.pid) {
+            continue;
         }
-        if let Some(ns) = &t.user_ns {
-            user.insert(ns.clone());
+        last = Some(m.pid);
+        facts.task(m.pid);
+    }
+    for m in members {
+        let t = facts.task_cached(m.pid);
+        if let Some(ns) = t.and_then(|t| t.mnt_ns.as_deref()) {
+            if !mnt.contains(&ns) {
+                mnt.push(ns);
+            }
+        }
+        if let Some(ns) = t.and_then(|t| t.user_ns.as_deref()) {
+            if !user.contains(&ns) {
+                user.push(ns);
+            }
         }
     }
     (mnt.len(), user.len())
@@ -113,19 +125,23 @@ pub(super) fn foreign_mount(map: &SharingMap, facts: &mut Facts, out: &mut Vec<F
         if !matches!(FdTarget::parse(&d.target), FdTarget::Path(_)) {
             continue;
         }
-        // mnt_id belongs to the description: read it from one live member,
-        // and stat (for the type) only when some holder lacks the mount.
-        let live = live_members(facts, d);
-        let Some(mnt_id) = live
-            .first()
-            .and_then(|&m| facts.fd(m, &d.target))
-            .map(|f| f.info.mnt_id)
-        else {
+        // mnt_id belongs to the description: read it from one member; only
+        // holders whose table lacks it are checked further (still naming
+        // what the scan saw, the mount id read again), and only then is the
+        // file stat-ed (for its type).
+        let Some(mnt_id) = d.members.iter().find_map(|&m| facts.mnt_id_unchecked(m)) else {
             continue;
         };
+        if mnt_id == 0 {
+            continue;
+        }
         let mut foreign = Vec::new();
-        for &m in &live {
-            if mnt_id != 0 && facts.table(m.pid).is_some_and(|t| !t.contains(mnt_id)) {
+        for &m in &d.members {
+            if facts.table(m.pid).is_some_and(|t| !t.contains(mnt_id))
+                && facts
+                    .fd(m, &d.target)
+                    .is_some_and(|f| f.info.mnt_id == mnt_id)
+            {
                 foreign.push(m);
             }
         }

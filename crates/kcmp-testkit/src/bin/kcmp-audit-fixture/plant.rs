@@ -162,6 +162,22 @@ fn pipe_self_hold(fx: &mut Fx) -> R<()> {
         "pipe",
         &[(fx.root, r), (fx.root, w), (wp, w)],
     );
+    // A pool: two workers read one job pipe and each keeps its write end
+    // too. One finding for the pipe, both workers in it.
+    let (jr, jw) = sys::pipe(0)?;
+    let pause = || Then::Pause(Box::new(|| Ok(())));
+    let a = fx.child("pool_worker1", &[jr, jw], pause())?;
+    let b = fx.child("pool_worker2", &[jr, jw], pause())?;
+    let t = pipe_target(jr)?;
+    sys::close(jr)?;
+    sys::close(jw)?;
+    fx.expect(
+        "pipe-self-hold",
+        "warning",
+        &t,
+        "pipe",
+        &[(a, jr), (a, jw), (b, jr), (b, jw)],
+    );
     Ok(())
 }
 

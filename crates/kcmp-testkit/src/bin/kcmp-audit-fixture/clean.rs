@@ -21,8 +21,16 @@ use serde_json::{json, Value};
 pub fn build(fx: &mut Fx) -> R<Value> {
     std::fs::create_dir(&fx.dir).map_err(|e| format!("mkdir {}: {e}", fx.dir.display()))?;
     fx.install_helper()?;
-    let root = fx.root;
+    let (listener, log) = prefork(fx)?;
+    alone(fx)?;
+    namespaces(fx, log)?;
+    Ok(json!({ "listener": listener, "log": log }))
+}
 
+/// The prefork server, and stdio and the listener passed to another
+/// program: (listener, log).
+fn prefork(fx: &mut Fx) -> R<(i32, i32)> {
+    let root = fx.root;
     let listener = sys::tcp_listener()?;
     let log = sys::open(
         &fx.dir.join("app.log"),
@@ -51,6 +59,12 @@ pub fn build(fx: &mut Fx) -> R<Value> {
         },
     )?;
 
+    Ok((listener, log))
+}
+
+/// A self-pipe watched by an epoll, a directory fd and an O_PATH fd, all
+/// in the root alone.
+fn alone(fx: &mut Fx) -> R<()> {
     let (sr, _sw) = sys::pipe(libc::O_CLOEXEC | libc::O_NONBLOCK)?;
     let ep = sys::epoll_create()?;
     sys::epoll_add(ep, sr)?;
@@ -59,6 +73,12 @@ pub fn build(fx: &mut Fx) -> R<Value> {
         libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
     )?;
     let _opath = sys::open(&fx.dir.join("app.log"), libc::O_PATH | libc::O_CLOEXEC)?;
+    Ok(())
+}
+
+/// Sharing with children in new user and mount namespaces, all info.
+fn namespaces(fx: &mut Fx, log: i32) -> R<()> {
+    let root = fx.root;
 
     let (xr, xw) = sys::pipe(0)?;
     fx.child("collector", &[xr], Then::Pause(Box::new(|| Ok(()))))?;
@@ -119,7 +139,7 @@ pub fn build(fx: &mut Fx) -> R<Value> {
             (log_child, 2),
         ],
     );
-    Ok(json!({ "listener": listener, "log": log }))
+    Ok(())
 }
 
 /// Removes the fixture's directory.

@@ -291,6 +291,7 @@ fn allow_silences_and_fail_on_sets_the_bar() {
         &["--allow", "no-such-rule"][..],
         &["--fail-on", "severe"],
         &["--user", "no-such-user-kcmp"],
+        &["--kind", "folder"],
     ] {
         let (code, out, err) = audit(&fx, bad);
         assert_eq!(code, 2, "{bad:?}: {out}{err}");

@@ -68,6 +68,13 @@ pub fn run(args: &AuditArgs) -> i32 {
             return exit::TROUBLE;
         }
     };
+    if let Some(k) = args.kind.as_deref() {
+        if !kcmp_map::audit::FileKind::NAMES.contains(&k) {
+            let names = kcmp_map::audit::FileKind::NAMES.join(", ");
+            eprintln!("kcmp: usage error: --kind {k:?}: not a kind (one of {names})");
+            return exit::TROUBLE;
+        }
+    }
     let filters = Filters {
         comm: args.comm.clone(),
         uid,

@@ -13,6 +13,7 @@ use crate::procfs::FdTarget;
 /// assert_eq!(FileKind::from_target("/mnt/x", None, libc::O_DIRECTORY as u32), FileKind::Directory);
 /// assert_eq!(FileKind::from_target("/mnt/x", None, 0), FileKind::Unknown);
 /// assert_eq!(FileKind::Directory.name(), "directory");
+/// assert!(FileKind::NAMES.contains(&FileKind::Unknown.name()));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileKind {
@@ -48,6 +49,24 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// Every kind's [`FileKind::name`].
+    pub const NAMES: [&'static str; 14] = [
+        "directory",
+        "file",
+        "memfd",
+        "terminal",
+        "char-device",
+        "block-device",
+        "fifo",
+        "symlink",
+        "socket-file",
+        "pipe",
+        "socket",
+        "anon-inode",
+        "other",
+        "unknown",
+    ];
+
     /// The name used in the output: `directory`, `file`, `memfd`,
     /// `terminal`, `char-device`, `block-device`, `fifo`, `symlink`,
     /// `socket-file`, `pipe`, `socket`, `anon-inode`, `other`, `unknown`.
@@ -133,4 +152,46 @@ pub fn writable(flags: u32) -> bool {
 /// Opened with O_PATH.
 pub fn is_opath(flags: u32) -> bool {
     flags & libc::O_PATH as u32 != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileKind::{self, *};
+
+    #[test]
+    fn names_list_every_kind_once() {
+        let all = [
+            Directory,
+            File,
+            Memfd,
+            Terminal,
+            CharDevice,
+            BlockDevice,
+            Fifo,
+            Symlink,
+            SocketFile,
+            Pipe,
+            Socket,
+            AnonInode,
+            Other,
+            Unknown,
+        ];
+        let names: Vec<&str> = all.iter().map(|k| k.name()).collect();
+        assert_eq!(names, FileKind::NAMES);
+    }
+
+    #[test]
+    fn classifies_by_mode_then_flags_then_path() {
+        let dir = Some(libc::S_IFDIR | 0o755);
+        assert_eq!(FileKind::from_target("/x", dir, 0), Directory);
+        let chr = Some(libc::S_IFCHR);
+        assert_eq!(FileKind::from_target("/dev/pts/3", chr, 0), Terminal);
+        assert_eq!(FileKind::from_target("/dev/null", chr, 0), CharDevice);
+        assert_eq!(FileKind::from_target("/dev/tty1", None, 0), Terminal);
+        assert_eq!(
+            FileKind::from_target("anon_inode:[eventfd]", None, 0),
+            AnonInode
+        );
+        assert_eq!(FileKind::from_target("mnt:[4026531841]", None, 0), Other);
+    }
 }

@@ -269,7 +269,7 @@ pub struct AuditArgs {
     /// Only findings with a holder of this user (name or uid).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
-    /// Only findings about this kind of file (directory, file, pipe, socket, …).
+    /// Only findings about this kind of file: directory, file, pipe, socket, terminal, memfd, anon-inode, unknown, ...
     #[arg(long, value_name = "KIND")]
     pub kind: Option<String>,
     /// Only findings whose target matches this glob.

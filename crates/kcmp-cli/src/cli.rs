@@ -248,6 +248,12 @@ pub enum Command {
     #[command(long_about = SCAN_ABOUT, after_help = SCAN_AFTER)]
     #[command(allow_negative_numbers = true)]
     Scan(ScanArgs),
+    /// Find leaked and dangerous sharing: fds crossing namespaces or exec, pipes that never see EOF, stale epoll registrations, deleted files held.
+    #[command(
+        after_help = "Exit status: 0 no finding at or above --fail-on (default warning), 1 findings, 2 trouble.\n\nRules: cross-namespace, foreign-mount (critical); exec-leak, pipe-self-hold, epoll-stale (warning); cross-uid-write, deleted-held (info).\n\nExamples:\n  kcmp audit                                  # the whole host\n  kcmp audit --tree 1144 --fail-on critical   # in CI: no fd of the host in my containers\n  kcmp audit --allow 'deleted-held:/var/log/*' --json"
+    )]
+    #[command(allow_negative_numbers = true)]
+    Audit(AuditArgs),
     /// Every (pid, fd) that refers to the same open file description as FD of PID.
     #[command(
         long_about = "Every (pid, fd) that refers to the same open file description as FD of PID.\n\n\
@@ -398,6 +404,28 @@ pub struct ScanArgs {
     /// List every holder under its description, as `PID (COMM) fd N`.
     #[arg(short = 'l', long)]
     pub long: bool,
+    /// Filters: which descriptions to show.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print JSON instead of text (keys: see the README).
+    #[arg(long, conflicts_with_all = ["dot", "json_lines"])]
+    pub json: bool,
+    /// Print NDJSON: one record per line (description, group, epoll, skipped, summary), each written when final.
+    #[arg(long, conflicts_with = "dot")]
+    pub json_lines: bool,
+    /// Print the sharing graph for Graphviz (processes identical by command collapse into one node).
+    #[arg(long)]
+    pub dot: bool,
+    /// Stop the inspected processes while inspecting (PTRACE_SEIZE + PTRACE_INTERRUPT), then resume them exactly as they were.
+    #[arg(long)]
+    pub freeze: bool,
+}
+
+/// The filters of `scan` and `audit`: they select descriptions (a
+/// description is shown when one of its holders matches `--comm`/`--user`),
+/// never what is scanned.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
     /// Show descriptions one of whose holders runs this command (comm, exact; repeatable).
     #[arg(long = "comm", value_name = "NAME")]
     pub comms: Vec<String>,
@@ -413,21 +441,9 @@ pub struct ScanArgs {
     /// Show descriptions held by at least N (pid, fd) pairs.
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub min_holders: Option<usize>,
-    /// Print JSON instead of text (keys: see the README).
-    #[arg(long, conflicts_with_all = ["dot", "json_lines"])]
-    pub json: bool,
-    /// Print NDJSON: one record per line (description, group, epoll, skipped, summary), each written when final.
-    #[arg(long, conflicts_with = "dot")]
-    pub json_lines: bool,
-    /// Print the sharing graph for Graphviz (processes identical by command collapse into one node).
-    #[arg(long)]
-    pub dot: bool,
-    /// Stop the inspected processes while inspecting (PTRACE_SEIZE + PTRACE_INTERRUPT), then resume them exactly as they were.
-    #[arg(long)]
-    pub freeze: bool,
 }
 
-impl ScanArgs {
+impl FilterArgs {
     /// The filters these options select.
     pub fn filters(&self) -> crate::output::filter::Filters {
         crate::output::filter::Filters {
@@ -438,4 +454,45 @@ impl ScanArgs {
             min_holders: self.min_holders.unwrap_or(0),
         }
     }
+}
+
+impl ScanArgs {
+    /// The filters these options select.
+    pub fn filters(&self) -> crate::output::filter::Filters {
+        self.filter.filters()
+    }
+}
+
+/// Options of `kcmp audit`.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Audit exactly this process (repeatable).
+    #[arg(long = "pid", value_name = "PID", value_parser = parse_pid)]
+    pub pids: Vec<i32>,
+    /// Audit this process and all its descendants (repeatable).
+    #[arg(long = "tree", value_name = "PID", value_parser = parse_pid)]
+    pub trees: Vec<i32>,
+    /// Print JSON (schema 1).
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 when a finding at or above this severity remains.
+    #[arg(long, value_name = "SEVERITY", default_value = "warning", value_parser = parse_severity)]
+    pub fail_on: kcmp_map::audit::Severity,
+    /// Silence RULE, or RULE only for targets matching the glob PATTERN (repeatable); allowed findings are counted, never failed on.
+    #[arg(long, value_name = "RULE[:PATTERN]", value_parser = parse_allow)]
+    pub allow: Vec<kcmp_map::audit::Allow>,
+    /// Filters: the findings about the descriptions they select.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Stop the inspected processes while scanning, then resume them exactly as they were.
+    #[arg(long)]
+    pub freeze: bool,
+}
+
+fn parse_severity(s: &str) -> Result<kcmp_map::audit::Severity, String> {
+    s.parse()
+}
+
+fn parse_allow(s: &str) -> Result<kcmp_map::audit::Allow, String> {
+    s.parse()
 }

@@ -76,6 +76,7 @@ fn run(cli: Cli) -> i32 {
             options,
         } => commands::compare::epoll_tfd(pid1, fd1, pid2, epfd, tfd, toff, &options),
         Command::Scan(args) => commands::scan::run(&args),
+        Command::Audit(args) => commands::audit::run(&args),
         Command::Holders {
             pid,
             fd,

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod absent;
+pub mod audit;
 pub mod doctor;
 pub mod epoll;
 pub mod freeze;

@@ -22,6 +22,7 @@
 //! `{"root": P, "scenario": S, "tasks": [...], "files": [...], "shared": {...},
 //! "shared_threads": {...}, "present": {...}, "named": {...}}` — see [`Truth`].
 
+pub mod audit;
 pub mod cli;
 pub mod epoll;
 pub mod process;

@@ -6,13 +6,17 @@
 use crate::Pid;
 use crate::{Error, Result};
 
+/// Reads a /proc text file; invalid UTF-8 (a comm is any bytes) is
+/// replaced, never an error.
 fn read(path: &str) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| {
-        Error::os(
-            format!("read {path}"),
-            rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
-        )
-    })
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| {
+            Error::os(
+                format!("read {path}"),
+                rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO),
+            )
+        })
 }
 
 /// Field 22 of /proc/PID/stat: start time in clock ticks after boot.

@@ -1,5 +1,6 @@
 //! One module per subcommand; each `run` returns the exit status.
 
+pub mod audit;
 pub mod compare;
 pub mod demo;
 pub mod doctor;

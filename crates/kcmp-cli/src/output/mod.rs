@@ -2,6 +2,7 @@
 //! Graphviz; escaping, summaries and filters shared by the reports; and the
 //! one way to write to stdout ([`sink`]: no lost output).
 
+pub mod audit;
 pub mod dot;
 pub mod epoll;
 pub mod escape;

@@ -24,7 +24,7 @@ pub fn write_error_message(e: &io::Error) -> String {
             let name = kcmp::errno_name(rustix::io::Errno::from_raw_os_error(n));
             let text = io::Error::from_raw_os_error(n).to_string();
             let text = text.split(" (os error").next().unwrap_or(&text).to_string();
-            if name == "E?" {
+            if name == "EUNKNOWN" {
                 format!("kcmp: cannot write output: errno {n} ({text})")
             } else {
                 format!("kcmp: cannot write output: {name} ({text})")

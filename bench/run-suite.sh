@@ -59,6 +59,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'log "failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 
 # --- install ---------------------------------------------------------------
 install_missing() {
@@ -146,6 +147,12 @@ mem_ok() { # enough memory for $1 more processes (1 MiB each) plus 2 GiB?
 }
 
 # --- measurement -----------------------------------------------------------
+# Peak RSS in KiB of one run of a command (its exit status is not ours: lsof
+# exits 1 when a listed pid is a zombie).
+peak_rss() {
+  /usr/bin/time -f %M -o "$RESULTS/rss.tmp" "$@" >/dev/null 2>&1 || true
+  tail -1 "$RESULTS/rss.tmp"
+}
 # measure NAME LABEL SERIES LSOF(0/1) — tasks in PIDS, the scan's selection in
 # SCAN_SEL (empty: the whole host), LSOF_SEL (empty: the whole host), TRUTH.
 measure() {
@@ -161,12 +168,12 @@ measure() {
     "$GROUPER" $PIDS >"$d/grouper.json"
     "$WALK" $PIDS >"$d/walk.txt"
     local rss_walk rss_scan rss_grouper rss_lsof=null
-    rss_walk=$(/usr/bin/time -f %M "$WALK" $PIDS 2>&1 >/dev/null | tail -1)
-    rss_scan=$(/usr/bin/time -f %M "$KCMP" scan $SCAN_SEL --json 2>&1 >/dev/null | tail -1)
-    rss_grouper=$(/usr/bin/time -f %M "$GROUPER" $PIDS 2>&1 >/dev/null | tail -1)
+    rss_walk=$(peak_rss "$WALK" $PIDS)
+    rss_scan=$(peak_rss "$KCMP" scan $SCAN_SEL --json)
+    rss_grouper=$(peak_rss "$GROUPER" $PIDS)
     local lsof_cmd=()
     if [ "$with_lsof" = 1 ]; then
-      rss_lsof=$(/usr/bin/time -f %M /usr/bin/lsof -n -P $LSOF_SEL 2>&1 >/dev/null | tail -1)
+      rss_lsof=$(peak_rss /usr/bin/lsof -n -P $LSOF_SEL)
       lsof_cmd=(-n lsof "/usr/bin/lsof -n -P $LSOF_SEL")
     fi
     echo "{\"walk\": $rss_walk, \"scan\": $rss_scan, \"grouper\": $rss_grouper, \"lsof\": $rss_lsof}" >"$d/rss.json"

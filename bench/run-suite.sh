@@ -18,7 +18,7 @@
 # policy-rc.d that exits 101, so no package starts its service. Every server
 # listens on 127.0.0.1 only, with its own port and data directory, and is
 # stopped and removed on exit, as is every fixture (trap on EXIT).
-set -euo pipefail
+set -eEuo pipefail
 cd "$(dirname "$0")/.."
 ROOT_DIR=$PWD
 ARGS_GIVEN="$*"
@@ -46,16 +46,19 @@ want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 # --- cleanup ---------------------------------------------------------------
 POLICY=/usr/sbin/policy-rc.d
 POLICY_SAVED=
-FIX_PID= FIX_FD=
+FIX_PID= FIX_FD= WL_PID=
 PID_MAX_SAVED=
 source bench/servers.sh
 cleanup() {
   set +e
+  trap - ERR
+  if [ -n "$WL_PID" ]; then kill -TERM "$WL_PID" 2>/dev/null; wait "$WL_PID"; fi
   stop_fixture
   stop_servers
   if [ -n "$POLICY_SAVED" ]; then mv -f "$POLICY_SAVED" "$POLICY"; POLICY_SAVED=; fi
   if [ -n "$PID_MAX_SAVED" ]; then echo "$PID_MAX_SAVED" >/proc/sys/kernel/pid_max; fi
   [ -n "${TMP_OUT:-}" ] && rm -rf "$TMP_OUT"
+  return 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -157,9 +160,9 @@ peak_rss() {
 # SCAN_SEL (empty: the whole host), LSOF_SEL (empty: the whole host), TRUTH.
 measure() {
   local name=$1 label=$2 series=$3 with_lsof=$4
-  SEQ=$((SEQ + 1))
+  MSEQ=$((MSEQ + 1))
   local d
-  d=$RESULTS/$(printf %02d "$SEQ")-$name
+  d=$RESULTS/$(printf %02d-%d "$SEQ" "$MSEQ")-$name
   mkdir -p "$d"
   log "$name: $label ($(wc -w <<<"$PIDS") tasks)"
   # shellcheck disable=SC2086
@@ -214,6 +217,21 @@ topology() {
   TRUTH=
 }
 
+# Runs one workload in a subshell of its own with errexit on: a failure is
+# logged, its fixture or servers are stopped, and the suite goes on.
+workload() {
+  SEQ=$((SEQ + 1))
+  (
+    MSEQ=0
+    trap 'stop_fixture; stop_servers' EXIT
+    trap 'exit 143' TERM INT
+    "$@"
+  ) &
+  WL_PID=$!
+  wait "$WL_PID" || log "workload failed: $*"
+  WL_PID=
+}
+
 host_pids() { ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\n' ' '; }
 whole_host() { # NAME LABEL
   PIDS=$(host_pids) SCAN_SEL= LSOF_SEL= TRUTH=
@@ -221,15 +239,15 @@ whole_host() { # NAME LABEL
 }
 
 log "results in $RESULTS; $RUNS runs per tool"
-want host-small && whole_host host-small "whole host before the workloads"
-want topo-bench && topology topo-bench "kcmp-topology bench 500 × 100" "" 1 bench --procs 500 --fds 100
-want reuse && topology reuse "shape 500 × 100, children reuse the parent's fd numbers (depth 3)" "" 1 \
+want host-small && workload whole_host host-small "whole host before the workloads"
+want topo-bench && workload topology topo-bench "kcmp-topology bench 500 × 100" "" 1 bench --procs 500 --fds 100
+want reuse && workload topology reuse "shape 500 × 100, children reuse the parent's fd numbers (depth 3)" "" 1 \
   shape --procs 500 --fds 100 --inherit 80 --reuse 100 --opens 10 --depth 3
-want opens && topology opens "shape 200 × 100, 60 separate open()s of one path each" "" 1 \
+want opens && workload topology opens "shape 200 × 100, 60 separate open()s of one path each" "" 1 \
   shape --procs 200 --fds 100 --inherit 20 --opens 60
-want wide && topology wide "shape 4 × 15k fds (and the root's 15k)" "" 1 shape --procs 4 --fds 15000
-want many && mem_ok 5000 && topology many "shape 5,000 × 10 fds" "" 1 shape --procs 5000 --fds 10
-if want servers || want host; then
+want wide && workload topology wide "shape 4 × 15k fds (and the root's 15k)" "" 1 shape --procs 4 --fds 15000
+want many && mem_ok 5000 && workload topology many "shape 5,000 × 10 fds" "" 1 shape --procs 5000 --fds 10
+servers_and_host() {
   start_servers
   if want servers; then
     PIDS=$($PY bench/report.py --pids "${SRV_ROOTS[@]}")
@@ -238,21 +256,22 @@ if want servers || want host; then
     TRUTH=
     measure servers "postgres + $PG_CLIENTS pgbench clients, nginx $NGINX_WORKERS workers, apache2 prefork $APACHE_CHILDREN children" "" 1
   fi
-  want host && whole_host host "whole host with the servers running"
+  if want host; then whole_host host "whole host with the servers running"; fi
   stop_servers
-fi
+}
+if want servers || want host; then workload servers_and_host; fi
 if [ "$SERIES" = 1 ]; then
   if [ "$QUICK" = 1 ]; then fds_series=(50 500 2000); procs_series=("100 500" "1000 50" "5000 10"); else
     fds_series=(50 200 500 1000 2000); procs_series=("100 500" "500 100" "1000 50" "2000 25" "5000 10"); fi
   if want series-fds; then
     for p in "${fds_series[@]}"; do
-      mem_ok "$p" && topology "fds-$((p * 100))" "shape $p × 100" fds 0 shape --procs "$p" --fds 100
+      if mem_ok "$p"; then workload topology "fds-$((p * 100))" "shape $p × 100" fds 0 shape --procs "$p" --fds 100; fi
     done
   fi
   if want series-procs; then
     for pm in "${procs_series[@]}"; do
       read -r p m <<<"$pm"
-      mem_ok "$p" && topology "procs-$p" "shape $p × $m" processes 0 shape --procs "$p" --fds "$m"
+      if mem_ok "$p"; then workload topology "procs-$p" "shape $p × $m" processes 0 shape --procs "$p" --fds "$m"; fi
     done
   fi
 fi

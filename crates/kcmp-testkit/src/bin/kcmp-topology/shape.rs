@@ -212,7 +212,8 @@ impl Proc<'_> {
         let obj = match self.table[&fd].obj {
             Obj::Path(p) if n > 1 => Obj::Path((p + 1 + self.rng.below(n - 1)) % n),
             Obj::Path(_) => Obj::Data,
-            Obj::Data => Obj::Path(self.rng.below(n)),
+            // A dup of stdin, stdout or stderr: a pool file instead.
+            Obj::Data | Obj::Stdio => Obj::Path(self.rng.below(n)),
             other => other,
         };
         let (tmp, extra) = self.create(obj)?;

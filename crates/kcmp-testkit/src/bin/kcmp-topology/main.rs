@@ -1327,6 +1327,12 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.scenario == "shape" {
+        if let Err(msg) = shape_of(&args).validate() {
+            eprintln!("kcmp-topology: {msg}");
+            std::process::exit(2);
+        }
+    }
     match main_inner(&args) {
         Ok(()) => std::process::exit(0),
         Err(msg) => {

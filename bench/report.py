@@ -118,8 +118,11 @@ def calls_table(ws):
         gc = g.get("kcmp_calls")
         rel = f"{calls / gc:.2f}×" if calls is not None and gc else "–"
         per = f"{calls / s['fds']:.2f}" if calls is not None and s.get("fds") else "–"
+        bound = f"{g.get('bound', '–')}"
+        if "bound_no_sockets" in g:
+            bound += f" ({g['bound_no_sockets']} without sockets)"
         print(f"| {w['meta']['label']} | {g.get('buckets', '–')} | {g.get('descriptions', '–')} "
-              f"| {g.get('bound', '–')} | {gc if gc is not None else '–'} | {calls if calls is not None else '–'} "
+              f"| {bound} | {gc if gc is not None else '–'} | {calls if calls is not None else '–'} "
               f"| {by} | {rel} | {per} |")
 
 

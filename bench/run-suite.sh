@@ -45,7 +45,7 @@ want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 
 # --- cleanup ---------------------------------------------------------------
 POLICY=/usr/sbin/policy-rc.d
-POLICY_SAVED=
+POLICY_SAVED= POLICY_OURS=
 FIX_PID= FIX_FD= WL_PID=
 PID_MAX_SAVED=
 source bench/servers.sh
@@ -55,7 +55,8 @@ cleanup() {
   if [ -n "$WL_PID" ]; then kill -TERM "$WL_PID" 2>/dev/null; wait "$WL_PID"; fi
   stop_fixture
   stop_servers
-  if [ -n "$POLICY_SAVED" ]; then mv -f "$POLICY_SAVED" "$POLICY"; POLICY_SAVED=; fi
+  if [ -n "$POLICY_SAVED" ]; then mv -f "$POLICY_SAVED" "$POLICY"; POLICY_SAVED=;
+  elif [ -n "$POLICY_OURS" ]; then rm -f "$POLICY"; fi
   if [ -n "$PID_MAX_SAVED" ]; then echo "$PID_MAX_SAVED" >/proc/sys/kernel/pid_max; fi
   [ -n "${TMP_OUT:-}" ] && rm -rf "$TMP_OUT"
   return 0
@@ -79,11 +80,13 @@ install_missing() {
   log "installing ${need[*]}"
   # No package may start its service: policy-rc.d exits 101 during the install.
   if [ -e "$POLICY" ]; then POLICY_SAVED=$POLICY.kcmp-bench-saved; cp -p "$POLICY" "$POLICY_SAVED"; fi
+  POLICY_OURS=1
   printf '#!/bin/sh\nexit 101\n' >"$POLICY"
   chmod 755 "$POLICY"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   if [ -n "$POLICY_SAVED" ]; then mv -f "$POLICY_SAVED" "$POLICY"; POLICY_SAVED=; else rm -f "$POLICY"; fi
+  POLICY_OURS=
 }
 install_missing
 PY=/usr/bin/python3

@@ -38,13 +38,21 @@ use std::time::{Duration, Instant};
 /// The parameters of a shape.
 #[derive(Debug, Clone)]
 pub struct Shape {
+    /// Processes below the root (`--procs`).
     pub procs: usize,
+    /// Fds per process, at least (`--fds`).
     pub fds: usize,
+    /// Percent of `fds` inherited from the parent at the same numbers (`--inherit`).
     pub inherit: usize,
+    /// Percent of the inherited numbers reused for unrelated objects (`--reuse`).
     pub reuse: usize,
+    /// Separate `open()`s of the one data file per process (`--opens`).
     pub opens: usize,
+    /// Levels of the process tree below the root (`--depth`).
     pub depth: usize,
+    /// Files of the pool (`--paths`).
     pub paths: usize,
+    /// Seed of every process's RNG (`--seed`).
     pub seed: u64,
 }
 

@@ -116,7 +116,13 @@ def calls_table(ws):
         phases = st.get("kcmp_calls_by_phase")
         by = ", ".join(f"{k} {v}" for k, v in phases.items()) if phases else "not reported"
         gc = g.get("kcmp_calls")
-        rel = f"{calls / gc:.2f}×" if calls is not None and gc else "–"
+        # The goal compares the open-file grouping with the grouper: the files
+        # phase when the scan reports it, its total otherwise.
+        files = phases.get("files") if phases else None
+        mine = files if files is not None else calls
+        rel = f"{mine / gc:.2f}×" if mine is not None and gc else "–"
+        if files is not None and rel != "–":
+            rel += " (files)"
         per = f"{calls / s['fds']:.2f}" if calls is not None and s.get("fds") else "–"
         bound = f"{g.get('bound', '–')}"
         if "bound_no_sockets" in g:

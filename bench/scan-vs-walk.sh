@@ -24,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo build --release --quiet -p kcmp-cli -p kcmp-testkit
-cargo build --release --quiet -p kcmp --example bare_walk
+cargo build --release --quiet -p kcmp-map --example bare_walk
 bin=target/release
 
 fifo=$(mktemp -u /tmp/kcmp-bench.XXXXXX)

@@ -6,7 +6,12 @@
 //! scenarios: general (default; N=12 workers, M=10 fds each), bench (N=500, M=100),
 //!            prefork (N workers inheriting a few sockets, a log, a pipe),
 //!            basic, clone, epoll
+//! kcmp-topology shape [--procs N] [--fds M] [--inherit PCT] [--reuse PCT]
+//!                     [--opens K] [--depth D] [--paths N] [--seed S]
 //! ```
+//!
+//! `shape` (module `shape`) builds a topology from parameters for the
+//! benchmark suite and prints a smaller truth (counts, not every fd).
 //!
 //! Protocol: when every process is in place, one line of JSON (the truth,
 //! see `kcmp_testkit::Truth`) is printed on stdout. The fixture then waits
@@ -48,6 +53,7 @@
 //!   Absent objects are never listed as shared even though kcmp(2) compares
 //!   two absent objects "equal".
 
+mod shape;
 mod sys;
 
 use kcmp_testkit::{
@@ -944,14 +950,27 @@ struct Args {
     procs: usize,
     fds: usize,
     seed: u64,
+    /// The `shape` scenario's own parameters.
+    shape: ShapeOpts,
 }
 
-const SCENARIOS: &str = "general, bench, basic, clone, epoll, prefork";
+/// `--inherit`, `--reuse`, `--opens`, `--depth`, `--paths` (shape only).
+#[derive(Default)]
+struct ShapeOpts {
+    inherit: Option<usize>,
+    reuse: Option<usize>,
+    opens: Option<usize>,
+    depth: Option<usize>,
+    paths: Option<usize>,
+}
+
+const SCENARIOS: &str = "general, bench, basic, clone, epoll, prefork, shape";
 
 fn parse_args() -> R<Args> {
     let mut it = std::env::args().skip(1);
     let mut scenario = None;
     let (mut procs, mut fds, mut seed) = (None, None, 1u64);
+    let mut shape = ShapeOpts::default();
     while let Some(a) = it.next() {
         let mut num = |what: &str| -> R<u64> {
             let v = it.next().ok_or_else(|| format!("{what} needs a value"))?;
@@ -962,9 +981,16 @@ fn parse_args() -> R<Args> {
             "--procs" => procs = Some(num("--procs")? as usize),
             "--fds" => fds = Some(num("--fds")? as usize),
             "--seed" => seed = num("--seed")?,
+            "--inherit" => shape.inherit = Some(num("--inherit")? as usize),
+            "--reuse" => shape.reuse = Some(num("--reuse")? as usize),
+            "--opens" => shape.opens = Some(num("--opens")? as usize),
+            "--depth" => shape.depth = Some(num("--depth")? as usize),
+            "--paths" => shape.paths = Some(num("--paths")? as usize),
             "-h" | "--help" => {
                 println!(
                     "usage: kcmp-topology <scenario> [--procs N] [--fds M] [--seed S]\n\
+                     \x20      kcmp-topology shape [--procs N] [--fds M] [--inherit PCT] [--reuse PCT]\n\
+                     \x20                          [--opens K] [--depth D] [--paths N] [--seed S]\n\
                      scenarios: {SCENARIOS}\n\
                      Prints one line of JSON (the truth) when ready, then waits for EOF on stdin."
                 );
@@ -975,8 +1001,22 @@ fn parse_args() -> R<Args> {
         }
     }
     let scenario = scenario.unwrap_or_else(|| "general".into());
+    let given = [
+        shape.inherit,
+        shape.reuse,
+        shape.opens,
+        shape.depth,
+        shape.paths,
+    ];
+    if scenario != "shape" && given.iter().any(Option::is_some) {
+        return Err(
+            "--inherit, --reuse, --opens, --depth and --paths apply to the shape scenario only"
+                .into(),
+        );
+    }
     let (dp, df) = match scenario.as_str() {
         "bench" => (500, 100),
+        "shape" => (100, 100),
         _ => (12, 10),
     };
     Ok(Args {
@@ -984,7 +1024,23 @@ fn parse_args() -> R<Args> {
         procs: procs.unwrap_or(dp),
         fds: fds.unwrap_or(df),
         seed,
+        shape,
     })
+}
+
+/// The `shape` scenario's parameters, defaults filled in.
+fn shape_of(a: &Args) -> shape::Shape {
+    let o = &a.shape;
+    shape::Shape {
+        procs: a.procs,
+        fds: a.fds,
+        inherit: o.inherit.unwrap_or(50),
+        reuse: o.reuse.unwrap_or(0),
+        opens: o.opens.unwrap_or(a.fds / 10),
+        depth: o.depth.unwrap_or(1),
+        paths: o.paths.unwrap_or(8),
+        seed: a.seed,
+    }
 }
 
 fn some(s: &str) -> Option<&str> {
@@ -1301,6 +1357,12 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.scenario == "shape" {
+        if let Err(msg) = shape_of(&args).validate() {
+            eprintln!("kcmp-topology: {msg}");
+            std::process::exit(2);
+        }
+    }
     match main_inner(&args) {
         Ok(()) => std::process::exit(0),
         Err(msg) => {
@@ -1315,6 +1377,9 @@ fn main_inner(a: &Args) -> R<()> {
     sys::set_child_subreaper().map_err(e("PR_SET_CHILD_SUBREAPER"))?;
     // Drop whatever fds the caller leaked into us: the root keeps 0, 1, 2.
     sys::close_range(3, u32::MAX).map_err(e("close_range"))?;
+    if a.scenario == "shape" {
+        return shape::main(&shape_of(a));
+    }
     let me = std::process::id() as i32;
     let tmp = std::env::temp_dir().join(format!("kcmp-topology.{me}"));
     std::fs::create_dir(&tmp).map_err(e(format!("mkdir {}", tmp.display())))?;

@@ -490,3 +490,16 @@ pub fn shared_zeroed(len: usize) -> io::Result<*mut u8> {
         Ok(p as *mut u8)
     }
 }
+
+/// `n` zero-initialised `AtomicU64`s in a `MAP_SHARED` anonymous mapping
+/// (never unmapped): counters and tables shared by a fixture and its
+/// children without any fd.
+pub fn shared_u64s(n: usize) -> io::Result<&'static [std::sync::atomic::AtomicU64]> {
+    let len = n.max(1) * std::mem::size_of::<std::sync::atomic::AtomicU64>();
+    let p = shared_zeroed(len)?;
+    // SAFETY: `p` is a fresh, page-aligned (so 8-aligned) zero-filled mapping
+    // of `len` bytes that is never unmapped; all-zero bytes are a valid
+    // AtomicU64, and every access goes through the atomics, so sharing it
+    // (also with other processes through MAP_SHARED) is sound.
+    Ok(unsafe { std::slice::from_raw_parts(p as *const std::sync::atomic::AtomicU64, n.max(1)) })
+}

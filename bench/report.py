@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Turns the result directories of bench/run-suite.sh into markdown tables.
+
+    report.py RESULTS_DIR            prints the tables (BENCHMARKS.md-ready)
+    report.py --pids ROOT...         prints the pids of the trees under ROOTs
+
+Each RESULTS_DIR/NN-name/ holds meta.json, hyperfine.json, scan.json,
+grouper.json, rss.json (peak RSS in KiB per tool) and walk.txt.
+"""
+import json
+import os
+import sys
+
+TOOLS = ["bare walk", "kcmp scan", "lsof", "grouper"]
+
+
+def tree_pids(roots):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    out, stack = set(), list(roots)
+    while stack:
+        p = stack.pop()
+        if p in out:
+            continue
+        out.add(p)
+        stack.extend(kids.get(p, []))
+    return sorted(out)
+
+
+def load(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def timing(hf, name):
+    for r in hf.get("results", []) if hf else []:
+        if r["command"] == name:
+            return r
+    return None
+
+
+def ms(r):
+    if r is None:
+        return "–"
+    return f"{r['median'] * 1e3:.1f} ms ({r['min'] * 1e3:.0f}–{r['max'] * 1e3:.0f})"
+
+
+def ratio(a, b):
+    if a is None or b is None or b["median"] == 0:
+        return "–"
+    return f"{a['median'] / b['median']:.2f}×"
+
+
+def kib(v):
+    return "–" if v is None else f"{v / 1024:.1f} MiB"
+
+
+def workload(d):
+    w = {
+        "meta": load(os.path.join(d, "meta.json"), {}),
+        "hf": load(os.path.join(d, "hyperfine.json"), {}),
+        "scan": load(os.path.join(d, "scan.json"), {}),
+        "grouper": load(os.path.join(d, "grouper.json"), {}),
+        "rss": load(os.path.join(d, "rss.json"), {}),
+    }
+    w["t"] = {name: timing(w["hf"], name) for name in TOOLS}
+    return w
+
+
+def check(w):
+    """Compares the grouper's and the scan's counts with the fixture's truth."""
+    truth = w["meta"].get("truth")
+    g, s = w["grouper"], w["scan"]
+    if not truth:
+        return "–"
+    bad = []
+    if g.get("fds") != truth["fds"] or g.get("descriptions") != truth["descriptions"]:
+        bad.append(f"grouper {g.get('fds')}/{g.get('descriptions')}")
+    if s.get("fds") != truth["fds"]:
+        bad.append(f"scan fds {s.get('fds')}")
+    return "ok" if not bad else "MISMATCH " + ", ".join(bad) + f" vs {truth['fds']}/{truth['descriptions']}"
+
+
+def main_table(ws):
+    print("| workload | tasks | fds | bare walk | kcmp scan | scan / walk | lsof | lsof / scan "
+          "| CRIU-style grouper | peak RSS: scan / walk / lsof / grouper | truth |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for w in ws:
+        t, r, s = w["t"], w["rss"], w["scan"]
+        rss = " / ".join(kib(r.get(k)) for k in ["scan", "walk", "lsof", "grouper"])
+        print(f"| {w['meta']['label']} | {s.get('tasks', '–')} | {s.get('fds', '–')} "
+              f"| {ms(t['bare walk'])} | {ms(t['kcmp scan'])} | {ratio(t['kcmp scan'], t['bare walk'])} "
+              f"| {ms(t['lsof'])} | {ratio(t['lsof'], t['kcmp scan'])} | {ms(t['grouper'])} | {rss} "
+              f"| {check(w)} |")
+
+
+def calls_table(ws):
+    print("| workload | buckets | descriptions | information bound | grouper kcmp calls "
+          "| scan kcmp calls | scan by phase | scan / grouper | scan calls per fd |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for w in ws:
+        g, s = w["grouper"], w["scan"]
+        st = s.get("stats", {})
+        calls = st.get("kcmp_calls")
+        phases = st.get("kcmp_calls_by_phase")
+        by = ", ".join(f"{k} {v}" for k, v in phases.items()) if phases else "not reported"
+        gc = g.get("kcmp_calls")
+        # The goal compares the open-file grouping with the grouper: the files
+        # phase when the scan reports it, its total otherwise.
+        files = phases.get("files") if phases else None
+        mine = files if files is not None else calls
+        rel = f"{mine / gc:.2f}×" if mine is not None and gc else "–"
+        if files is not None and rel != "–":
+            rel += " (files)"
+        per = f"{calls / s['fds']:.2f}" if calls is not None and s.get("fds") else "–"
+        bound = f"{g.get('bound', '–')}"
+        if "bound_no_sockets" in g:
+            bound += f" ({g['bound_no_sockets']} without sockets)"
+        print(f"| {w['meta']['label']} | {g.get('buckets', '–')} | {g.get('descriptions', '–')} "
+              f"| {bound} | {gc if gc is not None else '–'} | {calls if calls is not None else '–'} "
+              f"| {by} | {rel} | {per} |")
+
+
+def phase_table(ws):
+    print("| workload | scan elapsed (one run) | process kinds | epoll | kinds + epoll share | all phases (ms) |")
+    print("|---|---|---|---|---|---|")
+    for w in ws:
+        st = w["scan"].get("stats", {})
+        ph = st.get("phase_ms", {})
+        el = st.get("elapsed_ms")
+        if not el:
+            continue
+        kinds = sum(v for k, v in ph.items() if "kind" in k)
+        epoll = sum(v for k, v in ph.items() if "epoll" in k)
+        allp = ", ".join(f"{k} {v:.1f}" for k, v in ph.items())
+        print(f"| {w['meta']['label']} | {el:.1f} ms | {kinds:.1f} ms ({kinds / el:.0%}) "
+              f"| {epoll:.1f} ms ({epoll / el:.0%}) | {(kinds + epoll) / el:.0%} | {allp} |")
+
+
+def series_table(ws, series):
+    rows = [w for w in ws if w["meta"].get("series") == series]
+    if not rows:
+        return
+    print(f"\nScaling by {series}:\n")
+    print("| workload | tasks | fds | bare walk | kcmp scan | scan / walk | scan µs per fd "
+          "| scan kcmp calls per fd | grouper | scan peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for w in rows:
+        t, s = w["t"], w["scan"]
+        fds = s.get("fds") or 0
+        us = f"{t['kcmp scan']['median'] * 1e6 / fds:.2f}" if t["kcmp scan"] and fds else "–"
+        calls = s.get("stats", {}).get("kcmp_calls")
+        per = f"{calls / fds:.2f}" if calls is not None and fds else "–"
+        print(f"| {w['meta']['label']} | {s.get('tasks', '–')} | {fds} | {ms(t['bare walk'])} "
+              f"| {ms(t['kcmp scan'])} | {ratio(t['kcmp scan'], t['bare walk'])} | {us} | {per} "
+              f"| {ms(t['grouper'])} | {kib(w['rss'].get('scan'))} |")
+
+
+def report(results):
+    dirs = sorted(os.path.join(results, d) for d in os.listdir(results)
+                  if os.path.isfile(os.path.join(results, d, "meta.json")))
+    ws = [workload(d) for d in dirs]
+    main = [w for w in ws if not w["meta"].get("series")]
+    print("Times: median of the runs (min–max). Peak RSS: one run each (`/usr/bin/time -f %M`).\n")
+    main_table(main)
+    print("\nkcmp calls (one run each; the information bound: per (dev, ino) bucket of M fds and D "
+          "descriptions, log2(D!) + (M − D)):\n")
+    calls_table(ws)
+    print("\nWhere the scan's time goes (`stats.phase_ms` of the scan's own run):\n")
+    phase_table(ws)
+    series_table(ws, "fds")
+    series_table(ws, "processes")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "--pids":
+        print(" ".join(map(str, tree_pids(int(p) for p in sys.argv[2:]))))
+    elif len(sys.argv) == 2:
+        report(sys.argv[1])
+    else:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)

@@ -38,8 +38,8 @@
 //! # Ok::<(), kcmp::Error>(())
 //! ```
 
+use crate::model::{FdRef, SharingMap, Skipped};
 use crate::procfs::{self, EpollRegistration, FdTarget};
-use crate::scan::{FdRef, SharingMap, Skipped};
 use kcmp::grouping::OrderedGroups;
 use kcmp::KcmpOrdering;
 use kcmp::ProcessHandle;
@@ -722,7 +722,7 @@ pub fn epoll_targets(pid: Pid, epfd: FdNum) -> Result<EpollTargets> {
         let pids: &[Pid] = if regs.is_empty() { &[] } else { &pids };
         // The start time (read before the fds) names the process for good:
         // holders whose pid names another process at the end are discarded.
-        let listed = crate::scan::parallel_map(pids.len(), crate::scan::workers(0), |i| {
+        let listed = crate::parallel::parallel_map(pids.len(), crate::parallel::workers(0), |i| {
             let start = procfs::read_stat(pids[i])?.start_time;
             procfs::list_fds(pids[i]).map(|fds| (start, fds))
         });
@@ -843,7 +843,7 @@ pub fn resolve_scan(map: &SharingMap) -> Vec<EpollInstance> {
 
 /// [`resolve_scan`], and the number of kcmp calls it made.
 pub fn resolve_scan_counted(map: &SharingMap) -> (Vec<EpollInstance>, u64) {
-    let epolls: Vec<&crate::scan::OpenFileDescription> = map
+    let epolls: Vec<&crate::model::OpenFileDescription> = map
         .open_files
         .iter()
         .filter(|d| procfs::bucket_key(&d.target) == EPOLL_LINK)
@@ -854,9 +854,9 @@ pub fn resolve_scan_counted(map: &SharingMap) -> (Vec<EpollInstance>, u64) {
     let index = ScanIndex::new(map);
     // Instances are independent: resolve them on all cores, each worker with
     // its own inode cache.
-    let workers = crate::scan::workers(0);
+    let workers = crate::parallel::workers(0);
     let chunk = epolls.len().div_ceil(workers).max(1);
-    let parts = crate::scan::parallel_map(epolls.len().div_ceil(chunk), workers, |c| {
+    let parts = crate::parallel::parallel_map(epolls.len().div_ceil(chunk), workers, |c| {
         let mut inos = InoIndex::new(index.keys());
         let calls = Cell::new(0u64);
         let mut out = Vec::with_capacity(chunk);

@@ -4,11 +4,14 @@
 //! open file description as one fd — "why does my pipe reader never see
 //! EOF?" — and, for a pipe end, the holders of the other end.
 
+use crate::model::Skipped;
+use crate::parallel::CallCounter;
+use crate::pipeline::group::file_comparator;
+use crate::pipeline::list::list_all_fds;
+use crate::pipeline::pin::pin_tasks;
+use crate::pipeline::select::{select_processes, skipped_from};
 use crate::procfs::{self, FdTarget};
-use crate::scan::{
-    file_comparator, list_all_fds, pin_tasks, select_processes, skipped_from, CallCounter,
-    ScanOptions, Skipped,
-};
+use crate::scan::ScanOptions;
 use kcmp::grouping::OrderedGroups;
 use kcmp::KcmpOrdering;
 use kcmp::Result;
@@ -99,7 +102,7 @@ fn access_end(mode: u32) -> &'static str {
 /// ```
 pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<HoldersReport> {
     let started = Instant::now();
-    let workers = crate::scan::workers(options.workers);
+    let workers = crate::parallel::workers(options.workers);
     let link = procfs::fd_target(pid, fd)?;
     let key = procfs::bucket_key(&link).to_string();
     let queried = kcmp::ProcessHandle::open(pid)?;
@@ -110,7 +113,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     if pid == Pid::this() || options.include_self {
         procs.push(procfs::read_stat(Pid::this())?);
     }
-    crate::scan::reserve_fds(procs.len());
+    crate::pipeline::pin::reserve_fds(procs.len());
     let (mut tasks, pin_skipped) = pin_tasks(&procs, false, workers);
     skipped.extend(pin_skipped);
     let mut listed = list_all_fds(&tasks, workers);
@@ -265,7 +268,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     })
 }
 
-fn holder(record: &crate::scan::TaskRecord, fd: FdNum) -> Holder {
+fn holder(record: &crate::model::TaskRecord, fd: FdNum) -> Holder {
     Holder {
         pid: record.pid,
         fd,

@@ -1,0 +1,117 @@
+//! Step 7, the map: the groups of the earlier steps become a
+//! [`SharingMap`], leaving out every task that failed or did not live
+//! through the scan.
+
+use super::group::Grouped;
+use super::kinds::KindOutcome;
+use super::pin::SelectedTask;
+use crate::model::{FdRef, OpenFileDescription, SharingMap, Skipped};
+use kcmp::{Pid, ProcessResource};
+use std::collections::HashMap;
+
+/// Fills `map.open_files` (sorted by first member) and its kcmp-order index.
+pub(crate) fn assemble_files(
+    map: &mut SharingMap,
+    tasks: &[SelectedTask],
+    grouped: Grouped,
+    failed: &HashMap<u32, Skipped>,
+) {
+    let Grouped {
+        rows, keys, groups, ..
+    } = grouped;
+    let keep = |task: u32| !failed.contains_key(&task);
+    // (bucket, position in kcmp order) of each description, for the index.
+    let mut origin: Vec<(usize, usize)> = Vec::new();
+    for (bucket, groups) in groups.into_iter().enumerate() {
+        for (position, g) in groups.into_iter().enumerate() {
+            let mut members: Vec<FdRef> = g
+                .iter()
+                .map(|&r| &rows[r as usize])
+                .filter(|r| keep(r.task))
+                .map(|r| FdRef {
+                    pid: tasks[r.task as usize].record.pid,
+                    fd: r.fd,
+                })
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            members.sort_unstable();
+            let target = rows[g[0] as usize].target.clone();
+            map.open_files.push(OpenFileDescription { target, members });
+            origin.push((bucket, position));
+        }
+    }
+    let mut permutation: Vec<usize> = (0..map.open_files.len()).collect();
+    permutation
+        .sort_unstable_by(|&a, &b| map.open_files[a].members[0].cmp(&map.open_files[b].members[0]));
+    let mut sorted = Vec::with_capacity(permutation.len());
+    let mut slots: Vec<Option<OpenFileDescription>> = map.open_files.drain(..).map(Some).collect();
+    let mut by_bucket: Vec<Vec<(usize, usize)>> = vec![Vec::new(); keys.len()];
+    for (new_index, &old) in permutation.iter().enumerate() {
+        sorted.push(slots[old].take().expect("each description once"));
+        let (bucket, position) = origin[old];
+        by_bucket[bucket].push((position, new_index));
+    }
+    map.open_files = sorted;
+    for (bucket, mut entries) in by_bucket.into_iter().enumerate() {
+        entries.sort_unstable();
+        map.order.insert(
+            keys[bucket].clone(),
+            entries.into_iter().map(|(_, i)| i).collect(),
+        );
+    }
+}
+
+/// Fills `map.shared` and `map.unavailable` from the kinds' outcomes.
+pub(crate) fn assemble_kinds(
+    map: &mut SharingMap,
+    tasks: &[SelectedTask],
+    kinds: Vec<(ProcessResource, KindOutcome)>,
+    failed: &HashMap<u32, Skipped>,
+) {
+    let keep = |task: u32| !failed.contains_key(&task);
+    for (kind, outcome) in kinds {
+        match outcome {
+            KindOutcome::Groups(groups, _) => {
+                let mut out: Vec<Vec<Pid>> = groups
+                    .into_iter()
+                    .map(|g| {
+                        let mut pids: Vec<Pid> = g
+                            .into_iter()
+                            .filter(|&t| keep(t))
+                            .map(|t| tasks[t as usize].record.pid)
+                            .collect();
+                        pids.sort_unstable();
+                        pids
+                    })
+                    .filter(|g| g.len() >= 2)
+                    .collect();
+                out.sort_unstable();
+                map.shared.insert(kind.name().to_string(), out);
+            }
+            KindOutcome::Unavailable(why) => {
+                map.unavailable.insert(kind.name().to_string(), why);
+            }
+        }
+    }
+}
+
+/// Fills `map.tasks` and `map.skipped`.
+pub(crate) fn assemble_tasks(
+    map: &mut SharingMap,
+    tasks: &[SelectedTask],
+    skipped: Vec<Skipped>,
+    failed: HashMap<u32, Skipped>,
+) {
+    for (i, t) in tasks.iter().enumerate() {
+        if !failed.contains_key(&(i as u32)) {
+            map.tasks.push(t.record.clone());
+        }
+    }
+    map.tasks.sort_unstable_by_key(|t| t.pid);
+    let mut all_skipped: Vec<Skipped> = skipped.into_iter().chain(failed.into_values()).collect();
+    all_skipped.sort_unstable_by_key(|s| s.pid);
+    all_skipped.dedup_by_key(|s| s.pid);
+    map.skipped = all_skipped;
+}

@@ -1,0 +1,178 @@
+//! The engine as a pipeline. [`run`] reads top to bottom:
+//!
+//! 1. [`select`]: which processes (all, pids, trees).
+//! 2. [`pin`]: a handle per task, so an exited or reused pid is never
+//!    attributed.
+//! 3. [`list`]: every task's fds and link texts, parents before children.
+//! 4. [`group`]: fds bucketed by link text and split into open file
+//!    descriptions by kcmp.
+//! 5. [`kinds`]: vm, files, fs, sighand, io, sysvsem.
+//! 6. [`crate::epoll`]: epoll registrations resolved against the map.
+//! 7. [`map`]: the [`SharingMap`], without the tasks that failed.
+//!
+//! Shared types live in [`crate::model`] and [`crate::parallel`], so no step
+//! imports a later one.
+
+pub(crate) mod group;
+pub(crate) mod kinds;
+pub(crate) mod list;
+pub(crate) mod map;
+pub(crate) mod pin;
+pub(crate) mod select;
+
+use crate::model::{ScanProgress, ScanStats, SharingMap};
+use crate::parallel::{workers, CallCounter};
+use crate::scan::ScanOptions;
+use crate::sentinel::Sentinels;
+use kcmp::{Error, Pid, Result};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+/// Wall time per phase.
+struct Phases {
+    lap: Instant,
+    ms: BTreeMap<String, f64>,
+}
+
+impl Phases {
+    fn mark(&mut self, name: &str) {
+        let ms = self.lap.elapsed().as_secs_f64() * 1000.0;
+        self.ms.insert(name.to_string(), ms);
+        self.lap = Instant::now();
+    }
+}
+
+/// Runs the pipeline. See the module documentation.
+pub(crate) fn run(
+    options: &ScanOptions,
+    progress: &(dyn Fn(ScanProgress) + Sync),
+) -> Result<SharingMap> {
+    let started = Instant::now();
+    let mut phases = Phases {
+        lap: started,
+        ms: BTreeMap::new(),
+    };
+    let workers = workers(options.workers);
+    let calls = CallCounter::default();
+    let availability = kcmp::fallback::kcmp_available();
+    let cmp = group::file_comparator(availability.is_available(), &calls);
+    let mut map = SharingMap::default();
+    // Sentinels first, so that they can be excluded from the selection.
+    let mut sentinels = Sentinels::spawn();
+    let sentinel_pids: HashSet<Pid> = sentinels
+        .as_ref()
+        .map(|s| s.pids().into_iter().collect())
+        .unwrap_or_default();
+    phases.mark("sentinels");
+
+    let mut skipped = Vec::new();
+    let procs = select::select_processes(options, &sentinel_pids, &mut skipped)?;
+    phases.mark("select");
+    if procs.is_empty() && skipped.is_empty() {
+        return Err(Error::InvalidArgument(
+            "no process matches the selection".into(),
+        ));
+    }
+    pin::reserve_fds(procs.len() * if options.threads { 4 } else { 1 });
+    let freeze_guard = freeze(options, &procs, &mut map)?;
+    let (tasks, pin_skipped) = pin::pin_tasks(&procs, options.threads, workers);
+    skipped.extend(pin_skipped);
+    phases.mark("pin");
+
+    let family = list::Family::new(&tasks, options.threads);
+    let listed =
+        list::list_fds_inheriting(&tasks, &family, options.threads, &*cmp, workers, progress);
+    phases.mark("list_fds");
+    let grouped = group::group_files(&tasks, &family, listed, &*cmp, workers, progress);
+    phases.mark("group_fds");
+
+    let mut failed = grouped.failed.clone();
+    let repaired = AtomicU64::new(grouped.repaired);
+    if let Ok(s) = &mut sentinels {
+        s.wait_ready();
+    }
+    let kinds = kinds::group_kinds(
+        &tasks,
+        &mut failed,
+        sentinels.as_ref().ok(),
+        availability,
+        &calls,
+        &repaired,
+        workers,
+        progress,
+    );
+    phases.mark("process_kinds");
+    pin::verify_tasks(&tasks, &mut failed);
+    drop(sentinels);
+    phases.mark("verify");
+
+    let stats = ScanStats {
+        buckets_compared: grouped.compared,
+        buckets_split: grouped.split,
+        fds_decided_by_key: grouped.by_key,
+        fds_vanished: grouped.vanished,
+        ..ScanStats::default()
+    };
+    map::assemble_files(&mut map, &tasks, grouped, &failed);
+    map.ordered = availability.is_available();
+    map::assemble_kinds(&mut map, &tasks, kinds, &failed);
+    map::assemble_tasks(&mut map, &tasks, skipped, failed);
+    nothing_scanned(&map)?;
+
+    // The epoll section, while the tasks are still frozen.
+    let mut epoll_calls = 0;
+    if !options.skip_epoll {
+        (map.epoll, epoll_calls) = crate::epoll::resolve_scan_counted(&map);
+    }
+    drop(freeze_guard);
+    phases.mark("epoll_thaw");
+    map.stats = ScanStats {
+        kcmp_calls: calls.total() + epoll_calls,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        groupings_repaired: repaired.into_inner(),
+        phase_ms: phases.ms,
+        method: if availability.is_available() {
+            "kcmp".into()
+        } else {
+            "fallback (F_DUPFD_QUERY / epoll / pidfd_getfd: equality only)".into()
+        },
+        ..stats
+    };
+    Ok(map)
+}
+
+/// Freezes the selected processes when asked to.
+fn freeze(
+    options: &ScanOptions,
+    procs: &[crate::procfs::TaskStat],
+    map: &mut SharingMap,
+) -> Result<Option<crate::freeze::FrozenSet>> {
+    if !options.freeze {
+        return Ok(None);
+    }
+    let pids: Vec<Pid> = procs
+        .iter()
+        .filter(|s| !s.is_kernel_thread() && !s.is_zombie())
+        .map(|s| s.pid)
+        .collect();
+    let set = crate::freeze::freeze(&pids)?;
+    map.frozen = true;
+    map.not_frozen = set.not_frozen().to_vec();
+    Ok(Some(set))
+}
+
+/// An error when no task could be scanned at all.
+fn nothing_scanned(map: &SharingMap) -> Result<()> {
+    if !map.tasks.is_empty() {
+        return Ok(());
+    }
+    let why = map
+        .skipped
+        .first()
+        .map(|s| format!("{} ({}): {}", s.pid, s.reason, s.detail))
+        .unwrap_or_else(|| "no task".into());
+    Err(Error::InvalidArgument(format!(
+        "nothing could be scanned: {why}"
+    )))
+}

@@ -5,9 +5,11 @@
 //! EOF?" — and, for a pipe end, the holders of the other end.
 
 use crate::model::Skipped;
+use crate::model::SkippedFd;
+use crate::parallel::parallel_map;
 use crate::parallel::CallCounter;
 use crate::pipeline::group::file_comparator;
-use crate::pipeline::list::list_all_fds;
+use crate::pipeline::list::list_task;
 use crate::pipeline::pin::pin_tasks;
 use crate::pipeline::select::{select_processes, skipped_from};
 use crate::procfs::{self, FdTarget};
@@ -21,7 +23,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 /// Options of [`find_holders`].
-#[derive(Debug, Clone, Default)]
+///
+/// ```
+/// // The default counts the caller's own fds (a library caller's fds are
+/// // real holders); the CLI turns it off.
+/// assert!(kcmp_map::holders::HoldersOptions::default().include_self);
+/// ```
+#[derive(Debug, Clone)]
 pub struct HoldersOptions {
     /// On a pipe end, also find the holders of the other end.
     pub peer: bool,
@@ -29,10 +37,22 @@ pub struct HoldersOptions {
     pub freeze: bool,
     /// Worker threads; 0 means one per CPU.
     pub workers: usize,
-    /// Count the calling process's own fds as holders too. Off for the CLI
-    /// (the tool's own inherited stdio is noise there); on for library and
-    /// C callers, whose fds are real holders.
+    /// Count the calling process's own fds as holders too. On by default
+    /// (library and C callers: their fds are real holders); the CLI turns
+    /// it off (the tool's own inherited stdio is noise there). The engine's
+    /// own copies and pidfds are never reported.
     pub include_self: bool,
+}
+
+impl Default for HoldersOptions {
+    fn default() -> Self {
+        HoldersOptions {
+            peer: false,
+            freeze: false,
+            workers: 0,
+            include_self: true,
+        }
+    }
 }
 
 /// One holder.
@@ -73,6 +93,8 @@ pub struct HoldersReport {
     pub peer: Option<PeerHolders>,
     /// Processes that could not be inspected.
     pub skipped: Vec<Skipped>,
+    /// Fds of inspected processes left out (unreadable link, closed).
+    pub skipped_fds: Vec<SkippedFd>,
     /// kcmp calls made.
     pub kcmp_calls: u64,
     /// Wall time.
@@ -103,16 +125,20 @@ fn access_end(mode: u32) -> &'static str {
 pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<HoldersReport> {
     let started = Instant::now();
     let workers = crate::parallel::workers(options.workers);
-    let link = procfs::fd_target(pid, fd)?;
+    // A process whose main thread exited is read through a live thread.
+    let via = crate::pipeline::pin::live_thread_of(pid);
+    let link = procfs::fd_target(via, fd)?;
     let key = procfs::bucket_key(&link).to_string();
-    let queried = kcmp::ProcessHandle::open(pid)?;
-    let queried_mode = procfs::read_fdinfo(pid, fd).map(|i| i.access_mode()).ok();
+    let queried = kcmp::ProcessHandle::open(via)?;
+    let queried_mode = procfs::read_fdinfo(via, fd).map(|i| i.access_mode()).ok();
 
     let mut skipped = Vec::new();
     let mut procs = select_processes(&ScanOptions::default(), &HashSet::new(), &mut skipped)?;
     if pid == Pid::this() || options.include_self {
         procs.push(procfs::read_stat(Pid::this())?);
     }
+    // A thread with its own fd table holds fds in its own right.
+    procs.extend(crate::pipeline::pin::own_table_thread(pid));
     crate::pipeline::pin::reserve_fds(procs.len());
     let (mut tasks, pin_skipped) = pin_tasks(&procs, false, workers);
     skipped.extend(pin_skipped);
@@ -124,7 +150,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     if options.freeze {
         let holders_of_key: Vec<usize> = (0..tasks.len())
             .filter(|&i| {
-                matches!(&listed[i], Ok(fds) if fds.iter().any(|e| procfs::bucket_key(&e.target) == key))
+                matches!(&listed[i].fds, Ok(fds) if fds.iter().any(|e| procfs::bucket_key(&e.target) == key))
                     || tasks[i].record.pid == pid
             })
             .collect();
@@ -147,12 +173,31 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     let calls = CallCounter::default();
     let use_kcmp = kcmp::fallback::kcmp_available().is_available();
     let cmp = file_comparator(use_kcmp, &calls);
-    let is_socket = matches!(FdTarget::parse(&link), FdTarget::Socket(_));
+    // Every holder is compared with the engine's own copy of the queried
+    // description (see the scan's anchors) when one can be taken: it cannot
+    // change under the search. Otherwise with the queried fd itself.
+    let budget = crate::pipeline::anchor::Budget::new(tasks.len());
+    let anchor = budget.anchor(queried.pidfd(), fd);
+    let (rep_pid, rep_fd) = match &anchor {
+        Some(own) => (
+            Pid::this(),
+            FdNum::new(std::os::fd::AsRawFd::as_raw_fd(own))?,
+        ),
+        None => (via, fd),
+    };
+    let mut skipped_fds = Vec::new();
     let mut failed: HashMap<usize, Skipped> = HashMap::new();
     let mut same: Vec<(usize, FdNum)> = Vec::new();
     let mut others: Vec<(usize, FdNum)> = Vec::new();
-    for (i, r) in listed.iter().enumerate() {
-        let entries = match r {
+    for (i, l) in listed.iter().enumerate() {
+        for (bad_fd, e) in &l.bad {
+            skipped_fds.push(SkippedFd {
+                pid: tasks[i].record.pid,
+                fd: *bad_fd,
+                reason: e.errno_name().unwrap_or("E?").to_string(),
+            });
+        }
+        let entries = match &l.fds {
             Ok(e) => e,
             Err(e) => {
                 failed.insert(i, skipped_from(tasks[i].record.pid, e, "list fds"));
@@ -163,18 +208,18 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
             .iter()
             .filter(|e| procfs::bucket_key(&e.target) == key)
         {
-            let p = tasks[i].record.pid;
-            let verdict = if is_socket || (p == pid && e.fd == fd) {
+            let p = tasks[i].via;
+            let verdict = if anchor.is_none() && p == via && e.fd == fd {
                 Ok(KcmpOrdering::Equal)
             } else {
-                cmp(p, e.fd, pid, fd)
+                cmp(p, e.fd, rep_pid, rep_fd)
             };
             match verdict {
                 Ok(o) if o.is_equal() => same.push((i, e.fd)),
                 Ok(_) => others.push((i, e.fd)),
                 Err(err) if err.is_permission() || err.is_gone() => {
                     // Which side failed? The queried fd must still be valid.
-                    cmp(pid, fd, pid, fd)?;
+                    cmp(rep_pid, rep_fd, rep_pid, rep_fd)?;
                     failed
                         .entry(i)
                         .or_insert_with(|| skipped_from(p, &err, "kcmp"));
@@ -191,7 +236,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
             // those of another access mode (the other end).
             let mut groups = OrderedGroups::new();
             let mut c = |a: (usize, FdNum), b: (usize, FdNum)| {
-                cmp(tasks[a.0].record.pid, a.1, tasks[b.0].record.pid, b.1)
+                cmp(tasks[a.0].via, a.1, tasks[b.0].via, b.1)
             };
             for &o in &others {
                 let _ = groups.insert(o, &mut c);
@@ -200,7 +245,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
             let mut ends = Vec::new();
             for g in groups.groups() {
                 let (t, f) = g[0];
-                let mode = procfs::read_fdinfo(tasks[t].record.pid, f)
+                let mode = procfs::read_fdinfo(tasks[t].via, f)
                     .map(|i| i.access_mode())
                     .ok();
                 let other_end = match (queried_mode, mode) {
@@ -235,7 +280,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     // Discard answers about tasks that did not live through the inspection.
     for (i, t) in tasks.iter().enumerate() {
         if let std::collections::hash_map::Entry::Vacant(slot) = failed.entry(i) {
-            if let Err(e) = t.handle.verify() {
+            if let Err(e) = t.verify() {
                 slot.insert(skipped_from(t.record.pid, &e, "verify"));
             }
         }
@@ -262,10 +307,19 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         holders,
         peer,
         skipped,
+        skipped_fds,
         kcmp_calls: calls.total(),
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         frozen,
     })
+}
+
+/// Every task's listing, on all workers.
+fn list_all_fds(
+    tasks: &[crate::pipeline::pin::SelectedTask],
+    workers: usize,
+) -> Vec<crate::pipeline::list::Listing> {
+    parallel_map(tasks.len(), workers, |i| list_task(&tasks[i]))
 }
 
 fn holder(record: &crate::model::TaskRecord, fd: FdNum) -> Holder {

@@ -44,6 +44,17 @@ pub struct Skipped {
     pub detail: String,
 }
 
+/// One fd of an inspected task left out of the map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedFd {
+    /// The pid (or tid).
+    pub pid: Pid,
+    /// The fd.
+    pub fd: FdNum,
+    /// The errno name: `ENAMETOOLONG`, `EACCES`, `EBADF` (closed meanwhile), …
+    pub reason: String,
+}
+
 /// One (pid, fd) pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct FdRef {
@@ -81,6 +92,12 @@ pub struct ScanStats {
     /// representatives turned out inconsistent — something changed under
     /// the scan — and were rebuilt ([`OrderedGroups::check_and_repair`]).
     pub groupings_repaired: u64,
+    /// kcmp(2) calls per phase: `files` (listing hints, grouping, anchors,
+    /// re-verification), `kinds` (process-level kinds), `epoll`.
+    pub kcmp_calls_by_phase: BTreeMap<String, u64>,
+    /// Descriptions found under two names (a file renamed during the
+    /// scan, or hard links) and joined by kcmp.
+    pub descriptions_joined_across_names: u64,
     /// How equality was decided: `"kcmp"` (ordered) or a fallback.
     pub method: String,
     /// Wall time of each phase, in milliseconds: `select`, `pin`,
@@ -121,12 +138,24 @@ pub struct SharingMap {
     /// Every epoll instance of the scanned tasks, its registrations resolved
     /// to the descriptions they watch (see [`crate::epoll::resolve_scan`]).
     pub epoll: Vec<crate::epoll::EpollInstance>,
+    /// Fds left out of an inspected task, with the reason (an unreadable
+    /// link such as `ENAMETOOLONG`, or `EBADF`: closed during the scan).
+    pub skipped_fds: Vec<SkippedFd>,
+    /// Fds that changed under every attempt to place them (reported in no
+    /// description).
+    pub changed_fds: Vec<FdRef>,
+    /// Threads with their own fd table (`unshare(CLONE_FILES)`), inspected
+    /// as tasks of their own although threads were not asked for.
+    pub own_fd_tables: Vec<Pid>,
     /// For each bucket key, the indices into `open_files` in kcmp order.
     #[serde(skip)]
     pub(crate) order: HashMap<String, Vec<usize>>,
     /// Whether `order` is a kcmp order (false with the equality-only fallbacks).
     #[serde(skip)]
     pub(crate) ordered: bool,
+    /// Keys whose descriptions are not in kcmp order (joined across names).
+    #[serde(skip)]
+    pub(crate) unordered_keys: std::collections::HashSet<String>,
 }
 
 impl SharingMap {
@@ -168,7 +197,7 @@ impl SharingMap {
             }
             Err(last.unwrap_or_else(|| Error::InvalidArgument("empty description".into())))
         };
-        if self.ordered {
+        if self.ordered && !self.unordered_keys.contains(procfs::bucket_key(key)) {
             let (mut lo, mut hi) = (0usize, order.len());
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;

@@ -329,6 +329,12 @@ impl FdDir {
         })
     }
 
+    /// The number of the directory's own fd in this process (a listing of
+    /// this very process shows it).
+    pub fn own_number(&self) -> FdNum {
+        FdNum::new(std::os::fd::AsRawFd::as_raw_fd(&self.fd)).expect("an open fd is non-negative")
+    }
+
     /// The open fd numbers, ascending.
     pub fn fds(&self) -> Result<Vec<FdNum>> {
         let path = &self.path;

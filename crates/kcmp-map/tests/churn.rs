@@ -129,8 +129,13 @@ fn scans() -> u32 {
         .unwrap_or(200)
 }
 
+/// One churn test at a time: two busy churners per test already fill the
+/// two cores of a CI machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Scans the fixture of `mode` again and again, without and with freezing.
 fn churn(mode: &str) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let fx = Fixture::spawn(mode);
     let (p, c) = (fx.pid("parent"), fx.pid("child"));
     let mut results = Vec::new();

@@ -1,19 +1,24 @@
 //! Step 4, group files: fds bucketed by link text, each bucket split into
-//! open file descriptions by kcmp's order.
+//! open file descriptions by kcmp against anchors ([`super::anchor`],
+//! [`super::sorted`]), then descriptions of one file found under two names
+//! (renamed during the scan) joined by their mount and inode.
+//!
+//! A bucket key never proves identity (an `O_PATH` reopen of a socket has
+//! the socket's link text): every bucket of two or more fds is compared,
+//! sockets included. Inheritance hints from the listing only choose which
+//! description to compare with first.
 
-use super::list::Family;
-use super::list::Listing;
+use super::anchor::{mount_and_inode, Budget, Rep};
+use super::list::{Family, Listing};
 use super::pin::SelectedTask;
-use super::select::skipped_from;
+use super::sorted::{Placed, Rows, Sorted};
 use crate::model::ScanProgress;
-use crate::model::Skipped;
 use crate::parallel::{parallel_map, CallCounter};
 use crate::procfs::{self, FdTarget};
-use kcmp::grouping::OrderedGroups;
 use kcmp::{compare_files, Error, FdNum, KcmpOrdering, Pid, Result};
-use std::collections::HashMap;
+use rustix::fd::{AsRawFd, BorrowedFd};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::Mutex;
 
 /// How two (pid, fd) pairs are compared.
 pub(crate) type FileComparator<'a> =
@@ -41,210 +46,16 @@ pub(crate) fn file_comparator(use_kcmp: bool, calls: &CallCounter) -> Box<FileCo
     }
 }
 
-/// An fd in the flat table: (task index, fd, target).
+/// One listed fd.
 pub(crate) struct FdRow {
+    /// Its task (index into the selected tasks).
     pub task: u32,
+    /// Its number.
     pub fd: FdNum,
+    /// Its link text when listed.
     pub target: String,
-}
-
-/// Buckets with at least this many cluster roots are grouped on all workers
-/// (halves grouped in parallel, then merged in linear time).
-const SPLIT_BUCKET: usize = 1024;
-
-/// Clusters of fds proven to be one description by an inheritance hint.
-pub(crate) struct Clusters {
-    /// The cluster root of each row.
-    root: Vec<u32>,
-    /// The members of each cluster with more than one fd, by root.
-    members: HashMap<u32, Vec<u32>>,
-}
-
-impl Clusters {
-    /// The rows of the cluster rooted at `root` (itself for a single fd).
-    fn members(&self, root: u32) -> Vec<u32> {
-        self.members
-            .get(&root)
-            .cloned()
-            .unwrap_or_else(|| vec![root])
-    }
-}
-
-/// Expands groups of cluster roots into groups of rows, keeping a group's
-/// non-root members in place when its root was replaced.
-fn expand_partial(groups: Vec<Vec<u32>>, clusters: &Clusters) -> Vec<Vec<u32>> {
-    groups
-        .into_iter()
-        .map(|g| {
-            let mut out = Vec::with_capacity(g.len());
-            for r in g {
-                if clusters.root[r as usize] == r {
-                    out.extend(clusters.members(r));
-                } else {
-                    out.push(r);
-                }
-            }
-            out
-        })
-        .collect()
-}
-
-/// Joins fds proven to be one description before the global grouping, in
-/// one parallel pass over the tasks, parents before children:
-/// - inheritance: (task, N) with (parent, N) where the listing proved them
-///   one description ([`list_fds_inheriting`]);
-/// - within the task: the fds of each bucket grouped among themselves, so
-///   that a dup joins its source (and through it an inherited cluster)
-///   without a global search. The inherited fds take their places from
-///   the parent's sorted grouping without any comparison; only the task's
-///   own fds are searched.
-fn inheritance_clusters(
-    rows: &[FdRow],
-    tasks: &[SelectedTask],
-    family: &Family,
-    hinted_fds: &[Vec<FdNum>],
-    cmp: &FileComparator<'_>,
-    workers: usize,
-) -> Clusters {
-    // Each task's rows are contiguous and sorted by fd.
-    let mut range_of_task: Vec<(usize, usize)> = vec![(0, 0); tasks.len()];
-    let mut start = 0;
-    for i in 1..=rows.len() {
-        if i == rows.len() || rows[i].task != rows[start].task {
-            range_of_task[rows[start].task as usize] = (start, i);
-            start = i;
-        }
-    }
-    let row_of = |t: usize, fd: FdNum| -> Option<usize> {
-        let (lo, hi) = range_of_task[t];
-        rows[lo..hi]
-            .binary_search_by_key(&fd, |r| r.fd)
-            .ok()
-            .map(|k| lo + k)
-    };
-    let is_socket = |i: usize| matches!(FdTarget::parse(&rows[i].target), FdTarget::Socket(_));
-    let levels = &family.levels;
-    /// A task's local grouping: for each bucket key, its groups in kcmp order.
-    type LocalGroups<'r> = HashMap<&'r str, Vec<Vec<u32>>>;
-    let mut local: Vec<LocalGroups<'_>> = (0..tasks.len()).map(|_| HashMap::new()).collect();
-    let mut edges: Vec<Vec<(u32, u32)>> = Vec::new();
-    for level in levels {
-        let results = parallel_map(level.len(), workers, |x| {
-            let t = level[x] as usize;
-            let (lo, hi) = range_of_task[t];
-            let mut out = Vec::new();
-            let mut mine: LocalGroups<'_> = HashMap::new();
-            if lo == hi {
-                return (out, mine);
-            }
-            let me = &tasks[t].record;
-            // Inheritance: the parent's row for each fd proven to be the parent's.
-            let mut parent_row: Vec<Option<u32>> = vec![None; hi - lo];
-            let parent = family.parent[t];
-            if let Some(p) = parent {
-                for &fd in &hinted_fds[t] {
-                    if let (Some(i), Some(j)) = (row_of(t, fd), row_of(p as usize, fd)) {
-                        out.push((i as u32, j as u32));
-                        parent_row[i - lo] = Some(j as u32);
-                    }
-                }
-            }
-            // Local grouping, seeded with the inherited fds in the parent's order.
-            let mut by_key: HashMap<&str, Vec<u32>> = HashMap::new();
-            for (i, row) in rows.iter().enumerate().take(hi).skip(lo) {
-                if !is_socket(i) {
-                    by_key
-                        .entry(procfs::bucket_key(&row.target))
-                        .or_default()
-                        .push(i as u32);
-                }
-            }
-            for (key, items) in by_key {
-                let parent_groups = parent.and_then(|p| local[p as usize].get(key));
-                let mut seeded: Vec<Vec<u32>> = Vec::new();
-                let mut rest: Vec<u32> = Vec::new();
-                if let Some(pg) = parent_groups {
-                    let mut group_of: HashMap<u32, usize> = HashMap::new();
-                    for (gi, g) in pg.iter().enumerate() {
-                        for &m in g {
-                            group_of.insert(m, gi);
-                        }
-                    }
-                    seeded = vec![Vec::new(); pg.len()];
-                    for &i in &items {
-                        match parent_row[i as usize - lo].and_then(|j| group_of.get(&j)) {
-                            Some(&gi) => seeded[gi].push(i),
-                            None => rest.push(i),
-                        }
-                    }
-                } else {
-                    rest = items;
-                }
-                let mut groups = OrderedGroups::from_sorted(seeded);
-                let mut c =
-                    |a: u32, b: u32| cmp(me.pid, rows[a as usize].fd, me.pid, rows[b as usize].fd);
-                for i in rest {
-                    let _ = groups.insert(i, &mut c); // failures resurface globally
-                }
-                let groups = groups.into_groups();
-                for g in &groups {
-                    out.extend(g.windows(2).map(|w| (w[1], w[0])));
-                }
-                mine.insert(key, groups);
-            }
-            (out, mine)
-        });
-        for (x, (e, mine)) in results.into_iter().enumerate() {
-            edges.push(e);
-            local[level[x] as usize] = mine;
-        }
-    }
-    let mut root: Vec<u32> = (0..rows.len() as u32).collect();
-    fn find(root: &mut [u32], mut x: u32) -> u32 {
-        while root[x as usize] != x {
-            let up = root[root[x as usize] as usize];
-            root[x as usize] = up;
-            x = up;
-        }
-        x
-    }
-    for (a, b) in edges.into_iter().flatten() {
-        let (ra, rb) = (find(&mut root, a), find(&mut root, b));
-        if ra != rb {
-            // The lower row (an ancestor's, usually) becomes the root.
-            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-            root[hi as usize] = lo;
-        }
-    }
-    let mut members: HashMap<u32, Vec<u32>> = HashMap::new();
-    for i in 0..rows.len() as u32 {
-        let r = find(&mut root, i);
-        root[i as usize] = r;
-        if r != i {
-            members.entry(r).or_insert_with(|| vec![r]).push(i);
-        }
-    }
-    Clusters { root, members }
-}
-
-fn note_failure(
-    err: &Error,
-    task: u32,
-    tasks: &[SelectedTask],
-    failures: &Mutex<HashMap<u32, Skipped>>,
-    vanished_fds: &AtomicU64,
-) {
-    if err.is_permission() || err.is_gone() {
-        let s = skipped_from(tasks[task as usize].record.pid, err, "kcmp");
-        failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(task)
-            .or_insert(s);
-    } else {
-        // EBADF: the fd was closed during the scan.
-        vanished_fds.fetch_add(1, AtomicOrdering::Relaxed);
-    }
+    /// The parent's row it was proven to share at listing time.
+    hint: Option<u32>,
 }
 
 /// The fds of the listed tasks, grouped into descriptions.
@@ -255,215 +66,375 @@ pub(crate) struct Grouped {
     pub keys: Vec<String>,
     /// For each bucket, its descriptions in kcmp order (row indices).
     pub groups: Vec<Vec<Vec<u32>>>,
-    /// Tasks that failed (listing, EPERM, exited), by task index.
-    pub failed: HashMap<u32, Skipped>,
-    /// Counters for [`crate::model::ScanStats`].
+    /// Keys whose descriptions are not in kcmp order (joined across names).
+    pub unordered_keys: HashSet<String>,
+    /// Tasks whose fds could not be compared (EPERM, exited), with the error.
+    pub task_errors: Vec<(u32, Error)>,
+    /// Fds left out, with the error (closed meanwhile, unreadable link).
+    pub bad_fds: Vec<(u32, FdNum, Error)>,
+    /// Rows that changed under every placement attempt.
+    pub changed: Vec<u32>,
+    /// Tasks whose fd directory could not be read.
+    pub unlisted: Vec<(u32, Error)>,
+    /// Fds decided by their key alone (single fds).
     pub by_key: u64,
     /// Buckets compared.
     pub compared: u64,
-    /// Buckets split across workers.
+    /// Buckets grouped in parts on all workers.
     pub split: u64,
-    /// Fds closed meanwhile.
-    pub vanished: u64,
-    /// Groupings repaired.
-    pub repaired: u64,
+    /// Descriptions joined across names (renamed during the scan).
+    pub renamed: u64,
+}
+
+/// The rows and tasks, as the placement sees them.
+struct Table<'a> {
+    rows: &'a [FdRow],
+    tasks: &'a [SelectedTask],
+}
+
+impl Rows for Table<'_> {
+    fn locate(&self, row: u32) -> (Pid, FdNum) {
+        let r = &self.rows[row as usize];
+        (self.tasks[r.task as usize].via, r.fd)
+    }
+    fn pidfd(&self, row: u32) -> Option<BorrowedFd<'_>> {
+        self.tasks[self.rows[row as usize].task as usize].pidfd()
+    }
+}
+
+/// A path description's (mnt_id, ino).
+type MountInode = (u64, u64);
+
+/// What came of one bucket.
+#[derive(Default)]
+struct BucketOut {
+    /// Descriptions in kcmp order, each with its (mnt_id, ino) for paths.
+    groups: Vec<(Vec<u32>, Option<MountInode>)>,
+    failures: Vec<(u32, Error)>,
+    changed: Vec<u32>,
 }
 
 /// Groups the listed fds of `tasks` into open file descriptions.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn group_files(
     tasks: &[SelectedTask],
     family: &Family,
     listed: Vec<Listing>,
     cmp: &FileComparator<'_>,
+    budget: &Budget,
     workers: usize,
     progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Grouped {
-    let mut rows: Vec<FdRow> = Vec::new();
-    let mut failed: HashMap<u32, Skipped> = HashMap::new();
-    let mut hinted_fds: Vec<Vec<FdNum>> = Vec::with_capacity(listed.len());
-    for (i, (r, hinted)) in listed.into_iter().enumerate() {
-        hinted_fds.push(hinted);
-        match r {
-            Ok(entries) => rows.extend(entries.into_iter().map(|e| FdRow {
-                task: i as u32,
-                fd: e.fd,
-                target: e.target,
-            })),
-            Err(e) => {
-                failed.insert(i as u32, skipped_from(tasks[i].record.pid, &e, "list fds"));
-            }
-        }
-    }
-
-    // 2. Inheritance hints: fork keeps fd numbers, so (task, N) is usually
-    //    the description of (parent, N). One kcmp per such pair, in parallel;
-    //    hits are joined, and only one fd per joined cluster is grouped below.
-    let clusters = inheritance_clusters(&rows, tasks, family, &hinted_fds, cmp, workers);
-
-    // 3. Bucket the cluster roots by key.
-    let mut buckets: HashMap<&str, Vec<u32>> = HashMap::new();
-    for (i, row) in rows.iter().enumerate() {
-        if clusters.root[i] == i as u32 {
-            buckets
-                .entry(procfs::bucket_key(&row.target))
-                .or_default()
-                .push(i as u32);
-        }
-    }
-    let mut buckets: Vec<(&str, Vec<u32>)> = buckets.into_iter().collect();
-    // Largest first, so the workers finish together.
-    buckets.sort_unstable_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
-
-    // 4. Split buckets into descriptions with kcmp's order.
-    let by_key = AtomicU64::new(0);
-    let compared = AtomicU64::new(0);
+    let mut g = flatten(family, listed);
+    let depth = family.depths(tasks.len());
+    let table = Table {
+        rows: &g.rows,
+        tasks,
+    };
+    let buckets = buckets(&g.rows, &depth);
     let done = AtomicU64::new(0);
-    let total = buckets.len() as u64;
-    let task_failures: Mutex<HashMap<u32, Skipped>> = Mutex::new(HashMap::new());
-    let vanished_fds = AtomicU64::new(0);
-    let repaired = AtomicU64::new(0);
-    let row_cmp = |a: u32, b: u32| {
-        let (ra, rb) = (&rows[a as usize], &rows[b as usize]);
-        cmp(
-            tasks[ra.task as usize].record.pid,
-            ra.fd,
-            tasks[rb.task as usize].record.pid,
-            rb.fd,
-        )
-    };
-    let report = |item: u32, err: &Error| {
-        note_failure(
-            err,
-            rows[item as usize].task,
-            tasks,
-            &task_failures,
-            &vanished_fds,
-        );
-    };
-    let group_bucket = |b: usize, split: bool| -> Vec<Vec<u32>> {
-        let roots = &buckets[b].1;
+    let compared = AtomicU64::new(0);
+    let outs = parallel_map(buckets.len(), workers, |b| {
         let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
-        if d % 256 == 0 || d == total {
+        if d % 256 == 0 || d == buckets.len() as u64 {
             progress(ScanProgress {
                 phase: 1,
                 done: d,
-                total,
+                total: buckets.len() as u64,
             });
         }
-        let first = &rows[roots[0] as usize];
-        let expand = |groups: Vec<Vec<u32>>| -> Vec<Vec<u32>> {
-            groups
-                .into_iter()
-                .map(|g| g.into_iter().flat_map(|r| clusters.members(r)).collect())
-                .collect()
-        };
-        if roots.len() == 1 || matches!(FdTarget::parse(&first.target), FdTarget::Socket(_)) {
-            by_key.fetch_add(roots.len() as u64, AtomicOrdering::Relaxed);
-            return expand(vec![roots.clone()]);
+        if buckets[b].1.len() > 1 {
+            compared.fetch_add(1, AtomicOrdering::Relaxed);
         }
-        compared.fetch_add(1, AtomicOrdering::Relaxed);
-        let build = |items: &[u32]| {
-            let mut groups = OrderedGroups::new();
-            let mut c = row_cmp;
-            let mut failed_roots = Vec::new();
-            for &m in items {
-                if let Err(e) = groups.insert(m, &mut c) {
-                    failed_roots.push((e.item, e.error));
-                }
-            }
-            (groups, failed_roots)
-        };
-        let (mut groups, mut failed_roots) = if split && workers > 1 {
-            let chunk = roots.len().div_ceil(workers);
-            let parts = parallel_map(workers, workers, |w| {
-                build(&roots[(w * chunk).min(roots.len())..((w + 1) * chunk).min(roots.len())])
-            });
-            let mut c = row_cmp;
-            let mut merged = OrderedGroups::new();
-            let mut failed = Vec::new();
-            for (g, f) in parts {
-                merged = merged.merge(g, &mut c);
-                failed.extend(f);
-            }
-            (merged, failed)
-        } else {
-            build(roots)
-        };
-        failed_roots.extend(groups.dropped().iter().cloned());
-        // A failed root takes only itself out: the other fds of its cluster
-        // are placed on their own.
-        let mut c = row_cmp;
-        for (root, err) in failed_roots {
-            report(root, &err);
-            for m in clusters.members(root).into_iter().filter(|&m| m != root) {
-                if let Err(e) = groups.insert(m, &mut c) {
-                    report(e.item, &e.error);
-                }
-            }
-        }
-        // Representatives may have changed under the search (a running
-        // process closed and reused an fd number): check, and repair.
-        let before = groups.dropped().len();
-        let rebuilds = if split && workers > 1 {
-            // The adjacent pairs are independent: check them on all workers.
-            let n = groups.len();
-            let part = n.div_ceil(workers).max(1);
-            let fine = parallel_map(workers, workers, |w| {
-                groups.ordered_within(w * part + 1..((w + 1) * part + 1).min(n), &row_cmp)
-            });
-            if fine.iter().all(|&ok| ok) {
-                0
-            } else {
-                groups.rebuild_and_repair(&mut c, 3)
-            }
-        } else {
-            groups.check_and_repair(&mut c, 3)
-        };
-        if rebuilds > 0 {
-            repaired.fetch_add(1, AtomicOrdering::Relaxed);
-            for (item, err) in &groups.dropped()[before..] {
-                report(*item, err);
-            }
-        }
-        expand_partial(groups.into_groups(), &clusters)
-    };
-    // Big buckets one at a time on all workers, then the rest in parallel.
-    let big: Vec<usize> = (0..buckets.len())
-        .filter(|&b| buckets[b].1.len() >= SPLIT_BUCKET)
-        .collect();
-    let mut grouped: Vec<Option<Vec<Vec<u32>>>> = (0..buckets.len()).map(|_| None).collect();
-    for &b in &big {
-        grouped[b] = Some(group_bucket(b, true));
-    }
-    let small: Vec<usize> = (0..buckets.len())
-        .filter(|&b| buckets[b].1.len() < SPLIT_BUCKET)
-        .collect();
-    for (b, g) in small.iter().zip(parallel_map(small.len(), workers, |i| {
-        group_bucket(small[i], false)
-    })) {
-        grouped[*b] = Some(g);
-    }
-    let grouped: Vec<Vec<Vec<u32>>> = grouped
+        let big = buckets[b].1.len() >= SPLIT_BUCKET;
+        (!big).then(|| group_bucket(&table, buckets[b].0, &buckets[b].1, cmp, budget, 1))
+    });
+    // Big buckets one at a time, each on all workers.
+    let outs: Vec<BucketOut> = outs
         .into_iter()
-        .map(|g| g.expect("every bucket grouped"))
+        .enumerate()
+        .map(|(b, o)| {
+            o.unwrap_or_else(|| {
+                group_bucket(&table, buckets[b].0, &buckets[b].1, cmp, budget, workers)
+            })
+        })
         .collect();
-    failed.extend(
-        task_failures
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner()),
-    );
-    let keys = buckets.iter().map(|b| b.0.to_string()).collect();
+    g.split = buckets.iter().filter(|b| b.1.len() >= SPLIT_BUCKET).count() as u64;
+    g.compared = compared.into_inner();
+    let keys: Vec<String> = buckets.iter().map(|b| b.0.to_string()).collect();
+    let sizes: Vec<usize> = buckets.iter().map(|b| b.1.len()).collect();
     drop(buckets);
-    Grouped {
-        rows,
-        keys,
-        groups: grouped,
-        failed,
-        by_key: by_key.into_inner(),
-        compared: compared.into_inner(),
-        split: big.len() as u64,
-        vanished: vanished_fds.into_inner(),
-        repaired: repaired.into_inner(),
+    let mut groups = Vec::with_capacity(outs.len());
+    let mut inodes: HashMap<(u64, u64), Vec<(usize, usize)>> = HashMap::new();
+    for (b, out) in outs.into_iter().enumerate() {
+        g.by_key += (sizes[b] == 1) as u64;
+        for (e_row, err) in out.failures {
+            classify(&mut g, e_row, err);
+        }
+        g.changed.extend(out.changed);
+        let mut descs = Vec::with_capacity(out.groups.len());
+        for (i, (rows, ino)) in out.groups.into_iter().enumerate() {
+            if let Some(ino) = ino {
+                inodes.entry(ino).or_default().push((b, i));
+            }
+            descs.push(rows);
+        }
+        groups.push(descs);
+    }
+    g.keys = keys;
+    g.groups = groups;
+    join_renamed(&mut g, tasks, inodes, cmp, budget);
+    g
+}
+
+/// The listings as one table of rows (each task's rows contiguous, by fd),
+/// with inheritance hints resolved to the parent's row.
+fn flatten(family: &Family, listed: Vec<Listing>) -> Grouped {
+    let mut g = Grouped {
+        rows: Vec::new(),
+        keys: Vec::new(),
+        groups: Vec::new(),
+        unordered_keys: HashSet::new(),
+        task_errors: Vec::new(),
+        bad_fds: Vec::new(),
+        changed: Vec::new(),
+        unlisted: Vec::new(),
+        by_key: 0,
+        compared: 0,
+        split: 0,
+        renamed: 0,
+    };
+    let mut range: Vec<(usize, usize)> = vec![(0, 0); listed.len()];
+    for (t, l) in listed.into_iter().enumerate() {
+        for (fd, e) in l.bad {
+            g.bad_fds.push((t as u32, fd, e));
+        }
+        match l.fds {
+            Ok(entries) => {
+                let start = g.rows.len();
+                g.rows.extend(entries.into_iter().map(|e| FdRow {
+                    task: t as u32,
+                    fd: e.fd,
+                    target: e.target,
+                    hint: None,
+                }));
+                range[t] = (start, g.rows.len());
+            }
+            Err(e) => g.unlisted.push((t as u32, e)),
+        }
+    }
+    g.rows_hints(family, &range);
+    g
+}
+
+impl Grouped {
+    /// Inheritance hints: fork keeps fd numbers, so a task's fd N with the
+    /// same link text as its parent's fd N is probably the same
+    /// description; grouping compares it with that description first.
+    fn rows_hints(&mut self, family: &Family, range: &[(usize, usize)]) {
+        for (t, &(lo, hi)) in range.iter().enumerate() {
+            let Some(p) = family.parent[t] else {
+                continue;
+            };
+            let (plo, phi) = range[p as usize];
+            for i in lo..hi {
+                let fd = self.rows[i].fd;
+                if let Ok(j) = self.rows[plo..phi].binary_search_by_key(&fd, |r| r.fd) {
+                    let same_key = procfs::bucket_key(&self.rows[plo + j].target)
+                        == procfs::bucket_key(&self.rows[i].target);
+                    if same_key {
+                        self.rows[i].hint = Some((plo + j) as u32);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Buckets of rows by key, largest first; within a bucket, parents' rows
+/// before their children's (so that hints find their group placed).
+fn buckets<'r>(rows: &'r [FdRow], depth: &[u32]) -> Vec<(&'r str, Vec<u32>)> {
+    let mut by_key: HashMap<&str, Vec<u32>> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        by_key
+            .entry(procfs::bucket_key(&row.target))
+            .or_default()
+            .push(i as u32);
+    }
+    let mut out: Vec<(&str, Vec<u32>)> = by_key.into_iter().collect();
+    for (_, items) in &mut out {
+        items.sort_by_key(|&r| (depth[rows[r as usize].task as usize], r));
+    }
+    out.sort_unstable_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
+    out
+}
+
+/// Splits one bucket into descriptions.
+fn group_bucket(
+    table: &Table<'_>,
+    key: &str,
+    items: &[u32],
+    cmp: &FileComparator<'_>,
+    budget: &Budget,
+    workers: usize,
+) -> BucketOut {
+    let is_path = matches!(FdTarget::parse(key), FdTarget::Path(_));
+    let mut out = BucketOut::default();
+    if items.len() == 1 {
+        let (p, f) = table.locate(items[0]);
+        let ino = if is_path { mount_and_inode(p, f) } else { None };
+        out.groups.push((items.to_vec(), ino));
+        return out;
+    }
+    let mut sorted = if items.len() >= SPLIT_BUCKET && workers > 1 {
+        // A big bucket: parts on all workers, then merged by representative.
+        let chunk = items.len().div_ceil(workers);
+        let parts = parallel_map(workers, workers, |w| {
+            let part = &items[(w * chunk).min(items.len())..((w + 1) * chunk).min(items.len())];
+            let mut s = Sorted::new(table, cmp, budget);
+            let placed: Vec<(u32, Placed)> = part
+                .iter()
+                .map(|&r| (r, place_hinted(&mut s, table, r)))
+                .collect();
+            (s.into_groups(), placed)
+        });
+        let mut sorted = Sorted::new(table, cmp, budget);
+        for (groups, placed) in parts {
+            note(&mut out, placed);
+            let odd = sorted.absorb(groups);
+            note(&mut out, odd);
+        }
+        sorted
+    } else {
+        let mut sorted = Sorted::new(table, cmp, budget);
+        let placed: Vec<(u32, Placed)> = items
+            .iter()
+            .map(|&r| (r, place_hinted(&mut sorted, table, r)))
+            .collect();
+        note(&mut out, placed);
+        sorted
+    };
+    out.failures.append(&mut sorted.dropped_reps);
+    for group in sorted.into_groups() {
+        let ino = match (&group.rep, is_path) {
+            (Rep::Own(fd), true) => {
+                mount_and_inode(Pid::this(), FdNum::new(fd.as_raw_fd()).expect("open fd"))
+            }
+            (Rep::Member(m), true) => {
+                let (p, f) = table.locate(*m);
+                mount_and_inode(p, f)
+            }
+            _ => None,
+        };
+        budget.release(group.rep);
+        if !group.rows.is_empty() {
+            out.groups.push((group.rows, ino));
+        }
+    }
+    out
+}
+
+/// Buckets with at least this many fds are grouped in parts on all workers.
+const SPLIT_BUCKET: usize = 1024;
+
+/// Places one row, trying its inheritance hint first.
+fn place_hinted<R: Rows>(sorted: &mut Sorted<'_, R>, table: &Table<'_>, r: u32) -> Placed {
+    let hint = table.rows[r as usize].hint.and_then(|h| sorted.group_of(h));
+    sorted.place(r, hint)
+}
+
+/// Records what became of placed rows.
+fn note(out: &mut BucketOut, placed: Vec<(u32, Placed)>) {
+    for (r, p) in placed {
+        match p {
+            Placed::Joined => {}
+            Placed::Changed => out.changed.push(r),
+            Placed::Failed(e) => out.failures.push((r, e)),
+        }
+    }
+}
+
+/// Files a failed comparison: the fd closed (EBADF) is one bad fd; a task
+/// that exited or refused access is a task error.
+fn classify(g: &mut Grouped, row: u32, err: Error) {
+    let r = &g.rows[row as usize];
+    if err.is_permission() || err.is_gone() {
+        g.task_errors.push((r.task, err));
+    } else {
+        g.bad_fds.push((r.task, r.fd, err));
+    }
+}
+
+/// Descriptions of one (mount, inode) found under two or more keys: a
+/// file renamed while the scan listed its holders (or hard links). Their
+/// rows are grouped again, together, against fresh anchors.
+fn join_renamed(
+    g: &mut Grouped,
+    tasks: &[SelectedTask],
+    inodes: HashMap<(u64, u64), Vec<(usize, usize)>>,
+    cmp: &FileComparator<'_>,
+    budget: &Budget,
+) {
+    let mut taken: Vec<(usize, usize)> = Vec::new();
+    let mut joined: Vec<Vec<u32>> = Vec::new();
+    for descs in inodes.into_values() {
+        let keys: HashSet<usize> = descs.iter().map(|d| d.0).collect();
+        if keys.len() < 2 {
+            continue;
+        }
+        let mut items: Vec<u32> = descs
+            .iter()
+            .flat_map(|&(b, i)| g.groups[b][i].iter().copied())
+            .collect();
+        items.sort_unstable();
+        let table = Table {
+            rows: &g.rows,
+            tasks,
+        };
+        let mut sorted = Sorted::new(&table, cmp, budget);
+        let mut changed = Vec::new();
+        let mut failures = Vec::new();
+        for &r in &items {
+            match sorted.place(r, None) {
+                Placed::Joined => {}
+                Placed::Changed => changed.push(r),
+                Placed::Failed(e) => failures.push((r, e)),
+            }
+        }
+        failures.append(&mut sorted.dropped_reps);
+        for group in sorted.into_groups() {
+            budget.release(group.rep);
+            if !group.rows.is_empty() {
+                joined.push(group.rows);
+            }
+        }
+        g.changed.extend(changed);
+        for (r, e) in failures {
+            classify(g, r, e);
+        }
+        taken.extend(descs);
+        g.renamed += 1;
+    }
+    if joined.is_empty() {
+        return;
+    }
+    for &(b, i) in &taken {
+        g.groups[b][i].clear(); // emptied: skipped when assembled
+    }
+    // Each joined description goes under every key its members were
+    // listed with; those keys lose their kcmp order.
+    for rows in joined {
+        let mut keys: Vec<usize> = rows
+            .iter()
+            .filter_map(|&r| {
+                let k = procfs::bucket_key(&g.rows[r as usize].target);
+                g.keys.iter().position(|x| x == k)
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for b in keys {
+            g.unordered_keys.insert(g.keys[b].clone());
+            g.groups[b].push(rows.clone());
+        }
     }
 }

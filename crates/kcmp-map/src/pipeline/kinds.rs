@@ -42,7 +42,7 @@ fn process_kinds(
     let results = parallel_map(kinds.len(), workers, |k| {
         let kind = kinds[k];
         let pid_of = |item: KindItem| match item {
-            KindItem::Task(t) => tasks[t as usize].record.pid,
+            KindItem::Task(t) => tasks[t as usize].via,
             KindItem::Sentinel(p) => p,
         };
         let mut c = |a: KindItem, b: KindItem| {

@@ -1,31 +1,13 @@
-//! Step 3, list fds: every task's fds and their link texts, parents before
-//! children so that an inherited fd can be recognised by one kcmp.
+//! Step 3, list fds: every task's fds and their link texts, and the tasks'
+//! family (parents before children) for the inheritance hints of grouping.
 
-use super::group::FileComparator;
 use super::pin::SelectedTask;
 use crate::model::ScanProgress;
 use crate::parallel::parallel_map;
 use crate::procfs;
-use kcmp::{FdNum, KcmpOrdering, Pid, Result};
+use kcmp::{Error, FdNum, Pid, Result};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-
-/// The fds of each process (none for zombies and kernel threads), on all
-/// workers: the plain listing, for callers that do not need
-/// [`list_fds_inheriting`].
-pub(crate) fn list_all_fds(
-    tasks: &[SelectedTask],
-    workers: usize,
-) -> Vec<Result<Vec<procfs::FdEntry>>> {
-    parallel_map(tasks.len(), workers, |i| {
-        let r = &tasks[i].record;
-        if r.kernel_thread || r.is_zombie() {
-            Ok(Vec::new())
-        } else {
-            procfs::list_fds(r.pid)
-        }
-    })
-}
 
 /// The tasks' family: each task's parent among the selected tasks (the
 /// thread-group leader for a thread when threads are tasks, the parent
@@ -88,84 +70,119 @@ impl Family {
         }
         Family { parent, levels }
     }
+
+    /// Each task's depth (0 for a root).
+    pub(crate) fn depths(&self, tasks: usize) -> Vec<u32> {
+        let mut depth = vec![0u32; tasks];
+        for (d, level) in self.levels.iter().enumerate() {
+            for &t in level {
+                depth[t as usize] = d as u32;
+            }
+        }
+        depth
+    }
 }
 
-/// One task's listing: its fds, and those proven to be its parent's.
-pub(crate) type Listing = (Result<Vec<procfs::FdEntry>>, Vec<FdNum>);
+/// One task's listing.
+pub(crate) struct Listing {
+    /// Its fds and link texts, or why its fd directory could not be read.
+    pub fds: Result<Vec<procfs::FdEntry>>,
+    /// Fds whose link could not be read (ENAMETOOLONG, EACCES, ...).
+    pub bad: Vec<(FdNum, Error)>,
+}
 
-/// Lists every task's fds, parents before children. An fd number N that the
-/// parent has too is first compared with the parent's N (one kcmp, about
-/// half the cost of a readlink): when they are one description, the child's
-/// fd takes the parent's link text without a readlink, and the pair is a
-/// proven inheritance hint. Otherwise the fd is read as usual.
-pub(crate) fn list_fds_inheriting(
+/// Lists every task's fds (through `task.via`) on all workers. A link that
+/// cannot be read is one bad fd, never the whole task.
+pub(crate) fn list_fds(
     tasks: &[SelectedTask],
-    family: &Family,
-    threads: bool,
-    cmp: &FileComparator<'_>,
     workers: usize,
     progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Vec<Listing> {
     let done = AtomicU64::new(0);
     let total = tasks.len() as u64;
-    let mut listings: Vec<Option<Listing>> = (0..tasks.len()).map(|_| None).collect();
-    for level in &family.levels {
-        let results = parallel_map(level.len(), workers, |x| {
-            let t = level[x] as usize;
-            let r = &tasks[t].record;
-            let mut hinted = Vec::new();
-            let listing = if r.kernel_thread || r.is_zombie() {
-                Ok(Vec::new())
-            } else {
-                let parent = family.parent[t].and_then(|p| match &listings[p as usize] {
-                    Some((Ok(entries), _)) => {
-                        Some((entries.as_slice(), tasks[p as usize].record.pid))
-                    }
-                    _ => None,
-                });
-                let dir = if threads && r.pid != r.tgid {
-                    procfs::FdDir::open_task(r.tgid, r.pid)
-                } else {
-                    procfs::FdDir::open(r.pid)
-                };
-                dir.and_then(|dir| {
-                    let mut entries = Vec::new();
-                    for fd in dir.fds()? {
-                        if let Some((pe, ppid)) = parent {
-                            if let Ok(k) = pe.binary_search_by_key(&fd, |e| e.fd) {
-                                if let Ok(KcmpOrdering::Equal) = cmp(r.pid, fd, ppid, fd) {
-                                    entries.push(procfs::FdEntry {
-                                        fd,
-                                        target: pe[k].target.clone(),
-                                    });
-                                    hinted.push(fd);
-                                    continue;
-                                }
-                            }
-                        }
-                        if let Some(target) = dir.readlink(fd)? {
-                            entries.push(procfs::FdEntry { fd, target });
-                        }
-                    }
-                    Ok(entries)
-                })
-            };
-            let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
-            if d % 64 == 0 || d == total {
-                progress(ScanProgress {
-                    phase: 0,
-                    done: d,
-                    total,
-                });
+    parallel_map(tasks.len(), workers, |t| {
+        let listing = list_task(&tasks[t]);
+        let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
+        if d % 64 == 0 || d == total {
+            progress(ScanProgress {
+                phase: 0,
+                done: d,
+                total,
+            });
+        }
+        listing
+    })
+}
+
+/// Lists one task's fds.
+pub(crate) fn list_task(task: &SelectedTask) -> Listing {
+    let mut out = Listing {
+        fds: Ok(Vec::new()),
+        bad: Vec::new(),
+    };
+    let r = &task.record;
+    if r.kernel_thread || r.is_zombie() {
+        return out;
+    }
+    out.fds = procfs::FdDir::open(task.via).and_then(|dir| {
+        let mut entries = Vec::new();
+        let this = task.record.tgid == Pid::this();
+        for fd in dir.fds()? {
+            if this && fd == dir.own_number() {
+                continue; // the directory being read
             }
-            (listing, hinted)
-        });
-        for (x, result) in results.into_iter().enumerate() {
-            listings[level[x] as usize] = Some(result);
+            match dir.readlink(fd) {
+                Ok(Some(target)) => entries.push(procfs::FdEntry { fd, target }),
+                Ok(None) => {} // closed meanwhile
+                Err(e) if e.is_gone() => return Err(e),
+                Err(e) => out.bad.push((fd, e)),
+            }
+        }
+        Ok(entries)
+    });
+    out
+}
+
+/// This process's own fds and their link texts, read before the engine
+/// opens anything: the caller's fds. See [`drop_engine_fds`].
+pub(crate) fn own_fds() -> HashMap<FdNum, String> {
+    let Ok(dir) = procfs::FdDir::open(Pid::this()) else {
+        return HashMap::new();
+    };
+    let mut out = HashMap::new();
+    for fd in dir.fds().unwrap_or_default() {
+        if fd != dir.own_number() {
+            if let Ok(Some(target)) = dir.readlink(fd) {
+                out.insert(fd, target);
+            }
         }
     }
-    listings
-        .into_iter()
-        .map(|l| l.expect("every task is on a level"))
-        .collect()
+    out
+}
+
+/// In a scan of this very process, keeps only the caller's fds: those open
+/// with the same link text before the scan began (`own`), and not one of
+/// the engine's pidfds. The engine's pidfds, pipes, /proc directories and
+/// copies all come later, so they never appear; a caller's fd closed and
+/// reused during the scan is left out too (it changed).
+pub(crate) fn drop_engine_fds(
+    tasks: &[SelectedTask],
+    listed: &mut [Listing],
+    own: &HashMap<FdNum, String>,
+) {
+    let me = Pid::this();
+    let pidfds: std::collections::HashSet<i32> = tasks
+        .iter()
+        .filter_map(|t| t.pidfd())
+        .map(|fd| rustix::fd::AsRawFd::as_raw_fd(&fd))
+        .collect();
+    for (t, l) in tasks.iter().zip(listed.iter_mut()) {
+        if t.record.tgid != me {
+            continue;
+        }
+        if let Ok(entries) = &mut l.fds {
+            entries.retain(|e| own.get(&e.fd) == Some(&e.target) && !pidfds.contains(&e.fd.get()));
+        }
+        l.bad.retain(|(fd, _)| own.contains_key(fd));
+    }
 }

@@ -5,41 +5,59 @@
 use super::group::Grouped;
 use super::kinds::KindOutcome;
 use super::pin::SelectedTask;
-use crate::model::{FdRef, OpenFileDescription, SharingMap, Skipped};
+use crate::model::{FdRef, OpenFileDescription, SharingMap, Skipped, SkippedFd};
 use kcmp::{Pid, ProcessResource};
 use std::collections::HashMap;
 
-/// Fills `map.open_files` (sorted by first member) and its kcmp-order index.
+/// Fills `map.open_files` (sorted by first member), its kcmp-order index,
+/// `skipped_fds` and `changed_fds`. A description listed under two keys
+/// (joined across names) appears once, indexed under both.
 pub(crate) fn assemble_files(
     map: &mut SharingMap,
     tasks: &[SelectedTask],
     grouped: Grouped,
     failed: &HashMap<u32, Skipped>,
 ) {
-    let Grouped {
-        rows, keys, groups, ..
-    } = grouped;
     let keep = |task: u32| !failed.contains_key(&task);
+    let Grouped {
+        rows,
+        keys,
+        groups,
+        unordered_keys,
+        bad_fds,
+        changed,
+        ..
+    } = grouped;
+    let fd_ref = |r: u32| {
+        let row = &rows[r as usize];
+        FdRef {
+            pid: tasks[row.task as usize].record.pid,
+            fd: row.fd,
+        }
+    };
     // (bucket, position in kcmp order) of each description, for the index.
-    let mut origin: Vec<(usize, usize)> = Vec::new();
+    let mut origin: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut seen: HashMap<u32, usize> = HashMap::new();
     for (bucket, groups) in groups.into_iter().enumerate() {
         for (position, g) in groups.into_iter().enumerate() {
+            let Some(&first) = g.first() else { continue };
+            if let Some(&d) = seen.get(&first) {
+                origin[d].push((bucket, position));
+                continue;
+            }
             let mut members: Vec<FdRef> = g
                 .iter()
-                .map(|&r| &rows[r as usize])
-                .filter(|r| keep(r.task))
-                .map(|r| FdRef {
-                    pid: tasks[r.task as usize].record.pid,
-                    fd: r.fd,
-                })
+                .filter(|&&r| keep(rows[r as usize].task))
+                .map(|&r| fd_ref(r))
                 .collect();
             if members.is_empty() {
                 continue;
             }
             members.sort_unstable();
-            let target = rows[g[0] as usize].target.clone();
+            let target = rows[first as usize].target.clone();
+            seen.insert(first, map.open_files.len());
             map.open_files.push(OpenFileDescription { target, members });
-            origin.push((bucket, position));
+            origin.push(vec![(bucket, position)]);
         }
     }
     let mut permutation: Vec<usize> = (0..map.open_files.len()).collect();
@@ -50,8 +68,9 @@ pub(crate) fn assemble_files(
     let mut by_bucket: Vec<Vec<(usize, usize)>> = vec![Vec::new(); keys.len()];
     for (new_index, &old) in permutation.iter().enumerate() {
         sorted.push(slots[old].take().expect("each description once"));
-        let (bucket, position) = origin[old];
-        by_bucket[bucket].push((position, new_index));
+        for &(bucket, position) in &origin[old] {
+            by_bucket[bucket].push((position, new_index));
+        }
     }
     map.open_files = sorted;
     for (bucket, mut entries) in by_bucket.into_iter().enumerate() {
@@ -61,6 +80,23 @@ pub(crate) fn assemble_files(
             entries.into_iter().map(|(_, i)| i).collect(),
         );
     }
+    map.unordered_keys = unordered_keys;
+    map.skipped_fds = bad_fds
+        .into_iter()
+        .filter(|(t, _, _)| keep(*t))
+        .map(|(t, fd, e)| SkippedFd {
+            pid: tasks[t as usize].record.pid,
+            fd,
+            reason: e.errno_name().unwrap_or("E?").to_string(),
+        })
+        .collect();
+    map.skipped_fds.sort_unstable_by_key(|s| (s.pid, s.fd));
+    map.changed_fds = changed
+        .into_iter()
+        .filter(|&r| keep(rows[r as usize].task))
+        .map(fd_ref)
+        .collect();
+    map.changed_fds.sort_unstable();
 }
 
 /// Fills `map.shared` and `map.unavailable` from the kinds' outcomes.

@@ -13,19 +13,21 @@
 //! Shared types live in [`crate::model`] and [`crate::parallel`], so no step
 //! imports a later one.
 
+pub(crate) mod anchor;
 pub(crate) mod group;
 pub(crate) mod kinds;
 pub(crate) mod list;
 pub(crate) mod map;
 pub(crate) mod pin;
 pub(crate) mod select;
+pub(crate) mod sorted;
 
 use crate::model::{ScanProgress, ScanStats, SharingMap};
 use crate::parallel::{workers, CallCounter};
 use crate::scan::ScanOptions;
 use crate::sentinel::Sentinels;
 use kcmp::{Error, Pid, Result};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
@@ -49,6 +51,8 @@ pub(crate) fn run(
     progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Result<SharingMap> {
     let started = Instant::now();
+    // The caller's own fds, before the engine opens any of its own.
+    let own_fds = list::own_fds();
     let mut phases = Phases {
         lap: started,
         ms: BTreeMap::new(),
@@ -81,23 +85,36 @@ pub(crate) fn run(
     phases.mark("pin");
 
     let family = list::Family::new(&tasks, options.threads);
-    let listed =
-        list::list_fds_inheriting(&tasks, &family, options.threads, &*cmp, workers, progress);
+    let mut listed = list::list_fds(&tasks, workers, progress);
+    list::drop_engine_fds(&tasks, &mut listed, &own_fds);
     phases.mark("list_fds");
-    let grouped = group::group_files(&tasks, &family, listed, &*cmp, workers, progress);
+    let budget = anchor::Budget::new(tasks.len());
+    let grouped = group::group_files(&tasks, &family, listed, &*cmp, &budget, workers, progress);
     phases.mark("group_fds");
 
-    let mut failed = grouped.failed.clone();
-    let repaired = AtomicU64::new(grouped.repaired);
+    let mut failed = HashMap::new();
+    for (t, e) in grouped.unlisted.iter().map(|(t, e)| (*t, e)) {
+        failed.insert(
+            t,
+            select::skipped_from(tasks[t as usize].record.pid, e, "list fds"),
+        );
+    }
+    for (t, e) in &grouped.task_errors {
+        failed
+            .entry(*t)
+            .or_insert_with(|| select::skipped_from(tasks[*t as usize].record.pid, e, "kcmp"));
+    }
+    let repaired = AtomicU64::new(0);
     if let Ok(s) = &mut sentinels {
         s.wait_ready();
     }
+    let kind_calls = CallCounter::default();
     let kinds = kinds::group_kinds(
         &tasks,
         &mut failed,
         sentinels.as_ref().ok(),
         availability,
-        &calls,
+        &kind_calls,
         &repaired,
         workers,
         progress,
@@ -111,7 +128,12 @@ pub(crate) fn run(
         buckets_compared: grouped.compared,
         buckets_split: grouped.split,
         fds_decided_by_key: grouped.by_key,
-        fds_vanished: grouped.vanished,
+        fds_vanished: grouped
+            .bad_fds
+            .iter()
+            .filter(|b| b.2.errno_name() == Some("EBADF"))
+            .count() as u64,
+        descriptions_joined_across_names: grouped.renamed,
         ..ScanStats::default()
     };
     map::assemble_files(&mut map, &tasks, grouped, &failed);
@@ -128,7 +150,12 @@ pub(crate) fn run(
     drop(freeze_guard);
     phases.mark("epoll_thaw");
     map.stats = ScanStats {
-        kcmp_calls: calls.total() + epoll_calls,
+        kcmp_calls: calls.total() + kind_calls.total() + epoll_calls,
+        kcmp_calls_by_phase: BTreeMap::from([
+            ("files".to_string(), calls.total()),
+            ("kinds".to_string(), kind_calls.total()),
+            ("epoll".to_string(), epoll_calls),
+        ]),
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         groupings_repaired: repaired.into_inner(),
         phase_ms: phases.ms,

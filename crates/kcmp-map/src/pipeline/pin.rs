@@ -6,12 +6,110 @@ use super::select::skipped_from;
 use crate::model::{Skipped, TaskRecord};
 use crate::parallel::parallel_map;
 use crate::procfs::{self, TaskStat};
-use kcmp::ProcessHandle;
+use kcmp::{Error, Pid, ProcessHandle, Result};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 /// A task selected for inspection, with its handle.
 pub(crate) struct SelectedTask {
+    /// What the output says about it (`pid` is the process, or the thread
+    /// with `threads`).
     pub record: TaskRecord,
-    pub handle: ProcessHandle,
+    /// The task to read and compare: `record.pid`, or a live thread of a
+    /// process whose main thread has exited (its fds live on in it).
+    pub via: Pid,
+    /// The pin of `via`.
+    pub pin: Pin,
+}
+
+/// How a task is pinned.
+pub(crate) enum Pin {
+    /// A pidfd (or the kernel's fallback to the start time).
+    Handle(ProcessHandle),
+    /// The start time only, checked again at the end: when the fd limit
+    /// leaves no room for one more pidfd.
+    StartTime(u64),
+}
+
+impl SelectedTask {
+    /// The pidfd, when the task has one.
+    pub(crate) fn pidfd(&self) -> Option<rustix::fd::BorrowedFd<'_>> {
+        match &self.pin {
+            Pin::Handle(h) => h.pidfd(),
+            Pin::StartTime(_) => None,
+        }
+    }
+
+    /// `Ok` when the task lived from its pinning until now.
+    pub(crate) fn verify(&self) -> Result<()> {
+        match &self.pin {
+            Pin::Handle(h) => h.verify(),
+            Pin::StartTime(t) => match procfs::read_stat(self.via) {
+                Ok(st) if st.start_time == *t => Ok(()),
+                _ => Err(Error::Vanished {
+                    pid: self.via.get(),
+                }),
+            },
+        }
+    }
+}
+
+/// Pidfds that may be open at once for pinning: three quarters of the fds
+/// still free under the soft `RLIMIT_NOFILE` (the library never raises
+/// it), keeping 128 for /proc reads and anchors.
+fn pidfd_budget() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20)
+        .min(1 << 20) as usize;
+    let open = procfs::FdDir::open(Pid::this())
+        .and_then(|d| d.fds())
+        .map_or(64, |f| f.len());
+    limit.saturating_sub(open + 128) * 3 / 4
+}
+
+/// The thread to inspect a process through: itself, or (its main thread
+/// exited) its first live thread, with that thread's stat.
+fn live_thread(st: &TaskStat) -> (Pid, TaskStat) {
+    if st.is_zombie() {
+        for tid in procfs::list_tids(st.pid).unwrap_or_default() {
+            if let Ok(t) = procfs::read_task_stat(st.pid, tid) {
+                if !t.is_zombie() {
+                    return (tid, t);
+                }
+            }
+        }
+    }
+    (st.pid, st.clone())
+}
+
+/// `pid`, or a live thread of it when its main thread has exited.
+pub(crate) fn live_thread_of(pid: Pid) -> Pid {
+    match procfs::read_stat(pid) {
+        Ok(st) => live_thread(&st).0,
+        Err(_) => pid,
+    }
+}
+
+/// The stat of `tid` when it is a thread (not a process) with an fd table
+/// of its own (`unshare(CLONE_FILES)`): a task in its own right.
+pub(crate) fn own_table_thread(tid: Pid) -> Option<TaskStat> {
+    let tgid = procfs::read_status_field(tid, "Tgid")
+        .ok()??
+        .trim()
+        .parse::<i32>()
+        .ok()?;
+    let tgid = Pid::new(tgid).ok()?;
+    if tgid == tid {
+        return None;
+    }
+    let leader = live_thread_of(tgid);
+    let own = kcmp::compare_process(kcmp::ProcessResource::Files, leader, tid).ok()?;
+    if own.is_equal() {
+        return None;
+    }
+    let mut st = procfs::read_task_stat(tgid, tid).ok()?;
+    st.pid = tid;
+    Some(st)
 }
 
 /// Expands processes into tasks (threads when `threads`) and pins each.
@@ -20,24 +118,25 @@ pub(crate) fn pin_tasks(
     threads: bool,
     workers: usize,
 ) -> (Vec<SelectedTask>, Vec<Skipped>) {
+    let budget = AtomicUsize::new(pidfd_budget());
     let results = parallel_map(procs.len(), workers, |i| {
         let st = &procs[i];
-        let mut out: Vec<std::result::Result<SelectedTask, Skipped>> = Vec::new();
-        let tids = if threads && !st.is_zombie() {
+        let tids = if threads {
             procfs::list_tids(st.pid).unwrap_or_else(|_| vec![st.pid])
         } else {
             vec![st.pid]
         };
+        let mut out: Vec<std::result::Result<SelectedTask, Skipped>> = Vec::new();
         for tid in tids {
             let stat = if tid == st.pid {
-                Ok(st.clone())
+                Ok(live_thread(st))
             } else {
-                procfs::read_task_stat(st.pid, tid)
+                procfs::read_task_stat(st.pid, tid).map(|s| (tid, s))
             };
-            let pinned =
-                stat.and_then(|stat| ProcessHandle::pin(tid, stat.start_time).map(|h| (stat, h)));
+            let pinned = stat
+                .and_then(|(via, stat)| pin(via, stat.start_time, &budget).map(|p| (via, stat, p)));
             out.push(match pinned {
-                Ok((stat, handle)) => Ok(SelectedTask {
+                Ok((via, stat, pin)) => Ok(SelectedTask {
                     record: TaskRecord {
                         pid: tid,
                         tgid: st.pid,
@@ -46,7 +145,8 @@ pub(crate) fn pin_tasks(
                         state: stat.state,
                         kernel_thread: stat.is_kernel_thread(),
                     },
-                    handle,
+                    via,
+                    pin,
                 }),
                 Err(e) => Err(skipped_from(tid, &e, "pin")),
             });
@@ -64,29 +164,33 @@ pub(crate) fn pin_tasks(
     (tasks, skipped)
 }
 
-/// Makes room for `extra` more open fds: raises the soft `RLIMIT_NOFILE`
-/// toward the hard limit when it is too low (a host with thousands of
-/// processes needs a pidfd for each), and grows the fd table once.
-pub(crate) fn reserve_fds(extra: usize) {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let want = (extra + 256) as u64;
-    let limit = getrlimit(Resource::Nofile);
-    let mut usable = limit.current.unwrap_or(u64::MAX);
-    if usable < want {
-        let raised = limit.maximum.map_or(want, |max| max.min(want));
-        if raised > usable
-            && setrlimit(
-                Resource::Nofile,
-                Rlimit {
-                    current: Some(raised),
-                    maximum: limit.maximum,
-                },
-            )
-            .is_ok()
-        {
-            usable = raised;
+/// Pins `tid` with a pidfd while the budget lasts, by start time after.
+fn pin(tid: Pid, start_time: u64, budget: &AtomicUsize) -> Result<Pin> {
+    let took = budget
+        .fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |b| {
+            b.checked_sub(1)
+        })
+        .is_ok();
+    if took {
+        ProcessHandle::pin(tid, start_time).map(Pin::Handle)
+    } else {
+        match procfs::read_stat(tid) {
+            Ok(st) if st.start_time == start_time => Ok(Pin::StartTime(start_time)),
+            _ => Err(Error::Vanished { pid: tid.get() }),
         }
     }
+}
+
+/// Makes room for `extra` more open fds within the soft `RLIMIT_NOFILE`
+/// (never raised here: that is the caller's decision, see
+/// [`crate::raise_fd_limit`]): grows the fd table once, while this thread
+/// may still be the only one (growing a shared table later waits for an
+/// RCU grace period each time it doubles).
+pub(crate) fn reserve_fds(extra: usize) {
+    let want = (extra + 256) as u64;
+    let usable = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
     // Growing the table: duplicate any fd to the highest number needed.
     let target = want.min(usable).saturating_sub(1).min(i32::MAX as u64) as i32;
     if let Ok(dir) = rustix::fs::openat(
@@ -109,7 +213,7 @@ pub(crate) fn verify_tasks(
         if failed.contains_key(&(i as u32)) {
             continue;
         }
-        if let Err(e) = t.handle.verify() {
+        if let Err(e) = t.verify() {
             failed.insert(
                 i as u32,
                 Skipped {

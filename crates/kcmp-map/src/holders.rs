@@ -137,8 +137,8 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     if pid == Pid::this() || options.include_self {
         procs.push(procfs::read_stat(Pid::this())?);
     }
-    // A thread with its own fd table holds fds in its own right.
-    procs.extend(crate::pipeline::pin::own_table_thread(pid));
+    // (Threads with their own fd table are tasks of their own: pinning
+    // expands every multi-threaded process into them.)
     crate::pipeline::pin::reserve_fds(procs.len());
     let (mut tasks, pin_skipped) = pin_tasks(&procs, false, workers);
     skipped.extend(pin_skipped);

@@ -20,6 +20,7 @@ pub fn run(pid: i32, fd: i32, peer: bool, json: bool, freeze: bool) -> i32 {
         (Ok(p), Ok(f)) => (p, f),
         (Err(e), _) | (_, Err(e)) => return report_error(&e),
     };
+    let _ = kcmp_map::raise_fd_limit(); // the library never raises it
     let options = HoldersOptions {
         peer,
         freeze,
@@ -43,6 +44,7 @@ pub fn run(pid: i32, fd: i32, peer: bool, json: bool, freeze: bool) -> i32 {
             "target": report.target,
             "holders": holders_json(&report.holders),
             "skipped": report.skipped,
+            "skipped_fds": report.skipped_fds,
             "stats": {"kcmp_calls": report.kcmp_calls, "elapsed_ms": report.elapsed_ms},
         });
         if let Some(p) = &report.peer {

@@ -42,6 +42,9 @@ struct ScanJson<'a> {
     not_frozen: Option<&'a [kcmp_map::freeze::NotFrozen]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     epoll: Option<&'a [kcmp_map::epoll::EpollInstance]>,
+    skipped_fds: &'a [kcmp_map::model::SkippedFd],
+    changed_fds: &'a [kcmp_map::scan::FdRef],
+    own_fd_tables: &'a [Pid],
 }
 
 /// Writes JSON schema 1 (see the README) and a newline.
@@ -75,6 +78,9 @@ pub fn write_json_with_epoll(
         frozen: map.frozen.then_some(true),
         not_frozen: map.frozen.then_some(&map.not_frozen[..]),
         epoll,
+        skipped_fds: &map.skipped_fds,
+        changed_fds: &map.changed_fds,
+        own_fd_tables: &map.own_fd_tables,
     };
     serde_json::to_writer(&mut *out, &doc)?;
     out.write_all(b"\n")
@@ -146,6 +152,21 @@ pub fn human_with_findings(
     }
     if let Some(note) = super::skipped_note(&map.skipped, style) {
         let _ = writeln!(out, "{note}");
+    }
+    for (what, n) in [
+        (
+            "fds changed during the scan (in no description)",
+            map.changed_fds.len(),
+        ),
+        ("fds skipped (unreadable or closed)", map.skipped_fds.len()),
+        (
+            "threads with their own fd table, shown as tasks",
+            map.own_fd_tables.len(),
+        ),
+    ] {
+        if n > 0 {
+            let _ = writeln!(out, "{}", style.warn(&format!("{what}: {n}")));
+        }
     }
     if map.frozen && !map.not_frozen.is_empty() {
         let _ = writeln!(

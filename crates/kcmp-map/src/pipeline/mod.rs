@@ -82,6 +82,13 @@ pub(crate) fn run(
     let freeze_guard = freeze(options, &procs, &mut map)?;
     let (tasks, pin_skipped) = pin::pin_tasks(&procs, options.threads, workers);
     skipped.extend(pin_skipped);
+    if !options.threads {
+        map.own_fd_tables = tasks
+            .iter()
+            .filter(|t| t.record.pid != t.record.tgid)
+            .map(|t| t.record.pid)
+            .collect();
+    }
     phases.mark("pin");
 
     let family = list::Family::new(&tasks, options.threads);

@@ -112,6 +112,21 @@ pub(crate) fn own_table_thread(tid: Pid) -> Option<TaskStat> {
     Some(st)
 }
 
+/// The threads of a process with an fd table of their own
+/// (`unshare(CLONE_FILES)`): one kcmp per thread against the process.
+fn own_table_threads(st: &TaskStat) -> Vec<Pid> {
+    let (leader, _) = live_thread(st);
+    procfs::list_tids(st.pid)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&tid| tid != st.pid && tid != leader)
+        .filter(|&tid| {
+            kcmp::compare_process(kcmp::ProcessResource::Files, leader, tid)
+                .is_ok_and(|o| !o.is_equal())
+        })
+        .collect()
+}
+
 /// Expands processes into tasks (threads when `threads`) and pins each.
 pub(crate) fn pin_tasks(
     procs: &[TaskStat],
@@ -124,11 +139,17 @@ pub(crate) fn pin_tasks(
         let tids = if threads {
             procfs::list_tids(st.pid).unwrap_or_else(|_| vec![st.pid])
         } else {
-            vec![st.pid]
+            let mut tids = vec![st.pid];
+            if st.num_threads > 1 && !st.is_kernel_thread() {
+                tids.extend(own_table_threads(st));
+            }
+            tids
         };
         let mut out: Vec<std::result::Result<SelectedTask, Skipped>> = Vec::new();
         for tid in tids {
-            let stat = if tid == st.pid {
+            let stat = if tid == st.pid && st.num_threads == 1 {
+                Ok((st.pid, st.clone()))
+            } else if tid == st.pid {
                 Ok(live_thread(st))
             } else {
                 procfs::read_task_stat(st.pid, tid).map(|s| (tid, s))

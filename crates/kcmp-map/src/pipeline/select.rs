@@ -55,6 +55,7 @@ pub(crate) fn select_processes(
     let me = Pid::this();
     let stats = all_stats(workers(options.workers))?;
     let mut chosen: BTreeSet<Pid> = BTreeSet::new();
+    let mut threads: Vec<TaskStat> = Vec::new();
     if options.pids.is_empty() && options.trees.is_empty() {
         chosen.extend(stats.keys().copied());
     } else {
@@ -64,9 +65,9 @@ pub(crate) fn select_processes(
         }
         for &p in options.pids.iter().chain(&options.trees) {
             if !stats.contains_key(&p) {
-                // Maybe a thread id, or a process we could not stat.
+                // A thread id, or a process we could not stat.
                 match procfs::read_stat(p) {
-                    Ok(_) => {}
+                    Ok(_) => threads.extend(named_thread(p)),
                     Err(e) => skipped.push(skipped_from(p, &e, "read /proc")),
                 }
             }
@@ -99,5 +100,24 @@ pub(crate) fn select_processes(
         .into_iter()
         .filter(|p| !exclude.contains(p))
         .filter_map(|p| stats.get(&p).cloned())
+        .chain(threads)
         .collect())
+}
+
+/// A thread named explicitly: it is inspected as a task of its own, with
+/// its own fd table when it has one (`unshare(CLONE_FILES)`), otherwise as
+/// its process. Marked single-threaded so that pinning does not expand it.
+fn named_thread(tid: Pid) -> Option<TaskStat> {
+    let tgid: i32 = procfs::read_status_field(tid, "Tgid")
+        .ok()??
+        .trim()
+        .parse()
+        .ok()?;
+    let tgid = Pid::new(tgid).ok()?;
+    let mut st = match crate::pipeline::pin::own_table_thread(tid) {
+        Some(st) => st,
+        None => procfs::read_stat(tgid).ok()?,
+    };
+    st.num_threads = 1;
+    Some(st)
 }

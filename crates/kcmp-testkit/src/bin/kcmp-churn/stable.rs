@@ -204,7 +204,7 @@ pub fn run(mode: &str) {
     loop {
         step(mode, &mut rng, &file, &mut extra);
         n += 1;
-        if n % 256 == 0 && stdin_closed() {
+        if n.is_multiple_of(256) && stdin_closed() {
             break;
         }
     }

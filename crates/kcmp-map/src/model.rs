@@ -84,16 +84,17 @@ pub struct ScanStats {
     pub buckets_compared: u64,
     /// Buckets large enough to be grouped in parts on all workers and merged.
     pub buckets_split: u64,
-    /// Fds whose description was proven by key alone (sockets, single fds).
+    /// Fds alone in their bucket (one fd: its own description, no kcmp).
     pub fds_decided_by_key: u64,
     /// Fds closed while the scan ran (left out).
     pub fds_vanished: u64,
-    /// Groupings (fd buckets or process-level kinds) whose sorted
-    /// representatives turned out inconsistent — something changed under
-    /// the scan — and were rebuilt ([`OrderedGroups::check_and_repair`]).
+    /// Process-level kind groupings whose sorted representatives turned out
+    /// inconsistent — a task exec'd or exited under the scan — and were
+    /// rebuilt (`kcmp::grouping::OrderedGroups::check_and_repair`). Fd
+    /// buckets need no repair: their representatives are anchors.
     pub groupings_repaired: u64,
-    /// kcmp(2) calls per phase: `files` (listing hints, grouping, anchors,
-    /// re-verification), `kinds` (process-level kinds), `epoll`.
+    /// kcmp(2) calls per phase: `files` (grouping, inheritance hints,
+    /// anchors, re-verification), `kinds` (process-level kinds), `epoll`.
     pub kcmp_calls_by_phase: BTreeMap<String, u64>,
     /// Descriptions found under two names (a file renamed during the
     /// scan, or hard links) and joined by kcmp.

@@ -2,22 +2,33 @@
 //! which tasks share vm, files, fs, sighand, io and sysvsem.
 //!
 //! # How it stays exact and fast
-//! 1. Tasks are enumerated from /proc and pinned ([`ProcessHandle`]).
-//! 2. Every task's fds are listed with their link text, on all cores.
-//! 3. Fds are bucketed by a key that every fd of one description shares
-//!    ([`procfs::bucket_key`]). A socket inode has exactly one description,
-//!    so socket buckets need no kcmp at all.
-//! 4. Within a bucket, descriptions are told apart by kcmp's ordering
-//!    ([`OrderedGroups`]): about one call per fd when the bucket is one
-//!    description, `log2(descriptions)` otherwise. Never pairwise.
+//! The scan is a pipeline, one step per module of `pipeline/` (private):
+//! select → pin → list fds → group files → process kinds → epoll → the
+//! [`SharingMap`]. In short:
+//! 1. Processes are selected from one parallel read of /proc/PID/stat and
+//!    pinned (a pidfd while the fd limit allows, else the start time).
+//! 2. Every task's fds are listed with their link texts, on all cores; an
+//!    unreadable link is one skipped fd, never the whole task.
+//! 3. Fds are bucketed by link text ([`procfs::bucket_key`]); every bucket
+//!    of two or more fds is split into descriptions by kcmp's order, each
+//!    fd compared with an *anchor* — the engine's own `pidfd_getfd` copy of
+//!    a description, which nothing else can change — by binary search, after
+//!    one try against its parent's same-numbered fd's description.
+//! 4. Descriptions of one (mount, inode) under two link texts (a rename
+//!    during the scan) are grouped again together.
 //! 5. The six process-level kinds are grouped the same way, with sentinel
 //!    tasks ([`crate::sentinel`]) to tell "none" from "shared".
 //! 6. Tasks that exited during the scan, or whose pid was reused, are
 //!    dropped from every answer and reported as skipped.
+//!
+//! The README's "How it stays exact" says why each step keeps the answer
+//! exact.
 
 pub use crate::model::{
     FdRef, OpenFileDescription, ScanProgress, ScanStats, SharingMap, Skipped, TaskRecord,
 };
+#[allow(unused_imports)] // for the links above
+use crate::procfs;
 use kcmp::{Pid, Result};
 
 /// Which tasks to scan, and how.

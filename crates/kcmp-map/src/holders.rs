@@ -8,9 +8,11 @@ use crate::model::Skipped;
 use crate::model::SkippedFd;
 use crate::parallel::parallel_map;
 use crate::parallel::CallCounter;
-use crate::pipeline::group::file_comparator;
+use crate::pipeline::group::{file_comparator, FileComparator};
 use crate::pipeline::list::list_task;
+use crate::pipeline::list::Listing;
 use crate::pipeline::pin::pin_tasks;
+use crate::pipeline::pin::SelectedTask;
 use crate::pipeline::select::{select_processes, skipped_from};
 use crate::procfs::{self, FdTarget};
 use crate::scan::ScanOptions;
@@ -132,42 +134,17 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     let queried = kcmp::ProcessHandle::open(via)?;
     let queried_mode = procfs::read_fdinfo(via, fd).map(|i| i.access_mode()).ok();
 
-    let mut skipped = Vec::new();
-    let mut procs = select_processes(&ScanOptions::default(), &HashSet::new(), &mut skipped)?;
-    if pid == Pid::this() || options.include_self {
-        procs.push(procfs::read_stat(Pid::this())?);
-    }
-    // (Threads with their own fd table are tasks of their own: pinning
-    // expands every multi-threaded process into them.)
-    crate::pipeline::pin::reserve_fds(procs.len());
-    let (mut tasks, pin_skipped) = pin_tasks(&procs, false, workers);
-    skipped.extend(pin_skipped);
+    let (mut tasks, skipped) = candidates(pid, options, workers)?;
     let mut listed = list_all_fds(&tasks, workers);
 
     // Freeze only the processes that hold an fd with the same key, then
     // list their fds again: now they cannot change.
     let mut freeze_guard = None;
     if options.freeze {
-        let holders_of_key: Vec<usize> = (0..tasks.len())
-            .filter(|&i| {
-                matches!(&listed[i].fds, Ok(fds) if fds.iter().any(|e| procfs::bucket_key(&e.target) == key))
-                    || tasks[i].record.pid == pid
-            })
-            .collect();
-        let pids: Vec<Pid> = holders_of_key
-            .iter()
-            .map(|&i| tasks[i].record.pid)
-            .collect();
-        freeze_guard = Some(crate::freeze::freeze(&pids)?);
-        let keep: HashSet<usize> = holders_of_key.into_iter().collect();
-        let mut kept_tasks = Vec::new();
-        for (i, t) in tasks.into_iter().enumerate() {
-            if keep.contains(&i) {
-                kept_tasks.push(t);
-            }
-        }
-        tasks = kept_tasks;
+        let (kept, frozen) = freeze_holders_of_key(tasks, &listed, &key, pid)?;
+        tasks = kept;
         listed = list_all_fds(&tasks, workers);
+        freeze_guard = Some(frozen);
     }
 
     let calls = CallCounter::default();
@@ -185,6 +162,143 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         ),
         None => (via, fd),
     };
+    let rep = Rep {
+        pid: rep_pid,
+        fd: rep_fd,
+        queried: (anchor.is_none()).then_some((via, fd)),
+    };
+    let Sorting {
+        same,
+        others,
+        failed,
+        skipped_fds,
+    } = compare_all(&tasks, &listed, &key, &*cmp, rep)?;
+
+    let peer = options
+        .peer
+        .then(|| peer_holders(&link, &others, &tasks, &*cmp, queried_mode))
+        .flatten();
+
+    queried.verify()?;
+    let frozen = freeze_guard.is_some();
+    drop(freeze_guard);
+    let (holders, peer, skipped) = survivors(&tasks, same, peer, failed, skipped);
+    Ok(HoldersReport {
+        pid,
+        fd,
+        target: link,
+        holders,
+        peer,
+        skipped,
+        skipped_fds,
+        kcmp_calls: calls.total(),
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        frozen,
+    })
+}
+
+/// Every process but this one (unless asked for), pinned.
+fn candidates(
+    pid: Pid,
+    options: &HoldersOptions,
+    workers: usize,
+) -> Result<(Vec<SelectedTask>, Vec<Skipped>)> {
+    let mut skipped = Vec::new();
+    let mut procs = select_processes(&ScanOptions::default(), &HashSet::new(), &mut skipped)?;
+    if pid == Pid::this() || options.include_self {
+        procs.push(procfs::read_stat(Pid::this())?);
+    }
+    // Threads with their own fd table are tasks of their own: pinning
+    // expands every multi-threaded process into them.
+    crate::pipeline::pin::reserve_fds(procs.len());
+    let (tasks, pin_skipped) = pin_tasks(&procs, false, workers);
+    skipped.extend(pin_skipped);
+    Ok((tasks, skipped))
+}
+
+/// The holders among the tasks that lived through the inspection, and the
+/// skipped tasks.
+fn survivors(
+    tasks: &[SelectedTask],
+    same: Vec<(usize, FdNum)>,
+    mut peer: Option<PeerHolders>,
+    mut failed: HashMap<usize, Skipped>,
+    mut skipped: Vec<Skipped>,
+) -> (Vec<Holder>, Option<PeerHolders>, Vec<Skipped>) {
+    // Discard answers about tasks that did not live through the inspection.
+    for (i, t) in tasks.iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = failed.entry(i) {
+            if let Err(e) = t.verify() {
+                slot.insert(skipped_from(t.record.pid, &e, "verify"));
+            }
+        }
+    }
+    let mut holders: Vec<Holder> = same
+        .into_iter()
+        .filter(|(i, _)| !failed.contains_key(i))
+        .map(|(i, f)| holder(&tasks[i].record, f))
+        .collect();
+    holders.sort_unstable_by_key(|h| (h.pid, h.fd));
+    if let Some(p) = &mut peer {
+        let gone: HashSet<Pid> = failed.values().map(|s| s.pid).collect();
+        p.holders.retain(|h| !gone.contains(&h.pid));
+    }
+    skipped.extend(failed.into_values());
+    skipped.sort_unstable_by_key(|s| s.pid);
+    (holders, peer, skipped)
+}
+
+/// The freeze step of [`find_holders`]: stops the processes that hold an
+/// fd with the queried key (and the queried one); keeps only those tasks.
+fn freeze_holders_of_key(
+    tasks: Vec<SelectedTask>,
+    listed: &[Listing],
+    key: &str,
+    pid: Pid,
+) -> Result<(Vec<SelectedTask>, crate::freeze::FrozenSet)> {
+    let holds_key = |i: usize| {
+        matches!(&listed[i].fds, Ok(fds) if fds.iter().any(|e| procfs::bucket_key(&e.target) == key))
+            || tasks[i].record.pid == pid
+    };
+    let keep: HashSet<usize> = (0..tasks.len()).filter(|&i| holds_key(i)).collect();
+    let pids: Vec<Pid> = keep.iter().map(|&i| tasks[i].record.pid).collect();
+    let frozen = crate::freeze::freeze(&pids)?;
+    let kept = tasks
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, t)| t)
+        .collect();
+    Ok((kept, frozen))
+}
+
+/// What every fd is compared with: the engine's copy of the queried
+/// description, or the queried fd itself (`queried`: its (pid, fd)).
+#[derive(Clone, Copy)]
+struct Rep {
+    pid: Pid,
+    fd: FdNum,
+    queried: Option<(Pid, FdNum)>,
+}
+
+/// The fds with the queried key, sorted out.
+struct Sorting {
+    same: Vec<(usize, FdNum)>,
+    others: Vec<(usize, FdNum)>,
+    failed: HashMap<usize, Skipped>,
+    skipped_fds: Vec<SkippedFd>,
+}
+
+/// Compares every fd with the queried key against `rep`. A failed
+/// comparison is the fd's task's fault only if `rep` itself still compares.
+fn compare_all(
+    tasks: &[SelectedTask],
+    listed: &[Listing],
+    key: &str,
+    cmp: &FileComparator<'_>,
+    rep: Rep,
+) -> Result<Sorting> {
+    let (rep_pid, rep_fd) = (rep.pid, rep.fd);
     let mut skipped_fds = Vec::new();
     let mut failed: HashMap<usize, Skipped> = HashMap::new();
     let mut same: Vec<(usize, FdNum)> = Vec::new();
@@ -209,7 +323,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
             .filter(|e| procfs::bucket_key(&e.target) == key)
         {
             let p = tasks[i].via;
-            let verdict = if anchor.is_none() && p == via && e.fd == fd {
+            let verdict = if rep.queried == Some((p, e.fd)) {
                 Ok(KcmpOrdering::Equal)
             } else {
                 cmp(p, e.fd, rep_pid, rep_fd)
@@ -229,88 +343,65 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         }
     }
 
-    let mut peer = None;
-    if options.peer {
-        if let FdTarget::Pipe(_) = FdTarget::parse(&link) {
-            // Split the other fds of this pipe into descriptions, then keep
-            // those of another access mode (the other end).
-            let mut groups = OrderedGroups::new();
-            let mut c = |a: (usize, FdNum), b: (usize, FdNum)| {
-                cmp(tasks[a.0].via, a.1, tasks[b.0].via, b.1)
-            };
-            for &o in &others {
-                let _ = groups.insert(o, &mut c);
-            }
-            let mut holders = Vec::new();
-            let mut ends = Vec::new();
-            for g in groups.groups() {
-                let (t, f) = g[0];
-                let mode = procfs::read_fdinfo(tasks[t].via, f)
-                    .map(|i| i.access_mode())
-                    .ok();
-                let other_end = match (queried_mode, mode) {
-                    (Some(q), Some(m)) => q == 2 || m == 2 || q != m,
-                    _ => true,
-                };
-                if other_end {
-                    ends.push(access_end(mode.unwrap_or(2)));
-                    holders.extend(g.iter().map(|&(t, f)| holder(&tasks[t].record, f)));
-                }
-            }
-            ends.sort_unstable();
-            ends.dedup();
-            holders.sort_unstable_by_key(|h| (h.pid, h.fd));
-            peer = Some(PeerHolders {
-                target: link.clone(),
-                end: if ends.is_empty() {
-                    access_end(match queried_mode {
-                        Some(0) => 1,
-                        Some(1) => 0,
-                        _ => 2,
-                    })
-                    .to_string()
-                } else {
-                    ends.join(",")
-                },
-                holders,
-            });
-        }
-    }
-
-    // Discard answers about tasks that did not live through the inspection.
-    for (i, t) in tasks.iter().enumerate() {
-        if let std::collections::hash_map::Entry::Vacant(slot) = failed.entry(i) {
-            if let Err(e) = t.verify() {
-                slot.insert(skipped_from(t.record.pid, &e, "verify"));
-            }
-        }
-    }
-    queried.verify()?;
-    let frozen = freeze_guard.is_some();
-    drop(freeze_guard);
-    let mut holders: Vec<Holder> = same
-        .into_iter()
-        .filter(|(i, _)| !failed.contains_key(i))
-        .map(|(i, f)| holder(&tasks[i].record, f))
-        .collect();
-    holders.sort_unstable_by_key(|h| (h.pid, h.fd));
-    if let Some(p) = &mut peer {
-        let gone: HashSet<Pid> = failed.values().map(|s| s.pid).collect();
-        p.holders.retain(|h| !gone.contains(&h.pid));
-    }
-    skipped.extend(failed.into_values());
-    skipped.sort_unstable_by_key(|s| s.pid);
-    Ok(HoldersReport {
-        pid,
-        fd,
-        target: link,
-        holders,
-        peer,
-        skipped,
+    Ok(Sorting {
+        same,
+        others,
+        failed,
         skipped_fds,
-        kcmp_calls: calls.total(),
-        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-        frozen,
+    })
+}
+
+/// The holders of the other end of a pipe: the other fds of the pipe split
+/// into descriptions, keeping those of another access mode.
+fn peer_holders(
+    link: &str,
+    others: &[(usize, FdNum)],
+    tasks: &[SelectedTask],
+    cmp: &FileComparator<'_>,
+    queried_mode: Option<u32>,
+) -> Option<PeerHolders> {
+    let FdTarget::Pipe(_) = FdTarget::parse(link) else {
+        return None;
+    };
+    let mut groups = OrderedGroups::new();
+    let mut c =
+        |a: (usize, FdNum), b: (usize, FdNum)| cmp(tasks[a.0].via, a.1, tasks[b.0].via, b.1);
+    for &o in others {
+        let _ = groups.insert(o, &mut c);
+    }
+    let mut holders = Vec::new();
+    let mut ends = Vec::new();
+    for g in groups.groups() {
+        let (t, f) = g[0];
+        let mode = procfs::read_fdinfo(tasks[t].via, f)
+            .map(|i| i.access_mode())
+            .ok();
+        let other_end = match (queried_mode, mode) {
+            (Some(q), Some(m)) => q == 2 || m == 2 || q != m,
+            _ => true,
+        };
+        if other_end {
+            ends.push(access_end(mode.unwrap_or(2)));
+            holders.extend(g.iter().map(|&(t, f)| holder(&tasks[t].record, f)));
+        }
+    }
+    ends.sort_unstable();
+    ends.dedup();
+    holders.sort_unstable_by_key(|h| (h.pid, h.fd));
+    let end = if ends.is_empty() {
+        let other = match queried_mode {
+            Some(0) => 1,
+            Some(1) => 0,
+            _ => 2,
+        };
+        access_end(other).to_string()
+    } else {
+        ends.join(",")
+    };
+    Some(PeerHolders {
+        target: link.to_string(),
+        end,
+        holders,
     })
 }
 

@@ -11,8 +11,9 @@
 use super::anchor::{mount_and_inode, Budget, Rep};
 use super::list::{Family, Listing};
 use super::pin::SelectedTask;
+use super::select::skipped_from;
 use super::sorted::{Placed, Rows, Sorted};
-use crate::model::ScanProgress;
+use crate::model::{ScanProgress, ScanStats, Skipped};
 use crate::parallel::{parallel_map, CallCounter};
 use crate::procfs::{self, FdTarget};
 use kcmp::{compare_files, Error, FdNum, KcmpOrdering, Pid, Result};
@@ -99,6 +100,41 @@ impl Rows for Table<'_> {
     }
     fn pidfd(&self, row: u32) -> Option<BorrowedFd<'_>> {
         self.tasks[self.rows[row as usize].task as usize].pidfd()
+    }
+}
+
+impl Grouped {
+    /// The tasks that failed here (fd directory unreadable, EPERM, exited).
+    pub(crate) fn failed_tasks(&self, tasks: &[SelectedTask]) -> HashMap<u32, Skipped> {
+        let mut failed = HashMap::new();
+        for (t, e) in &self.unlisted {
+            failed.insert(
+                *t,
+                skipped_from(tasks[*t as usize].record.pid, e, "list fds"),
+            );
+        }
+        for (t, e) in &self.task_errors {
+            failed
+                .entry(*t)
+                .or_insert_with(|| skipped_from(tasks[*t as usize].record.pid, e, "kcmp"));
+        }
+        failed
+    }
+
+    /// The grouping's counters.
+    pub(crate) fn stats(&self) -> ScanStats {
+        let vanished = self
+            .bad_fds
+            .iter()
+            .filter(|b| b.2.errno_name() == Some("EBADF"));
+        ScanStats {
+            buckets_compared: self.compared,
+            buckets_split: self.split,
+            fds_decided_by_key: self.by_key,
+            fds_vanished: vanished.count() as u64,
+            descriptions_joined_across_names: self.renamed,
+            ..ScanStats::default()
+        }
     }
 }
 

@@ -40,93 +40,128 @@ fn process_kinds(
     let kinds = ProcessResource::ALL;
     let done = AtomicU64::new(0);
     let results = parallel_map(kinds.len(), workers, |k| {
-        let kind = kinds[k];
-        let pid_of = |item: KindItem| match item {
-            KindItem::Task(t) => tasks[t as usize].via,
-            KindItem::Sentinel(p) => p,
-        };
-        let mut c = |a: KindItem, b: KindItem| {
-            calls.add();
-            compare_process(kind, pid_of(a), pid_of(b))
-        };
-        let mut groups = OrderedGroups::new();
-        // Sentinels: the zombie for vm/files/fs, the live pair for io/sysvsem.
-        let mut live = Vec::new();
-        let mut zombie = None;
-        if let Some(s) = sentinels {
-            match kind {
-                ProcessResource::Vm | ProcessResource::Files | ProcessResource::Fs => {
-                    zombie = s.zombie_pid().map(KindItem::Sentinel);
-                }
-                ProcessResource::Io | ProcessResource::Sysvsem => {
-                    live = s.live_pids().into_iter().map(KindItem::Sentinel).collect();
-                }
-                ProcessResource::Sighand => {}
-            }
-        } else if kind.may_be_absent() {
-            return KindOutcome::Unavailable(
-                "could not start sentinel tasks to tell \"none\" from \"shared\"".into(),
-            );
-        }
-        for item in live.iter().chain(zombie.iter()) {
-            if groups.insert(*item, &mut c).is_err() {
-                return KindOutcome::Unavailable(format!(
-                    "a sentinel task could not be compared on {}",
-                    kind.name()
-                ));
-            }
-        }
-        let mut failures = Vec::new();
-        for &t in candidates {
-            if let Err(e) = groups.insert(KindItem::Task(t), &mut c) {
-                failures.push((t, e.error));
-            }
-        }
+        let outcome = one_kind(kinds[k], tasks, candidates, sentinels, calls, repaired);
         let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
         progress(ScanProgress {
             phase: 2,
             done: d,
             total: kinds.len() as u64,
         });
-        // A task may have exec'd or exited under the search: check, repair.
-        if groups.check_and_repair(&mut c, 3) > 0 {
-            repaired.fetch_add(1, AtomicOrdering::Relaxed);
-        }
-        let groups = groups.into_groups();
-        // The group of the absent object.
-        let absent_group = if let Some(z) = zombie {
-            groups.iter().position(|g| g.contains(&z))
-        } else if live.len() == 2 {
-            let a = groups.iter().position(|g| g.contains(&live[0]));
-            let b = groups.iter().position(|g| g.contains(&live[1]));
-            if a != b {
-                return KindOutcome::Unavailable(format!(
-                    "two fresh sentinel tasks do not compare equal on {} (this process may have an \
-                     I/O priority that gives children their own context), so \"none\" cannot be \
-                     told from \"shared\"",
-                    kind.name()
-                ));
-            }
-            a
-        } else {
-            None
-        };
-        let out: Vec<Vec<u32>> = groups
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != absent_group)
-            .map(|(_, g)| {
-                g.into_iter()
-                    .filter_map(|item| match item {
-                        KindItem::Task(t) => Some(t),
-                        KindItem::Sentinel(_) => None,
-                    })
-                    .collect()
-            })
-            .collect();
-        KindOutcome::Groups(out, failures)
+        outcome
     });
     kinds.into_iter().zip(results).collect()
+}
+
+/// The sentinels that stand for "none" on `kind`: the zombie for
+/// vm/files/fs, the live pair for io/sysvsem. `Err` when they are needed
+/// and missing.
+fn sentinel_items(
+    kind: ProcessResource,
+    sentinels: Option<&Sentinels>,
+) -> Result<(Vec<KindItem>, Option<KindItem>), String> {
+    let Some(s) = sentinels else {
+        if kind.may_be_absent() {
+            return Err("could not start sentinel tasks to tell \"none\" from \"shared\"".into());
+        }
+        return Ok((Vec::new(), None));
+    };
+    Ok(match kind {
+        ProcessResource::Vm | ProcessResource::Files | ProcessResource::Fs => {
+            (Vec::new(), s.zombie_pid().map(KindItem::Sentinel))
+        }
+        ProcessResource::Io | ProcessResource::Sysvsem => (
+            s.live_pids().into_iter().map(KindItem::Sentinel).collect(),
+            None,
+        ),
+        ProcessResource::Sighand => (Vec::new(), None),
+    })
+}
+
+/// Groups the candidates on one kind, with its sentinels.
+fn one_kind(
+    kind: ProcessResource,
+    tasks: &[SelectedTask],
+    candidates: &[u32],
+    sentinels: Option<&Sentinels>,
+    calls: &CallCounter,
+    repaired: &AtomicU64,
+) -> KindOutcome {
+    let pid_of = |item: KindItem| match item {
+        KindItem::Task(t) => tasks[t as usize].via,
+        KindItem::Sentinel(p) => p,
+    };
+    let mut c = |a: KindItem, b: KindItem| {
+        calls.add();
+        compare_process(kind, pid_of(a), pid_of(b))
+    };
+    let (live, zombie) = match sentinel_items(kind, sentinels) {
+        Ok(s) => s,
+        Err(why) => return KindOutcome::Unavailable(why),
+    };
+    let mut groups = OrderedGroups::new();
+    for item in live.iter().chain(zombie.iter()) {
+        if groups.insert(*item, &mut c).is_err() {
+            return KindOutcome::Unavailable(format!(
+                "a sentinel task could not be compared on {}",
+                kind.name()
+            ));
+        }
+    }
+    let mut failures = Vec::new();
+    for &t in candidates {
+        if let Err(e) = groups.insert(KindItem::Task(t), &mut c) {
+            failures.push((t, e.error));
+        }
+    }
+    // A task may have exec'd or exited under the search: check, repair.
+    if groups.check_and_repair(&mut c, 3) > 0 {
+        repaired.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+    let groups = groups.into_groups();
+    let absent_group = match absent_group(kind, &groups, &live, zombie) {
+        Ok(g) => g,
+        Err(why) => return KindOutcome::Unavailable(why),
+    };
+    let out: Vec<Vec<u32>> = groups
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != absent_group)
+        .map(|(_, g)| {
+            g.into_iter()
+                .filter_map(|item| match item {
+                    KindItem::Task(t) => Some(t),
+                    KindItem::Sentinel(_) => None,
+                })
+                .collect()
+        })
+        .collect();
+    KindOutcome::Groups(out, failures)
+}
+
+/// The group of the absent object: the sentinels' group.
+fn absent_group(
+    kind: ProcessResource,
+    groups: &[Vec<KindItem>],
+    live: &[KindItem],
+    zombie: Option<KindItem>,
+) -> Result<Option<usize>, String> {
+    if let Some(z) = zombie {
+        return Ok(groups.iter().position(|g| g.contains(&z)));
+    }
+    if live.len() != 2 {
+        return Ok(None);
+    }
+    let a = groups.iter().position(|g| g.contains(&live[0]));
+    let b = groups.iter().position(|g| g.contains(&live[1]));
+    if a != b {
+        return Err(format!(
+            "two fresh sentinel tasks do not compare equal on {} (this process may have an \
+             I/O priority that gives children their own context), so \"none\" cannot be \
+             told from \"shared\"",
+            kind.name()
+        ));
+    }
+    Ok(a)
 }
 
 /// The process-level kinds of the tasks that did not fail, and the tasks

@@ -60,6 +60,30 @@ pub(crate) fn assemble_files(
             origin.push(vec![(bucket, position)]);
         }
     }
+    sort_and_index(map, &origin, &keys);
+    map.unordered_keys = unordered_keys;
+    map.skipped_fds = bad_fds
+        .into_iter()
+        .filter(|(t, _, _)| keep(*t))
+        .map(|(t, fd, e)| SkippedFd {
+            pid: tasks[t as usize].record.pid,
+            fd,
+            reason: e.errno_name().unwrap_or("E?").to_string(),
+        })
+        .collect();
+    map.skipped_fds.sort_unstable_by_key(|s| (s.pid, s.fd));
+    map.changed_fds = changed
+        .into_iter()
+        .filter(|&r| keep(rows[r as usize].task))
+        .map(fd_ref)
+        .collect();
+    map.changed_fds.sort_unstable();
+}
+
+/// Sorts `map.open_files` by first member and builds, for each bucket key,
+/// the indices of its descriptions in kcmp order (`origin`: each
+/// description's (bucket, position) pairs).
+fn sort_and_index(map: &mut SharingMap, origin: &[Vec<(usize, usize)>], keys: &[String]) {
     let mut permutation: Vec<usize> = (0..map.open_files.len()).collect();
     permutation
         .sort_unstable_by(|&a, &b| map.open_files[a].members[0].cmp(&map.open_files[b].members[0]));
@@ -80,23 +104,6 @@ pub(crate) fn assemble_files(
             entries.into_iter().map(|(_, i)| i).collect(),
         );
     }
-    map.unordered_keys = unordered_keys;
-    map.skipped_fds = bad_fds
-        .into_iter()
-        .filter(|(t, _, _)| keep(*t))
-        .map(|(t, fd, e)| SkippedFd {
-            pid: tasks[t as usize].record.pid,
-            fd,
-            reason: e.errno_name().unwrap_or("E?").to_string(),
-        })
-        .collect();
-    map.skipped_fds.sort_unstable_by_key(|s| (s.pid, s.fd));
-    map.changed_fds = changed
-        .into_iter()
-        .filter(|&r| keep(rows[r as usize].task))
-        .map(fd_ref)
-        .collect();
-    map.changed_fds.sort_unstable();
 }
 
 /// Fills `map.shared` and `map.unavailable` from the kinds' outcomes.

@@ -27,17 +27,27 @@ use crate::parallel::{workers, CallCounter};
 use crate::scan::ScanOptions;
 use crate::sentinel::Sentinels;
 use kcmp::{Error, Pid, Result};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 /// Wall time per phase.
 struct Phases {
+    started: Instant,
     lap: Instant,
     ms: BTreeMap<String, f64>,
 }
 
 impl Phases {
+    fn start() -> Phases {
+        let now = Instant::now();
+        Phases {
+            started: now,
+            lap: now,
+            ms: BTreeMap::new(),
+        }
+    }
+
     fn mark(&mut self, name: &str) {
         let ms = self.lap.elapsed().as_secs_f64() * 1000.0;
         self.ms.insert(name.to_string(), ms);
@@ -45,33 +55,30 @@ impl Phases {
     }
 }
 
+/// The kcmp calls of each phase.
+#[derive(Default)]
+struct Calls {
+    files: CallCounter,
+    kinds: CallCounter,
+}
+
 /// Runs the pipeline. See the module documentation.
 pub(crate) fn run(
     options: &ScanOptions,
     progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Result<SharingMap> {
-    let started = Instant::now();
-    // The caller's own fds, before the engine opens any of its own.
-    let own_fds = list::own_fds();
-    let mut phases = Phases {
-        lap: started,
-        ms: BTreeMap::new(),
-    };
+    let own_fds = list::own_fds(); // the caller's, before the engine opens any
+    let mut phases = Phases::start();
     let workers = workers(options.workers);
-    let calls = CallCounter::default();
+    let calls = Calls::default();
     let availability = kcmp::fallback::kcmp_available();
-    let cmp = group::file_comparator(availability.is_available(), &calls);
+    let cmp = group::file_comparator(availability.is_available(), &calls.files);
     let mut map = SharingMap::default();
-    // Sentinels first, so that they can be excluded from the selection.
-    let mut sentinels = Sentinels::spawn();
-    let sentinel_pids: HashSet<Pid> = sentinels
-        .as_ref()
-        .map(|s| s.pids().into_iter().collect())
-        .unwrap_or_default();
+    let mut sentinels = Sentinels::spawn(); // first: excluded from the selection
     phases.mark("sentinels");
 
     let mut skipped = Vec::new();
-    let procs = select::select_processes(options, &sentinel_pids, &mut skipped)?;
+    let procs = select::select_processes(options, &sentinel_pids(&sentinels), &mut skipped)?;
     phases.mark("select");
     if procs.is_empty() && skipped.is_empty() {
         return Err(Error::InvalidArgument(
@@ -82,46 +89,29 @@ pub(crate) fn run(
     let freeze_guard = freeze(options, &procs, &mut map)?;
     let (tasks, pin_skipped) = pin::pin_tasks(&procs, options.threads, workers);
     skipped.extend(pin_skipped);
-    if !options.threads {
-        map.own_fd_tables = tasks
-            .iter()
-            .filter(|t| t.record.pid != t.record.tgid)
-            .map(|t| t.record.pid)
-            .collect();
-    }
+    map.own_fd_tables = own_fd_tables(options, &tasks);
     phases.mark("pin");
 
     let family = list::Family::new(&tasks, options.threads);
     let mut listed = list::list_fds(&tasks, workers, progress);
     list::drop_engine_fds(&tasks, &mut listed, &own_fds);
     phases.mark("list_fds");
+
     let budget = anchor::Budget::new(tasks.len());
     let grouped = group::group_files(&tasks, &family, listed, &*cmp, &budget, workers, progress);
+    let mut failed = grouped.failed_tasks(&tasks);
     phases.mark("group_fds");
 
-    let mut failed = HashMap::new();
-    for (t, e) in grouped.unlisted.iter().map(|(t, e)| (*t, e)) {
-        failed.insert(
-            t,
-            select::skipped_from(tasks[t as usize].record.pid, e, "list fds"),
-        );
-    }
-    for (t, e) in &grouped.task_errors {
-        failed
-            .entry(*t)
-            .or_insert_with(|| select::skipped_from(tasks[*t as usize].record.pid, e, "kcmp"));
-    }
-    let repaired = AtomicU64::new(0);
     if let Ok(s) = &mut sentinels {
         s.wait_ready();
     }
-    let kind_calls = CallCounter::default();
+    let repaired = AtomicU64::new(0);
     let kinds = kinds::group_kinds(
         &tasks,
         &mut failed,
         sentinels.as_ref().ok(),
         availability,
-        &kind_calls,
+        &calls.kinds,
         &repaired,
         workers,
         progress,
@@ -131,18 +121,7 @@ pub(crate) fn run(
     drop(sentinels);
     phases.mark("verify");
 
-    let stats = ScanStats {
-        buckets_compared: grouped.compared,
-        buckets_split: grouped.split,
-        fds_decided_by_key: grouped.by_key,
-        fds_vanished: grouped
-            .bad_fds
-            .iter()
-            .filter(|b| b.2.errno_name() == Some("EBADF"))
-            .count() as u64,
-        descriptions_joined_across_names: grouped.renamed,
-        ..ScanStats::default()
-    };
+    let stats = grouped.stats();
     map::assemble_files(&mut map, &tasks, grouped, &failed);
     map.ordered = availability.is_available();
     map::assemble_kinds(&mut map, &tasks, kinds, &failed);
@@ -156,15 +135,56 @@ pub(crate) fn run(
     }
     drop(freeze_guard);
     phases.mark("epoll_thaw");
-    map.stats = ScanStats {
-        kcmp_calls: calls.total() + kind_calls.total() + epoll_calls,
+    map.stats = finish_stats(
+        stats,
+        &calls,
+        epoll_calls,
+        repaired.into_inner(),
+        phases,
+        availability,
+    );
+    Ok(map)
+}
+
+fn sentinel_pids(sentinels: &std::io::Result<Sentinels>) -> HashSet<Pid> {
+    sentinels
+        .as_ref()
+        .map(|s| s.pids().into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Threads inspected as tasks of their own although threads were not
+/// asked for: they have their own fd table.
+fn own_fd_tables(options: &ScanOptions, tasks: &[pin::SelectedTask]) -> Vec<Pid> {
+    if options.threads {
+        return Vec::new();
+    }
+    tasks
+        .iter()
+        .filter(|t| t.record.pid != t.record.tgid)
+        .map(|t| t.record.pid)
+        .collect()
+}
+
+/// The stats of the grouping, completed with the calls and times.
+fn finish_stats(
+    stats: ScanStats,
+    calls: &Calls,
+    epoll_calls: u64,
+    repaired: u64,
+    phases: Phases,
+    availability: kcmp::fallback::Availability,
+) -> ScanStats {
+    let (files, kinds) = (calls.files.total(), calls.kinds.total());
+    ScanStats {
+        kcmp_calls: files + kinds + epoll_calls,
         kcmp_calls_by_phase: BTreeMap::from([
-            ("files".to_string(), calls.total()),
-            ("kinds".to_string(), kind_calls.total()),
+            ("files".to_string(), files),
+            ("kinds".to_string(), kinds),
             ("epoll".to_string(), epoll_calls),
         ]),
-        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-        groupings_repaired: repaired.into_inner(),
+        elapsed_ms: phases.started.elapsed().as_secs_f64() * 1000.0,
+        groupings_repaired: repaired,
         phase_ms: phases.ms,
         method: if availability.is_available() {
             "kcmp".into()
@@ -172,8 +192,7 @@ pub(crate) fn run(
             "fallback (F_DUPFD_QUERY / epoll / pidfd_getfd: equality only)".into()
         },
         ..stats
-    };
-    Ok(map)
+    }
 }
 
 /// Freezes the selected processes when asked to.

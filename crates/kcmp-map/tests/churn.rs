@@ -97,6 +97,12 @@ fn check(map: &SharingMap, fx: &Fixture, mode: &str, tally: &mut Tally) {
         for &s in g {
             let d = map.description_of(Pid::new(s.0).unwrap(), kcmp::FdNum::new(s.1).unwrap());
             let Some(d) = d else {
+                if tally.missing_fds == 0 && missing == 0 {
+                    eprintln!(
+                        "{mode}: {s:?} missing; skipped {:?}, skipped fds {:?}, changed {:?}",
+                        map.skipped, map.skipped_fds, map.changed_fds
+                    );
+                }
                 missing += 1;
                 continue;
             };

@@ -89,6 +89,21 @@ impl Budget {
         }
     }
 
+    /// A second copy of an anchor (for another worker), within the budget.
+    pub(crate) fn dup(&self, fd: &OwnedFd) -> Option<OwnedFd> {
+        if self.left.fetch_sub(1, Ordering::Relaxed) <= 0 {
+            self.left.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        match rustix::io::fcntl_dupfd_cloexec(fd, 0) {
+            Ok(d) => Some(d),
+            Err(_) => {
+                self.left.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
     /// Gives back the slot of a closed anchor.
     pub(crate) fn release(&self, rep: Rep) {
         if let Rep::Own(fd) = rep {

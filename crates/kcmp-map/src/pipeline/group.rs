@@ -91,6 +91,14 @@ pub(crate) struct Grouped {
 struct Table<'a> {
     rows: &'a [FdRow],
     tasks: &'a [SelectedTask],
+    depth: &'a [u32],
+}
+
+impl Table<'_> {
+    /// The depth of a row's task in the family (0: no parent selected).
+    fn depth(&self, row: u32) -> u32 {
+        self.depth[self.rows[row as usize].task as usize]
+    }
 }
 
 impl Rows for Table<'_> {
@@ -100,6 +108,9 @@ impl Rows for Table<'_> {
     }
     fn pidfd(&self, row: u32) -> Option<BorrowedFd<'_>> {
         self.tasks[self.rows[row as usize].task as usize].pidfd()
+    }
+    fn task(&self, row: u32) -> u32 {
+        self.rows[row as usize].task
     }
 }
 
@@ -165,6 +176,7 @@ pub(crate) fn group_files(
     let table = Table {
         rows: &g.rows,
         tasks,
+        depth: &depth,
     };
     let buckets = buckets(&g.rows, &depth);
     let done = AtomicU64::new(0);
@@ -321,34 +333,41 @@ fn group_bucket(
         out.groups.push((items.to_vec(), ino));
         return out;
     }
-    let mut sorted = if items.len() >= SPLIT_BUCKET && workers > 1 {
-        // A big bucket: parts on all workers, then merged by representative.
-        let chunk = items.len().div_ceil(workers);
+    let mut sorted = Sorted::new(table, cmp, budget);
+    if items.len() >= SPLIT_BUCKET && workers > 1 {
+        // A big bucket. The roots' fds first, here: most other fds join
+        // their descriptions through inheritance hints. Then the rest in
+        // parts on all workers, each with a copy of those descriptions,
+        // merged back by representative.
+        let roots = items.iter().take_while(|&&r| table.depth(r) == 0).count();
+        let placed = items[..roots]
+            .iter()
+            .map(|&r| (r, place_hinted(&mut sorted, table, r)))
+            .collect();
+        note(&mut out, placed);
+        let rest = &items[roots..];
+        let chunk = rest.len().div_ceil(workers).max(1);
         let parts = parallel_map(workers, workers, |w| {
-            let part = &items[(w * chunk).min(items.len())..((w + 1) * chunk).min(items.len())];
-            let mut s = Sorted::new(table, cmp, budget);
+            let part = &rest[(w * chunk).min(rest.len())..((w + 1) * chunk).min(rest.len())];
+            let mut s = sorted.fork();
             let placed: Vec<(u32, Placed)> = part
                 .iter()
                 .map(|&r| (r, place_hinted(&mut s, table, r)))
                 .collect();
             (s.into_groups(), placed)
         });
-        let mut sorted = Sorted::new(table, cmp, budget);
         for (groups, placed) in parts {
             note(&mut out, placed);
             let odd = sorted.absorb(groups);
             note(&mut out, odd);
         }
-        sorted
     } else {
-        let mut sorted = Sorted::new(table, cmp, budget);
-        let placed: Vec<(u32, Placed)> = items
+        let placed = items
             .iter()
             .map(|&r| (r, place_hinted(&mut sorted, table, r)))
             .collect();
         note(&mut out, placed);
-        sorted
-    };
+    }
     out.failures.append(&mut sorted.dropped_reps);
     for group in sorted.into_groups() {
         let ino = match (&group.rep, is_path) {
@@ -425,6 +444,7 @@ fn join_renamed(
         let table = Table {
             rows: &g.rows,
             tasks,
+            depth: &[], // no big-bucket split here
         };
         let mut sorted = Sorted::new(&table, cmp, budget);
         let mut changed = Vec::new();

@@ -42,6 +42,8 @@ pub(crate) trait Rows {
     fn locate(&self, row: u32) -> (Pid, FdNum);
     /// The pidfd of the row's task, when it has one.
     fn pidfd(&self, row: u32) -> Option<BorrowedFd<'_>>;
+    /// The row's task (index).
+    fn task(&self, row: u32) -> u32;
 }
 
 /// The groups of one bucket, in kcmp order of their descriptions.
@@ -55,7 +57,12 @@ pub(crate) struct Sorted<'a, R: Rows> {
     /// The group id of each placed row, and the position of each group id.
     group_of: std::collections::HashMap<u32, u32>,
     pos_of: Vec<usize>,
+    /// The group ids each task's rows joined (a dup joins its source).
+    of_task: std::collections::HashMap<u32, Vec<u32>>,
 }
+
+/// The position of a removed group.
+const GONE: usize = usize::MAX;
 
 /// How many times a changing fd is placed again before it is reported as
 /// changed.
@@ -71,12 +78,14 @@ impl<'a, R: Rows> Sorted<'a, R> {
             dropped_reps: Vec::new(),
             group_of: std::collections::HashMap::new(),
             pos_of: Vec::new(),
+            of_task: std::collections::HashMap::new(),
         }
     }
 
     /// The position of the group that `row` joined, if it was placed.
     pub(crate) fn group_of(&self, row: u32) -> Option<usize> {
-        self.group_of.get(&row).map(|&id| self.pos_of[id as usize])
+        let pos = self.pos_of[*self.group_of.get(&row)? as usize];
+        (pos != GONE).then_some(pos)
     }
 
     fn insert_group(&mut self, at: usize, rep: Rep, rows: Vec<u32>) {
@@ -84,6 +93,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
         self.pos_of.push(at);
         for &r in &rows {
             self.group_of.insert(r, id);
+            self.note_task(r, id);
         }
         self.groups.insert(at, Group { rep, rows, id });
         self.renumber(at);
@@ -91,6 +101,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
 
     fn remove_group(&mut self, at: usize) -> Group {
         let g = self.groups.remove(at);
+        self.pos_of[g.id as usize] = GONE;
         self.renumber(at);
         g
     }
@@ -118,6 +129,12 @@ impl<'a, R: Rows> Sorted<'a, R> {
                     Ok(_) => {}
                     Err(e) => return Placed::Failed(e),
                 }
+            } else {
+                match self.search_own(row) {
+                    Ok(Some(g)) => return self.join(g, row),
+                    Ok(None) => {}
+                    Err(e) => return Placed::Failed(e),
+                }
             }
             match self.search(row) {
                 Ok(Ok(g)) => return self.join(g, row),
@@ -131,9 +148,44 @@ impl<'a, R: Rows> Sorted<'a, R> {
         Placed::Changed
     }
 
+    fn note_task(&mut self, row: u32, id: u32) {
+        let ids = self.of_task.entry(self.rows.task(row)).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+
+    /// Binary search among the groups the row's own task already joined (a
+    /// subset of a sorted list is sorted): a dup finds its source in
+    /// `log2(the task's descriptions)` calls. `None` when not among them.
+    fn search_own(&mut self, row: u32) -> Result<Option<usize>, Error> {
+        let Some(ids) = self.of_task.get(&self.rows.task(row)) else {
+            return Ok(None);
+        };
+        let mut positions: Vec<usize> = ids
+            .iter()
+            .map(|&id| self.pos_of[id as usize])
+            .filter(|&p| p != GONE)
+            .collect();
+        positions.sort_unstable();
+        let (mut lo, mut hi) = (0, positions.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.compare_checked(positions[mid], row)? {
+                None => return Ok(None), // a representative failed: search globally
+                Some(KcmpOrdering::Equal) => return Ok(Some(positions[mid])),
+                Some(KcmpOrdering::Less) => hi = mid,
+                Some(KcmpOrdering::Greater) => lo = mid + 1,
+                Some(KcmpOrdering::Unordered(_)) => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
     fn join(&mut self, g: usize, row: u32) -> Placed {
         self.groups[g].rows.push(row);
         self.group_of.insert(row, self.groups[g].id);
+        self.note_task(row, self.groups[g].id);
         Placed::Joined
     }
 
@@ -241,6 +293,36 @@ impl<'a, R: Rows> Sorted<'a, R> {
         }
     }
 
+    /// A copy to place more rows in on another worker: the same groups in
+    /// the same order, with copies of the anchors (a `dup` of the engine's
+    /// own fd: the same description, no kcmp) and no rows, but knowing
+    /// which group each placed row joined (for inheritance hints). Merge it
+    /// back with [`absorb`](Self::absorb).
+    pub(crate) fn fork(&self) -> Self {
+        let mut copy = Sorted::new(self.rows, self.cmp, self.budget);
+        for g in &self.groups {
+            let rep = match &g.rep {
+                Rep::Own(fd) => match self.budget.dup(fd) {
+                    Some(d) => Rep::Own(d),
+                    None => match g.rows.first() {
+                        Some(&r) => Rep::Member(r),
+                        None => continue,
+                    },
+                },
+                Rep::Member(r) => Rep::Member(*r),
+            };
+            copy.groups.push(Group {
+                rep,
+                rows: Vec::new(),
+                id: g.id,
+            });
+        }
+        copy.pos_of = vec![GONE; self.pos_of.len()];
+        copy.renumber(0);
+        copy.group_of = self.group_of.clone();
+        copy
+    }
+
     /// Where a new anchor `mine` goes: `pos` when its neighbours agree,
     /// else by binary search; `None` when it equals an existing group.
     fn place_anchor(&self, mine: FdNum, pos: usize) -> Option<usize> {
@@ -297,6 +379,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
                         let id = self.groups[i].id;
                         for &r in &group.rows {
                             self.group_of.insert(r, id);
+                            self.note_task(r, id);
                         }
                         self.groups[i].rows.extend(group.rows);
                         self.budget.release(group.rep);

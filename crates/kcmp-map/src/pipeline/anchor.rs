@@ -18,6 +18,7 @@
 
 use kcmp::{FdNum, Pid};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// A description's representative.
@@ -69,24 +70,41 @@ impl Budget {
     }
 
     /// Takes a copy of `fd` of the task behind `pidfd` as an anchor, when
-    /// the budget allows and the kernel agrees.
-    pub(crate) fn anchor(&self, pidfd: Option<BorrowedFd<'_>>, fd: FdNum) -> Option<OwnedFd> {
-        let pidfd = pidfd.filter(|_| self.enabled)?;
+    /// the budget allows and the kernel agrees: `Ok(None)` when anchors are
+    /// not available (no pidfd, refused, no fd slot), `Err` when the fd is
+    /// gone (`EBADF`: closed meanwhile; `ESRCH`: the task exited).
+    pub(crate) fn try_anchor(
+        &self,
+        pidfd: Option<BorrowedFd<'_>>,
+        fd: FdNum,
+    ) -> Result<Option<OwnedFd>, Errno> {
+        let Some(pidfd) = pidfd.filter(|_| self.enabled) else {
+            return Ok(None);
+        };
         if self.left.fetch_sub(1, Ordering::Relaxed) <= 0 {
             self.left.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return Ok(None);
         }
         match rustix::process::pidfd_getfd(
             pidfd.as_fd(),
             fd.get(),
             rustix::process::PidfdGetfdFlags::empty(),
         ) {
-            Ok(own) => Some(own),
-            Err(_) => {
+            Ok(own) => Ok(Some(own)),
+            Err(e) => {
                 self.left.fetch_add(1, Ordering::Relaxed);
-                None
+                if e == Errno::BADF || e == Errno::SRCH {
+                    Err(e)
+                } else {
+                    Ok(None)
+                }
             }
         }
+    }
+
+    /// [`try_anchor`](Self::try_anchor), `None` on any failure.
+    pub(crate) fn anchor(&self, pidfd: Option<BorrowedFd<'_>>, fd: FdNum) -> Option<OwnedFd> {
+        self.try_anchor(pidfd, fd).ok().flatten()
     }
 
     /// A second copy of an anchor (for another worker), within the budget.

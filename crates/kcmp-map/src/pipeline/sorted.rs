@@ -260,9 +260,16 @@ impl<'a, R: Rows> Sorted<'a, R> {
     /// possible. `None` when it changed meanwhile (the caller retries).
     fn found_new(&mut self, pos: usize, row: u32) -> Option<Placed> {
         let (_, fd) = self.rows.locate(row);
-        let Some(own) = self.budget.anchor(self.rows.pidfd(row), fd) else {
-            self.insert_group(pos, Rep::Member(row), vec![row]);
-            return Some(Placed::Joined);
+        let own = match self.budget.try_anchor(self.rows.pidfd(row), fd) {
+            Ok(Some(own)) => own,
+            Ok(None) => {
+                // No anchors here: the member stands in (re-verified on failure).
+                self.insert_group(pos, Rep::Member(row), vec![row]);
+                return Some(Placed::Joined);
+            }
+            // Closed (or its task exited) since the search: never a
+            // representative.
+            Err(e) => return Some(Placed::Failed(Error::os(format!("pidfd_getfd({fd})"), e))),
         };
         // The copy is of what the fd held at getfd time. If the fd did not
         // change since the search, the copy belongs at `pos`: two

@@ -211,7 +211,7 @@ fn candidates(
     // Threads with their own fd table are tasks of their own: pinning
     // expands every multi-threaded process into them.
     crate::pipeline::pin::reserve_fds(procs.len());
-    let (tasks, pin_skipped) = pin_tasks(&procs, false, workers);
+    let (tasks, pin_skipped) = pin_tasks(&procs, false, workers, &CallCounter::default());
     skipped.extend(pin_skipped);
     Ok((tasks, skipped))
 }

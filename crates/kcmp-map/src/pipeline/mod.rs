@@ -87,7 +87,7 @@ pub(crate) fn run(
     }
     pin::reserve_fds(procs.len() * if options.threads { 4 } else { 1 });
     let freeze_guard = freeze(options, &procs, &mut map)?;
-    let (tasks, pin_skipped) = pin::pin_tasks(&procs, options.threads, workers);
+    let (tasks, pin_skipped) = pin::pin_tasks(&procs, options.threads, workers, &calls.kinds);
     skipped.extend(pin_skipped);
     map.own_fd_tables = own_fd_tables(options, &tasks);
     phases.mark("pin");

@@ -4,7 +4,7 @@
 
 use super::select::skipped_from;
 use crate::model::{Skipped, TaskRecord};
-use crate::parallel::parallel_map;
+use crate::parallel::{parallel_map, CallCounter};
 use crate::procfs::{self, TaskStat};
 use kcmp::{Error, Pid, ProcessHandle, Result};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
@@ -114,13 +114,14 @@ pub(crate) fn own_table_thread(tid: Pid) -> Option<TaskStat> {
 
 /// The threads of a process with an fd table of their own
 /// (`unshare(CLONE_FILES)`): one kcmp per thread against the process.
-fn own_table_threads(st: &TaskStat) -> Vec<Pid> {
+fn own_table_threads(st: &TaskStat, calls: &CallCounter) -> Vec<Pid> {
     let (leader, _) = live_thread(st);
     procfs::list_tids(st.pid)
         .unwrap_or_default()
         .into_iter()
         .filter(|&tid| tid != st.pid && tid != leader)
         .filter(|&tid| {
+            calls.add();
             kcmp::compare_process(kcmp::ProcessResource::Files, leader, tid)
                 .is_ok_and(|o| !o.is_equal())
         })
@@ -128,10 +129,13 @@ fn own_table_threads(st: &TaskStat) -> Vec<Pid> {
 }
 
 /// Expands processes into tasks (threads when `threads`) and pins each.
+/// The kcmp calls that find threads with their own fd table count in
+/// `calls` (the process-level kinds: they compare `KCMP_FILES`).
 pub(crate) fn pin_tasks(
     procs: &[TaskStat],
     threads: bool,
     workers: usize,
+    calls: &CallCounter,
 ) -> (Vec<SelectedTask>, Vec<Skipped>) {
     let budget = AtomicUsize::new(pidfd_budget());
     let results = parallel_map(procs.len(), workers, |i| {
@@ -141,13 +145,15 @@ pub(crate) fn pin_tasks(
         } else {
             let mut tids = vec![st.pid];
             if st.num_threads > 1 && !st.is_kernel_thread() {
-                tids.extend(own_table_threads(st));
+                tids.extend(own_table_threads(st, calls));
             }
             tids
         };
         let mut out: Vec<std::result::Result<SelectedTask, Skipped>> = Vec::new();
         for tid in tids {
-            let stat = if tid == st.pid && st.num_threads == 1 {
+            // With threads as tasks, the leader is itself even when its
+            // main thread exited (its live threads are tasks of their own).
+            let stat = if tid == st.pid && (st.num_threads == 1 || threads) {
                 Ok((st.pid, st.clone()))
             } else if tid == st.pid {
                 Ok(live_thread(st))

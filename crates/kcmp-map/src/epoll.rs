@@ -715,10 +715,13 @@ pub fn epoll_targets(pid: Pid, epfd: FdNum) -> Result<EpollTargets> {
         let regs = registrations(pid, epfd)?;
         let needed: HashSet<u64> = regs.iter().map(|r| r.ino).collect();
         // List the fds of every visible process.
-        let pids: Vec<Pid> = procfs::list_pids()?
+        let mut pids: Vec<Pid> = procfs::list_pids()?
             .into_iter()
             .filter(|&p| p != me || p == pid)
             .collect();
+        if !pids.contains(&pid) {
+            pids.push(pid); // a thread (its own fd table when it has one)
+        }
         let pids: &[Pid] = if regs.is_empty() { &[] } else { &pids };
         // The start time (read before the fds) names the process for good:
         // holders whose pid names another process at the end are discarded.

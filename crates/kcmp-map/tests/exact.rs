@@ -151,14 +151,15 @@ fn a_thread_with_its_own_fd_table_is_a_holder_in_its_own_right() {
     let _turn = turn();
     let odd = Odd::spawn(&["own-table"]);
     let (p, tid) = (odd.pid("pid"), odd.pid("tid"));
-    let r = odd.fd("read");
+    let (r, dup) = (odd.fd("read"), odd.fd("dup"));
+    let both = vec![(tid.get(), r.get()), (tid.get(), dup.get())];
     // Without --threads: the thread's table is inspected, and said so.
     let map = scan_pids(&[p]);
     assert_eq!(map.own_fd_tables, vec![tid]);
-    assert_eq!(members(&map, tid, r), vec![(tid.get(), r.get())]);
+    assert_eq!(members(&map, tid, r), both);
     // scan --pid TID.
     let map = scan_pids(&[tid]);
-    assert_eq!(members(&map, tid, r), vec![(tid.get(), r.get())]);
+    assert_eq!(members(&map, tid, r), both);
     // holders TID FD.
     let h = find_holders(tid, r, &HoldersOptions::default()).unwrap();
     let got: Vec<(i32, i32)> = h
@@ -166,7 +167,16 @@ fn a_thread_with_its_own_fd_table_is_a_holder_in_its_own_right() {
         .iter()
         .map(|h| (h.pid.get(), h.fd.get()))
         .collect();
-    assert_eq!(got, vec![(tid.get(), r.get())]);
+    assert_eq!(got, both);
+    // epoll-targets TID EPFD: the watched pipe end is held twice by the thread.
+    let found = kcmp_map::epoll::epoll_targets(tid, odd.fd("epoll")).unwrap();
+    assert_eq!(found.targets.len(), 1);
+    let holders: Vec<(i32, i32)> = found.targets[0]
+        .holders
+        .iter()
+        .map(|h| (h.pid.get(), h.fd.get()))
+        .collect();
+    assert_eq!(holders, both);
 }
 
 #[test]

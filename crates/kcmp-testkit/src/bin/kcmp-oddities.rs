@@ -8,7 +8,8 @@
 //!   on holding the read end `read` of a pipe whose write end `write` only
 //!   the child `child` holds.
 //! - `own-table`: a thread `tid` unshares its fd table (`CLONE_FILES`) and
-//!   opens a pipe (`read`, `write`) that only its table holds.
+//!   opens a pipe (`read`, `write`) that only its table holds, and an epoll
+//!   instance `epoll` watching `read` (also held as `dup`).
 //! - `long-path`: fd `long` open on a file whose path is longer than
 //!   PATH_MAX (built with mkdirat/openat), next to a pipe end `pipe` shared
 //!   with a child `child`.
@@ -139,16 +140,27 @@ fn own_table() {
             "unshare(CLONE_FILES)",
         );
         let (r, w) = pipe();
-        // SAFETY: gettid has no arguments.
-        let tid = unsafe { libc::gettid() };
-        tx.send((tid, r, w)).unwrap();
+        // SAFETY: epoll_create1 takes flags; epoll_ctl reads one live event.
+        let ep = check(unsafe { libc::epoll_create1(0) }, "epoll_create1");
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: 7,
+        };
+        // SAFETY: ep and r are open; ev is a live local.
+        check(
+            unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, r, &mut ev) },
+            "epoll_ctl",
+        );
+        // SAFETY: dup takes an open fd; gettid has no arguments.
+        let (dup, tid) = unsafe { (check(libc::dup(r), "dup"), libc::gettid()) };
+        tx.send((tid, r, w, ep, dup)).unwrap();
         loop {
             std::thread::park();
         }
     });
-    let (tid, r, w) = rx.recv().unwrap();
+    let (tid, r, w, ep, dup) = rx.recv().unwrap();
     announce(format!(
-        "{{\"pid\":{},\"tid\":{tid},\"read\":{r},\"write\":{w}}}",
+        "{{\"pid\":{},\"tid\":{tid},\"read\":{r},\"write\":{w},\"epoll\":{ep},\"dup\":{dup}}}",
         me()
     ));
     wait_eof();

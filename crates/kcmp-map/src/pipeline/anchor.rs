@@ -54,10 +54,14 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
-    /// A budget of half the fds still free under the soft `RLIMIT_NOFILE`,
-    /// keeping at least 64 for everything else; disabled when this process
-    /// holds POSIX locks.
+    /// A budget of half the fds still free under the soft `RLIMIT_NOFILE`
+    /// (`open_now` is a fallback count of open fds when /proc/self/fd
+    /// cannot be read), keeping at least 64 for everything else; disabled
+    /// when this process holds POSIX locks.
     pub(crate) fn new(open_now: usize) -> Budget {
+        let open_now = crate::procfs::FdDir::open(Pid::this())
+            .and_then(|d| d.fds())
+            .map_or(open_now, |f| f.len());
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
             .current
             .unwrap_or(1 << 20)

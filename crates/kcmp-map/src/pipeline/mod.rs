@@ -5,7 +5,8 @@
 //!    attributed.
 //! 3. [`list`]: every task's fds and link texts, parents before children.
 //! 4. [`group`]: fds bucketed by link text and split into open file
-//!    descriptions by kcmp.
+//!    descriptions by kcmp against [`anchor`]s (the engine's own copies),
+//!    kept in kcmp order by [`sorted`]; renamed files joined by inode.
 //! 5. [`kinds`]: vm, files, fs, sighand, io, sysvsem.
 //! 6. [`crate::epoll`]: epoll registrations resolved against the map.
 //! 7. [`map`]: the [`SharingMap`], without the tasks that failed.

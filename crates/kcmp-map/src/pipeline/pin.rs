@@ -43,13 +43,19 @@ impl SelectedTask {
     pub(crate) fn verify(&self) -> Result<()> {
         match &self.pin {
             Pin::Handle(h) => h.verify(),
-            Pin::StartTime(t) => match procfs::read_stat(self.via) {
-                Ok(st) if st.start_time == *t => Ok(()),
-                _ => Err(Error::Vanished {
-                    pid: self.via.get(),
-                }),
-            },
+            Pin::StartTime(t) => same_start(self.via, *t),
         }
+    }
+}
+
+/// `Ok` when `tid` still names the task that started at `start_time`;
+/// [`Error::Vanished`] when not; any other error (`EMFILE`: no fd to read
+/// /proc with) as it is, never as "the task exited".
+fn same_start(tid: Pid, start_time: u64) -> Result<()> {
+    match procfs::read_stat(tid) {
+        Ok(st) if st.start_time == start_time => Ok(()),
+        Err(e) if !e.is_gone() => Err(e),
+        _ => Err(Error::Vanished { pid: tid.get() }),
     }
 }
 
@@ -201,10 +207,7 @@ fn pin(tid: Pid, start_time: u64, budget: &AtomicUsize) -> Result<Pin> {
     if took {
         ProcessHandle::pin(tid, start_time).map(Pin::Handle)
     } else {
-        match procfs::read_stat(tid) {
-            Ok(st) if st.start_time == start_time => Ok(Pin::StartTime(start_time)),
-            _ => Err(Error::Vanished { pid: tid.get() }),
-        }
+        same_start(tid, start_time).map(|()| Pin::StartTime(start_time))
     }
 }
 
@@ -241,14 +244,9 @@ pub(crate) fn verify_tasks(
             continue;
         }
         if let Err(e) = t.verify() {
-            failed.insert(
-                i as u32,
-                Skipped {
-                    pid: t.record.pid,
-                    reason: "ESRCH".into(),
-                    detail: format!("{e}; its answers were discarded"),
-                },
-            );
+            let mut skipped = skipped_from(t.record.pid, &e, "verify");
+            skipped.detail.push_str("; its answers were discarded");
+            failed.insert(i as u32, skipped);
         }
     }
 }

@@ -179,6 +179,11 @@ pub(crate) fn group_files(
         depth: &depth,
     };
     let buckets = buckets(&g.rows, &depth);
+    // Anchors open at once: at most a bucket's fds per worker. Grow the fd
+    // table once for them now (each later doubling of a table shared by
+    // threads waits for an RCU grace period).
+    let largest = buckets.first().map_or(0, |b| b.1.len());
+    super::pin::reserve_fds(tasks.len() + largest * workers);
     let done = AtomicU64::new(0);
     let compared = AtomicU64::new(0);
     let outs = parallel_map(buckets.len(), workers, |b| {

@@ -88,8 +88,8 @@ fn step(mode: &str, rng: &mut u64, file: &CString, extra: &mut Vec<i32>) {
     }
 }
 
-/// Forks a child that moves one inherited stable fd onto another stable
-/// number (a child's fd 40 may then be B), spins a while and exits; reaps
+/// Forks a child that, a while later, moves one inherited stable fd onto
+/// another stable number (a child's fd 40 may then be B) and exits; reaps
 /// the children that exited. At most four live at once (`kids`).
 fn fork_exit_step(rng: &mut u64, kids: &mut Vec<i32>) {
     kids.retain(|&k| {
@@ -106,9 +106,14 @@ fn fork_exit_step(rng: &mut u64, kids: &mut Vec<i32>) {
     // a spin loop and _exit.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
+        // A while after the fork (a scan may be listing or grouping this
+        // child by then), one stable number takes another description.
+        for _ in 0..((r >> 4) % 1_000_000) {
+            std::hint::spin_loop();
+        }
         let stable = [A[0], A[1], B[0], B[1]];
         dup_to(stable[(r % 4) as usize], stable[((r >> 2) % 4) as usize]);
-        for _ in 0..((r >> 4) % 2_000_000) {
+        for _ in 0..((r >> 24) % 1_000_000) {
             std::hint::spin_loop();
         }
         // SAFETY: _exit ends the child at once.

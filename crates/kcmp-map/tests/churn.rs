@@ -80,7 +80,7 @@ fn allowed(mode: &str, m: (i32, i32), g: &BTreeSet<(i32, i32)>, stable_pids: &[i
     }
     match mode {
         // Churn fds switch between A and B: either is a description they held.
-        "dup2" => stable_pids.contains(&m.0) && (50..58).contains(&m.1),
+        "dup2" => stable_pids.contains(&m.0) && (30..38).contains(&m.1),
         // Short-lived children inherit the stable fds and dup2 one of them
         // onto another: their fds 40..43 held A or B.
         "fork-exit" => !stable_pids.contains(&m.0) && (40..44).contains(&m.1),

@@ -4,7 +4,7 @@
 //! (a dup), description B on fds 42 and 43 (a second `open()`), then forks
 //! a child C that inherits all four. These eight (pid, fd) pairs never
 //! change. Meanwhile, by MODE:
-//! - `dup2`: P and C switch fds 50..57 between A and B with `dup2`;
+//! - `dup2`: P and C switch fds 30..37 between A and B with `dup2`;
 //! - `open-close`: P and C open F (new descriptions) and close them again;
 //! - `fork-exit`: P forks children that inherit everything, move one stable
 //!   fd onto another stable number, and exit;
@@ -16,6 +16,10 @@
 
 use std::ffi::CString;
 use std::io::{Read, Write};
+
+/// The fds that `dup2` churn switches: below the stable ones, so that a
+/// grouping which takes the lowest fd as representative meets them first.
+const CHURN: i32 = 30;
 
 /// The stable fds of description A and B.
 const A: [i32; 2] = [40, 41];
@@ -73,7 +77,7 @@ fn step(mode: &str, rng: &mut u64, file: &CString, extra: &mut Vec<i32>) {
         "dup2" => {
             let r = next(rng);
             let from = if r & 1 == 0 { A[0] } else { B[0] };
-            dup_to(from, 50 + ((r >> 1) % 8) as i32);
+            dup_to(from, CHURN + ((r >> 1) % 8) as i32);
         }
         "open-close" => {
             if extra.len() < 8 && next(rng) & 1 == 0 {
@@ -90,32 +94,29 @@ fn step(mode: &str, rng: &mut u64, file: &CString, extra: &mut Vec<i32>) {
 
 /// Forks a child that, a while later, moves one inherited stable fd onto
 /// another stable number (a child's fd 40 may then be B) and exits; reaps
-/// the children that exited. At most four live at once (`kids`).
+/// the children that exited. At most eight live at once (`kids`).
 fn fork_exit_step(rng: &mut u64, kids: &mut Vec<i32>) {
     kids.retain(|&k| {
         let mut status = 0;
         // SAFETY: waitpid writes one int into a live local.
         unsafe { libc::waitpid(k, &mut status, libc::WNOHANG) == 0 }
     });
-    if kids.len() >= 4 {
+    if kids.len() >= 8 {
         std::thread::yield_now();
         return;
     }
     let r = next(rng);
-    // SAFETY: this process is single-threaded; the child calls only dup2,
-    // a spin loop and _exit.
+    // SAFETY: this process is single-threaded; the child calls only
+    // nanosleep, dup2 and _exit.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // A while after the fork (a scan may be listing or grouping this
         // child by then), one stable number takes another description.
-        for _ in 0..((r >> 4) % 1_000_000) {
-            std::hint::spin_loop();
-        }
+        let nap = |ns: u64| std::thread::sleep(std::time::Duration::from_nanos(ns));
+        nap((r >> 4) % 10_000_000);
         let stable = [A[0], A[1], B[0], B[1]];
         dup_to(stable[(r % 4) as usize], stable[((r >> 2) % 4) as usize]);
-        for _ in 0..((r >> 24) % 1_000_000) {
-            std::hint::spin_loop();
-        }
+        nap((r >> 28) % 10_000_000);
         // SAFETY: _exit ends the child at once.
         unsafe { libc::_exit(0) };
     }

@@ -183,6 +183,23 @@ fn a_fuse_server_that_stops_answering_hangs_neither_scan_nor_epoll_targets() {
         let mut want = vec![fifo, fuse_fd];
         want.sort_unstable();
         assert_eq!(fds, want, "{what}: {mine}");
+        // The FUSE file and its dup: one description, grouped without
+        // closing anything on the hung mount (a copy's close would FLUSH).
+        let dup = fx.truth["fuse_dup"].as_i64().unwrap();
+        let holds = |d: &serde_json::Value, fd: i64| {
+            let m = d["members"].as_array().unwrap();
+            m.iter().any(|m| m["pid"] == holder && m["fd"] == fd)
+        };
+        let together = map["open_files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| holds(d, fuse_fd) && holds(d, dup));
+        assert!(
+            together,
+            "{what}: FUSE fds {fuse_fd}/{dup} not one description: {}",
+            map["open_files"]
+        );
         if freeze {
             assert_eq!(map["frozen"], true, "{what}: {map}");
         }
@@ -204,6 +221,8 @@ fn a_fuse_server_that_stops_answering_hangs_neither_scan_nor_epoll_targets() {
         let what = format!("holders of the FUSE file, --freeze={freeze}");
         let found = json_of(&what, spawn(&h).finish(&what, LIMIT));
         assert_eq!(found["holders"][0]["pid"], holder, "{what}: {found}");
+        let n = found["holders"].as_array().map_or(0, Vec::len);
+        assert_eq!(n, 2, "{what}: the FUSE file and its dup: {found}");
         assert!(!stopped(holder) && !stopped(server));
     }
     // An EBADF beside an fd on the FUSE file: the message says which fd is

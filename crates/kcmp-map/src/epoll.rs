@@ -41,8 +41,8 @@
 //! # Ok::<(), kcmp::Error>(())
 //! ```
 
+use crate::model::{FdRef, SharingMap, Skipped};
 use crate::procfs::{self, EpollRegistration, FdTarget};
-use crate::scan::{FdRef, SharingMap, Skipped};
 use kcmp::grouping::OrderedGroups;
 use kcmp::KcmpOrdering;
 use kcmp::ProcessHandle;
@@ -714,14 +714,17 @@ pub fn epoll_targets(pid: Pid, epfd: FdNum) -> Result<EpollTargets> {
         let regs = registrations(pid, epfd)?;
         let needed: HashSet<u64> = regs.iter().map(|r| r.ino).collect();
         // List the fds of every visible process.
-        let pids: Vec<Pid> = procfs::list_pids()?
+        let mut pids: Vec<Pid> = procfs::list_pids()?
             .into_iter()
             .filter(|&p| p != me || p == pid)
             .collect();
+        if !pids.contains(&pid) {
+            pids.push(pid); // a thread (its own fd table when it has one)
+        }
         let pids: &[Pid] = if regs.is_empty() { &[] } else { &pids };
         // The start time (read before the fds) names the process for good:
         // holders whose pid names another process at the end are discarded.
-        let listed = crate::scan::parallel_map(pids.len(), crate::scan::workers(0), |i| {
+        let listed = crate::parallel::parallel_map(pids.len(), crate::parallel::workers(0), |i| {
             let stat = procfs::read_stat(pids[i])?;
             if stat.ppid == me.get() && stat.comm == crate::freeze::FREEZER_COMM {
                 // Our own freezer is no holder of anything inspected.
@@ -847,7 +850,7 @@ pub fn resolve_scan(map: &SharingMap) -> Vec<EpollInstance> {
 
 /// [`resolve_scan`], and the number of kcmp calls it made.
 pub fn resolve_scan_counted(map: &SharingMap) -> (Vec<EpollInstance>, u64) {
-    let epolls: Vec<&crate::scan::OpenFileDescription> = map
+    let epolls: Vec<&crate::model::OpenFileDescription> = map
         .open_files
         .iter()
         .filter(|d| procfs::bucket_key(&d.target) == EPOLL_LINK)
@@ -858,9 +861,9 @@ pub fn resolve_scan_counted(map: &SharingMap) -> (Vec<EpollInstance>, u64) {
     let index = ScanIndex::new(map);
     // Instances are independent: resolve them on all cores, each worker with
     // its own inode cache.
-    let workers = crate::scan::workers(0);
+    let workers = crate::parallel::workers(0);
     let chunk = epolls.len().div_ceil(workers).max(1);
-    let parts = crate::scan::parallel_map(epolls.len().div_ceil(chunk), workers, |c| {
+    let parts = crate::parallel::parallel_map(epolls.len().div_ceil(chunk), workers, |c| {
         let mut inos = InoIndex::new(index.keys());
         let calls = Cell::new(0u64);
         let mut out = Vec::with_capacity(chunk);

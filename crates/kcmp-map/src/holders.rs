@@ -4,11 +4,18 @@
 //! open file description as one fd — "why does my pipe reader never see
 //! EOF?" — and, for a pipe end, the holders of the other end.
 
+use crate::model::Skipped;
+use crate::model::SkippedFd;
+use crate::parallel::parallel_map;
+use crate::parallel::CallCounter;
+use crate::pipeline::group::{file_comparator, FileComparator};
+use crate::pipeline::list::list_task;
+use crate::pipeline::list::Listing;
+use crate::pipeline::pin::pin_tasks;
+use crate::pipeline::pin::SelectedTask;
+use crate::pipeline::select::{select_processes, skipped_from};
 use crate::procfs::{self, FdTarget};
-use crate::scan::{
-    file_comparator, list_all_fds, pin_tasks, select_processes, skipped_from, CallCounter,
-    ScanOptions, Skipped,
-};
+use crate::scan::ScanOptions;
 use kcmp::grouping::OrderedGroups;
 use kcmp::KcmpOrdering;
 use kcmp::Result;
@@ -18,19 +25,36 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 /// Options of [`find_holders`].
-#[derive(Debug, Clone, Default)]
+///
+/// ```
+/// // The default counts the caller's own fds (a library caller's fds are
+/// // real holders); the CLI turns it off.
+/// assert!(kcmp_map::holders::HoldersOptions::default().include_self);
+/// ```
+#[derive(Debug, Clone)]
 pub struct HoldersOptions {
-    /// On a pipe end, a FIFO or a connected unix socket, also find the
-    /// holders of the other end.
+    /// On a pipe end, also find the holders of the other end.
     pub peer: bool,
     /// Stop the processes that may hold the description while inspecting.
     pub freeze: bool,
     /// Worker threads; 0 means one per CPU.
     pub workers: usize,
-    /// Count the calling process's own fds as holders too. Off for the CLI
-    /// (the tool's own inherited stdio is noise there); on for library and
-    /// C callers, whose fds are real holders.
+    /// Count the calling process's own fds as holders too. On by default
+    /// (library and C callers: their fds are real holders); the CLI turns
+    /// it off (the tool's own inherited stdio is noise there). The engine's
+    /// own copies and pidfds are never reported.
     pub include_self: bool,
+}
+
+impl Default for HoldersOptions {
+    fn default() -> Self {
+        HoldersOptions {
+            peer: false,
+            freeze: false,
+            workers: 0,
+            include_self: true,
+        }
+    }
 }
 
 /// One holder.
@@ -73,6 +97,8 @@ pub struct HoldersReport {
     pub peer: Option<PeerHolders>,
     /// Processes that could not be inspected.
     pub skipped: Vec<Skipped>,
+    /// Fds of inspected processes left out (unreadable link, closed).
+    pub skipped_fds: Vec<SkippedFd>,
     /// kcmp calls made.
     pub kcmp_calls: u64,
     /// Wall time.
@@ -108,152 +134,76 @@ fn access_end(mode: u32) -> &'static str {
 pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<HoldersReport> {
     crate::pidns::check()?;
     let started = Instant::now();
-    let workers = crate::scan::workers(options.workers);
-    let link = procfs::fd_target(pid, fd)?;
+    let workers = crate::parallel::workers(options.workers);
+    // A process whose main thread exited is read through a live thread.
+    let via = crate::pipeline::pin::live_thread_of(pid);
+    let link = procfs::fd_target(via, fd)?;
     let key = procfs::bucket_key(&link).to_string();
-    let queried = kcmp::ProcessHandle::open(pid)?;
-    let queried_mode = procfs::read_fdinfo(pid, fd).map(|i| i.access_mode()).ok();
+    let queried = kcmp::ProcessHandle::open(via)?;
+    let queried_mode = procfs::read_fdinfo(via, fd).map(|i| i.access_mode()).ok();
 
-    let mut skipped = Vec::new();
-    let mut procs = select_processes(&ScanOptions::default(), &HashSet::new(), &mut skipped)?;
-    if pid == Pid::this() || options.include_self {
-        procs.push(procfs::read_stat(Pid::this())?);
-    }
-    crate::scan::reserve_fds(procs.len());
-    let (mut tasks, pin_skipped) = pin_tasks(&procs, false, workers);
-    skipped.extend(pin_skipped);
+    let (mut tasks, skipped) = candidates(pid, options, workers)?;
     let mut listed = list_all_fds(&tasks, workers);
 
     // Freeze only the processes that hold an fd with the same key, then
     // list their fds again: now they cannot change.
     let mut freeze_guard = None;
     if options.freeze {
-        let holders_of_key: Vec<usize> = (0..tasks.len())
-            .filter(|&i| {
-                matches!(&listed[i], Ok(fds) if fds.iter().any(|e| procfs::bucket_key(&e.target) == key))
-                    || tasks[i].record.pid == pid
-            })
-            .collect();
-        let pids: Vec<Pid> = holders_of_key
-            .iter()
-            .map(|&i| tasks[i].record.pid)
-            .collect();
-        freeze_guard = Some(crate::freeze::freeze(&pids)?);
-        let keep: HashSet<usize> = holders_of_key.into_iter().collect();
-        let mut kept_tasks = Vec::new();
-        for (i, t) in tasks.into_iter().enumerate() {
-            if keep.contains(&i) {
-                kept_tasks.push(t);
-            }
-        }
-        tasks = kept_tasks;
+        let (kept, frozen) = freeze_holders_of_key(tasks, &listed, &key, pid)?;
+        tasks = kept;
         listed = list_all_fds(&tasks, workers);
+        freeze_guard = Some(frozen);
     }
 
     let calls = CallCounter::default();
     let use_kcmp = kcmp::fallback::kcmp_available().is_available();
     let cmp = file_comparator(use_kcmp, &calls);
-    let is_socket = matches!(FdTarget::parse(&link), FdTarget::Socket(_));
-    let mut failed: HashMap<usize, Skipped> = HashMap::new();
-    let mut same: Vec<(usize, FdNum)> = Vec::new();
-    let mut others: Vec<(usize, FdNum)> = Vec::new();
-    for (i, r) in listed.iter().enumerate() {
-        let entries = match r {
-            Ok(e) => e,
-            Err(e) => {
-                failed.insert(i, skipped_from(tasks[i].record.pid, e, "list fds"));
-                continue;
-            }
-        };
-        for e in entries
-            .iter()
-            .filter(|e| procfs::bucket_key(&e.target) == key)
-        {
-            let p = tasks[i].record.pid;
-            let verdict = if is_socket || (p == pid && e.fd == fd) {
-                Ok(KcmpOrdering::Equal)
-            } else {
-                cmp(p, e.fd, pid, fd)
-            };
-            match verdict {
-                Ok(o) if o.is_equal() => same.push((i, e.fd)),
-                Ok(_) => others.push((i, e.fd)),
-                Err(err) if err.is_permission() || err.is_gone() => {
-                    // Which side failed? The queried fd must still be valid.
-                    cmp(pid, fd, pid, fd)?;
-                    failed
-                        .entry(i)
-                        .or_insert_with(|| skipped_from(p, &err, "kcmp"));
-                }
-                Err(_) => {} // closed meanwhile
-            }
-        }
-    }
+    // Every holder is compared with the engine's own copy of the queried
+    // description (see the scan's anchors) when one can be taken: it cannot
+    // change under the search. Otherwise with the queried fd itself.
+    let budget = crate::pipeline::anchor::Budget::new(tasks.len());
+    // Closing a copy of a file flushes it (FUSE, NFS: a server round trip):
+    // files are copied only on local filesystems.
+    let copy = !FdTarget::parse(&link).may_flush() || budget.path_copy_is_safe(via, fd);
+    let anchor = budget.anchor(queried.pidfd().filter(|_| copy), fd);
+    let (rep_pid, rep_fd) = match &anchor {
+        Some(own) => (
+            Pid::this(),
+            FdNum::new(std::os::fd::AsRawFd::as_raw_fd(own))?,
+        ),
+        None => (via, fd),
+    };
+    let rep = Rep {
+        pid: rep_pid,
+        fd: rep_fd,
+        queried: (anchor.is_none()).then_some((via, fd)),
+    };
+    let Sorting {
+        same,
+        others,
+        failed,
+        skipped_fds,
+    } = compare_all(&tasks, &listed, &key, &*cmp, rep)?;
 
-    let mut peer = None;
-    if options.peer {
-        if let FdTarget::Pipe(_) = FdTarget::parse(&link) {
-            // Split the other fds of this pipe into descriptions, then keep
-            // those of another access mode (the other end).
-            let mut groups = OrderedGroups::new();
-            let mut c = |a: (usize, FdNum), b: (usize, FdNum)| {
-                cmp(tasks[a.0].record.pid, a.1, tasks[b.0].record.pid, b.1)
-            };
-            for &o in &others {
-                let _ = groups.insert(o, &mut c);
-            }
-            let mut holders = Vec::new();
-            let mut ends = Vec::new();
-            for g in groups.groups() {
-                let (t, f) = g[0];
-                let mode = procfs::read_fdinfo(tasks[t].record.pid, f)
-                    .map(|i| i.access_mode())
-                    .ok();
-                let other_end = match (queried_mode, mode) {
-                    (Some(q), Some(m)) => q == 2 || m == 2 || q != m,
-                    _ => true,
-                };
-                if other_end {
-                    ends.push(access_end(mode.unwrap_or(2)));
-                    holders.extend(g.iter().map(|&(t, f)| holder(&tasks[t].record, f)));
-                }
-            }
-            ends.sort_unstable();
-            ends.dedup();
-            holders.sort_unstable_by_key(|h| (h.pid, h.fd));
-            peer = Some(PeerHolders {
-                target: link.clone(),
-                end: if ends.is_empty() {
-                    access_end(match queried_mode {
-                        Some(0) => 1,
-                        Some(1) => 0,
-                        _ => 2,
-                    })
-                    .to_string()
-                } else {
-                    ends.join(",")
-                },
-                holders,
-            });
-        } else if let Some((end, holders)) = fifo_peer(pid, fd, &tasks, &listed, &same) {
-            peer = Some(PeerHolders {
-                target: link.clone(),
-                end,
-                holders,
-            });
-        } else if let FdTarget::Socket(ino) = FdTarget::parse(&link) {
-            peer = unix_socket_peer(ino, &tasks, &listed);
-        }
-    }
+    let peer = if options.peer {
+        peer_holders(&link, &others, &tasks, &*cmp, queried_mode)
+            .or_else(|| {
+                let (end, holders) = fifo_peer(via, fd, &tasks, &listed, &same)?;
+                let target = link.clone();
+                Some(PeerHolders {
+                    target,
+                    end,
+                    holders,
+                })
+            })
+            .or_else(|| match FdTarget::parse(&link) {
+                FdTarget::Socket(ino) => unix_socket_peer(ino, &tasks, &listed),
+                _ => None,
+            })
+    } else {
+        None
+    };
 
-    // Discard answers about tasks that did not live through the inspection.
-    for (i, t) in tasks.iter().enumerate() {
-        if let std::collections::hash_map::Entry::Vacant(slot) = failed.entry(i) {
-            if let Err(e) = t.handle.verify() {
-                slot.insert(skipped_from(t.record.pid, &e, "verify"));
-            }
-        }
-    }
     queried.verify()?;
     let not_frozen = freeze_guard
         .as_ref()
@@ -267,6 +217,59 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         },
         None => (false, None),
     };
+    let (holders, peer, skipped) = survivors(&tasks, same, peer, failed, skipped);
+    Ok(HoldersReport {
+        pid,
+        fd,
+        target: link,
+        holders,
+        peer,
+        skipped,
+        skipped_fds,
+        kcmp_calls: calls.total(),
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        frozen,
+        not_frozen,
+        freeze_released,
+    })
+}
+
+/// Every process but this one (unless asked for), pinned.
+fn candidates(
+    pid: Pid,
+    options: &HoldersOptions,
+    workers: usize,
+) -> Result<(Vec<SelectedTask>, Vec<Skipped>)> {
+    let mut skipped = Vec::new();
+    let mut procs = select_processes(&ScanOptions::default(), &HashSet::new(), &mut skipped)?;
+    if pid == Pid::this() || options.include_self {
+        procs.push(procfs::read_stat(Pid::this())?);
+    }
+    // Threads with their own fd table are tasks of their own: pinning
+    // expands every multi-threaded process into them.
+    crate::pipeline::pin::reserve_fds(procs.len());
+    let (tasks, pin_skipped) = pin_tasks(&procs, false, workers, &CallCounter::default());
+    skipped.extend(pin_skipped);
+    Ok((tasks, skipped))
+}
+
+/// The holders among the tasks that lived through the inspection, and the
+/// skipped tasks.
+fn survivors(
+    tasks: &[SelectedTask],
+    same: Vec<(usize, FdNum)>,
+    mut peer: Option<PeerHolders>,
+    mut failed: HashMap<usize, Skipped>,
+    mut skipped: Vec<Skipped>,
+) -> (Vec<Holder>, Option<PeerHolders>, Vec<Skipped>) {
+    // Discard answers about tasks that did not live through the inspection.
+    for (i, t) in tasks.iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = failed.entry(i) {
+            if let Err(e) = t.verify() {
+                slot.insert(skipped_from(t.record.pid, &e, "verify"));
+            }
+        }
+    }
     let mut holders: Vec<Holder> = same
         .into_iter()
         .filter(|(i, _)| !failed.contains_key(i))
@@ -279,22 +282,175 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     }
     skipped.extend(failed.into_values());
     skipped.sort_unstable_by_key(|s| s.pid);
-    Ok(HoldersReport {
-        pid,
-        fd,
-        target: link,
-        holders,
-        peer,
-        skipped,
-        kcmp_calls: calls.total(),
-        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
-        frozen,
-        not_frozen,
-        freeze_released,
+    (holders, peer, skipped)
+}
+
+/// The freeze step of [`find_holders`]: stops the processes that hold an
+/// fd with the queried key (and the queried one); keeps only those tasks.
+fn freeze_holders_of_key(
+    tasks: Vec<SelectedTask>,
+    listed: &[Listing],
+    key: &str,
+    pid: Pid,
+) -> Result<(Vec<SelectedTask>, crate::freeze::FrozenSet)> {
+    let holds_key = |i: usize| {
+        matches!(&listed[i].fds, Ok(fds) if fds.iter().any(|e| procfs::bucket_key(&e.target) == key))
+            || tasks[i].record.pid == pid
+    };
+    let keep: HashSet<usize> = (0..tasks.len()).filter(|&i| holds_key(i)).collect();
+    let pids: Vec<Pid> = keep.iter().map(|&i| tasks[i].record.pid).collect();
+    let frozen = crate::freeze::freeze(&pids)?;
+    let kept = tasks
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, t)| t)
+        .collect();
+    Ok((kept, frozen))
+}
+
+/// What every fd is compared with: the engine's copy of the queried
+/// description, or the queried fd itself (`queried`: its (pid, fd)).
+#[derive(Clone, Copy)]
+struct Rep {
+    pid: Pid,
+    fd: FdNum,
+    queried: Option<(Pid, FdNum)>,
+}
+
+/// The fds with the queried key, sorted out.
+struct Sorting {
+    same: Vec<(usize, FdNum)>,
+    others: Vec<(usize, FdNum)>,
+    failed: HashMap<usize, Skipped>,
+    skipped_fds: Vec<SkippedFd>,
+}
+
+/// Compares every fd with the queried key against `rep`. A failed
+/// comparison is the fd's task's fault only if `rep` itself still compares.
+fn compare_all(
+    tasks: &[SelectedTask],
+    listed: &[Listing],
+    key: &str,
+    cmp: &FileComparator<'_>,
+    rep: Rep,
+) -> Result<Sorting> {
+    let (rep_pid, rep_fd) = (rep.pid, rep.fd);
+    let mut skipped_fds = Vec::new();
+    let mut failed: HashMap<usize, Skipped> = HashMap::new();
+    let mut same: Vec<(usize, FdNum)> = Vec::new();
+    let mut others: Vec<(usize, FdNum)> = Vec::new();
+    for (i, l) in listed.iter().enumerate() {
+        for (bad_fd, e) in &l.bad {
+            skipped_fds.push(SkippedFd {
+                pid: tasks[i].record.pid,
+                fd: *bad_fd,
+                reason: e.errno_name().unwrap_or("E?").to_string(),
+            });
+        }
+        let entries = match &l.fds {
+            Ok(e) => e,
+            Err(e) => {
+                failed.insert(i, skipped_from(tasks[i].record.pid, e, "list fds"));
+                continue;
+            }
+        };
+        for e in entries
+            .iter()
+            .filter(|e| procfs::bucket_key(&e.target) == key)
+        {
+            let p = tasks[i].via;
+            let verdict = if rep.queried == Some((p, e.fd)) {
+                Ok(KcmpOrdering::Equal)
+            } else {
+                cmp(p, e.fd, rep_pid, rep_fd)
+            };
+            match verdict {
+                Ok(o) if o.is_equal() => same.push((i, e.fd)),
+                Ok(_) => others.push((i, e.fd)),
+                Err(err) if err.is_permission() || err.is_gone() => {
+                    // Which side failed? The queried fd must still be valid.
+                    cmp(rep_pid, rep_fd, rep_pid, rep_fd)?;
+                    failed
+                        .entry(i)
+                        .or_insert_with(|| skipped_from(p, &err, "kcmp"));
+                }
+                Err(_) => {} // closed meanwhile
+            }
+        }
+    }
+
+    Ok(Sorting {
+        same,
+        others,
+        failed,
+        skipped_fds,
     })
 }
 
-fn holder(record: &crate::scan::TaskRecord, fd: FdNum) -> Holder {
+/// The holders of the other end of a pipe: the other fds of the pipe split
+/// into descriptions, keeping those of another access mode.
+fn peer_holders(
+    link: &str,
+    others: &[(usize, FdNum)],
+    tasks: &[SelectedTask],
+    cmp: &FileComparator<'_>,
+    queried_mode: Option<u32>,
+) -> Option<PeerHolders> {
+    let FdTarget::Pipe(_) = FdTarget::parse(link) else {
+        return None;
+    };
+    let mut groups = OrderedGroups::new();
+    let mut c =
+        |a: (usize, FdNum), b: (usize, FdNum)| cmp(tasks[a.0].via, a.1, tasks[b.0].via, b.1);
+    for &o in others {
+        let _ = groups.insert(o, &mut c);
+    }
+    let mut holders = Vec::new();
+    let mut ends = Vec::new();
+    for g in groups.groups() {
+        let (t, f) = g[0];
+        let mode = procfs::read_fdinfo(tasks[t].via, f)
+            .map(|i| i.access_mode())
+            .ok();
+        let other_end = match (queried_mode, mode) {
+            (Some(q), Some(m)) => q == 2 || m == 2 || q != m,
+            _ => true,
+        };
+        if other_end {
+            ends.push(access_end(mode.unwrap_or(2)));
+            holders.extend(g.iter().map(|&(t, f)| holder(&tasks[t].record, f)));
+        }
+    }
+    ends.sort_unstable();
+    ends.dedup();
+    holders.sort_unstable_by_key(|h| (h.pid, h.fd));
+    let end = if ends.is_empty() {
+        let other = match queried_mode {
+            Some(0) => 1,
+            Some(1) => 0,
+            _ => 2,
+        };
+        access_end(other).to_string()
+    } else {
+        ends.join(",")
+    };
+    Some(PeerHolders {
+        target: link.to_string(),
+        end,
+        holders,
+    })
+}
+
+/// Every task's listing, on all workers.
+fn list_all_fds(
+    tasks: &[crate::pipeline::pin::SelectedTask],
+    workers: usize,
+) -> Vec<crate::pipeline::list::Listing> {
+    parallel_map(tasks.len(), workers, |i| list_task(&tasks[i]))
+}
+
+fn holder(record: &crate::model::TaskRecord, fd: FdNum) -> Holder {
     Holder {
         pid: record.pid,
         fd,
@@ -326,8 +482,8 @@ fn fifo_identity(pid: Pid, fd: FdNum) -> Option<(u64, u64, u32)> {
 fn fifo_peer(
     pid: Pid,
     fd: FdNum,
-    tasks: &[crate::scan::SelectedTask],
-    listed: &[Result<Vec<procfs::FdEntry>>],
+    tasks: &[SelectedTask],
+    listed: &[Listing],
     same: &[(usize, FdNum)],
 ) -> Option<(String, Vec<Holder>)> {
     let (dev, ino, mode) = fifo_identity(pid, fd)?;
@@ -336,8 +492,8 @@ fn fifo_peer(
     let mut holders = Vec::new();
     let mut ends = Vec::new();
     for (i, entries) in listed.iter().enumerate() {
-        let p = tasks[i].record.pid;
-        for e in entries.iter().flatten() {
+        let p = tasks[i].via;
+        for e in entries.fds.iter().flatten() {
             if !e.target.starts_with('/') || own.contains(&(i, e.fd)) || (p == pid && e.fd == fd) {
                 continue;
             }
@@ -381,18 +537,15 @@ fn fifo_peer(
 /// [`crate::sockdiag::unix_peer`]) and every (pid, fd) holding it; `None`
 /// when the kernel cannot tell the peer. A socket inode has exactly one
 /// open file description, so no kcmp is needed.
-fn unix_socket_peer(
-    ino: u64,
-    tasks: &[crate::scan::SelectedTask],
-    listed: &[Result<Vec<procfs::FdEntry>>],
-) -> Option<PeerHolders> {
+fn unix_socket_peer(ino: u64, tasks: &[SelectedTask], listed: &[Listing]) -> Option<PeerHolders> {
     let peer = crate::sockdiag::unix_peer(ino)?;
     let target = format!("socket:[{peer}]");
     let mut holders: Vec<Holder> = listed
         .iter()
         .enumerate()
         .flat_map(|(i, r)| {
-            r.iter()
+            r.fds
+                .iter()
                 .flatten()
                 .filter(|e| e.target == target)
                 .map(move |e| holder(&tasks[i].record, e.fd))

@@ -21,8 +21,11 @@ pub mod doctor;
 pub mod epoll;
 pub mod freeze;
 pub mod holders;
+pub mod model;
 pub mod mounts;
+mod parallel;
 pub mod pidns;
+mod pipeline;
 pub mod procfs;
 pub mod scan;
 pub mod sentinel;
@@ -35,3 +38,22 @@ pub use scan::{scan, FdRef, OpenFileDescription, ScanOptions, SharingMap};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit and returns
+/// the new soft limit. For programs (the `kcmp` CLI calls it at start): a
+/// library must not change process-wide limits behind its caller's back, so
+/// the scan itself never calls this and works within the limit it finds.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )?;
+    }
+    Ok(limit.maximum.unwrap_or(u64::MAX))
+}

@@ -33,6 +33,8 @@ pub struct TaskStat {
     /// Start time in clock ticks after boot: with the pid, it names one task
     /// for the life of the system.
     pub start_time: u64,
+    /// The number of threads of its process.
+    pub num_threads: u32,
 }
 
 impl TaskStat {
@@ -42,7 +44,7 @@ impl TaskStat {
     /// let line = "42 (my (odd) name) S 1 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 999 0 0";
     /// let s = kcmp_map::procfs::TaskStat::parse(line).unwrap();
     /// assert_eq!(s.comm, "my (odd) name");
-    /// assert_eq!((s.state, s.ppid, s.start_time), ('S', 1, 999));
+    /// assert_eq!((s.state, s.ppid, s.start_time, s.num_threads), ('S', 1, 999, 1));
     /// ```
     pub fn parse(text: &str) -> Option<TaskStat> {
         let open = text.find('(')?;
@@ -55,7 +57,8 @@ impl TaskStat {
         // Fields after ppid: pgrp(5) session(6) tty_nr(7) tpgid(8) flags(9) ... starttime(22).
         let mut rest = rest.skip(4);
         let flags: u32 = rest.next()?.parse().ok()?;
-        let start_time: u64 = rest.nth(12)?.parse().ok()?;
+        let num_threads: u32 = rest.nth(10)?.parse().ok()?;
+        let start_time: u64 = rest.nth(1)?.parse().ok()?;
         Some(TaskStat {
             pid: Pid::new(pid).ok()?,
             comm,
@@ -63,6 +66,7 @@ impl TaskStat {
             ppid,
             flags,
             start_time,
+            num_threads,
         })
     }
 
@@ -198,6 +202,22 @@ pub enum FdTarget {
 }
 
 impl FdTarget {
+    /// Whether closing a file of this kind may call a filesystem's `flush`
+    /// (FUSE, NFS: a server round trip). Pipes, sockets and anonymous
+    /// inodes never do; paths and anything unknown may.
+    ///
+    /// ```
+    /// use kcmp_map::procfs::FdTarget;
+    /// assert!(!FdTarget::parse("pipe:[7]").may_flush());
+    /// assert!(FdTarget::parse("/mnt/fuse/f").may_flush());
+    /// ```
+    pub fn may_flush(&self) -> bool {
+        !matches!(
+            self,
+            FdTarget::Socket(_) | FdTarget::Pipe(_) | FdTarget::AnonInode(_)
+        )
+    }
+
     /// Classifies a link text.
     pub fn parse(link: &str) -> FdTarget {
         fn bracketed(s: &str, prefix: &str) -> Option<u64> {
@@ -327,6 +347,12 @@ impl FdDir {
             fd,
             path: path.to_string(),
         })
+    }
+
+    /// The number of the directory's own fd in this process (a listing of
+    /// this very process shows it).
+    pub fn own_number(&self) -> FdNum {
+        FdNum::new(std::os::fd::AsRawFd::as_raw_fd(&self.fd)).expect("an open fd is non-negative")
     }
 
     /// The open fd numbers, ascending.

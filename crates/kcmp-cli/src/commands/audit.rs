@@ -17,6 +17,7 @@ use std::collections::HashMap;
 /// Runs the scan and the audit; exit 0 when no finding at or above
 /// `--fail-on` remains, 1 when one does, 2 on trouble.
 pub fn run(args: &AuditArgs) -> i32 {
+    let _ = kcmp_map::raise_fd_limit(); // the library never raises it
     let filters = args.filter.filters();
     let to_pids = |v: &[i32]| {
         v.iter()

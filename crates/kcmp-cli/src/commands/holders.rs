@@ -30,6 +30,7 @@ fn report_json(report: &HoldersReport, bytes: Option<Vec<u8>>, freeze: bool) -> 
         "target": report.target,
         "holders": holders_json(&report.holders),
         "skipped": report.skipped,
+        "skipped_fds": report.skipped_fds,
         "stats": {"kcmp_calls": report.kcmp_calls, "elapsed_ms": report.elapsed_ms},
     });
     if let Some(b) = bytes {
@@ -90,6 +91,7 @@ pub fn run(pid: i32, fd: i32, peer: bool, json: bool, freeze: bool) -> i32 {
         (Ok(p), Ok(f)) => (p, f),
         (Err(e), _) | (_, Err(e)) => return report_error(&e),
     };
+    let _ = kcmp_map::raise_fd_limit(); // the library never raises it
     let options = HoldersOptions {
         peer,
         freeze,

@@ -11,6 +11,9 @@ use kcmp_map::scan::{scan_with_progress, ScanOptions};
 
 /// Runs the scan and prints it; exit 0 unless nothing could be scanned.
 pub fn run(args: &ScanArgs) -> i32 {
+    // A host with thousands of processes needs a pidfd each: use the hard
+    // limit (the library itself never raises it).
+    let _ = kcmp_map::raise_fd_limit();
     let to_pids = |v: &[i32]| {
         v.iter()
             .filter_map(|&p| Pid::new(p).ok())

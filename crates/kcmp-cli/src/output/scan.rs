@@ -273,6 +273,21 @@ pub fn notes(map: &SharingMap, style: Style) -> Vec<String> {
             out.push(n);
         }
     }
+    for (what, n) in [
+        (
+            "fds changed during the scan (in no description)",
+            map.changed_fds.len(),
+        ),
+        ("fds skipped (unreadable or closed)", map.skipped_fds.len()),
+        (
+            "threads with their own fd table, shown as tasks",
+            map.own_fd_tables.len(),
+        ),
+    ] {
+        if n > 0 {
+            out.push(style.warn(&format!("{what}: {n}")));
+        }
+    }
     if let Some(why) = map.freeze_released {
         out.push(style.warn(&format!(
             "not frozen throughout ({}): {}",

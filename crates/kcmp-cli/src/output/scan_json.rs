@@ -128,6 +128,9 @@ struct Document<'a, 'b> {
     epoll: Option<Value>,
     shared_descriptions: usize,
     shown: usize,
+    skipped_fds: &'a [kcmp_map::model::SkippedFd],
+    changed_fds: &'a [kcmp_map::scan::FdRef],
+    own_fd_tables: &'a [Pid],
 }
 
 /// Writes JSON schema 1 (see the README) and a newline; `epoll` adds the
@@ -149,6 +152,9 @@ pub fn write_json(view: &View<'_>, epoll: bool, sink: &mut Sink) {
         epoll: epoll.then(|| epoll_json(view)),
         shared_descriptions: view.shared_count(),
         shown: view.shown.len(),
+        skipped_fds: &map.skipped_fds,
+        changed_fds: &map.changed_fds,
+        own_fd_tables: &map.own_fd_tables,
     };
     sink.json_line(&doc);
     sink.flush();
@@ -197,6 +203,9 @@ pub fn write_json_lines(view: &View<'_>, epoll: bool, sink: &mut Sink) {
         "skipped_count": map.skipped.len(),
         "unavailable": map.unavailable,
         "stats": map.stats,
+        "skipped_fds": map.skipped_fds,
+        "changed_fds": map.changed_fds,
+        "own_fd_tables": map.own_fd_tables,
     });
     if froze(map) {
         summary["frozen"] = json!(map.frozen);

@@ -330,12 +330,17 @@ mod fuse {
             );
             (file, fifo, epfd)
         };
+        // A second fd of the FUSE file's description: the scan groups the
+        // two (a bucket of two), and holders finds both. A copy of it taken
+        // and closed by kcmp would send FLUSH to the hung server.
+        // SAFETY: dup of an fd this process owns.
+        let dup = check("dup the FUSE file", unsafe { libc::dup(file) });
         // From now on the server answers nothing.
         // SAFETY: writing one byte from a valid buffer.
         unsafe { libc::write(ctl[1], b"x".as_ptr().cast(), 1) };
         println!(
             "{{\"server\": {server}, \"holder\": {}, \"epfd\": {epfd}, \"fuse_fd\": {file}, \
-             \"fifo_fd\": {fifo}, \"mount\": \"{dir}\"}}",
+             \"fifo_fd\": {fifo}, \"fuse_dup\": {dup}, \"mount\": \"{dir}\"}}",
             std::process::id()
         );
         wait_stdin_eof();

@@ -1,4 +1,5 @@
-//! `kcmp-churn [--procs N]`: a load for stress tests. Keeps N child
+//! `kcmp-churn [--procs N]`: a load for stress tests (`--stable MODE`: stable
+//! fds amid churn, with their truth; see `stable.rs`). Keeps N child
 //! processes busy forking, exiting, creating threads and opening, dup'ing,
 //! passing and closing fds, continuously, until its stdin reaches EOF (then
 //! it kills and reaps everything and exits 0).
@@ -7,6 +8,8 @@
 //! has `PR_SET_PDEATHSIG(SIGKILL)`, so nothing outlives a killed churner.
 //! The churner itself stays single-threaded (it forks); children may start
 //! threads.
+
+mod stable;
 
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
@@ -121,6 +124,10 @@ fn main() {
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
+            "--stable" => {
+                stable::run(args.get(i + 1).map_or("", String::as_str));
+                return;
+            }
             "--procs" => {
                 procs = args
                     .get(i + 1)

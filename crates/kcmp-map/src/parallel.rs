@@ -1,0 +1,79 @@
+//! Work on all cores: [`parallel_map`] and a contention-free call counter.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Mutex;
+
+/// The number of worker threads for a request (0: one per CPU).
+pub(crate) fn workers(requested: usize) -> usize {
+    if requested > 0 {
+        requested
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+/// Runs `work(i)` for every i in 0..n on `workers` threads; results in order.
+pub(crate) fn parallel_map<R: Send>(
+    n: usize,
+    workers: usize,
+    work: impl Fn(usize) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(n.max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let r = work(i);
+                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every slot filled")
+        })
+        .collect()
+}
+
+/// A call counter that threads can bump without sharing a cache line: each
+/// thread adds to its own padded slot, and [`CallCounter::total`] sums them.
+#[derive(Default)]
+pub(crate) struct CallCounter {
+    slots: [PaddedCounter; COUNTER_SLOTS],
+}
+
+const COUNTER_SLOTS: usize = 16;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
+
+thread_local! {
+    static COUNTER_SLOT: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, AtomicOrdering::Relaxed) % COUNTER_SLOTS
+    };
+}
+
+impl CallCounter {
+    /// Counts one call.
+    pub(crate) fn add(&self) {
+        let slot = COUNTER_SLOT.with(|s| *s);
+        self.slots[slot].0.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+
+    /// All calls counted so far.
+    pub(crate) fn total(&self) -> u64 {
+        self.slots
+            .iter()
+            .map(|s| s.0.load(AtomicOrdering::Relaxed))
+            .sum()
+    }
+}

@@ -1,0 +1,215 @@
+//! Step 5, process kinds: which tasks share vm, files, fs, sighand, io and
+//! sysvsem, with sentinel tasks to tell "none" from "shared".
+
+use super::pin::SelectedTask;
+use super::select::skipped_from;
+use crate::model::ScanProgress;
+use crate::model::Skipped;
+use crate::parallel::{parallel_map, CallCounter};
+use crate::sentinel::Sentinels;
+use kcmp::fallback::Availability;
+use kcmp::grouping::OrderedGroups;
+use kcmp::{compare_process, Error, Pid, ProcessResource};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
+/// What came of grouping one process-level kind.
+pub(crate) enum KindOutcome {
+    /// Groups of task indices, and tasks that failed (EPERM, exited).
+    Groups(Vec<Vec<u32>>, Vec<(u32, Error)>),
+    Unavailable(String),
+}
+
+/// A task index or a sentinel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KindItem {
+    Task(u32),
+    Sentinel(Pid),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process_kinds(
+    tasks: &[SelectedTask],
+    candidates: &[u32],
+    sentinels: Option<&Sentinels>,
+    calls: &CallCounter,
+    repaired: &AtomicU64,
+    workers: usize,
+    progress: &(dyn Fn(ScanProgress) + Sync),
+) -> Vec<(ProcessResource, KindOutcome)> {
+    let kinds = ProcessResource::ALL;
+    let done = AtomicU64::new(0);
+    let results = parallel_map(kinds.len(), workers, |k| {
+        let outcome = one_kind(kinds[k], tasks, candidates, sentinels, calls, repaired);
+        let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
+        progress(ScanProgress {
+            phase: 2,
+            done: d,
+            total: kinds.len() as u64,
+        });
+        outcome
+    });
+    kinds.into_iter().zip(results).collect()
+}
+
+/// The sentinels that stand for "none" on `kind`: the zombie for
+/// vm/files/fs, the live pair for io/sysvsem. `Err` when they are needed
+/// and missing.
+fn sentinel_items(
+    kind: ProcessResource,
+    sentinels: Option<&Sentinels>,
+) -> Result<(Vec<KindItem>, Option<KindItem>), String> {
+    let Some(s) = sentinels else {
+        if kind.may_be_absent() {
+            return Err("could not start sentinel tasks to tell \"none\" from \"shared\"".into());
+        }
+        return Ok((Vec::new(), None));
+    };
+    Ok(match kind {
+        ProcessResource::Vm | ProcessResource::Files | ProcessResource::Fs => {
+            (Vec::new(), s.zombie_pid().map(KindItem::Sentinel))
+        }
+        ProcessResource::Io | ProcessResource::Sysvsem => (
+            s.live_pids().into_iter().map(KindItem::Sentinel).collect(),
+            None,
+        ),
+        ProcessResource::Sighand => (Vec::new(), None),
+    })
+}
+
+/// Groups the candidates on one kind, with its sentinels.
+fn one_kind(
+    kind: ProcessResource,
+    tasks: &[SelectedTask],
+    candidates: &[u32],
+    sentinels: Option<&Sentinels>,
+    calls: &CallCounter,
+    repaired: &AtomicU64,
+) -> KindOutcome {
+    let pid_of = |item: KindItem| match item {
+        KindItem::Task(t) => tasks[t as usize].via,
+        KindItem::Sentinel(p) => p,
+    };
+    let mut c = |a: KindItem, b: KindItem| {
+        calls.add();
+        compare_process(kind, pid_of(a), pid_of(b))
+    };
+    let (live, zombie) = match sentinel_items(kind, sentinels) {
+        Ok(s) => s,
+        Err(why) => return KindOutcome::Unavailable(why),
+    };
+    let mut groups = OrderedGroups::new();
+    for item in live.iter().chain(zombie.iter()) {
+        if groups.insert(*item, &mut c).is_err() {
+            return KindOutcome::Unavailable(format!(
+                "a sentinel task could not be compared on {}",
+                kind.name()
+            ));
+        }
+    }
+    let mut failures = Vec::new();
+    for &t in candidates {
+        if let Err(e) = groups.insert(KindItem::Task(t), &mut c) {
+            failures.push((t, e.error));
+        }
+    }
+    // A task may have exec'd or exited under the search: check, repair.
+    if groups.check_and_repair(&mut c, 3) > 0 {
+        repaired.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+    let groups = groups.into_groups();
+    let absent_group = match absent_group(kind, &groups, &live, zombie) {
+        Ok(g) => g,
+        Err(why) => return KindOutcome::Unavailable(why),
+    };
+    let out: Vec<Vec<u32>> = groups
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != absent_group)
+        .map(|(_, g)| {
+            g.into_iter()
+                .filter_map(|item| match item {
+                    KindItem::Task(t) => Some(t),
+                    KindItem::Sentinel(_) => None,
+                })
+                .collect()
+        })
+        .collect();
+    KindOutcome::Groups(out, failures)
+}
+
+/// The group of the absent object: the sentinels' group.
+fn absent_group(
+    kind: ProcessResource,
+    groups: &[Vec<KindItem>],
+    live: &[KindItem],
+    zombie: Option<KindItem>,
+) -> Result<Option<usize>, String> {
+    if let Some(z) = zombie {
+        return Ok(groups.iter().position(|g| g.contains(&z)));
+    }
+    if live.len() != 2 {
+        return Ok(None);
+    }
+    let a = groups.iter().position(|g| g.contains(&live[0]));
+    let b = groups.iter().position(|g| g.contains(&live[1]));
+    if a != b {
+        return Err(format!(
+            "two fresh sentinel tasks do not compare equal on {} (this process may have an \
+             I/O priority that gives children their own context), so \"none\" cannot be \
+             told from \"shared\"",
+            kind.name()
+        ));
+    }
+    Ok(a)
+}
+
+/// The process-level kinds of the tasks that did not fail, and the tasks
+/// that failed on them (added to `failed`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn group_kinds(
+    tasks: &[SelectedTask],
+    failed: &mut HashMap<u32, Skipped>,
+    sentinels: Option<&Sentinels>,
+    availability: Availability,
+    calls: &CallCounter,
+    repaired: &AtomicU64,
+    workers: usize,
+    progress: &(dyn Fn(ScanProgress) + Sync),
+) -> Vec<(ProcessResource, KindOutcome)> {
+    let kind_candidates: Vec<u32> = (0..tasks.len() as u32)
+        .filter(|i| !failed.contains_key(i))
+        .filter(|&i| {
+            let r = &tasks[i as usize].record;
+            !r.kernel_thread && !r.is_zombie()
+        })
+        .collect();
+    let kinds = if let Some(why) = kcmp::fallback::process_kinds_unavailable(availability) {
+        ProcessResource::ALL
+            .into_iter()
+            .map(|k| (k, KindOutcome::Unavailable(why.clone())))
+            .collect()
+    } else {
+        process_kinds(
+            tasks,
+            &kind_candidates,
+            sentinels,
+            calls,
+            repaired,
+            workers,
+            progress,
+        )
+    };
+    for (_, outcome) in &kinds {
+        if let KindOutcome::Groups(_, failures) = outcome {
+            for (t, e) in failures {
+                if e.is_permission() || e.is_gone() {
+                    failed
+                        .entry(*t)
+                        .or_insert_with(|| skipped_from(tasks[*t as usize].record.pid, e, "kcmp"));
+                }
+            }
+        }
+    }
+    kinds
+}

@@ -1,0 +1,252 @@
+//! Step 2, pin: each selected task gets a handle (pidfd or start time) so
+//! that an answer about a task that exited, or whose pid was reused, is
+//! discarded rather than attributed to a newcomer.
+
+use super::select::skipped_from;
+use crate::model::{Skipped, TaskRecord};
+use crate::parallel::{parallel_map, CallCounter};
+use crate::procfs::{self, TaskStat};
+use kcmp::{Error, Pid, ProcessHandle, Result};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+
+/// A task selected for inspection, with its handle.
+pub(crate) struct SelectedTask {
+    /// What the output says about it (`pid` is the process, or the thread
+    /// with `threads`).
+    pub record: TaskRecord,
+    /// The task to read and compare: `record.pid`, or a live thread of a
+    /// process whose main thread has exited (its fds live on in it).
+    pub via: Pid,
+    /// The pin of `via`.
+    pub pin: Pin,
+}
+
+/// How a task is pinned.
+pub(crate) enum Pin {
+    /// A pidfd (or the kernel's fallback to the start time).
+    Handle(ProcessHandle),
+    /// The start time only, checked again at the end: when the fd limit
+    /// leaves no room for one more pidfd.
+    StartTime(u64),
+}
+
+impl SelectedTask {
+    /// The pidfd, when the task has one.
+    pub(crate) fn pidfd(&self) -> Option<rustix::fd::BorrowedFd<'_>> {
+        match &self.pin {
+            Pin::Handle(h) => h.pidfd(),
+            Pin::StartTime(_) => None,
+        }
+    }
+
+    /// `Ok` when the task lived from its pinning until now.
+    pub(crate) fn verify(&self) -> Result<()> {
+        match &self.pin {
+            Pin::Handle(h) => h.verify(),
+            Pin::StartTime(t) => same_start(self.via, *t),
+        }
+    }
+}
+
+/// `Ok` when `tid` still names the task that started at `start_time`;
+/// [`Error::Vanished`] when not; any other error (`EMFILE`: no fd to read
+/// /proc with) as it is, never as "the task exited".
+fn same_start(tid: Pid, start_time: u64) -> Result<()> {
+    match procfs::read_stat(tid) {
+        Ok(st) if st.start_time == start_time => Ok(()),
+        Err(e) if !e.is_gone() => Err(e),
+        _ => Err(Error::Vanished { pid: tid.get() }),
+    }
+}
+
+/// Pidfds that may be open at once for pinning: three quarters of the fds
+/// still free under the soft `RLIMIT_NOFILE` (the library never raises
+/// it), keeping 128 for /proc reads and anchors.
+fn pidfd_budget() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20)
+        .min(1 << 20) as usize;
+    let open = procfs::FdDir::open(Pid::this())
+        .and_then(|d| d.fds())
+        .map_or(64, |f| f.len());
+    limit.saturating_sub(open + 128) * 3 / 4
+}
+
+/// The thread to inspect a process through: itself, or (its main thread
+/// exited) its first live thread, with that thread's stat.
+fn live_thread(st: &TaskStat) -> (Pid, TaskStat) {
+    if st.is_zombie() {
+        for tid in procfs::list_tids(st.pid).unwrap_or_default() {
+            if let Ok(t) = procfs::read_task_stat(st.pid, tid) {
+                if !t.is_zombie() {
+                    return (tid, t);
+                }
+            }
+        }
+    }
+    (st.pid, st.clone())
+}
+
+/// `pid`, or a live thread of it when its main thread has exited.
+pub(crate) fn live_thread_of(pid: Pid) -> Pid {
+    match procfs::read_stat(pid) {
+        Ok(st) => live_thread(&st).0,
+        Err(_) => pid,
+    }
+}
+
+/// The stat of `tid` when it is a thread (not a process) with an fd table
+/// of its own (`unshare(CLONE_FILES)`): a task in its own right.
+pub(crate) fn own_table_thread(tid: Pid) -> Option<TaskStat> {
+    let tgid = procfs::read_status_field(tid, "Tgid")
+        .ok()??
+        .trim()
+        .parse::<i32>()
+        .ok()?;
+    let tgid = Pid::new(tgid).ok()?;
+    if tgid == tid {
+        return None;
+    }
+    let leader = live_thread_of(tgid);
+    let own = kcmp::compare_process(kcmp::ProcessResource::Files, leader, tid).ok()?;
+    if own.is_equal() {
+        return None;
+    }
+    let mut st = procfs::read_task_stat(tgid, tid).ok()?;
+    st.pid = tid;
+    Some(st)
+}
+
+/// The threads of a process with an fd table of their own
+/// (`unshare(CLONE_FILES)`): one kcmp per thread against the process.
+fn own_table_threads(st: &TaskStat, calls: &CallCounter) -> Vec<Pid> {
+    let (leader, _) = live_thread(st);
+    procfs::list_tids(st.pid)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&tid| tid != st.pid && tid != leader)
+        .filter(|&tid| {
+            calls.add();
+            kcmp::compare_process(kcmp::ProcessResource::Files, leader, tid)
+                .is_ok_and(|o| !o.is_equal())
+        })
+        .collect()
+}
+
+/// Expands processes into tasks (threads when `threads`) and pins each.
+/// The kcmp calls that find threads with their own fd table count in
+/// `calls` (the process-level kinds: they compare `KCMP_FILES`).
+pub(crate) fn pin_tasks(
+    procs: &[TaskStat],
+    threads: bool,
+    workers: usize,
+    calls: &CallCounter,
+) -> (Vec<SelectedTask>, Vec<Skipped>) {
+    let budget = AtomicUsize::new(pidfd_budget());
+    let results = parallel_map(procs.len(), workers, |i| {
+        let st = &procs[i];
+        let tids = if threads {
+            procfs::list_tids(st.pid).unwrap_or_else(|_| vec![st.pid])
+        } else {
+            let mut tids = vec![st.pid];
+            if st.num_threads > 1 && !st.is_kernel_thread() {
+                tids.extend(own_table_threads(st, calls));
+            }
+            tids
+        };
+        let mut out: Vec<std::result::Result<SelectedTask, Skipped>> = Vec::new();
+        for tid in tids {
+            // With threads as tasks, the leader is itself even when its
+            // main thread exited (its live threads are tasks of their own).
+            let stat = if tid == st.pid && (st.num_threads == 1 || threads) {
+                Ok((st.pid, st.clone()))
+            } else if tid == st.pid {
+                Ok(live_thread(st))
+            } else {
+                procfs::read_task_stat(st.pid, tid).map(|s| (tid, s))
+            };
+            let pinned = stat
+                .and_then(|(via, stat)| pin(via, stat.start_time, &budget).map(|p| (via, stat, p)));
+            out.push(match pinned {
+                Ok((via, stat, pin)) => Ok(SelectedTask {
+                    record: TaskRecord {
+                        pid: tid,
+                        tgid: st.pid,
+                        ppid: stat.ppid,
+                        comm: stat.comm.clone(),
+                        state: stat.state,
+                        kernel_thread: stat.is_kernel_thread(),
+                    },
+                    via,
+                    pin,
+                }),
+                Err(e) => Err(skipped_from(tid, &e, "pin")),
+            });
+        }
+        out
+    });
+    let mut tasks = Vec::new();
+    let mut skipped = Vec::new();
+    for r in results.into_iter().flatten() {
+        match r {
+            Ok(t) => tasks.push(t),
+            Err(s) => skipped.push(s),
+        }
+    }
+    (tasks, skipped)
+}
+
+/// Pins `tid` with a pidfd while the budget lasts, by start time after.
+fn pin(tid: Pid, start_time: u64, budget: &AtomicUsize) -> Result<Pin> {
+    let took = budget
+        .fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |b| {
+            b.checked_sub(1)
+        })
+        .is_ok();
+    if took {
+        ProcessHandle::pin(tid, start_time).map(Pin::Handle)
+    } else {
+        same_start(tid, start_time).map(|()| Pin::StartTime(start_time))
+    }
+}
+
+/// Makes room for `extra` more open fds within the soft `RLIMIT_NOFILE`
+/// (never raised here: that is the caller's decision, see
+/// [`crate::raise_fd_limit`]): grows the fd table once, while this thread
+/// may still be the only one (growing a shared table later waits for an
+/// RCU grace period each time it doubles).
+pub(crate) fn reserve_fds(extra: usize) {
+    let want = (extra + 256) as u64;
+    let usable = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    // Growing the table: duplicate any fd to the highest number needed.
+    let target = want.min(usable).saturating_sub(1).min(i32::MAX as u64) as i32;
+    if let Ok(dir) = rustix::fs::openat(
+        rustix::fs::CWD,
+        "/proc/self",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        let _ = rustix::io::fcntl_dupfd_cloexec(&dir, target);
+    }
+}
+
+/// Marks every task that did not live through the scan as failed: its
+/// answers are discarded.
+pub(crate) fn verify_tasks(
+    tasks: &[SelectedTask],
+    failed: &mut std::collections::HashMap<u32, Skipped>,
+) {
+    for (i, t) in tasks.iter().enumerate() {
+        if failed.contains_key(&(i as u32)) {
+            continue;
+        }
+        if let Err(e) = t.verify() {
+            let mut skipped = skipped_from(t.record.pid, &e, "verify");
+            skipped.detail.push_str("; its answers were discarded");
+            failed.insert(i as u32, skipped);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Step 1, select: which processes a scan inspects (all, named pids, or
+//! trees), from one parallel read of every /proc/PID/stat.
+
+use super::ScanOptions;
+use crate::model::Skipped;
+use crate::parallel::{parallel_map, workers};
+use crate::procfs::{self, TaskStat};
+use kcmp::{Error, Pid, Result};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// A [`Skipped`] entry for `pid` from the error of `what`.
+pub(crate) fn skipped_from(pid: Pid, err: &Error, what: &str) -> Skipped {
+    let reason = if err.is_permission() {
+        "EPERM".to_string()
+    } else if err.is_gone() {
+        "ESRCH".to_string()
+    } else {
+        err.errno_name().unwrap_or("E?").to_string()
+    };
+    let detail = if err.is_permission() {
+        format!("{what}: permission denied ({err})")
+    } else if err.is_gone() {
+        format!("{what}: the task exited ({err})")
+    } else {
+        format!("{what}: {err}")
+    };
+    Skipped {
+        pid,
+        reason,
+        detail,
+    }
+}
+
+/// Every process's stat, for selection (ppid links) and records.
+fn all_stats(workers: usize) -> Result<HashMap<Pid, TaskStat>> {
+    let pids = procfs::list_pids()?;
+    let chunk = pids.len().div_ceil(workers * 4).max(1);
+    let parts = parallel_map(pids.len().div_ceil(chunk), workers, |c| {
+        pids[c * chunk..((c + 1) * chunk).min(pids.len())]
+            .iter()
+            .filter_map(|&p| procfs::read_stat(p).ok().map(|s| (p, s)))
+            .collect::<Vec<_>>()
+    });
+    Ok(parts.into_iter().flatten().collect())
+}
+
+/// The processes (thread-group leaders) selected by `options`, excluding
+/// `exclude` and this process (unless it was named explicitly). Unknown
+/// explicit pids are reported.
+pub(crate) fn select_processes(
+    options: &ScanOptions,
+    exclude: &HashSet<Pid>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<TaskStat>> {
+    let me = Pid::this();
+    let stats = all_stats(workers(options.workers))?;
+    let mut chosen: BTreeSet<Pid> = BTreeSet::new();
+    let mut threads: Vec<TaskStat> = Vec::new();
+    if options.pids.is_empty() && options.trees.is_empty() {
+        chosen.extend(stats.keys().copied());
+    } else {
+        let mut children: HashMap<i32, Vec<Pid>> = HashMap::new();
+        for (pid, st) in &stats {
+            children.entry(st.ppid).or_default().push(*pid);
+        }
+        for &p in options.pids.iter().chain(&options.trees) {
+            if !stats.contains_key(&p) {
+                // A thread id, or a process we could not stat.
+                match procfs::read_stat(p) {
+                    Ok(_) => threads.extend(named_thread(p)),
+                    Err(e) => skipped.push(skipped_from(p, &e, "read /proc")),
+                }
+            }
+        }
+        for &p in &options.pids {
+            if stats.contains_key(&p) {
+                chosen.insert(p);
+            }
+        }
+        for &root in &options.trees {
+            if !stats.contains_key(&root) {
+                continue;
+            }
+            let mut stack = vec![root];
+            while let Some(p) = stack.pop() {
+                if chosen.insert(p) {
+                    if let Some(kids) = children.get(&p.get()) {
+                        stack.extend(kids.iter().copied());
+                    }
+                }
+            }
+        }
+    }
+    // This process is left out (its own /proc reading and pidfds are noise),
+    // unless it was named explicitly as a pid or a tree's root.
+    if !options.pids.contains(&me) && !options.trees.contains(&me) {
+        chosen.remove(&me);
+    }
+    Ok(chosen
+        .into_iter()
+        .filter(|p| !exclude.contains(p))
+        .filter_map(|p| stats.get(&p).cloned())
+        .chain(threads)
+        .collect())
+}
+
+/// A thread named explicitly: it is inspected as a task of its own, with
+/// its own fd table when it has one (`unshare(CLONE_FILES)`), otherwise as
+/// its process. Marked single-threaded so that pinning does not expand it.
+fn named_thread(tid: Pid) -> Option<TaskStat> {
+    let tgid: i32 = procfs::read_status_field(tid, "Tgid")
+        .ok()??
+        .trim()
+        .parse()
+        .ok()?;
+    let tgid = Pid::new(tgid).ok()?;
+    let mut st = match crate::pipeline::pin::own_table_thread(tid) {
+        Some(st) => st,
+        None => procfs::read_stat(tgid).ok()?,
+    };
+    st.num_threads = 1;
+    Some(st)
+}

@@ -1,0 +1,205 @@
+//! Stable fds stay exact under churn (issue 9): `kcmp-churn --stable MODE`
+//! keeps eight (pid, fd) pairs on two descriptions of one file unchanged
+//! while other fds of the same processes churn (dup2 between the two
+//! descriptions, open/close of new descriptions, fork/exit of children
+//! inheriting them, renames of the file). Every scan, with and without
+//! freezing, must report each stable fd in exactly its description, with
+//! every other stable holder, and nothing in a description it never held.
+//!
+//! `KCMP_CHURN_SCANS=N` sets the scans per mode and freeze setting
+//! (default 200). The counts are printed (`--nocapture`).
+
+use kcmp::Pid;
+use kcmp_map::{scan, ScanOptions, SharingMap};
+use kcmp_testkit::process::{close_and_reap, read_line_within};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+/// The stable-churn fixture and its truth.
+struct Fixture {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    truth: Value,
+}
+
+impl Fixture {
+    fn spawn(mode: &str) -> Fixture {
+        let mut child = Command::new(kcmp_testkit::workspace_bin("kcmp-churn"))
+            .args(["--stable", mode])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn kcmp-churn");
+        let stdin = child.stdin.take();
+        let line = read_line_within(child.stdout.take().unwrap(), Duration::from_secs(30))
+            .expect("kcmp-churn prints its truth");
+        let truth = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        Fixture {
+            child,
+            stdin,
+            truth,
+        }
+    }
+
+    fn pid(&self, key: &str) -> i32 {
+        self.truth[key].as_i64().unwrap() as i32
+    }
+
+    fn group(&self, key: &str) -> BTreeSet<(i32, i32)> {
+        self.truth[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_i64().unwrap() as i32, p[1].as_i64().unwrap() as i32))
+            .collect()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(20));
+    }
+}
+
+/// Wrong and missing stable fds over a number of scans.
+#[derive(Debug, Default)]
+struct Tally {
+    scans: u32,
+    scans_wrong: u32,
+    scans_missing: u32,
+    wrong_fds: u32,
+    missing_fds: u32,
+}
+
+/// May `m` be reported in the description of stable group `g` in `mode`?
+fn allowed(mode: &str, m: (i32, i32), g: &BTreeSet<(i32, i32)>, stable_pids: &[i32]) -> bool {
+    if g.contains(&m) {
+        return true;
+    }
+    match mode {
+        // Churn fds switch between A and B: either is a description they held.
+        "dup2" => stable_pids.contains(&m.0) && (30..38).contains(&m.1),
+        // Short-lived children inherit the stable fds and dup2 one of them
+        // onto another: their fds 40..43 held A or B.
+        "fork-exit" => !stable_pids.contains(&m.0) && (40..44).contains(&m.1),
+        _ => false,
+    }
+}
+
+/// Checks one scan against the truth; adds to `tally`.
+fn check(map: &SharingMap, fx: &Fixture, mode: &str, tally: &mut Tally) {
+    let stable_pids = [fx.pid("parent"), fx.pid("child")];
+    let groups = [fx.group("a"), fx.group("b")];
+    let (mut wrong, mut missing) = (0, 0);
+    for g in &groups {
+        for &s in g {
+            let d = map.description_of(Pid::new(s.0).unwrap(), kcmp::FdNum::new(s.1).unwrap());
+            let Some(d) = d else {
+                if tally.missing_fds == 0 && missing == 0 {
+                    eprintln!(
+                        "{mode}: {s:?} missing; skipped {:?}, skipped fds {:?}, changed {:?}",
+                        map.skipped, map.skipped_fds, map.changed_fds
+                    );
+                }
+                missing += 1;
+                continue;
+            };
+            let members: BTreeSet<(i32, i32)> = d
+                .members
+                .iter()
+                .map(|m| (m.pid.get(), m.fd.get()))
+                .collect();
+            let stable_here: BTreeSet<(i32, i32)> = members
+                .iter()
+                .copied()
+                .filter(|m| groups.iter().any(|g| g.contains(m)))
+                .collect();
+            if &stable_here != g || members.iter().any(|&m| !allowed(mode, m, g, &stable_pids)) {
+                wrong += 1;
+            }
+        }
+    }
+    tally.scans += 1;
+    tally.wrong_fds += wrong;
+    tally.missing_fds += missing;
+    tally.scans_wrong += (wrong > 0) as u32;
+    tally.scans_missing += (missing > 0) as u32;
+}
+
+fn scans() -> u32 {
+    std::env::var("KCMP_CHURN_SCANS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+/// One churn test at a time: two busy churners per test already fill the
+/// two cores of a CI machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Scans the fixture of `mode` again and again, without and with freezing.
+fn churn(mode: &str) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let fx = Fixture::spawn(mode);
+    let (p, c) = (fx.pid("parent"), fx.pid("child"));
+    let mut results = Vec::new();
+    for freeze in [false, true] {
+        let options = ScanOptions {
+            pids: if mode == "fork-exit" {
+                vec![]
+            } else {
+                vec![Pid::new(p).unwrap(), Pid::new(c).unwrap()]
+            },
+            trees: if mode == "fork-exit" {
+                vec![Pid::new(p).unwrap()]
+            } else {
+                vec![]
+            },
+            freeze,
+            skip_epoll: true,
+            workers: 2,
+            ..ScanOptions::default()
+        };
+        let mut tally = Tally::default();
+        for _ in 0..scans() {
+            match scan(&options) {
+                Ok(map) => check(&map, &fx, mode, &mut tally),
+                Err(e) => panic!("{mode}: scan failed: {e}"),
+            }
+        }
+        eprintln!("churn {mode} freeze={freeze}: {tally:?}");
+        results.push((freeze, tally));
+    }
+    for (freeze, t) in results {
+        assert!(
+            t.wrong_fds == 0 && t.missing_fds == 0,
+            "{mode} (freeze {freeze}): {} wrong and {} missing stable fds in {} of {} scans",
+            t.wrong_fds,
+            t.missing_fds,
+            t.scans_wrong.max(t.scans_missing),
+            t.scans
+        );
+    }
+}
+
+#[test]
+fn dup2_churn_never_merges_or_drops_stable_fds() {
+    churn("dup2");
+}
+
+#[test]
+fn open_close_churn_never_merges_or_drops_stable_fds() {
+    churn("open-close");
+}
+
+#[test]
+fn fork_exit_churn_never_merges_or_drops_stable_fds() {
+    churn("fork-exit");
+}
+
+#[test]
+fn rename_churn_never_splits_a_description() {
+    churn("rename");
+}

@@ -1,0 +1,228 @@
+//! `kcmp-churn --stable MODE`: stable fds next to churn, with the truth.
+//!
+//! The churner (P) opens a file F twice: description A on fds 40 and 41
+//! (a dup), description B on fds 42 and 43 (a second `open()`), then forks
+//! a child C that inherits all four. These eight (pid, fd) pairs never
+//! change. Meanwhile, by MODE:
+//! - `dup2`: P and C switch fds 30..37 between A and B with `dup2`;
+//! - `open-close`: P and C open F (new descriptions) and close them again;
+//! - `fork-exit`: P forks children that inherit everything, move one stable
+//!   fd onto another stable number, and exit;
+//! - `rename`: a process R (not P's tree: started before P opened F, and
+//!   not listed in the truth) renames F between two names.
+//!
+//! Prints `{"parent": P, "child": C, "a": [[pid, fd]...], "b": [...],
+//! "helper": R or 0, "dir": D}` and churns until stdin reaches EOF.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+
+/// The fds that `dup2` churn switches: below the stable ones, so that a
+/// grouping which takes the lowest fd as representative meets them first.
+const CHURN: i32 = 30;
+
+/// The stable fds of description A and B.
+const A: [i32; 2] = [40, 41];
+const B: [i32; 2] = [42, 43];
+
+/// Sets PR_SET_PDEATHSIG(SIGKILL) for the calling (child) process.
+fn die_with_parent() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integer arguments only.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+}
+
+fn open_rw(path: &CString) -> i32 {
+    // SAFETY: path is a valid NUL-terminated string.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT, 0o600) };
+    assert!(
+        fd >= 0,
+        "open {path:?}: {}",
+        std::io::Error::last_os_error()
+    );
+    fd
+}
+
+fn dup_to(from: i32, to: i32) {
+    // SAFETY: dup2 and close take integers; `from` is open.
+    unsafe {
+        assert!(libc::dup2(from, to) == to, "dup2");
+    }
+}
+
+fn close(fd: i32) {
+    // SAFETY: close takes an integer; closing an fd this process owns.
+    unsafe { libc::close(fd) };
+}
+
+/// A tiny xorshift generator.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// One churn step of MODE in the calling process; `extra` holds the fds
+/// opened by `open-close`.
+fn step(mode: &str, rng: &mut u64, file: &CString, extra: &mut Vec<i32>) {
+    match mode {
+        "dup2" => {
+            let r = next(rng);
+            let from = if r & 1 == 0 { A[0] } else { B[0] };
+            dup_to(from, CHURN + ((r >> 1) % 8) as i32);
+        }
+        "open-close" => {
+            if extra.len() < 8 && next(rng) & 1 == 0 {
+                extra.push(open_rw(file));
+            } else if !extra.is_empty() {
+                let i = (next(rng) % extra.len() as u64) as usize;
+                close(extra.swap_remove(i));
+            }
+        }
+        "fork-exit" => fork_exit_step(rng, extra),
+        _ => std::thread::yield_now(),
+    }
+}
+
+/// Forks a child that, a while later, moves one inherited stable fd onto
+/// another stable number (a child's fd 40 may then be B) and exits; reaps
+/// the children that exited. At most eight live at once (`kids`).
+fn fork_exit_step(rng: &mut u64, kids: &mut Vec<i32>) {
+    kids.retain(|&k| {
+        let mut status = 0;
+        // SAFETY: waitpid writes one int into a live local.
+        unsafe { libc::waitpid(k, &mut status, libc::WNOHANG) == 0 }
+    });
+    if kids.len() >= 8 {
+        std::thread::yield_now();
+        return;
+    }
+    let r = next(rng);
+    // SAFETY: this process is single-threaded; the child calls only
+    // nanosleep, dup2 and _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // A while after the fork (a scan may be listing or grouping this
+        // child by then), one stable number takes another description.
+        let nap = |ns: u64| std::thread::sleep(std::time::Duration::from_nanos(ns));
+        nap((r >> 4) % 10_000_000);
+        let stable = [A[0], A[1], B[0], B[1]];
+        dup_to(stable[(r % 4) as usize], stable[((r >> 2) % 4) as usize]);
+        nap((r >> 28) % 10_000_000);
+        // SAFETY: _exit ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    if pid > 0 {
+        kids.push(pid);
+    }
+}
+
+/// True when stdin has reached EOF (stdin is non-blocking).
+fn stdin_closed() -> bool {
+    let mut buf = [0u8; 64];
+    match std::io::stdin().lock().read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// The renamer: F and G swap names until killed (PDEATHSIG).
+fn renamer(dir: &str) -> ! {
+    die_with_parent();
+    let (f, g) = (
+        CString::new(format!("{dir}/f")).unwrap(),
+        CString::new(format!("{dir}/g")).unwrap(),
+    );
+    loop {
+        // SAFETY: both paths are valid NUL-terminated strings.
+        unsafe {
+            libc::rename(f.as_ptr(), g.as_ptr());
+            libc::rename(g.as_ptr(), f.as_ptr());
+        }
+    }
+}
+
+/// Runs MODE until stdin reaches EOF.
+pub fn run(mode: &str) {
+    if !["dup2", "open-close", "fork-exit", "rename"].contains(&mode) {
+        eprintln!(
+            "kcmp-churn: unknown --stable mode {mode:?} (dup2, open-close, fork-exit, rename)"
+        );
+        std::process::exit(2);
+    }
+    let dir = format!("/tmp/kcmp-churn-{}", std::process::id());
+    std::fs::create_dir_all(&dir).expect("create the churn directory");
+    let file = CString::new(format!("{dir}/f")).unwrap();
+    let a = open_rw(&file);
+    let b = open_rw(&file);
+    dup_to(a, A[0]);
+    dup_to(a, A[1]);
+    dup_to(b, B[0]);
+    dup_to(b, B[1]);
+    close(a);
+    close(b);
+    let helper = if mode == "rename" {
+        // SAFETY: single-threaded; the child runs `renamer` only.
+        match unsafe { libc::fork() } {
+            0 => renamer(&dir),
+            p => p,
+        }
+    } else {
+        0
+    };
+    let stdin = std::io::stdin();
+    let _ = rustix::io::ioctl_fionbio(&stdin, true);
+    // SAFETY: single-threaded; the child churns until its parent dies.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        die_with_parent();
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ std::process::id() as u64;
+        let mut extra = Vec::new();
+        let child_mode = if mode == "fork-exit" { "idle" } else { mode };
+        loop {
+            step(child_mode, &mut rng, &file, &mut extra);
+        }
+    }
+    let pairs = |pid: i32, fds: &[i32]| {
+        fds.iter()
+            .map(|&f| format!("[{pid},{f}]"))
+            .collect::<Vec<_>>()
+    };
+    let me = std::process::id() as i32;
+    let a_pairs = [pairs(me, &A), pairs(child, &A)].concat().join(",");
+    let b_pairs = [pairs(me, &B), pairs(child, &B)].concat().join(",");
+    println!(
+        "{{\"parent\":{me},\"child\":{child},\"a\":[{a_pairs}],\"b\":[{b_pairs}],\"helper\":{helper},\"dir\":\"{dir}\"}}"
+    );
+    let _ = std::io::stdout().flush();
+    let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ me as u64;
+    let mut extra = Vec::new();
+    let mut n = 0u64;
+    loop {
+        step(mode, &mut rng, &file, &mut extra);
+        n += 1;
+        if n % 256 == 0 && stdin_closed() {
+            break;
+        }
+    }
+    for p in [child, helper] {
+        if p > 0 {
+            // SAFETY: kill and waitpid take integers and a live out-pointer.
+            unsafe {
+                libc::kill(p, libc::SIGKILL);
+                let mut status = 0;
+                libc::waitpid(p, &mut status, 0);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

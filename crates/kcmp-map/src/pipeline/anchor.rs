@@ -128,12 +128,18 @@ impl Budget {
     /// only when closing the copy cannot wait on a server, i.e. the fd's
     /// mount is in `pid`'s mount table and is a local filesystem. Reads
     /// fdinfo and (once per mount namespace) mountinfo, never the file.
-    pub(crate) fn path_copy_is_safe(&self, pid: Pid, fd: FdNum) -> bool {
-        let Ok(info) = crate::procfs::read_fdinfo(pid, fd) else {
-            return false;
+    ///
+    /// `Err` when the fd is gone (`EBADF`: closed meanwhile) or its task
+    /// (`ESRCH`), as [`try_anchor`](Self::try_anchor) says it.
+    pub(crate) fn path_copy_is_safe(&self, pid: Pid, fd: FdNum) -> Result<bool, Errno> {
+        let info = match crate::procfs::read_fdinfo(pid, fd) {
+            Ok(info) => info,
+            Err(e) if e.errno() == Some(Errno::NOENT) => return Err(Errno::BADF),
+            Err(e) if e.errno() == Some(Errno::SRCH) => return Err(Errno::SRCH),
+            Err(_) => return Ok(false),
         };
         let Ok(ns) = rustix::fs::readlink(format!("/proc/{pid}/ns/mnt"), Vec::new()) else {
-            return false;
+            return Ok(false);
         };
         let ns = ns.to_string_lossy().into_owned();
         let table = {
@@ -143,9 +149,9 @@ impl Budget {
                 .or_insert_with(|| MountTable::read(pid).ok().map(Arc::new))
                 .clone()
         };
-        table
+        Ok(table
             .and_then(|t| t.get(info.mnt_id).map(|m| m.never_blocks()))
-            .unwrap_or(false)
+            .unwrap_or(false))
     }
 
     /// A second copy of an anchor (for another worker), within the budget.

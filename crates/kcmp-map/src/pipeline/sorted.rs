@@ -271,9 +271,12 @@ impl<'a, R: Rows> Sorted<'a, R> {
     /// possible. `None` when it changed meanwhile (the caller retries).
     fn found_new(&mut self, pos: usize, row: u32) -> Option<Placed> {
         let (pid, fd) = self.rows.locate(row);
-        let copy = !self.paths || self.budget.path_copy_is_safe(pid, fd);
-        let pidfd = self.rows.pidfd(row).filter(|_| copy);
-        let own = match self.budget.try_anchor(pidfd, fd) {
+        let copy = match self.paths {
+            false => Ok(true),
+            true => self.budget.path_copy_is_safe(pid, fd),
+        };
+        let pidfd = self.rows.pidfd(row).filter(|_| copy == Ok(true));
+        let own = match copy.and_then(|_| self.budget.try_anchor(pidfd, fd)) {
             Ok(Some(own)) => own,
             Ok(None) => {
                 // No anchors here: the member stands in (re-verified on failure).

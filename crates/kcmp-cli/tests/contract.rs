@@ -61,6 +61,10 @@ fn every_command(p: i32, f: i32, r: i32, e: i32) -> Vec<Vec<String>> {
         v(&[&"doctor", &"--json"]),
         v(&[&"demo"]),
         v(&[&"help", &"scan"]),
+        v(&[&"audit", &"--pid", &p]),
+        v(&[&"audit", &"--pid", &p, &"--json"]),
+        v(&[&"scan", &"--help"]),
+        v(&[&"--version"]),
     ];
     for kind in ["vm", "files", "fs", "sighand", "io", "sysvsem"] {
         all.push(v(&[&kind, &p, &p, &"--json"]));

@@ -360,3 +360,98 @@ fn command_names_are_escaped_too() {
     assert_eq!(comm, "z\u{1b}[1m\nz", "{v}");
     drop((a, b));
 }
+
+fn valid(schema_name: &str, doc: &Value) {
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema(schema_name)).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&s).expect("the schema compiles");
+    let errors: Vec<String> = validator.iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{schema_name}: {errors:?}\n{doc}");
+}
+
+/// `audit` and `epoll-targets` keep non-UTF-8 names lossless too: two
+/// FIFOs whose names differ only in an invalid byte, watched by an epoll of
+/// this test process, and a deleted file of such a name held open here.
+#[test]
+fn audit_and_epoll_targets_keep_invalid_utf8_names_exactly() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-bytes");
+    let name = |last: u8| {
+        let mut raw = tmp.path().as_os_str().as_bytes().to_vec();
+        raw.extend_from_slice(b"/f\x1b\n");
+        raw.push(last);
+        raw
+    };
+    let path = |raw: &[u8]| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(raw));
+    let (fe, ff) = (name(0xfe), name(0xff));
+    let mut fifos = Vec::new();
+    for raw in [&fe, &ff] {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path(raw),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        fifos.push(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path(raw))
+                .unwrap(),
+        );
+    }
+    use rustix::event::epoll;
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+    for f in &fifos {
+        let data = epoll::EventData::new_u64(f.as_raw_fd() as u64);
+        epoll::add(&ep, f, data, epoll::EventFlags::IN).unwrap();
+    }
+    let me = std::process::id().to_string();
+    let epfd = ep.as_raw_fd().to_string();
+    let (code, human, err) = kcmp(&["epoll-targets", &me, &epfd]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!human.contains('\u{fffd}'), "lossy: {human:?}");
+    assert!(
+        human.contains("f\\x1b\\n\\xfe") && human.contains("f\\x1b\\n\\xff"),
+        "{human:?}"
+    );
+    let v = json(&["epoll-targets", &me, &epfd, "--json"]);
+    valid("epoll-targets", &v);
+    let mut seen: Vec<Vec<u8>> = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let b = t["target_bytes"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{t}"));
+            b.iter().map(|x| x.as_u64().unwrap() as u8).collect()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![fe.clone(), ff.clone()]);
+    // A deleted file of a non-UTF-8 name, held here: `deleted-held`.
+    let del = name(0xfd);
+    let held = std::fs::File::create(path(&del)).unwrap();
+    std::fs::remove_file(path(&del)).unwrap();
+    let (code, out, err) = kcmp(&["audit", "--pid", &me, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let a: Value = serde_json::from_str(&out).unwrap();
+    valid("audit", &a);
+    let mut want = del.clone();
+    want.extend_from_slice(b" (deleted)");
+    let found = a["findings"].as_array().unwrap().iter().any(|f| {
+        f["rule"] == "deleted-held"
+            && f["target_bytes"].as_array().is_some_and(|b| {
+                b.iter()
+                    .map(|x| x.as_u64().unwrap() as u8)
+                    .collect::<Vec<_>>()
+                    == want
+            })
+    });
+    assert!(found, "no deleted-held finding with the exact bytes: {a}");
+    drop((ep, fifos, held));
+}

@@ -41,7 +41,7 @@ pub fn run(args: &AuditArgs) -> i32 {
     let options = AuditOptions {
         allow: args.allow.clone(),
     };
-    let mut report = match audit_frozen(&map, &options, args.freeze) {
+    let (mut report, freezing) = match audit_frozen(&map, &options, args.freeze) {
         Ok(r) => r,
         Err(e) => return report_error(&e),
     };
@@ -55,12 +55,15 @@ pub fn run(args: &AuditArgs) -> i32 {
     );
     if args.json {
         let mut sink = Sink::stdout();
-        if let Err(e) = render::write_json(&report, &summary, sink.writer()) {
+        if let Err(e) = render::write_json(&report, &summary, freezing.as_ref(), sink.writer()) {
             crate::output::sink::fail(&e);
         }
         sink.flush();
     } else {
         crate::output::write_stdout(&render::human(&report, &summary, Style::stdout()));
+    }
+    if let Some(f) = &freezing {
+        freeze_notes(f, args.json);
     }
     if summary.failing > 0 {
         exit::DIFFERENT
@@ -69,16 +72,35 @@ pub fn run(args: &AuditArgs) -> i32 {
     }
 }
 
+/// The freeze notes on stderr, as scan's: the processes not frozen (human
+/// output only: JSON has `not_frozen`), and an early release always.
+fn freeze_notes(f: &render::Freezing, json: bool) {
+    if !json {
+        if let Some(n) = crate::output::not_frozen_note(&f.not_frozen) {
+            eprintln!("kcmp: {n}");
+        }
+    }
+    if let Some(why) = f.freeze_released {
+        eprintln!(
+            "kcmp: not frozen throughout ({}): {}",
+            why.code(),
+            why.describe()
+        );
+    }
+}
+
 /// Runs the rules; with `freeze`, the scanned processes are frozen again
 /// while their facts are read (the scan itself ran frozen and thawed them),
 /// and every fd is checked against the scan's link text before it is used.
+/// With `freeze`, also how both freezes went (an early release of either
+/// means not frozen throughout).
 fn audit_frozen(
     map: &kcmp_map::SharingMap,
     options: &AuditOptions,
     freeze: bool,
-) -> Result<AuditReport, kcmp::Error> {
+) -> Result<(AuditReport, Option<render::Freezing>), kcmp::Error> {
     if !freeze {
-        return Ok(audit(map, options));
+        return Ok((audit(map, options), None));
     }
     let pids: Vec<Pid> = map
         .tasks
@@ -87,9 +109,21 @@ fn audit_frozen(
         .map(|t| t.pid)
         .collect();
     let set = kcmp_map::freeze::freeze(&pids)?;
+    let again = set.not_frozen().to_vec();
     let report = audit(map, options);
-    set.thaw()?;
-    Ok(report)
+    let released = map.freeze_released.or(set.finish()?);
+    let mut not_frozen = map.not_frozen.clone();
+    for n in again {
+        if !not_frozen.iter().any(|m| m.pid == n.pid) {
+            not_frozen.push(n);
+        }
+    }
+    let freezing = render::Freezing {
+        frozen: map.frozen && released.is_none(),
+        not_frozen,
+        freeze_released: released,
+    };
+    Ok((report, Some(freezing)))
 }
 
 /// The filters of scan, with scan's meaning: they select descriptions, and

@@ -466,13 +466,13 @@ impl ScanArgs {
 /// Options of `kcmp audit`.
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
-    /// Audit exactly this process (repeatable).
+    /// Scan exactly this process (repeatable).
     #[arg(long = "pid", value_name = "PID", value_parser = parse_pid)]
     pub pids: Vec<i32>,
-    /// Audit this process and all its descendants (repeatable).
+    /// Scan this process and all its descendants (repeatable).
     #[arg(long = "tree", value_name = "PID", value_parser = parse_pid)]
     pub trees: Vec<i32>,
-    /// Print JSON (schema 1).
+    /// Print JSON instead of text (keys: see the README).
     #[arg(long)]
     pub json: bool,
     /// Exit 1 when a finding at or above this severity remains.
@@ -484,7 +484,7 @@ pub struct AuditArgs {
     /// Filters: the findings about the descriptions they select.
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Stop the inspected processes while scanning, then resume them exactly as they were.
+    /// Stop the inspected processes while inspecting (PTRACE_SEIZE + PTRACE_INTERRUPT), then resume them exactly as they were.
     #[arg(long)]
     pub freeze: bool,
 }

@@ -65,11 +65,34 @@ pub fn run(args: &AuditArgs) -> i32 {
     if let Some(f) = &freezing {
         freeze_notes(f, args.json);
     }
+    if let Some(code) = starved(&report.skipped) {
+        return code;
+    }
     if summary.failing > 0 {
         exit::DIFFERENT
     } else {
         exit::SAME
     }
+}
+
+/// Processes skipped because kcmp itself ran out of resources (EMFILE
+/// under a low fd limit, ENFILE, ENOMEM) were not audited for want of
+/// room, not for a reason of theirs: a gate must not pass them as clean.
+/// Trouble (2), named on stderr.
+fn starved(skipped: &[kcmp_map::scan::Skipped]) -> Option<i32> {
+    let mut reasons: Vec<&str> = skipped
+        .iter()
+        .map(|s| s.reason.as_str())
+        .filter(|r| matches!(*r, "EMFILE" | "ENFILE" | "ENOMEM"))
+        .collect();
+    let count = reasons.len();
+    reasons.sort_unstable();
+    reasons.dedup();
+    let first = reasons.first()?;
+    eprintln!(
+        "kcmp: {count} processes not audited: kcmp ran out of resources ({first}); raise the fd limit (ulimit -n) and run again"
+    );
+    Some(exit::TROUBLE)
 }
 
 /// The freeze notes on stderr, as scan's: the processes not frozen (human

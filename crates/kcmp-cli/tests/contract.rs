@@ -213,6 +213,9 @@ fn messages_say_what_happened() {
         v(&[&"vm", &gone, &me]),
         v(&[&"file", &me, &0, &gone, &0]),
         v(&[&"scan", &"--pid", &gone]),
+        v(&[&"scan", &"--tree", &gone]),
+        v(&[&"audit", &"--pid", &gone]),
+        v(&[&"audit", &"--tree", &gone]),
         v(&[&"holders", &gone, &0]),
         v(&[&"epoll-targets", &gone, &3]),
     ] {

@@ -36,7 +36,10 @@ pub fn run(args: &AuditArgs) -> i32 {
     progress.finish();
     let map = match result {
         Ok(map) => map,
-        Err(e) => return report_error(&e),
+        Err(e) => {
+            let asked: Vec<Pid> = options.pids.iter().chain(&options.trees).copied().collect();
+            return report_error(&crate::commands::explain::error(e, &asked));
+        }
     };
     let options = AuditOptions {
         allow: args.allow.clone(),

@@ -455,3 +455,64 @@ fn audit_and_epoll_targets_keep_invalid_utf8_names_exactly() {
     assert!(found, "no deleted-held finding with the exact bytes: {a}");
     drop((ep, fifos, held));
 }
+
+/// A file whose path is longer than PATH_MAX (its /proc/PID/fd link cannot
+/// be read: ENAMETOOLONG) must not make its holders unscannable: with it,
+/// any process could hide from `scan` and `audit`. It is listed (its name
+/// unknown), and its sharing found by kcmp.
+#[test]
+fn a_path_longer_than_path_max_hides_nothing() {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-long");
+    let mut dir = openat(
+        rustix::fs::CWD,
+        tmp.path(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    let part = "d".repeat(250);
+    for _ in 0..20 {
+        mkdirat(&dir, part.as_str(), Mode::from_raw_mode(0o700)).unwrap();
+        dir = openat(
+            &dir,
+            part.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+    }
+    let file = openat(
+        &dir,
+        "file",
+        OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let file = std::fs::File::from(file);
+    let a = sleeper(
+        Stdio::from(file.try_clone().unwrap()),
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let b = sleeper(Stdio::from(file), Stdio::null(), Stdio::null());
+    let (pa, pb) = (a.pid().to_string(), b.pid().to_string());
+    let v = json(&["scan", "--pid", &pa, "--pid", &pb, "--json"]);
+    assert_eq!(v["skipped"], serde_json::json!([]), "{v}");
+    let shared = v["open_files"].as_array().unwrap().iter().any(|d| {
+        let fds: Vec<(i64, i64)> = d["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["pid"].as_i64().unwrap(), m["fd"].as_i64().unwrap()))
+            .collect();
+        fds.contains(&(a.pid() as i64, 0)) && fds.contains(&(b.pid() as i64, 0))
+    });
+    assert!(shared, "the long-path file is not found shared: {v}");
+    let (code, _, err) = kcmp(&["audit", "--pid", &pa, "--pid", &pb]);
+    assert!(code == 0 || code == 1, "audit: {code}: {err}");
+    let (code, out, err) = kcmp(&["holders", &pa, "0"]);
+    assert_eq!(code, 0, "holders: {err}");
+    assert!(out.contains(&format!("{pb} (sleep) fd 0")), "{out}");
+    drop((a, b));
+}

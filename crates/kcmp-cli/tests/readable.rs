@@ -516,3 +516,43 @@ fn a_path_longer_than_path_max_hides_nothing() {
     assert!(out.contains(&format!("{pb} (sleep) fd 0")), "{out}");
     drop((a, b));
 }
+
+/// On a terminal, colour unless NO_COLOR is set or the terminal is `dumb`
+/// (which shows escape codes as garbage). Run on a pseudo-terminal by
+/// script(1).
+#[test]
+fn no_colour_on_a_dumb_terminal() {
+    let script = "/usr/bin/script";
+    if !std::path::Path::new(script).exists() {
+        eprintln!("skipped: no {script}");
+        return;
+    }
+    let on_tty = |term: &str, no_color: Option<&str>| -> String {
+        let mut c = std::process::Command::new(script);
+        c.args([
+            "-qec",
+            &format!("{} doctor", env!("CARGO_BIN_EXE_kcmp")),
+            "/dev/null",
+        ])
+        .env("TERM", term)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+    };
+    assert!(
+        on_tty("xterm", None).contains("\x1b["),
+        "no colour on xterm"
+    );
+    assert!(
+        !on_tty("xterm", Some("1")).contains("\x1b["),
+        "colour with NO_COLOR"
+    );
+    let dumb = on_tty("dumb", None);
+    assert!(
+        !dumb.contains("\x1b["),
+        "colour on a dumb terminal: {dumb:?}"
+    );
+}

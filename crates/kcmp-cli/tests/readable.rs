@@ -556,3 +556,53 @@ fn no_colour_on_a_dumb_terminal() {
         "colour on a dumb terminal: {dumb:?}"
     );
 }
+
+/// The kind of a file held across mount namespaces: its first holder runs
+/// in a new mount namespace (unshare -m) that lacks the file's mount, the
+/// second in ours. It is still a `file` (not `path`), so `--kind file`
+/// shows it.
+#[test]
+fn the_kind_of_a_file_held_across_mount_namespaces() {
+    let unshare = ["/usr/bin/unshare", "/bin/unshare"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("unshare");
+    let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect("sleep");
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-kind-ns");
+    let file = std::fs::File::create(tmp.path().join("f")).unwrap();
+    // A new mount namespace: its mounts are copies with new mount ids, so
+    // the file's mnt_id (fdinfo) is not in its table.
+    let inner = kcmp_testkit::process::Kid(
+        std::process::Command::new(unshare)
+            .args(["-m", "--propagation", "private", sleep, "60"])
+            .stdin(Stdio::from(file.try_clone().unwrap()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let outer = sleeper(Stdio::from(file), Stdio::null(), Stdio::null());
+    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    for _ in 0..200 {
+        let comm =
+            std::fs::read_to_string(format!("/proc/{}/comm", inner.pid())).unwrap_or_default();
+        let ns = std::fs::read_link(format!("/proc/{}/ns/mnt", inner.pid())).ok();
+        if comm.trim() == "sleep" && ns.is_some_and(|n| n != ours) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let (pi, po) = (inner.pid().to_string(), outer.pid().to_string());
+    let v = json(&[
+        "scan", "--pid", &pi, "--pid", &po, "--kind", "file", "--json",
+    ]);
+    let found = v["open_files"].as_array().unwrap().iter().any(|d| {
+        d["target"].as_str().is_some_and(|t| t.ends_with("/f"))
+            && d["members"][0]["pid"].as_i64() == Some(inner.pid() as i64)
+    });
+    assert!(found, "the shared file is not shown as a file: {v}");
+    drop((inner, outer));
+}

@@ -98,7 +98,13 @@ pub struct Cli {
     /// With --freeze: the longest the processes stay stopped (e.g. `10s`,
     /// `500ms`; default 10s). Past it kcmp resumes them, finishes unfrozen
     /// and says so (JSON: "frozen": false, "freeze_released": "timeout").
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        allow_hyphen_values = true
+    )]
     pub freeze_timeout: Option<std::time::Duration>,
 }
 

@@ -140,6 +140,16 @@ fn usage_errors_name_the_argument_and_the_help_to_read() {
             "epoll-tfd",
         ),
         (&["scan", "--kind", "bogus"], "--kind <KIND>", "scan"),
+        (
+            &["scan", "--freeze", "--freeze-timeout", "-1s"],
+            "--freeze-timeout <DURATION>",
+            "scan",
+        ),
+        (
+            &["audit", "--freeze-timeout", "-5ms", "--freeze"],
+            "--freeze-timeout <DURATION>",
+            "audit",
+        ),
     ];
     for (args, needle, sub) in cases {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

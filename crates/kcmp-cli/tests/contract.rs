@@ -237,6 +237,26 @@ fn messages_say_what_happened() {
             "{args:?}"
         );
     }
+    // A thread id (of a thread of this test) is named as the thread of
+    // its process.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        tx.send(rustix::thread::gettid().as_raw_nonzero().get())
+            .unwrap();
+        let _ = wait.recv();
+    });
+    let tid = rx.recv().unwrap();
+    for sub in ["scan", "audit"] {
+        let (code, _, err) = kcmp(&v(&[&sub, &"--pid", &tid]));
+        assert_eq!(code, 2, "{sub}: {err}");
+        assert!(
+            err.contains(&format!("{tid} is a thread of process {me}")),
+            "{sub}: {err}"
+        );
+    }
+    drop(done);
+    thread.join().unwrap();
     let t = Topology::spawn("clone", &[]);
     let zombie = t.truth().zombies()[0];
     let (code, _, err) = kcmp(&v(&[&"file", &zombie, &0, &me, &0]));

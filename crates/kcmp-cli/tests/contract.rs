@@ -410,3 +410,20 @@ fn one_wording_per_flag_across_commands() {
     }
     assert!(seen.contains_key("json") && seen.contains_key("freeze"));
 }
+
+/// `demo` without a usable temporary directory: one line naming the
+/// directory and the errno, exit 2.
+#[test]
+fn demo_names_the_errno_when_the_temp_dir_is_missing() {
+    let out = Command::new(KCMP)
+        .arg("demo")
+        .env("TMPDIR", "/nonexistent-kcmp-dir")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent-kcmp-dir"), "{err}");
+    assert!(err.contains("ENOENT (No such file or directory)"), "{err}");
+}

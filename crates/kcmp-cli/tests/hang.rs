@@ -580,3 +580,23 @@ fn audit_freeze_says_how_the_freeze_went() {
         assert!(!stopped(p), "{p} left stopped");
     }
 }
+
+/// A window shorter than the scan (`--freeze-timeout 1ms`): the processes
+/// are released when it is over, and the report says so every time (the
+/// freezer used to notice the deadline only every 50 ms, or when kcmp
+/// asked for the thaw, and then said "frozen" for a 1 ms window).
+#[test]
+fn a_window_shorter_than_the_scan_is_always_reported_as_over() {
+    let fx = Fixture::start("vfork");
+    let sleepers = fx.sleepers();
+    for round in 0..5 {
+        let a = args(
+            &["scan", "--json", "--freeze", "--freeze-timeout", "1ms"],
+            &sleepers,
+        );
+        let what = "scan --freeze-timeout 1ms";
+        let map = json_of(what, spawn(&a).finish(what, LIMIT));
+        assert_eq!(map["frozen"], false, "round {round}: {map}");
+        assert_eq!(map["freeze_released"], "timeout", "round {round}: {map}");
+    }
+}

@@ -66,9 +66,10 @@ pub fn usage_error_message(err: &clap::Error) -> String {
         .and_then(|u| u.split_whitespace().next())
         .filter(|w| !w.starts_with(['[', '<', '-']));
     let sub = sub.map(str::to_string).or_else(|| {
-        let first = std::env::args().nth(1)?;
+        // args_os: a non-UTF-8 argument must not panic here.
+        let first = std::env::args_os().nth(1)?;
         crate::command()
-            .find_subcommand(&first)
+            .find_subcommand(first.to_str()?)
             .map(|c| c.get_name().to_string())
     });
     let help = match sub {

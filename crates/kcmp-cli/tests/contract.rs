@@ -427,3 +427,29 @@ fn demo_names_the_errno_when_the_temp_dir_is_missing() {
     assert!(err.contains("/nonexistent-kcmp-dir"), "{err}");
     assert!(err.contains("ENOENT (No such file or directory)"), "{err}");
 }
+
+/// Arguments that are not UTF-8, in the command's place or a value's: a
+/// usage error (2, one line), never a panic.
+#[test]
+fn non_utf8_arguments_are_usage_errors_not_panics() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"\xff");
+    for args in [
+        vec![bad],
+        vec![
+            std::ffi::OsStr::new("scan"),
+            std::ffi::OsStr::new("--path"),
+            bad,
+        ],
+    ] {
+        let out = Command::new(KCMP)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("kcmp: usage error: "), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+}

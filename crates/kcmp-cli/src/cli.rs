@@ -66,9 +66,10 @@ pub fn usage_error_message(err: &clap::Error) -> String {
         .and_then(|u| u.split_whitespace().next())
         .filter(|w| !w.starts_with(['[', '<', '-']));
     let sub = sub.map(str::to_string).or_else(|| {
-        let first = std::env::args().nth(1)?;
+        // args_os: a non-UTF-8 argument must not panic here.
+        let first = std::env::args_os().nth(1)?;
         crate::command()
-            .find_subcommand(&first)
+            .find_subcommand(first.to_str()?)
             .map(|c| c.get_name().to_string())
     });
     let help = match sub {
@@ -98,7 +99,13 @@ pub struct Cli {
     /// With --freeze: the longest the processes stay stopped (e.g. `10s`,
     /// `500ms`; default 10s). Past it kcmp resumes them, finishes unfrozen
     /// and says so (JSON: "frozen": false, "freeze_released": "timeout").
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        value_parser = parse_duration,
+        allow_hyphen_values = true
+    )]
     pub freeze_timeout: Option<std::time::Duration>,
 }
 

@@ -15,7 +15,9 @@ fn main() {
                 | ErrorKind::DisplayVersion
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
                     if let Err(e) = err.print() {
-                        std::process::exit(kcmp_cli::output_error_status(&e));
+                        // Help and version are output too: a write error
+                        // names its errno (141 quietly for a closed pipe).
+                        kcmp_cli::output::sink::fail(&e);
                     }
                     std::process::exit(
                         if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {

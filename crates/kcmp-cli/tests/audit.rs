@@ -397,3 +397,86 @@ fn freeze_gives_the_same_findings_and_resumes_everyone() {
         assert!(status.contains("TracerPid:\t0"), "{pid} still traced");
     }
 }
+
+/// An executable whose path is longer than PATH_MAX (/proc/PID/exe cannot
+/// be read: ENAMETOOLONG) still counts as an executable of its own: a
+/// child running it from a deep directory, holding this test's file at fd
+/// 5 without O_CLOEXEC, is an `exec-leak` (it used to be left out of the
+/// comparison of executables, hiding the leak).
+#[test]
+fn an_executable_beyond_path_max_does_not_hide_an_exec_leak() {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-deep-exe");
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = openat(rustix::fs::CWD, tmp.path(), dir_flags, Mode::empty()).unwrap();
+    let part = "d".repeat(250);
+    for _ in 0..20 {
+        mkdirat(&dir, part.as_str(), Mode::from_raw_mode(0o700)).unwrap();
+        dir = openat(&dir, part.as_str(), dir_flags, Mode::empty()).unwrap();
+    }
+    let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect("sleep");
+    {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC;
+        let copy = openat(&dir, "sleep", flags, Mode::from_raw_mode(0o700)).unwrap();
+        let mut copy = std::fs::File::from(copy);
+        std::io::copy(&mut std::fs::File::open(sleep).unwrap(), &mut copy).unwrap();
+    }
+    // The copy, open here: sh runs it through this process's fd link, with
+    // the leaked file at fd 5 (no O_CLOEXEC).
+    let exe_fd = openat(
+        &dir,
+        "sleep",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    let via = format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        std::os::fd::AsRawFd::as_raw_fd(&exe_fd)
+    );
+    let leaked = std::fs::File::create(tmp.path().join("leaked")).unwrap();
+    let child = kcmp_testkit::process::Kid(
+        Command::new("/bin/sh")
+            .args(["-c", "exec \"$0\" 60 5<&0", &via])
+            .stdin(std::process::Stdio::from(leaked.try_clone().unwrap()))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.pid();
+    // Once it runs the copy, its exe link cannot be read.
+    let deep = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+        exe.is_err_and(|e| e.raw_os_error() == Some(libc::ENAMETOOLONG))
+    });
+    assert!(deep, "the child never ran the copy");
+    let me = std::process::id().to_string();
+    let (code, out, err) = output_of(Command::new(KCMP).args([
+        "audit",
+        "--pid",
+        &me,
+        "--pid",
+        &pid.to_string(),
+        "--json",
+        "--fail-on",
+        "critical",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let leak = v["findings"].as_array().unwrap().iter().any(|f| {
+        f["rule"] == "exec-leak"
+            && f["target"].as_str().is_some_and(|t| t.ends_with("/leaked"))
+            && f["holders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["pid"] == pid && h["fd"] == 5)
+    });
+    assert!(leak, "no exec-leak for the deep executable: {v}");
+    drop((child, leaked, exe_fd));
+}

@@ -61,6 +61,10 @@ fn every_command(p: i32, f: i32, r: i32, e: i32) -> Vec<Vec<String>> {
         v(&[&"doctor", &"--json"]),
         v(&[&"demo"]),
         v(&[&"help", &"scan"]),
+        v(&[&"audit", &"--pid", &p]),
+        v(&[&"audit", &"--pid", &p, &"--json"]),
+        v(&[&"scan", &"--help"]),
+        v(&[&"--version"]),
     ];
     for kind in ["vm", "files", "fs", "sighand", "io", "sysvsem"] {
         all.push(v(&[&kind, &p, &p, &"--json"]));
@@ -136,6 +140,16 @@ fn usage_errors_name_the_argument_and_the_help_to_read() {
             "epoll-tfd",
         ),
         (&["scan", "--kind", "bogus"], "--kind <KIND>", "scan"),
+        (
+            &["scan", "--freeze", "--freeze-timeout", "-1s"],
+            "--freeze-timeout <DURATION>",
+            "scan",
+        ),
+        (
+            &["audit", "--freeze-timeout", "-5ms", "--freeze"],
+            "--freeze-timeout <DURATION>",
+            "audit",
+        ),
     ];
     for (args, needle, sub) in cases {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -209,6 +223,9 @@ fn messages_say_what_happened() {
         v(&[&"vm", &gone, &me]),
         v(&[&"file", &me, &0, &gone, &0]),
         v(&[&"scan", &"--pid", &gone]),
+        v(&[&"scan", &"--tree", &gone]),
+        v(&[&"audit", &"--pid", &gone]),
+        v(&[&"audit", &"--tree", &gone]),
         v(&[&"holders", &gone, &0]),
         v(&[&"epoll-targets", &gone, &3]),
     ] {
@@ -220,6 +237,26 @@ fn messages_say_what_happened() {
             "{args:?}"
         );
     }
+    // A thread id (of a thread of this test) is named as the thread of
+    // its process.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        tx.send(rustix::thread::gettid().as_raw_nonzero().get())
+            .unwrap();
+        let _ = wait.recv();
+    });
+    let tid = rx.recv().unwrap();
+    for sub in ["scan", "audit"] {
+        let (code, _, err) = kcmp(&v(&[&sub, &"--pid", &tid]));
+        assert_eq!(code, 2, "{sub}: {err}");
+        assert!(
+            err.contains(&format!("{tid} is a thread of process {me}")),
+            "{sub}: {err}"
+        );
+    }
+    drop(done);
+    thread.join().unwrap();
     let t = Topology::spawn("clone", &[]);
     let zombie = t.truth().zombies()[0];
     let (code, _, err) = kcmp(&v(&[&"file", &zombie, &0, &me, &0]));
@@ -372,4 +409,47 @@ fn one_wording_per_flag_across_commands() {
         }
     }
     assert!(seen.contains_key("json") && seen.contains_key("freeze"));
+}
+
+/// `demo` without a usable temporary directory: one line naming the
+/// directory and the errno, exit 2.
+#[test]
+fn demo_names_the_errno_when_the_temp_dir_is_missing() {
+    let out = Command::new(KCMP)
+        .arg("demo")
+        .env("TMPDIR", "/nonexistent-kcmp-dir")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent-kcmp-dir"), "{err}");
+    assert!(err.contains("ENOENT (No such file or directory)"), "{err}");
+}
+
+/// Arguments that are not UTF-8, in the command's place or a value's: a
+/// usage error (2, one line), never a panic.
+#[test]
+fn non_utf8_arguments_are_usage_errors_not_panics() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"\xff");
+    for args in [
+        vec![bad],
+        vec![
+            std::ffi::OsStr::new("scan"),
+            std::ffi::OsStr::new("--path"),
+            bad,
+        ],
+    ] {
+        let out = Command::new(KCMP)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("kcmp: usage error: "), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
 }

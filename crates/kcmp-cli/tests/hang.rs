@@ -546,3 +546,76 @@ fn output_on_a_full_device_ends_with_status_2_not_a_panic() {
         .unwrap();
     assert_eq!(out.status.code(), Some(141), "{out:?}");
 }
+
+/// `audit --freeze` says how the freeze went, as scan does: past
+/// `--freeze-timeout` the JSON has `"frozen": false` and
+/// `"freeze_released": "timeout"` (and `not_frozen`), and a note on stderr
+/// in human mode; a freeze that held says `"frozen": true`.
+#[test]
+fn audit_freeze_says_how_the_freeze_went() {
+    let fx = Fixture::start("vfork");
+    let sleepers = fx.sleepers();
+    let mut pids = sleepers.clone();
+    pids.push(fx.pid("vfork_parent"));
+    let a = args(
+        &[
+            "audit",
+            "--json",
+            "--freeze",
+            "--freeze-timeout",
+            "300ms",
+            "--fail-on",
+            "critical",
+        ],
+        &pids,
+    );
+    let what = "audit --freeze-timeout 300ms";
+    let v = json_of(what, spawn(&a).finish(what, LIMIT));
+    assert_eq!(v["frozen"], false, "{v}");
+    assert_eq!(v["freeze_released"], "timeout", "{v}");
+    assert!(v["not_frozen"].is_array(), "{v}");
+    let a = args(
+        &[
+            "audit",
+            "--freeze",
+            "--freeze-timeout",
+            "300ms",
+            "--fail-on",
+            "critical",
+        ],
+        &pids,
+    );
+    let (code, _, err) = spawn(&a).finish(what, LIMIT);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("not frozen throughout (timeout)"), "{err}");
+    let a = args(
+        &["audit", "--json", "--freeze", "--fail-on", "critical"],
+        &sleepers,
+    );
+    let v = json_of("audit --freeze", spawn(&a).finish("audit --freeze", LIMIT));
+    assert_eq!(v["frozen"], true, "{v}");
+    assert_eq!(v["not_frozen"], serde_json::json!([]), "{v}");
+    for p in sleepers {
+        assert!(!stopped(p), "{p} left stopped");
+    }
+}
+
+/// A window shorter than the scan (`--freeze-timeout 1ms`): the processes
+/// are released when it is over, and the report says so every time (the
+/// freezer used to notice the deadline only every 50 ms, or when kcmp
+/// asked for the thaw, and then said "frozen" for a 1 ms window).
+#[test]
+fn a_window_shorter_than_the_scan_is_always_reported_as_over() {
+    let fx = Fixture::start("vfork");
+    let sleepers = fx.sleepers();
+    for round in 0..5 {
+        let a = args(
+            &["scan", "--json", "--freeze", "--freeze-timeout", "1ms"],
+            &sleepers,
+        );
+        let what = "scan --freeze-timeout 1ms";
+        let map = json_of(what, spawn(&a).finish(what, LIMIT));
+        assert_eq!(map["frozen"], false, "round {round}: {map}");
+        assert_eq!(map["freeze_released"], "timeout", "round {round}: {map}");
+    }
+}

@@ -174,3 +174,43 @@ fn the_peer_of_a_connected_unix_socket() {
         "{out}"
     );
 }
+
+/// A FIFO opened read-write by one description only (held by two
+/// processes): its holders are on both ends, so the human output must not
+/// claim that nobody holds the other end (a reader never sees EOF here).
+#[test]
+fn a_read_write_fifo_alone_is_not_reported_as_having_no_other_end() {
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-fifo-rw");
+    let fifo = tmp.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let a = sleeper(
+        Stdio::from(f.try_clone().unwrap()),
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let b = sleeper(Stdio::from(f), Stdio::null(), Stdio::null());
+    let (end, others) = peer_of(&a, 0);
+    assert_eq!(end, "read-write");
+    assert!(others.is_empty(), "{others:?}");
+    let (code, out, err) = kcmp_testkit::cli::run(
+        env!("CARGO_BIN_EXE_kcmp"),
+        &["holders", &a.pid().to_string(), "0", "--peer"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{} (sleep) fd 0", b.pid())), "{out}");
+    assert!(!out.contains("nobody holds it"), "{out}");
+    assert!(out.contains("never sees EOF"), "{out}");
+    drop((a, b));
+}

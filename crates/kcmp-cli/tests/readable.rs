@@ -360,3 +360,249 @@ fn command_names_are_escaped_too() {
     assert_eq!(comm, "z\u{1b}[1m\nz", "{v}");
     drop((a, b));
 }
+
+fn valid(schema_name: &str, doc: &Value) {
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema(schema_name)).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&s).expect("the schema compiles");
+    let errors: Vec<String> = validator.iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{schema_name}: {errors:?}\n{doc}");
+}
+
+/// `audit` and `epoll-targets` keep non-UTF-8 names lossless too: two
+/// FIFOs whose names differ only in an invalid byte, watched by an epoll of
+/// this test process, and a deleted file of such a name held open here.
+#[test]
+fn audit_and_epoll_targets_keep_invalid_utf8_names_exactly() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-bytes");
+    let name = |last: u8| {
+        let mut raw = tmp.path().as_os_str().as_bytes().to_vec();
+        raw.extend_from_slice(b"/f\x1b\n");
+        raw.push(last);
+        raw
+    };
+    let path = |raw: &[u8]| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(raw));
+    let (fe, ff) = (name(0xfe), name(0xff));
+    let mut fifos = Vec::new();
+    for raw in [&fe, &ff] {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path(raw),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        fifos.push(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path(raw))
+                .unwrap(),
+        );
+    }
+    use rustix::event::epoll;
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+    for f in &fifos {
+        let data = epoll::EventData::new_u64(f.as_raw_fd() as u64);
+        epoll::add(&ep, f, data, epoll::EventFlags::IN).unwrap();
+    }
+    let me = std::process::id().to_string();
+    let epfd = ep.as_raw_fd().to_string();
+    let (code, human, err) = kcmp(&["epoll-targets", &me, &epfd]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!human.contains('\u{fffd}'), "lossy: {human:?}");
+    assert!(
+        human.contains("f\\x1b\\n\\xfe") && human.contains("f\\x1b\\n\\xff"),
+        "{human:?}"
+    );
+    let v = json(&["epoll-targets", &me, &epfd, "--json"]);
+    valid("epoll-targets", &v);
+    let mut seen: Vec<Vec<u8>> = v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let b = t["target_bytes"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{t}"));
+            b.iter().map(|x| x.as_u64().unwrap() as u8).collect()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![fe.clone(), ff.clone()]);
+    // A deleted file of a non-UTF-8 name, held here: `deleted-held`.
+    let del = name(0xfd);
+    let held = std::fs::File::create(path(&del)).unwrap();
+    std::fs::remove_file(path(&del)).unwrap();
+    let (code, out, err) = kcmp(&["audit", "--pid", &me, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let a: Value = serde_json::from_str(&out).unwrap();
+    valid("audit", &a);
+    let mut want = del.clone();
+    want.extend_from_slice(b" (deleted)");
+    let found = a["findings"].as_array().unwrap().iter().any(|f| {
+        f["rule"] == "deleted-held"
+            && f["target_bytes"].as_array().is_some_and(|b| {
+                b.iter()
+                    .map(|x| x.as_u64().unwrap() as u8)
+                    .collect::<Vec<_>>()
+                    == want
+            })
+    });
+    assert!(found, "no deleted-held finding with the exact bytes: {a}");
+    drop((ep, fifos, held));
+}
+
+/// A file whose path is longer than PATH_MAX (its /proc/PID/fd link cannot
+/// be read: ENAMETOOLONG) must not make its holders unscannable: with it,
+/// any process could hide from `scan` and `audit`. It is listed (its name
+/// unknown), and its sharing found by kcmp.
+#[test]
+fn a_path_longer_than_path_max_hides_nothing() {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-long");
+    let mut dir = openat(
+        rustix::fs::CWD,
+        tmp.path(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    let part = "d".repeat(250);
+    for _ in 0..20 {
+        mkdirat(&dir, part.as_str(), Mode::from_raw_mode(0o700)).unwrap();
+        dir = openat(
+            &dir,
+            part.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+    }
+    let file = openat(
+        &dir,
+        "file",
+        OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let file = std::fs::File::from(file);
+    let a = sleeper(
+        Stdio::from(file.try_clone().unwrap()),
+        Stdio::null(),
+        Stdio::null(),
+    );
+    let b = sleeper(Stdio::from(file), Stdio::null(), Stdio::null());
+    let (pa, pb) = (a.pid().to_string(), b.pid().to_string());
+    let v = json(&["scan", "--pid", &pa, "--pid", &pb, "--json"]);
+    assert_eq!(v["skipped"], serde_json::json!([]), "{v}");
+    let shared = v["open_files"].as_array().unwrap().iter().any(|d| {
+        let fds: Vec<(i64, i64)> = d["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["pid"].as_i64().unwrap(), m["fd"].as_i64().unwrap()))
+            .collect();
+        fds.contains(&(a.pid() as i64, 0)) && fds.contains(&(b.pid() as i64, 0))
+    });
+    assert!(shared, "the long-path file is not found shared: {v}");
+    let (code, _, err) = kcmp(&["audit", "--pid", &pa, "--pid", &pb]);
+    assert!(code == 0 || code == 1, "audit: {code}: {err}");
+    let (code, out, err) = kcmp(&["holders", &pa, "0"]);
+    assert_eq!(code, 0, "holders: {err}");
+    assert!(out.contains(&format!("{pb} (sleep) fd 0")), "{out}");
+    drop((a, b));
+}
+
+/// On a terminal, colour unless NO_COLOR is set or the terminal is `dumb`
+/// (which shows escape codes as garbage). Run on a pseudo-terminal by
+/// script(1).
+#[test]
+fn no_colour_on_a_dumb_terminal() {
+    let script = "/usr/bin/script";
+    if !std::path::Path::new(script).exists() {
+        eprintln!("skipped: no {script}");
+        return;
+    }
+    let on_tty = |term: &str, no_color: Option<&str>| -> String {
+        let mut c = std::process::Command::new(script);
+        c.args([
+            "-qec",
+            &format!("{} doctor", env!("CARGO_BIN_EXE_kcmp")),
+            "/dev/null",
+        ])
+        .env("TERM", term)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+    };
+    assert!(
+        on_tty("xterm", None).contains("\x1b["),
+        "no colour on xterm"
+    );
+    assert!(
+        !on_tty("xterm", Some("1")).contains("\x1b["),
+        "colour with NO_COLOR"
+    );
+    let dumb = on_tty("dumb", None);
+    assert!(
+        !dumb.contains("\x1b["),
+        "colour on a dumb terminal: {dumb:?}"
+    );
+}
+
+/// The kind of a file held across mount namespaces: its first holder runs
+/// in a new mount namespace (unshare -m) that lacks the file's mount, the
+/// second in ours. It is still a `file` (not `path`), so `--kind file`
+/// shows it.
+#[test]
+fn the_kind_of_a_file_held_across_mount_namespaces() {
+    let unshare = ["/usr/bin/unshare", "/bin/unshare"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("unshare");
+    let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .expect("sleep");
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-kind-ns");
+    let file = std::fs::File::create(tmp.path().join("f")).unwrap();
+    // A new mount namespace: its mounts are copies with new mount ids, so
+    // the file's mnt_id (fdinfo) is not in its table.
+    let inner = kcmp_testkit::process::Kid(
+        std::process::Command::new(unshare)
+            .args(["-m", "--propagation", "private", sleep, "60"])
+            .stdin(Stdio::from(file.try_clone().unwrap()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let outer = sleeper(Stdio::from(file), Stdio::null(), Stdio::null());
+    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    for _ in 0..200 {
+        let comm =
+            std::fs::read_to_string(format!("/proc/{}/comm", inner.pid())).unwrap_or_default();
+        let ns = std::fs::read_link(format!("/proc/{}/ns/mnt", inner.pid())).ok();
+        if comm.trim() == "sleep" && ns.is_some_and(|n| n != ours) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let (pi, po) = (inner.pid().to_string(), outer.pid().to_string());
+    let v = json(&[
+        "scan", "--pid", &pi, "--pid", &po, "--kind", "file", "--json",
+    ]);
+    let found = v["open_files"].as_array().unwrap().iter().any(|d| {
+        d["target"].as_str().is_some_and(|t| t.ends_with("/f"))
+            && d["members"][0]["pid"].as_i64() == Some(inner.pid() as i64)
+    });
+    assert!(found, "the shared file is not shown as a file: {v}");
+    drop((inner, outer));
+}

@@ -82,8 +82,14 @@ impl ProcessHandle {
         handle.exited_at_open = handle.pidfd_readable().unwrap_or(false);
         // The start time must name the task the pidfd pins (checked once,
         // after pidfd_open, so a reuse before it cannot slip through).
-        if handle.pidfd.is_some() && !handle.start_time_matches() {
-            return Err(Error::Vanished { pid: pid.get() });
+        // A failed read that does not mean the task is gone (EMFILE under a
+        // low fd limit, ENOMEM, …) is that error, never "vanished".
+        if handle.pidfd.is_some() {
+            match proc_stat::start_time(pid) {
+                Ok(t) if t == start_time => {}
+                Err(e) if !e.is_gone() => return Err(e),
+                _ => return Err(Error::Vanished { pid: pid.get() }),
+            }
         }
         Ok(handle)
     }

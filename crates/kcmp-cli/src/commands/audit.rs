@@ -37,12 +37,15 @@ pub fn run(args: &AuditArgs) -> i32 {
     progress.finish();
     let map = match result {
         Ok(map) => map,
-        Err(e) => return report_error(&e),
+        Err(e) => {
+            let asked: Vec<Pid> = options.pids.iter().chain(&options.trees).copied().collect();
+            return report_error(&crate::commands::explain::error(e, &asked));
+        }
     };
     let options = AuditOptions {
         allow: args.allow.clone(),
     };
-    let mut report = match audit_frozen(&map, &options, args.freeze) {
+    let (mut report, freezing) = match audit_frozen(&map, &options, args.freeze) {
         Ok(r) => r,
         Err(e) => return report_error(&e),
     };
@@ -56,12 +59,18 @@ pub fn run(args: &AuditArgs) -> i32 {
     );
     if args.json {
         let mut sink = Sink::stdout();
-        if let Err(e) = render::write_json(&report, &summary, sink.writer()) {
+        if let Err(e) = render::write_json(&report, &summary, freezing.as_ref(), sink.writer()) {
             crate::output::sink::fail(&e);
         }
         sink.flush();
     } else {
         crate::output::write_stdout(&render::human(&report, &summary, Style::stdout()));
+    }
+    if let Some(f) = &freezing {
+        freeze_notes(f, args.json);
+    }
+    if let Some(code) = starved(&report.skipped) {
+        return code;
     }
     if summary.failing > 0 {
         exit::DIFFERENT
@@ -70,16 +79,55 @@ pub fn run(args: &AuditArgs) -> i32 {
     }
 }
 
+/// Processes skipped because kcmp itself ran out of resources (EMFILE
+/// under a low fd limit, ENFILE, ENOMEM) were not audited for want of
+/// room, not for a reason of theirs: a gate must not pass them as clean.
+/// Trouble (2), named on stderr.
+fn starved(skipped: &[kcmp_map::scan::Skipped]) -> Option<i32> {
+    let mut reasons: Vec<&str> = skipped
+        .iter()
+        .map(|s| s.reason.as_str())
+        .filter(|r| matches!(*r, "EMFILE" | "ENFILE" | "ENOMEM"))
+        .collect();
+    let count = reasons.len();
+    reasons.sort_unstable();
+    reasons.dedup();
+    let first = reasons.first()?;
+    eprintln!(
+        "kcmp: {count} processes not audited: kcmp ran out of resources ({first}); raise the fd limit (ulimit -n) and run again"
+    );
+    Some(exit::TROUBLE)
+}
+
+/// The freeze notes on stderr, as scan's: the processes not frozen (human
+/// output only: JSON has `not_frozen`), and an early release always.
+fn freeze_notes(f: &render::Freezing, json: bool) {
+    if !json {
+        if let Some(n) = crate::output::not_frozen_note(&f.not_frozen) {
+            eprintln!("kcmp: {n}");
+        }
+    }
+    if let Some(why) = f.freeze_released {
+        eprintln!(
+            "kcmp: not frozen throughout ({}): {}",
+            why.code(),
+            why.describe()
+        );
+    }
+}
+
 /// Runs the rules; with `freeze`, the scanned processes are frozen again
 /// while their facts are read (the scan itself ran frozen and thawed them),
 /// and every fd is checked against the scan's link text before it is used.
+/// With `freeze`, also how both freezes went (an early release of either
+/// means not frozen throughout).
 fn audit_frozen(
     map: &kcmp_map::SharingMap,
     options: &AuditOptions,
     freeze: bool,
-) -> Result<AuditReport, kcmp::Error> {
+) -> Result<(AuditReport, Option<render::Freezing>), kcmp::Error> {
     if !freeze {
-        return Ok(audit(map, options));
+        return Ok((audit(map, options), None));
     }
     let pids: Vec<Pid> = map
         .tasks
@@ -88,9 +136,21 @@ fn audit_frozen(
         .map(|t| t.pid)
         .collect();
     let set = kcmp_map::freeze::freeze(&pids)?;
+    let again = set.not_frozen().to_vec();
     let report = audit(map, options);
-    set.thaw()?;
-    Ok(report)
+    let released = map.freeze_released.or(set.finish()?);
+    let mut not_frozen = map.not_frozen.clone();
+    for n in again {
+        if !not_frozen.iter().any(|m| m.pid == n.pid) {
+            not_frozen.push(n);
+        }
+    }
+    let freezing = render::Freezing {
+        frozen: map.frozen && released.is_none(),
+        not_frozen,
+        freeze_released: released,
+    };
+    Ok((report, Some(freezing)))
 }
 
 /// The filters of scan, with scan's meaning: they select descriptions, and

@@ -39,11 +39,12 @@ fn test_kcmp(msg: &str, pid1: i32, pid2: i32, fd_a: i32, fd_b: i32) -> Result<bo
 /// open), so no exit path — a closed stdout, a full disk, a signal — can
 /// leave it behind. The child reopens it through `/proc/PARENT/fd/FD`.
 pub fn run() -> i32 {
-    let file = match anonymous_file(&std::env::temp_dir()) {
+    let dir = std::env::temp_dir();
+    let file = match anonymous_file(&dir) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("kcmp: demo: cannot create a temporary file: {e}");
-            return exit::TROUBLE;
+            let what = format!("demo: cannot create a temporary file in {}", dir.display());
+            return crate::report_error(&kcmp::Error::io(what, &e));
         }
     };
     parent(file)

@@ -33,6 +33,26 @@ pub fn error(err: Error, pids: &[Pid]) -> Error {
     {
         return Error::os(format!("no process {}", list(&missing)), Errno::SRCH);
     }
+    // A thread id given where a process is selected (scan, audit).
+    if err.errno() == Some(Errno::INVAL) {
+        let threads: Vec<String> = unique
+            .iter()
+            .filter_map(|&p| {
+                let tgid = kcmp_map::procfs::read_status_field(p, "Tgid").ok()??;
+                let tgid = tgid.trim().to_string();
+                (tgid != p.to_string()).then(|| format!("{p} is a thread of process {tgid}"))
+            })
+            .collect();
+        if !threads.is_empty() {
+            return Error::os(
+                format!(
+                    "{}, not a process: give the process (with --threads, each of its threads is inspected)",
+                    threads.join(", ")
+                ),
+                Errno::INVAL,
+            );
+        }
+    }
     let zombies: Vec<Pid> = unique.iter().copied().filter(|&p| is_zombie(p)).collect();
     if !zombies.is_empty() {
         let errno = err.errno().unwrap_or(Errno::SRCH);

@@ -67,7 +67,14 @@ fn report_human(report: &HoldersReport, name: &str, style: Style) -> String {
     }
     if let Some(p) = &report.peer {
         let _ = writeln!(out, "{}", style.bold(&format!("other end ({}):", p.end)));
-        if p.holders.is_empty() {
+        if p.holders.is_empty() && p.end == "read-write" {
+            // Only a read-write description (the FIFO case) leaves an empty
+            // read-write other end: its own holders are on both ends.
+            let _ = writeln!(
+                out,
+                "    only the holders above (open read-write: both ends): a reader never sees EOF"
+            );
+        } else if p.holders.is_empty() {
             let _ = writeln!(
                 out,
                 "    nobody holds it: a reader sees EOF, a writer gets EPIPE"

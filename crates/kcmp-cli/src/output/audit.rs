@@ -82,6 +82,19 @@ impl Summary {
     }
 }
 
+/// How `--freeze` went over the scan and the audit's own second freeze:
+/// the JSON's `frozen`, `not_frozen` and `freeze_released`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Freezing {
+    /// True when the processes stayed frozen throughout both windows.
+    pub frozen: bool,
+    /// The processes that could not be frozen (each once), with the reason.
+    pub not_frozen: Vec<kcmp_map::freeze::NotFrozen>,
+    /// Why a freeze ended early (then `frozen` is false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze_released: Option<kcmp_map::freeze::Release>,
+}
+
 #[derive(Serialize)]
 struct AuditJson<'a> {
     schema: u32,
@@ -89,13 +102,17 @@ struct AuditJson<'a> {
     allowed: &'a [Finding],
     summary: &'a Summary,
     skipped: &'a [kcmp_map::scan::Skipped],
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    freezing: Option<&'a Freezing>,
 }
 
-/// Writes `{"schema": 1, "findings", "allowed", "summary", "skipped"}` and
+/// Writes `{"schema": 1, "findings", "allowed", "summary", "skipped"}`
+/// (with `--freeze`: `"frozen"`, `"not_frozen"`, `"freeze_released"`?) and
 /// a newline.
 pub fn write_json(
     report: &AuditReport,
     summary: &Summary,
+    freezing: Option<&Freezing>,
     out: &mut impl std::io::Write,
 ) -> std::io::Result<()> {
     let doc = AuditJson {
@@ -104,6 +121,7 @@ pub fn write_json(
         allowed: &report.allowed,
         summary,
         skipped: &report.skipped,
+        freezing,
     };
     serde_json::to_writer(&mut *out, &doc)?;
     out.write_all(b"\n")

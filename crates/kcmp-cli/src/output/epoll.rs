@@ -26,8 +26,22 @@ pub fn targets_json(found: &EpollTargets) -> Value {
         "stats": {"kcmp_calls": found.kcmp_calls},
     });
     super::events::enrich_json(&mut v["targets"], &comm);
+    if let Some(list) = v["targets"].as_array_mut() {
+        for (j, t) in list.iter_mut().zip(&found.targets) {
+            if let Some(b) = target_bytes(t) {
+                j["target_bytes"] = json!(b);
+            }
+        }
+    }
     v["comm"] = json!(comm(found.pid.get() as i64));
     v
+}
+
+/// The exact bytes of a watched description's name when it is not valid
+/// UTF-8 (read again from one of its holders' fd links).
+fn target_bytes(t: &EpollTarget) -> Option<Vec<u8>> {
+    let h = t.holders.first()?;
+    super::escape::link_bytes(h.pid, h.fd, t.target.as_deref()?)
 }
 
 /// The scan's `"epoll"` key: `[{"pid", "epfd", "holders", "targets"}, …]`.
@@ -90,7 +104,7 @@ pub fn targets_human(found: &EpollTargets, style: Style) -> String {
                 escape(&staleness(t)).into_owned(),
                 t.target
                     .as_deref()
-                    .map(|n| escape(n).into_owned())
+                    .map(|n| super::escape::display_name(n, target_bytes(t).as_deref()))
                     .unwrap_or_else(|| format!("ino {}", t.ino)),
                 holders_text(&t.holders, &comm),
             ]

@@ -145,12 +145,36 @@ impl<'a> Facts<'a> {
         if let Some(k) = self.kinds.borrow().get(&key) {
             return k;
         }
-        let k = match d.members.first() {
-            Some(m) => self.path_kind(*m),
-            None => "path",
-        };
+        // The first holder may be in a mount namespace that lacks the
+        // file's mount (an fd inherited across unshare): try one holder
+        // per mount namespace until one can tell.
+        let mut tried: Vec<Option<String>> = Vec::new();
+        let mut k = "path";
+        for m in &d.members {
+            let ns = self.mount_ns_of(m.pid);
+            if tried.contains(&ns) {
+                continue;
+            }
+            tried.push(ns);
+            k = self.path_kind(*m);
+            if k != "path" {
+                break;
+            }
+        }
         self.kinds.borrow_mut().insert(key, k);
         k
+    }
+
+    fn mount_ns_of(&self, pid: Pid) -> Option<String> {
+        self.mount_ns
+            .borrow_mut()
+            .entry(pid)
+            .or_insert_with(|| {
+                std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+                    .ok()
+                    .map(|l| l.to_string_lossy().into_owned())
+            })
+            .clone()
     }
 
     fn path_kind(&self, m: FdRef) -> &'static str {
@@ -172,16 +196,7 @@ impl<'a> Facts<'a> {
     /// `st_mode` of fd `fd` of `pid`, only through [`kcmp_map::mounts::statx_if_local`].
     pub fn stat_mode(&self, pid: Pid, fd: FdNum) -> Option<u32> {
         let info = kcmp_map::procfs::read_fdinfo(pid, fd).ok()?;
-        let ns = self
-            .mount_ns
-            .borrow_mut()
-            .entry(pid)
-            .or_insert_with(|| {
-                std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
-                    .ok()
-                    .map(|l| l.to_string_lossy().into_owned())
-            })
-            .clone()?;
+        let ns = self.mount_ns_of(pid)?;
         let mut mounts = self.mounts.borrow_mut();
         let table = mounts
             .entry(ns)

@@ -1,10 +1,13 @@
-//! Colour on terminals only, honouring NO_COLOR.
+//! Colour on terminals only (not `TERM=dumb`), honouring NO_COLOR.
 
 use std::io::IsTerminal;
 
-/// Whether to colour stdout: a terminal, and NO_COLOR unset or empty.
+/// Whether to colour stdout: a terminal that is not `TERM=dumb`, and
+/// NO_COLOR unset or empty.
 pub fn colour_stdout() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
 /// Terminal styles (no-ops when colour is off).

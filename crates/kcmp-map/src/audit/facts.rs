@@ -68,6 +68,19 @@ fn readlink_text(path: &str) -> Option<String> {
     readlink(path).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
+/// The target of /proc/PID/exe; an executable whose path is too long to
+/// show (ENAMETOOLONG) is still one ([`crate::procfs::NAME_TOO_LONG`]), so
+/// that it is never left out of the comparison of executables.
+fn exe_text(path: &str) -> Option<String> {
+    match std::fs::read_link(path) {
+        Ok(p) => Some(p.to_string_lossy().into_owned()),
+        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+            Some(crate::procfs::NAME_TOO_LONG.to_string())
+        }
+        Err(_) => None,
+    }
+}
+
 impl<'m> Facts<'m> {
     pub fn new(map: &'m SharingMap) -> Self {
         Facts {
@@ -265,7 +278,7 @@ fn read_task(pid: Pid) -> TaskFacts {
     }
     TaskFacts {
         uid,
-        exe: readlink_text(&format!("{base}/exe")),
+        exe: exe_text(&format!("{base}/exe")),
         mnt_ns: readlink_text(&format!("{base}/ns/mnt")),
         user_ns: readlink_text(&format!("{base}/ns/user")),
         net_ns: readlink_text(&format!("{base}/ns/net")),

@@ -207,8 +207,10 @@ pub struct Finding {
     pub severity: Severity,
     /// The description's link text (path, `pipe:[ino]`, …), lossy UTF-8.
     pub target: String,
-    /// The raw bytes of the link text, for escaping on a terminal.
-    #[serde(skip)]
+    /// The raw bytes of the link text, for escaping on a terminal; in JSON
+    /// `target_bytes`, only when they are not valid UTF-8 (so that two names
+    /// that differ in invalid bytes stay apart).
+    #[serde(rename = "target_bytes", skip_serializing_if = "is_utf8")]
     pub target_raw: Vec<u8>,
     /// What it is: `directory`, `file`, `pipe`, `socket`, … (see [`FileKind`]).
     pub kind: String,
@@ -231,6 +233,10 @@ pub struct Finding {
     /// `(device, inode)` of a deleted file, to count its size once.
     #[serde(skip)]
     pub inode: Option<(u64, u64)>,
+}
+
+fn is_utf8(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok()
 }
 
 /// What to audit with.

@@ -76,7 +76,16 @@ impl Monitor {
             self.gone = true;
             return true;
         }
-        if self.early.is_some() || self.asked {
+        if self.early.is_some() {
+            return true;
+        }
+        // Past the deadline is a timeout even when the thaw request is
+        // read in the same breath (never "frozen" for a longer window).
+        if Instant::now() >= self.deadline {
+            self.early = Some(Release::Timeout);
+            return true;
+        }
+        if self.asked {
             return true;
         }
         let silent = self.last_beat.elapsed();
@@ -86,10 +95,6 @@ impl Monitor {
             .is_some_and(|s| matches!(s.state, 'R' | 'S'));
         if (silent >= SILENCE && !running) || silent >= LONG_SILENCE {
             self.early = Some(Release::Stopped);
-            return true;
-        }
-        if Instant::now() >= self.deadline {
-            self.early = Some(Release::Timeout);
             return true;
         }
         false
@@ -171,7 +176,10 @@ pub(crate) fn run(job: &Job<'_>) -> ! {
     write_all(0, &encode(&report));
     while !monitor.should_release() {
         tracer.release_late();
-        monitor.pump(Duration::from_millis(50));
+        // Wake at the deadline at the latest, so that a window that ends
+        // before kcmp asks for the thaw is over on time and reported.
+        let left = monitor.deadline.saturating_duration_since(Instant::now());
+        monitor.pump(Duration::from_millis(50).min(left));
     }
     let thawed = tracer.thaw();
     if monitor.early == Some(Release::Stopped) {

@@ -267,11 +267,6 @@ pub fn bucket_key(link: &str) -> &str {
     link.strip_suffix(" (deleted)").unwrap_or(link)
 }
 
-/// The link text given to an fd whose path is longer than the kernel can
-/// render in /proc/PID/fd/N (readlink fails with `ENAMETOOLONG`): never a
-/// real link text (those are absolute paths or `type:[…]`).
-pub const NAME_TOO_LONG: &str = "(path longer than PATH_MAX)";
-
 /// One open fd of a process and its link text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FdEntry {
@@ -381,9 +376,6 @@ impl FdDir {
         match readlinkat(&self.fd, name.as_str(), Vec::with_capacity(64)) {
             Ok(link) => Ok(Some(String::from_utf8_lossy(link.as_bytes()).into_owned())),
             Err(e) if e == rustix::io::Errno::NOENT => Ok(None),
-            // A path longer than the kernel can render (PATH_MAX): the fd
-            // is open all the same; failing here would hide its process.
-            Err(e) if e == rustix::io::Errno::NAMETOOLONG => Ok(Some(NAME_TOO_LONG.to_string())),
             Err(e) => {
                 name.insert(0, '/');
                 Err(Error::os(format!("readlink {}{name}", self.path), e))
@@ -406,7 +398,6 @@ pub fn fd_target(pid: Pid, fd: FdNum) -> Result<String> {
     let path = format!("/proc/{pid}/fd/{fd}");
     match std::fs::read_link(&path) {
         Ok(t) => Ok(t.to_string_lossy().into_owned()),
-        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => Ok(NAME_TOO_LONG.to_string()),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => match read_stat(pid) {
             Ok(_) => Err(Error::os(
                 format!("fd {fd} is not open in process {pid}"),

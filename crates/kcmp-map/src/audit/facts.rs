@@ -68,15 +68,16 @@ fn readlink_text(path: &str) -> Option<String> {
     readlink(path).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
+/// What an executable whose path is too long to show is called.
+const EXE_TOO_LONG: &str = "(path longer than PATH_MAX)";
+
 /// The target of /proc/PID/exe; an executable whose path is too long to
-/// show (ENAMETOOLONG) is still one ([`crate::procfs::NAME_TOO_LONG`]), so
-/// that it is never left out of the comparison of executables.
+/// show (ENAMETOOLONG) is still one ([`EXE_TOO_LONG`]), so that it is
+/// never left out of the comparison of executables.
 fn exe_text(path: &str) -> Option<String> {
     match std::fs::read_link(path) {
         Ok(p) => Some(p.to_string_lossy().into_owned()),
-        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
-            Some(crate::procfs::NAME_TOO_LONG.to_string())
-        }
+        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => Some(EXE_TOO_LONG.to_string()),
         Err(_) => None,
     }
 }

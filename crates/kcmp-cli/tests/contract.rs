@@ -237,8 +237,8 @@ fn messages_say_what_happened() {
             "{args:?}"
         );
     }
-    // A thread id (of a thread of this test) is named as the thread of
-    // its process.
+    // A thread id (of a thread of this test) works wherever a pid does
+    // (issue 9): the scan and the audit inspect that thread's fd table.
     let (tx, rx) = std::sync::mpsc::channel();
     let (done, wait) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -249,11 +249,8 @@ fn messages_say_what_happened() {
     let tid = rx.recv().unwrap();
     for sub in ["scan", "audit"] {
         let (code, _, err) = kcmp(&v(&[&sub, &"--pid", &tid]));
-        assert_eq!(code, 2, "{sub}: {err}");
-        assert!(
-            err.contains(&format!("{tid} is a thread of process {me}")),
-            "{sub}: {err}"
-        );
+        assert!(code == 0 || code == 1, "{sub} --pid {tid}: {code}: {err}");
+        assert!(!err.contains("no process"), "{sub}: {err}");
     }
     drop(done);
     thread.join().unwrap();

@@ -372,3 +372,28 @@ fn freeze_flag_gives_the_same_answers_and_resumes_everything() {
         assert!(st != 'T' && st != 't', "process {p} left in state {st}");
     }
 }
+
+/// The children of `pid`, from /proc.
+fn children_of(pid: i32) -> Vec<i32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_pid_named_inside_a_tree_keeps_its_descendants() {
+    let topo = Topology::spawn("general", &[]);
+    let root = topo.root();
+    let inner = children_of(root)
+        .into_iter()
+        .find(|&c| !children_of(c).is_empty())
+        .expect("a child of the root with children of its own");
+    let tasks = |args: &[&str]| scan_json(args)["tasks"].as_u64().unwrap();
+    let (r, i) = (root.to_string(), inner.to_string());
+    let tree = tasks(&["scan", "--tree", &r, "--json"]);
+    assert_eq!(tasks(&["scan", "--pid", &i, "--tree", &r, "--json"]), tree);
+    assert_eq!(tasks(&["scan", "--pid", &r, "--tree", &r, "--json"]), tree);
+}

@@ -77,13 +77,17 @@ pub(crate) fn select_processes(
                 chosen.insert(p);
             }
         }
+        // Walked apart from `chosen`: a pid named by --pid inside a tree
+        // still has its descendants walked.
+        let mut walked: HashSet<Pid> = HashSet::new();
         for &root in &options.trees {
             if !stats.contains_key(&root) {
                 continue;
             }
             let mut stack = vec![root];
             while let Some(p) = stack.pop() {
-                if chosen.insert(p) {
+                if walked.insert(p) {
+                    chosen.insert(p);
                     if let Some(kids) = children.get(&p.get()) {
                         stack.extend(kids.iter().copied());
                     }

@@ -356,13 +356,7 @@ pub fn freeze_with(pids: &[Pid], options: &FreezeOptions) -> Result<FrozenSet> {
             early: Some(Release::Busy),
         });
     };
-    let (mine, theirs) = rustix::net::socketpair(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| Error::os("socketpair for the freezer", e))?;
+    let (mine, theirs) = freezer_socketpair()?;
     let job = helper::Job {
         pids,
         me: std::process::id() as i32,
@@ -370,13 +364,7 @@ pub fn freeze_with(pids: &[Pid], options: &FreezeOptions) -> Result<FrozenSet> {
         window: options.max_frozen,
     };
     use rustix::fd::AsRawFd;
-    let (ack, ack_theirs) = rustix::net::socketpair(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| Error::os("socketpair for the freezer", e))?;
+    let (ack, ack_theirs) = freezer_socketpair()?;
     // The freezer's fds: 0 the socket, 1 the lock (or the socket again),
     // 2 the acknowledgements of early thaws.
     let lock_fd = match lock.raw_fd() {
@@ -384,19 +372,7 @@ pub fn freeze_with(pids: &[Pid], options: &FreezeOptions) -> Result<FrozenSet> {
         fd => fd,
     };
     let keep = [theirs.as_raw_fd(), lock_fd, ack_theirs.as_raw_fd()];
-    let pid = match sys::fork().map_err(|e| Error::os("fork of the freezer", e))? {
-        sys::Forked::Child => {
-            sys::own_process_group();
-            sys::default_signals();
-            sys::keep_only_fds(&keep);
-            sys::set_comm(c"kcmp-freezer");
-            // Never unwind into the caller's code in this forked copy: a
-            // panic ends the freezer, and its exit releases every tracee.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| helper::run(&job)));
-            sys::exit_now(70)
-        }
-        sys::Forked::Parent(pid) => pid,
-    };
+    let pid = fork_freezer(&job, &keep)?;
     drop((theirs, ack_theirs));
     let mut freezer = Freezer {
         pid,
@@ -425,6 +401,35 @@ pub fn freeze_with(pids: &[Pid], options: &FreezeOptions) -> Result<FrozenSet> {
             freezer.stop();
             Err(Error::os("the freezer process failed", Errno::IO))
         }
+    }
+}
+
+/// A connected pair of stream sockets between kcmp and its freezer.
+fn freezer_socketpair() -> Result<(rustix::fd::OwnedFd, rustix::fd::OwnedFd)> {
+    rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::os("socketpair for the freezer", e))
+}
+
+/// Forks the freezer, which keeps only the fds `keep` and runs `job`;
+/// returns its pid (in the parent: the child never returns).
+fn fork_freezer(job: &helper::Job, keep: &[i32]) -> Result<i32> {
+    match sys::fork().map_err(|e| Error::os("fork of the freezer", e))? {
+        sys::Forked::Child => {
+            sys::own_process_group();
+            sys::default_signals();
+            sys::keep_only_fds(keep);
+            sys::set_comm(c"kcmp-freezer");
+            // Never unwind into the caller's code in this forked copy: a
+            // panic ends the freezer, and its exit releases every tracee.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| helper::run(job)));
+            sys::exit_now(70)
+        }
+        sys::Forked::Parent(pid) => Ok(pid),
     }
 }
 

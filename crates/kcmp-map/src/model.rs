@@ -67,10 +67,40 @@ pub struct FdRef {
 /// One open file description and every (pid, fd) that refers to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OpenFileDescription {
-    /// What it is open on: a path, `pipe:[ino]`, `socket:[ino]`, `anon_inode:…`.
+    /// What it is open on: a path, `pipe:[ino]`, `socket:[ino]`, `anon_inode:…`;
+    /// lossy UTF-8 (U+FFFD for each invalid byte), see [`Self::target_bytes`].
     pub target: String,
+    /// The link text's exact bytes (as its first member's link read them
+    /// during the scan), kept only when they are not valid UTF-8; in JSON
+    /// `target_bytes`, an array of numbers, only then.
+    #[serde(rename = "target_bytes", skip_serializing_if = "Option::is_none")]
+    raw: Option<Box<[u8]>>,
     /// Its holders, sorted by (pid, fd).
     pub members: Vec<FdRef>,
+}
+
+impl OpenFileDescription {
+    /// A description open on `target` (its link text) with these holders.
+    pub(crate) fn new(target: String, raw: Option<Box<[u8]>>, members: Vec<FdRef>) -> Self {
+        OpenFileDescription {
+            target,
+            raw,
+            members,
+        }
+    }
+
+    /// The exact bytes of the link text, as read when the scan listed the
+    /// description's first member: `target`'s bytes when they are valid
+    /// UTF-8, the original bytes (which `target` shows with U+FFFD) when
+    /// not. Two names that differ only in invalid bytes differ here.
+    pub fn target_bytes(&self) -> &[u8] {
+        self.raw.as_deref().unwrap_or(self.target.as_bytes())
+    }
+
+    /// Whether the link text is valid UTF-8 (then `target` is exact).
+    pub fn target_is_utf8(&self) -> bool {
+        self.raw.is_none()
+    }
 }
 
 /// Counters of one scan.

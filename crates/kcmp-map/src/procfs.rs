@@ -272,8 +272,56 @@ pub fn bucket_key(link: &str) -> &str {
 pub struct FdEntry {
     /// The fd number.
     pub fd: FdNum,
-    /// The /proc/PID/fd/N link text.
+    /// The /proc/PID/fd/N link text, lossy UTF-8 (U+FFFD for each invalid
+    /// byte); [`FdEntry::target_bytes`] has the exact bytes.
     pub target: String,
+    /// The link's bytes, kept only when they are not valid UTF-8.
+    raw: Option<Box<[u8]>>,
+}
+
+impl FdEntry {
+    /// An entry for fd `fd` whose link reads `link` (any bytes).
+    ///
+    /// ```
+    /// use kcmp_map::procfs::FdEntry;
+    /// let e = FdEntry::new(kcmp::FdNum::new(3).unwrap(), b"/tmp/a\xff".to_vec());
+    /// assert_eq!(e.target, "/tmp/a\u{fffd}");
+    /// assert_eq!(e.target_bytes(), b"/tmp/a\xff");
+    /// assert!(!e.target_is_utf8());
+    /// ```
+    pub fn new(fd: FdNum, link: Vec<u8>) -> FdEntry {
+        let (target, raw) = link_text(link);
+        FdEntry { fd, target, raw }
+    }
+
+    /// The exact bytes of the link text (`target`'s bytes when it is valid
+    /// UTF-8).
+    pub fn target_bytes(&self) -> &[u8] {
+        self.raw.as_deref().unwrap_or(self.target.as_bytes())
+    }
+
+    /// Whether the link text is valid UTF-8 (then `target` is exact).
+    pub fn target_is_utf8(&self) -> bool {
+        self.raw.is_none()
+    }
+
+    /// The entry's parts: fd, lossy text, exact bytes when not UTF-8.
+    pub(crate) fn into_parts(self) -> (FdNum, String, Option<Box<[u8]>>) {
+        (self.fd, self.target, self.raw)
+    }
+}
+
+/// A link's text (lossy UTF-8) and its bytes when they are not valid UTF-8:
+/// no copy, no allocation beyond the link's own when it is valid.
+pub(crate) fn link_text(link: Vec<u8>) -> (String, Option<Box<[u8]>>) {
+    match String::from_utf8(link) {
+        Ok(text) => (text, None),
+        Err(e) => {
+            let raw = e.into_bytes();
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            (text, Some(raw.into_boxed_slice()))
+        }
+    }
 }
 
 /// Lists the open fds of a process (or thread) with their link texts.
@@ -298,8 +346,8 @@ fn list_fds_at(path: &str) -> Result<Vec<FdEntry>> {
     let dir = FdDir::open_path(path)?;
     let mut out = Vec::new();
     for fd in dir.fds()? {
-        match dir.readlink(fd) {
-            Ok(Some(target)) => out.push(FdEntry { fd, target }),
+        match dir.entry(fd) {
+            Ok(Some(entry)) => out.push(entry),
             Ok(None) => continue, // closed meanwhile
             Err(e) => return Err(e),
         }
@@ -370,11 +418,18 @@ impl FdDir {
         Ok(out)
     }
 
-    /// The link text of one fd, or `None` when it is no longer open.
+    /// The link text of one fd (lossy UTF-8), or `None` when it is no
+    /// longer open. [`FdDir::entry`] keeps the exact bytes.
     pub fn readlink(&self, fd: FdNum) -> Result<Option<String>> {
+        Ok(self.entry(fd)?.map(|e| e.target))
+    }
+
+    /// One fd and its link (text and exact bytes), or `None` when it is no
+    /// longer open.
+    pub fn entry(&self, fd: FdNum) -> Result<Option<FdEntry>> {
         let mut name = fd.get().to_string();
         match readlinkat(&self.fd, name.as_str(), Vec::with_capacity(64)) {
-            Ok(link) => Ok(Some(String::from_utf8_lossy(link.as_bytes()).into_owned())),
+            Ok(link) => Ok(Some(FdEntry::new(fd, link.into_bytes()))),
             Err(e) if e == rustix::io::Errno::NOENT => Ok(None),
             Err(e) => {
                 name.insert(0, '/');

@@ -68,7 +68,8 @@ fn push_escaped(out: &mut String, s: &str) {
 
 /// The bytes of a name when it is not valid UTF-8 and `lossy` (its text
 /// with U+FFFD) is what they decode to; `None` otherwise. Reads the link
-/// `/proc/PID/fd/FD` again: the engine keeps link texts as strings.
+/// `/proc/PID/fd/FD` again, for commands whose engine result has no bytes
+/// (`scan` uses the engine's: `OpenFileDescription::target_bytes`).
 pub fn link_bytes(pid: kcmp::Pid, fd: kcmp::FdNum, lossy: &str) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStringExt;
     if !lossy.contains('\u{fffd}') {

@@ -14,7 +14,7 @@
 //! there is none), findings (stale epoll registrations), and one summary
 //! line. JSON and Graphviz are in [`super::scan_json`] and [`super::dot`].
 
-use super::escape::{display_name, link_bytes};
+use super::escape::display_name;
 use super::filter::{Facts, Filters};
 use super::style::Style;
 use super::summary::{self, HolderRef, Limits};
@@ -85,15 +85,15 @@ impl<'a> View<'a> {
             .collect()
     }
 
-    /// The bytes of a description's name when it is not valid UTF-8.
-    pub fn name_bytes(&self, d: &OpenFileDescription) -> Option<Vec<u8>> {
-        let m = d.members.first()?;
-        link_bytes(m.pid, m.fd, &d.target)
+    /// The exact bytes of a description's name when it is not valid UTF-8,
+    /// as the scan read them (nothing is read again).
+    pub fn name_bytes<'d>(&self, d: &'d OpenFileDescription) -> Option<&'d [u8]> {
+        (!d.target_is_utf8()).then(|| d.target_bytes())
     }
 
     /// The name for people (escaped).
     pub fn display_name(&self, d: &OpenFileDescription) -> String {
-        display_name(&d.target, self.name_bytes(d).as_deref())
+        display_name(&d.target, self.name_bytes(d))
     }
 
     /// The name for people, with the end of a pipe or FIFO

@@ -30,7 +30,7 @@ struct Description<'a> {
     ty: Option<&'static str>,
     target: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    target_bytes: Option<Vec<u8>>,
+    target_bytes: Option<&'a [u8]>,
     kind: &'static str,
     holder_count: usize,
     process_count: usize,

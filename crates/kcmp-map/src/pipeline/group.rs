@@ -53,8 +53,10 @@ pub(crate) struct FdRow {
     pub task: u32,
     /// Its number.
     pub fd: FdNum,
-    /// Its link text when listed.
+    /// Its link text when listed (lossy UTF-8).
     pub target: String,
+    /// Its link's exact bytes when they are not valid UTF-8.
+    pub raw: Option<Box<[u8]>>,
     /// The parent's row it was proven to share at listing time.
     hint: Option<u32>,
 }
@@ -264,11 +266,15 @@ fn flatten(family: &Family, listed: Vec<Listing>) -> Grouped {
         match l.fds {
             Ok(entries) => {
                 let start = g.rows.len();
-                g.rows.extend(entries.into_iter().map(|e| FdRow {
-                    task: t as u32,
-                    fd: e.fd,
-                    target: e.target,
-                    hint: None,
+                g.rows.extend(entries.into_iter().map(|e| {
+                    let (fd, target, raw) = e.into_parts();
+                    FdRow {
+                        task: t as u32,
+                        fd,
+                        target,
+                        raw,
+                        hint: None,
+                    }
                 }));
                 range[t] = (start, g.rows.len());
             }

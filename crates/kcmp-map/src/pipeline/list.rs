@@ -131,8 +131,8 @@ pub(crate) fn list_task(task: &SelectedTask) -> Listing {
             if this && fd == dir.own_number() {
                 continue; // the directory being read
             }
-            match dir.readlink(fd) {
-                Ok(Some(target)) => entries.push(procfs::FdEntry { fd, target }),
+            match dir.entry(fd) {
+                Ok(Some(entry)) => entries.push(entry),
                 Ok(None) => {} // closed meanwhile
                 Err(e) if e.is_gone() => return Err(e),
                 Err(e) => out.bad.push((fd, e)),
@@ -143,17 +143,17 @@ pub(crate) fn list_task(task: &SelectedTask) -> Listing {
     out
 }
 
-/// This process's own fds and their link texts, read before the engine
-/// opens anything: the caller's fds. See [`drop_engine_fds`].
-pub(crate) fn own_fds() -> HashMap<FdNum, String> {
+/// This process's own fds and their links, read before the engine opens
+/// anything: the caller's fds. See [`drop_engine_fds`].
+pub(crate) fn own_fds() -> HashMap<FdNum, procfs::FdEntry> {
     let Ok(dir) = procfs::FdDir::open(Pid::this()) else {
         return HashMap::new();
     };
     let mut out = HashMap::new();
     for fd in dir.fds().unwrap_or_default() {
         if fd != dir.own_number() {
-            if let Ok(Some(target)) = dir.readlink(fd) {
-                out.insert(fd, target);
+            if let Ok(Some(entry)) = dir.entry(fd) {
+                out.insert(fd, entry);
             }
         }
     }
@@ -161,14 +161,14 @@ pub(crate) fn own_fds() -> HashMap<FdNum, String> {
 }
 
 /// In a scan of this very process, keeps only the caller's fds: those open
-/// with the same link text before the scan began (`own`), and not one of
+/// with the same link (exact bytes) before the scan began (`own`), and not one of
 /// the engine's pidfds. The engine's pidfds, pipes, /proc directories and
 /// copies all come later, so they never appear; a caller's fd closed and
 /// reused during the scan is left out too (it changed).
 pub(crate) fn drop_engine_fds(
     tasks: &[SelectedTask],
     listed: &mut [Listing],
-    own: &HashMap<FdNum, String>,
+    own: &HashMap<FdNum, procfs::FdEntry>,
 ) {
     let me = Pid::this();
     let pidfds: std::collections::HashSet<i32> = tasks
@@ -181,7 +181,7 @@ pub(crate) fn drop_engine_fds(
             continue;
         }
         if let Ok(entries) = &mut l.fds {
-            entries.retain(|e| own.get(&e.fd) == Some(&e.target) && !pidfds.contains(&e.fd.get()));
+            entries.retain(|e| own.get(&e.fd) == Some(e) && !pidfds.contains(&e.fd.get()));
         }
         l.bad.retain(|(fd, _)| own.contains_key(fd));
     }

@@ -54,9 +54,11 @@ pub(crate) fn assemble_files(
                 continue;
             }
             members.sort_unstable();
-            let target = rows[first as usize].target.clone();
+            let row = &rows[first as usize];
+            let description =
+                OpenFileDescription::new(row.target.clone(), row.raw.clone(), members);
             seen.insert(first, map.open_files.len());
-            map.open_files.push(OpenFileDescription { target, members });
+            map.open_files.push(description);
             origin.push(vec![(bucket, position)]);
         }
     }

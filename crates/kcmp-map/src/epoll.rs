@@ -619,9 +619,11 @@ fn resolve(
     // share one number).
     let mut now: HashMap<FdNum, Option<String>> = HashMap::new();
     for reg in regs {
+        crate::freeze::step();
         let slot = reg.slot(epfd);
         let mut found = None;
         let mut cmp = |m: &FdRef| {
+            crate::freeze::step();
             calls.set(calls.get() + 1);
             compare_epoll_target(m.pid, m.fd, pid, slot).map(reversed)
         };

@@ -206,7 +206,8 @@ pub(crate) fn run(job: &Job<'_>) -> ! {
     }
     let thawed = tracer.thaw();
     if matches!(monitor.early, Some(Release::Stopped | Release::Stalled)) {
-        // kcmp's SIGTSTP handler waits for this before it stops.
+        // kcmp's SIGTSTP handler waits for this before it stops (after a
+        // stall too: the set is thawed already).
         sys::send_byte(2, b'a');
     }
     // The lock: the next run may freeze now.

@@ -52,6 +52,9 @@ fn run(cli: Cli) -> i32 {
     if let Some(window) = cli.freeze_timeout {
         kcmp_map::freeze::set_max_frozen(window);
     }
+    // Every frozen window thaws within 1 s of kcmp's last step of work,
+    // even if a bug makes kcmp loop while its heartbeat beats (issue 10).
+    kcmp_map::freeze::set_release_when_stalled(true);
     // Ctrl-Z during --freeze: thaw first, then stop (issue 10).
     let _ = kcmp_map::freeze::release_on_terminal_stop();
     match cli.command {

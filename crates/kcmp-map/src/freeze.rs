@@ -19,11 +19,16 @@
 //!   named `kcmp-freezer`. It releases every process it froze:
 //!   - when kcmp dies, whatever the reason (`SIGKILL`, a crash): its socket
 //!     to kcmp closes, or its parent changes;
-//!   - within 1 s when kcmp stops making progress: kcmp's heartbeat thread
-//!     writes every 100 ms; after 500 ms of silence while kcmp is not
-//!     running or sleeping (`SIGSTOP`, a debugger, uninterruptible sleep),
-//!     or 2 s of silence in any state, it thaws. `SIGTSTP` (Ctrl-Z) can be
-//!     made to thaw first and then stop ([`release_on_terminal_stop`]);
+//!   - within 1 s when kcmp is stopped: kcmp's heartbeat thread writes
+//!     every 100 ms; after 500 ms of silence while kcmp is not running or
+//!     sleeping (`SIGSTOP`, a debugger, uninterruptible sleep), or 2 s of
+//!     silence in any state, it thaws. `SIGTSTP` (Ctrl-Z) can be made to
+//!     thaw first and then stop ([`release_on_terminal_stop`]);
+//!   - with [`FreezeOptions::release_when_stalled`] (the CLI's runs), within
+//!     1 s of kcmp's last step of work ([`progress`]), even when a bug makes
+//!     kcmp loop while its heartbeat thread still beats ([`Release::Stalled`]).
+//!     Off by default: a library caller may hold a set idle as long as the
+//!     window allows;
 //!   - when the frozen window ([`FreezeOptions::max_frozen`], the CLI's
 //!     `--freeze-timeout`, 10 s by default) is over, even if kcmp hangs.
 //!
@@ -73,17 +78,19 @@
 //! # Ok::<(), kcmp::Error>(())
 //! ```
 
+mod beat;
 mod helper;
 mod lock;
 mod tracer;
+
+pub(crate) use beat::step;
+pub use beat::{progress, set_release_when_stalled};
 
 use crate::sys::process as sys;
 use kcmp::Pid;
 use kcmp::{errno_name, Error, Result};
 use rustix::io::Errno;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 /// The comm of every freezer process.
@@ -194,6 +201,12 @@ pub struct FreezeOptions {
     /// The longest the set stays frozen: past it the freezer thaws by
     /// itself and [`FrozenSet::finish`] says [`Release::Timeout`].
     pub max_frozen: Duration,
+    /// Release the set within 1 s of this process's last step of work
+    /// ([`progress`]; the engine counts its own), and say
+    /// [`Release::Stalled`]. Off unless [`set_release_when_stalled`] turned
+    /// it on for the process (the kcmp CLI does): a set held idle stays
+    /// frozen for the whole window.
+    pub release_when_stalled: bool,
 }
 
 impl Default for FreezeOptions {
@@ -201,6 +214,7 @@ impl Default for FreezeOptions {
         FreezeOptions {
             timeout: DEFAULT_TIMEOUT,
             max_frozen: Duration::from_millis(MAX_FROZEN_MS.load(Ordering::SeqCst)),
+            release_when_stalled: beat::release_when_stalled(),
         }
     }
 }
@@ -217,16 +231,20 @@ pub enum Release {
     Busy,
     /// The freezer process died (its tracees were released by the kernel).
     Lost,
+    /// kcmp made no progress for 700 ms while it ran (a hang), with
+    /// [`FreezeOptions::release_when_stalled`].
+    Stalled,
 }
 
 impl Release {
-    /// `"timeout"`, `"stopped"`, `"busy"` or `"freezer_died"`.
+    /// `"timeout"`, `"stopped"`, `"busy"`, `"freezer_died"` or `"stalled"`.
     pub fn code(self) -> &'static str {
         match self {
             Release::Timeout => "timeout",
             Release::Stopped => "stopped",
             Release::Busy => "busy",
             Release::Lost => "freezer_died",
+            Release::Stalled => "stalled",
         }
     }
 
@@ -236,6 +254,7 @@ impl Release {
             Release::Stopped,
             Release::Busy,
             Release::Lost,
+            Release::Stalled,
         ]
         .into_iter()
         .find(|r| r.code() == code)
@@ -248,6 +267,7 @@ impl Release {
             Release::Stopped => "kcmp was stopped (SIGSTOP/SIGTSTP) or stopped making progress",
             Release::Busy => "another kcmp held the host's freeze lock",
             Release::Lost => "the freezer process died",
+            Release::Stalled => "kcmp made no progress for 700 ms (a hang)",
         }
     }
 }
@@ -311,7 +331,7 @@ struct Freezer {
     sock: rustix::fd::OwnedFd,
     ack: rustix::fd::OwnedFd,
     slot: Option<usize>,
-    beat: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    beat: Option<beat::Beating>,
     _lock: lock::LockShare,
 }
 
@@ -362,6 +382,7 @@ pub fn freeze_with(pids: &[Pid], options: &FreezeOptions) -> Result<FrozenSet> {
         me: std::process::id() as i32,
         stop_timeout: options.timeout,
         window: options.max_frozen,
+        stalls: options.release_when_stalled,
     };
     use rustix::fd::AsRawFd;
     let (ack, ack_theirs) = freezer_socketpair()?;
@@ -382,19 +403,22 @@ pub fn freeze_with(pids: &[Pid], options: &FreezeOptions) -> Result<FrozenSet> {
         _lock: lock,
         sock: mine,
     };
-    freezer.start_beating();
+    freezer.start_beating(options.release_when_stalled);
     let lines = freezer.read_lines(options.timeout + Duration::from_secs(10), "E");
     let report = lines
         .as_ref()
         .and_then(|l| helper::decode(&l[..l.len() - 1]));
     match report {
-        Some(r) => Ok(FrozenSet {
-            frozen: r.frozen,
-            not_frozen: r.not_frozen,
-            threads: r.threads,
-            freezer: Some(freezer),
-            early: None,
-        }),
+        Some(r) => {
+            progress(); // the freeze itself: the freezer now watches steps
+            Ok(FrozenSet {
+                frozen: r.frozen,
+                not_frozen: r.not_frozen,
+                threads: r.threads,
+                freezer: Some(freezer),
+                early: None,
+            })
+        }
         None => {
             // The freezer died or hung before reporting; killing it
             // releases whatever it traced.
@@ -434,7 +458,7 @@ fn fork_freezer(job: &helper::Job, keep: &[i32]) -> Result<i32> {
 }
 
 impl Freezer {
-    fn start_beating(&mut self) {
+    fn start_beating(&mut self, stalls: bool) {
         use rustix::fd::AsRawFd;
         let fd = self.sock.as_raw_fd();
         self.slot = STOP_SLOTS.iter().position(|s| {
@@ -444,26 +468,12 @@ impl Freezer {
         if let Some(i) = self.slot {
             ACK_SLOTS[i].store(self.ack.as_raw_fd(), Ordering::SeqCst);
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("kcmp-heartbeat".into())
-            .spawn(move || {
-                while !flag.load(Ordering::SeqCst) {
-                    sys::send_byte(fd, b'h');
-                    std::thread::park_timeout(helper::BEAT);
-                }
-            });
-        if let Ok(h) = handle {
-            self.beat = Some((stop, h));
-        }
+        self.beat = beat::start(fd, stalls);
     }
 
     fn stop_beating(&mut self) {
-        if let Some((stop, h)) = self.beat.take() {
-            stop.store(true, Ordering::SeqCst);
-            h.thread().unpark();
-            let _ = h.join();
+        if let Some(b) = self.beat.take() {
+            beat::stop(b);
         }
         if let Some(i) = self.slot.take() {
             STOP_SLOTS[i].store(-1, Ordering::SeqCst);

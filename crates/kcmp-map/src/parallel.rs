@@ -67,6 +67,7 @@ impl CallCounter {
     pub(crate) fn add(&self) {
         let slot = COUNTER_SLOT.with(|s| *s);
         self.slots[slot].0.fetch_add(1, AtomicOrdering::Relaxed);
+        crate::freeze::step();
     }
 
     /// All calls counted so far.

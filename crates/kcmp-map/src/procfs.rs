@@ -90,6 +90,7 @@ impl TaskStat {
 /// read into a stack buffer (more only for a longer file), close. std's
 /// `read_to_string` stats the file and probes, six calls for a /proc stat.
 fn read_to_string(path: &str) -> Result<String> {
+    crate::freeze::step();
     let fd = openat(CWD, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::os(format!("open {path}"), e))?;
     let mut buf = [0u8; 1024];
@@ -133,6 +134,7 @@ fn numeric_entries(path: &str) -> Result<Vec<i32>> {
 }
 
 fn numeric_entries_of(dirfd: OwnedFd, path: &str) -> Result<Vec<i32>> {
+    crate::freeze::step();
     let mut dir = Dir::new(dirfd).map_err(|e| Error::os(format!("read {path}"), e))?;
     let mut out = Vec::new();
     while let Some(entry) = dir.read() {
@@ -405,6 +407,7 @@ impl FdDir {
 
     /// The open fd numbers, ascending.
     pub fn fds(&self) -> Result<Vec<FdNum>> {
+        crate::freeze::step();
         let path = &self.path;
         let mut dir = Dir::read_from(&self.fd).map_err(|e| Error::os(format!("read {path}"), e))?;
         let mut out = Vec::new();
@@ -427,6 +430,7 @@ impl FdDir {
     /// One fd and its link (text and exact bytes), or `None` when it is no
     /// longer open.
     pub fn entry(&self, fd: FdNum) -> Result<Option<FdEntry>> {
+        crate::freeze::step();
         let mut name = fd.get().to_string();
         match readlinkat(&self.fd, name.as_str(), Vec::with_capacity(64)) {
             Ok(link) => Ok(Some(FdEntry::new(fd, link.into_bytes()))),
@@ -450,6 +454,7 @@ impl FdDir {
 /// assert_eq!(err.errno_name(), Some("EBADF"));
 /// ```
 pub fn fd_target(pid: Pid, fd: FdNum) -> Result<String> {
+    crate::freeze::step();
     let path = format!("/proc/{pid}/fd/{fd}");
     match std::fs::read_link(&path) {
         Ok(t) => Ok(t.to_string_lossy().into_owned()),

@@ -126,6 +126,7 @@ impl Sentinels {
         for (pid, _) in &self.live {
             let dir = format!("/proc/{pid}/fd");
             while Instant::now() < deadline {
+                crate::freeze::step(); // a bounded wait, not a stall
                 let open = std::fs::read_dir(&dir).map_or(0, |d| d.count());
                 if open <= 1 {
                     break;

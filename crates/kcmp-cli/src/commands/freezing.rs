@@ -20,6 +20,7 @@ pub fn run_frozen<T>(
     unique.dedup();
     let set = kcmp_map::freeze::freeze(&unique)?;
     let result = f();
+    kcmp_map::freeze::progress(); // the comparison, a step of work
     let not_frozen = set.not_frozen().to_vec();
     let released = set.finish()?;
     if let Some(note) = crate::output::not_frozen_note(&not_frozen) {

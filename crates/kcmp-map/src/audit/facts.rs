@@ -59,6 +59,7 @@ pub(super) struct Facts<'m> {
 }
 
 fn readlink(path: &str) -> Option<Vec<u8>> {
+    crate::freeze::step();
     std::fs::read_link(path)
         .ok()
         .map(|p| p.as_os_str().as_bytes().to_vec())
@@ -75,6 +76,7 @@ const EXE_TOO_LONG: &str = "(path longer than PATH_MAX)";
 /// show (ENAMETOOLONG) is still one ([`EXE_TOO_LONG`]), so that it is
 /// never left out of the comparison of executables.
 fn exe_text(path: &str) -> Option<String> {
+    crate::freeze::step();
     match std::fs::read_link(path) {
         Ok(p) => Some(p.to_string_lossy().into_owned()),
         Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => Some(EXE_TOO_LONG.to_string()),
@@ -300,6 +302,7 @@ fn read_fd(r: FdRef, target: &str) -> Option<FdFacts> {
 
 /// Inodes of listening sockets in the network namespace of `pid`.
 fn listening_inodes(pid: Pid) -> HashSet<u64> {
+    crate::freeze::step();
     let mut out = HashSet::new();
     for proto in ["tcp", "tcp6"] {
         let text = std::fs::read_to_string(format!("/proc/{pid}/net/{proto}")).unwrap_or_default();

@@ -87,6 +87,7 @@ fn find_watched(
     calls: &Cell<u64>,
 ) -> Result<Option<(String, Vec<FdRef>)>> {
     let mut cmp = |m: &FdRef| {
+        crate::freeze::step();
         calls.set(calls.get() + 1);
         compare_epoll_target(m.pid, m.fd, pid, slot).map(reversed)
     };
@@ -150,6 +151,7 @@ pub(super) fn resolve(
     // share one number).
     let mut now: HashMap<FdNum, Option<String>> = HashMap::new();
     for reg in regs {
+        crate::freeze::step();
         let slot = reg.slot(epfd);
         let found = find_watched(index, inos, pid, reg, slot, calls)?;
         let holders = found.as_ref().map(|f| f.1.as_slice()).unwrap_or_default();

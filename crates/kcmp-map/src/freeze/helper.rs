@@ -3,12 +3,16 @@
 //! progress.
 //!
 //! kcmp and the freezer share a socket pair. kcmp's heartbeat thread sends
-//! `h` every 100 ms; `s` asks for an early release (SIGTSTP); `r` asks for
-//! the thaw and its outcome. The freezer thaws on its own when:
+//! a beat every 100 ms: `h` (alive, and progressing when the set releases
+//! on a stall) or `i` (alive, no progress since the last beat; see
+//! `beat.rs`); `s` asks for an early release (SIGTSTP); `r` asks for the
+//! thaw and its outcome. The freezer thaws on its own when:
 //! - kcmp is gone (EOF, or the freezer's parent changed);
-//! - no heartbeat came for 500 ms and kcmp is not running or sleeping
+//! - no beat came for 500 ms and kcmp is not running or sleeping
 //!   (stopped by SIGSTOP or a debugger, or stuck in uninterruptible
 //!   sleep), or for 2 s whatever its state;
+//! - with `release_when_stalled`, once the set is frozen: no `h` came for
+//!   700 ms (kcmp made no progress: `stalled`);
 //! - the frozen window (`--freeze-timeout`) is over.
 //!
 //! Then it stays to tell kcmp why (`end stopped`, `end timeout`) and exits
@@ -22,12 +26,13 @@ use kcmp::Pid;
 use rustix::io::Errno;
 use std::time::{Duration, Instant};
 
-/// How often kcmp's heartbeat thread writes.
-pub(crate) const BEAT: Duration = Duration::from_millis(100);
 /// Heartbeat silence after which a kcmp that is not running counts as stopped.
 const SILENCE: Duration = Duration::from_millis(500);
 /// Heartbeat silence after which kcmp counts as stopped whatever its state.
 const LONG_SILENCE: Duration = Duration::from_secs(2);
+/// Time without progress after which a stalling set is released: with the
+/// beat's 100 ms and the freezer's 50 ms checks, within 1 s of the last step.
+const STALL: Duration = Duration::from_millis(700);
 
 /// What the freezer was asked to do.
 pub(crate) struct Job<'a> {
@@ -35,12 +40,16 @@ pub(crate) struct Job<'a> {
     pub me: i32,
     pub stop_timeout: Duration,
     pub window: Duration,
+    /// Release when kcmp makes no progress (`release_when_stalled`).
+    pub stalls: bool,
 }
 
 struct Monitor {
     sock: i32,
     me: i32,
     last_beat: Instant,
+    /// The last `h`, once progress is watched (after the report).
+    last_progress: Option<Instant>,
     deadline: Instant,
     early: Option<Release>,
     asked: bool,
@@ -57,7 +66,13 @@ impl Monitor {
             Ok(Some(n)) => {
                 for &b in &buf[..n] {
                     match b {
-                        b'h' => self.last_beat = Instant::now(),
+                        b'h' => {
+                            self.last_beat = Instant::now();
+                            if let Some(p) = &mut self.last_progress {
+                                *p = self.last_beat;
+                            }
+                        }
+                        b'i' => self.last_beat = Instant::now(),
                         b's' => {
                             self.early.get_or_insert(Release::Stopped);
                         }
@@ -95,6 +110,10 @@ impl Monitor {
             .is_some_and(|s| matches!(s.state, 'R' | 'S'));
         if (silent >= SILENCE && !running) || silent >= LONG_SILENCE {
             self.early = Some(Release::Stopped);
+            return true;
+        }
+        if self.last_progress.is_some_and(|p| p.elapsed() >= STALL) {
+            self.early = Some(Release::Stalled);
             return true;
         }
         false
@@ -164,6 +183,7 @@ pub(crate) fn run(job: &Job<'_>) -> ! {
         sock: 0,
         me: job.me,
         last_beat: started,
+        last_progress: None,
         deadline: started + job.window,
         early: None,
         asked: false,
@@ -174,6 +194,9 @@ pub(crate) fn run(job: &Job<'_>) -> ! {
         monitor.should_release()
     });
     write_all(0, &encode(&report));
+    if job.stalls {
+        monitor.last_progress = Some(Instant::now());
+    }
     while !monitor.should_release() {
         tracer.release_late();
         // Wake at the deadline at the latest, so that a window that ends
@@ -182,8 +205,9 @@ pub(crate) fn run(job: &Job<'_>) -> ! {
         monitor.pump(Duration::from_millis(50).min(left));
     }
     let thawed = tracer.thaw();
-    if monitor.early == Some(Release::Stopped) {
-        // kcmp's SIGTSTP handler waits for this before it stops.
+    if matches!(monitor.early, Some(Release::Stopped | Release::Stalled)) {
+        // kcmp's SIGTSTP handler waits for this before it stops (after a
+        // stall too: the set is thawed already).
         sys::send_byte(2, b'a');
     }
     // The lock: the next run may freeze now.

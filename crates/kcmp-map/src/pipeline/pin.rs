@@ -199,6 +199,7 @@ pub(crate) fn pin_tasks(
 
 /// Pins `tid` with a pidfd while the budget lasts, by start time after.
 fn pin(tid: Pid, start_time: u64, budget: &AtomicUsize) -> Result<Pin> {
+    crate::freeze::step();
     let took = budget
         .fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |b| {
             b.checked_sub(1)

@@ -3,13 +3,11 @@
 use crate::cli::AuditArgs;
 use crate::output::audit as render;
 use crate::output::filter::{Facts, Filters};
-use crate::output::progress::DelayedProgress;
 use crate::output::sink::Sink;
 use crate::output::style::Style;
 use crate::{exit, report_error};
 use kcmp::Pid;
 use kcmp_map::audit::{audit, AuditOptions, AuditReport, Finding};
-use kcmp_map::scan::{scan_with_progress, ScanOptions};
 use kcmp_map::scan::{FdRef, OpenFileDescription};
 use kcmp_map::SharingMap;
 use std::collections::HashMap;
@@ -17,30 +15,10 @@ use std::collections::HashMap;
 /// Runs the scan and the audit; exit 0 when no finding at or above
 /// `--fail-on` remains, 1 when one does, 2 on trouble.
 pub fn run(args: &AuditArgs) -> i32 {
-    let _ = kcmp_map::raise_fd_limit(); // the library never raises it
     let filters = args.filter.filters();
-    let to_pids = |v: &[i32]| {
-        v.iter()
-            .filter_map(|&p| Pid::new(p).ok())
-            .collect::<Vec<_>>()
-    };
-    let options = ScanOptions {
-        pids: to_pids(&args.pids),
-        trees: to_pids(&args.trees),
-        threads: false,
-        freeze: args.freeze,
-        workers: 0,
-        skip_epoll: false,
-    };
-    let progress = DelayedProgress::stderr();
-    let result = scan_with_progress(&options, &|p| progress.update(p));
-    progress.finish();
-    let map = match result {
+    let map = match super::scan::scan_selected(&args.pids, &args.trees, false, args.freeze, false) {
         Ok(map) => map,
-        Err(e) => {
-            let asked: Vec<Pid> = options.pids.iter().chain(&options.trees).copied().collect();
-            return report_error(&crate::commands::explain::error(e, &asked));
-        }
+        Err(status) => return status,
     };
     let options = AuditOptions {
         allow: args.allow.clone(),

@@ -11,31 +11,9 @@ use kcmp_map::scan::{scan_with_progress, ScanOptions};
 
 /// Runs the scan and prints it; exit 0 unless nothing could be scanned.
 pub fn run(args: &ScanArgs) -> i32 {
-    // A host with thousands of processes needs a pidfd each: use the hard
-    // limit (the library itself never raises it).
-    let _ = kcmp_map::raise_fd_limit();
-    let to_pids = |v: &[i32]| {
-        v.iter()
-            .filter_map(|&p| Pid::new(p).ok())
-            .collect::<Vec<_>>()
-    };
-    let options = ScanOptions {
-        pids: to_pids(&args.pids),
-        trees: to_pids(&args.trees),
-        threads: args.threads,
-        freeze: args.freeze,
-        workers: 0,
-        skip_epoll: args.dot,
-    };
-    let progress = DelayedProgress::stderr();
-    let result = scan_with_progress(&options, &|p| progress.update(p));
-    progress.finish();
-    let map = match result {
+    let map = match scan_selected(&args.pids, &args.trees, args.threads, args.freeze, args.dot) {
         Ok(map) => map,
-        Err(e) => {
-            let asked: Vec<Pid> = options.pids.iter().chain(&options.trees).copied().collect();
-            return report_error(&crate::commands::explain::error(e, &asked));
-        }
+        Err(status) => return status,
     };
     let view = View::new(&map, args.include_unshared, &args.filters());
     let mut sink = Sink::stdout();
@@ -59,4 +37,38 @@ pub fn run(args: &ScanArgs) -> i32 {
         eprintln!("kcmp: {n}");
     }
     exit::SAME
+}
+
+/// The scan of `--pid`/`--tree` as the commands run it (scan, audit): the
+/// soft fd limit raised to the hard one (a host with thousands of processes
+/// needs a pidfd each; the library never raises it), a progress bar for
+/// long scans, and an error naming the missing pid as the exit status.
+pub fn scan_selected(
+    pids: &[i32],
+    trees: &[i32],
+    threads: bool,
+    freeze: bool,
+    skip_epoll: bool,
+) -> Result<kcmp_map::SharingMap, i32> {
+    let _ = kcmp_map::raise_fd_limit();
+    let to_pids = |v: &[i32]| {
+        v.iter()
+            .filter_map(|&p| Pid::new(p).ok())
+            .collect::<Vec<_>>()
+    };
+    let options = ScanOptions {
+        pids: to_pids(pids),
+        trees: to_pids(trees),
+        threads,
+        freeze,
+        workers: 0,
+        skip_epoll,
+    };
+    let progress = DelayedProgress::stderr();
+    let result = scan_with_progress(&options, &|p| progress.update(p));
+    progress.finish();
+    result.map_err(|e| {
+        let asked: Vec<Pid> = options.pids.iter().chain(&options.trees).copied().collect();
+        report_error(&crate::commands::explain::error(e, &asked))
+    })
 }

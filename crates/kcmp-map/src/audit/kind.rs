@@ -12,7 +12,7 @@ use crate::procfs::FdTarget;
 /// // Without a statx (a FUSE or NFS file), O_DIRECTORY still tells a directory.
 /// assert_eq!(FileKind::from_target("/mnt/x", None, libc::O_DIRECTORY as u32), FileKind::Directory);
 /// assert_eq!(FileKind::from_target("/mnt/x", None, 0), FileKind::Unknown);
-/// assert_eq!(FileKind::Directory.name(), "directory");
+/// assert_eq!(FileKind::Directory.name(), "dir");
 /// assert!(FileKind::NAMES.contains(&FileKind::Unknown.name()));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,39 +51,42 @@ pub enum FileKind {
 impl FileKind {
     /// Every kind's [`FileKind::name`].
     pub const NAMES: [&'static str; 14] = [
-        "directory",
+        "dir",
         "file",
         "memfd",
         "terminal",
-        "char-device",
-        "block-device",
+        "chardev",
+        "blockdev",
         "fifo",
         "symlink",
         "socket-file",
         "pipe",
         "socket",
-        "anon-inode",
+        "anon_inode",
         "other",
         "unknown",
     ];
 
-    /// The name used in the output: `directory`, `file`, `memfd`,
-    /// `terminal`, `char-device`, `block-device`, `fifo`, `symlink`,
-    /// `socket-file`, `pipe`, `socket`, `anon-inode`, `other`, `unknown`.
+    /// The name used in the output, in scan's vocabulary (`dir`, `file`,
+    /// `memfd`, `chardev`, `blockdev`, `fifo`, `symlink`, `pipe`, `socket`,
+    /// `anon_inode`, `other`) plus three finer kinds of audit's own:
+    /// `terminal` (a chardev), `socket-file` (a socket's path opened with
+    /// O_PATH) and `unknown` (scan's `path`: a type that could not be read
+    /// without risking a block).
     pub fn name(self) -> &'static str {
         match self {
-            FileKind::Directory => "directory",
+            FileKind::Directory => "dir",
             FileKind::File => "file",
             FileKind::Memfd => "memfd",
             FileKind::Terminal => "terminal",
-            FileKind::CharDevice => "char-device",
-            FileKind::BlockDevice => "block-device",
+            FileKind::CharDevice => "chardev",
+            FileKind::BlockDevice => "blockdev",
             FileKind::Fifo => "fifo",
             FileKind::Symlink => "symlink",
             FileKind::SocketFile => "socket-file",
             FileKind::Pipe => "pipe",
             FileKind::Socket => "socket",
-            FileKind::AnonInode => "anon-inode",
+            FileKind::AnonInode => "anon_inode",
             FileKind::Other => "other",
             FileKind::Unknown => "unknown",
         }

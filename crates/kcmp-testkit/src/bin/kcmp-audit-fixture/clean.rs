@@ -104,7 +104,7 @@ fn namespaces(fx: &mut Fx, log: i32) -> R<()> {
         (socket_target(s0)?, "socket"),
         (path_target(&ro_path), "file"),
         ("/memfd:kcmp-audit (deleted)".to_string(), "memfd"),
-        ("anon_inode:[eventfd]".to_string(), "anon-inode"),
+        ("anon_inode:[eventfd]".to_string(), "anon_inode"),
     ];
     for (fd, (t, kind)) in shared.iter().zip(targets) {
         fx.expect(

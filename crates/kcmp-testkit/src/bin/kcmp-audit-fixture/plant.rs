@@ -59,10 +59,10 @@ fn cross_namespace(fx: &mut Fx) -> R<()> {
         "cross-namespace",
         "critical",
         &t,
-        "directory",
+        "dir",
         &[(fx.root, d1), (ns, d1)],
     );
-    fx.expect("foreign-mount", "critical", &t, "directory", &[(ns, d1)]);
+    fx.expect("foreign-mount", "critical", &t, "dir", &[(ns, d1)]);
     Ok(())
 }
 
@@ -90,7 +90,7 @@ fn foreign_mount(fx: &mut Fx) -> R<()> {
         "foreign-mount",
         "critical",
         &path_target(&inner),
-        "directory",
+        "dir",
         &[(f, d2)],
     );
     Ok(())

@@ -1,40 +1,47 @@
 //! Rendering epoll registrations: `kcmp epoll-targets` and the scan's
 //! epoll section.
 
+use super::epoll_json::TargetJson;
 use super::escape::escape;
 use super::style::Style;
 use kcmp_map::epoll::{EpollInstance, EpollTarget, EpollTargets};
 use kcmp_map::scan::{FdRef, SharingMap};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// `{"pid": P, "epfd": E, "comm": C, "targets": [...], "skipped": [...],
 /// "stats": {...}}`; every holder has `comm`, every `events` its
-/// `events_names`.
+/// `events_names`, a name that is not valid UTF-8 its `target_bytes`.
 pub fn targets_json(found: &EpollTargets) -> Value {
-    let comm = |pid: i64| {
-        kcmp::Pid::new(pid as i32)
-            .ok()
-            .and_then(|p| kcmp_map::procfs::read_stat(p).ok())
-            .map(|s| s.comm)
-    };
-    let mut v = json!({
+    let mut comms: HashMap<kcmp::Pid, Option<String>> = HashMap::new();
+    let pids = found
+        .targets
+        .iter()
+        .flat_map(|t| t.holders.iter().map(|h| h.pid));
+    for pid in pids.chain([found.pid]) {
+        comms
+            .entry(pid)
+            .or_insert_with(|| kcmp_map::procfs::read_stat(pid).ok().map(|s| s.comm));
+    }
+    let comm = |pid: kcmp::Pid| comms.get(&pid).and_then(|c| c.as_deref());
+    let targets: Vec<TargetJson<'_>> = found
+        .targets
+        .iter()
+        .map(|t| TargetJson {
+            target: t,
+            comm: &comm,
+            target_bytes: target_bytes(t),
+        })
+        .collect();
+    json!({
         "pid": found.pid,
         "epfd": found.epfd,
-        "targets": found.targets,
+        "comm": comm(found.pid),
+        "targets": targets,
         "skipped": found.skipped,
         "stats": {"kcmp_calls": found.kcmp_calls},
-    });
-    super::events::enrich_json(&mut v["targets"], &comm);
-    if let Some(list) = v["targets"].as_array_mut() {
-        for (j, t) in list.iter_mut().zip(&found.targets) {
-            if let Some(b) = target_bytes(t) {
-                j["target_bytes"] = json!(b);
-            }
-        }
-    }
-    v["comm"] = json!(comm(found.pid.get() as i64));
-    v
+    })
 }
 
 /// The exact bytes of a watched description's name when it is not valid
@@ -42,11 +49,6 @@ pub fn targets_json(found: &EpollTargets) -> Value {
 fn target_bytes(t: &EpollTarget) -> Option<Vec<u8>> {
     let h = t.holders.first()?;
     super::escape::link_bytes(h.pid, h.fd, t.target.as_deref()?)
-}
-
-/// The scan's `"epoll"` key: `[{"pid", "epfd", "holders", "targets"}, …]`.
-pub fn scan_json(instances: &[EpollInstance]) -> Value {
-    serde_json::to_value(instances).unwrap_or(Value::Null)
 }
 
 /// Why a registration is stale, in a word or two.

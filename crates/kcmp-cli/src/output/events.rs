@@ -56,36 +56,3 @@ pub fn text(events: u32) -> String {
         n.join("|")
     }
 }
-
-/// Adds `"events_names"` beside every `"events": "0x…"` and `"comm"` to
-/// every holder object (`{"pid", "fd"}`) in a JSON value, recursively, so
-/// that every command speaks one vocabulary.
-pub fn enrich_json(v: &mut serde_json::Value, comm: &dyn Fn(i64) -> Option<String>) {
-    use serde_json::Value;
-    match v {
-        Value::Object(o) => {
-            if let Some(Value::String(ev)) = o.get("events") {
-                if let Some(n) = ev
-                    .strip_prefix("0x")
-                    .and_then(|h| u32::from_str_radix(h, 16).ok())
-                {
-                    o.insert("events_names".into(), serde_json::json!(names(n)));
-                }
-            }
-            if let (Some(pid), Some(_), false) = (
-                o.get("pid").and_then(Value::as_i64),
-                o.get("fd"),
-                o.contains_key("comm"),
-            ) {
-                if o.len() == 2 {
-                    o.insert("comm".into(), serde_json::json!(comm(pid)));
-                }
-            }
-            for (_, x) in o.iter_mut() {
-                enrich_json(x, comm);
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(|x| enrich_json(x, comm)),
-        _ => {}
-    }
-}

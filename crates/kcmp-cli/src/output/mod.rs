@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod dot;
 pub mod epoll;
+pub mod epoll_json;
 pub mod escape;
 pub mod events;
 pub mod filter;

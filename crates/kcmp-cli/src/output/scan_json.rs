@@ -88,23 +88,16 @@ fn shared(view: &View<'_>) -> Value {
     Value::Object(o)
 }
 
-/// One epoll instance (or a list), with `comm` on holders and
-/// `events_names`.
-fn enriched(view: &View<'_>, value: &impl Serialize) -> Value {
-    let mut v = serde_json::to_value(value).unwrap_or(Value::Null);
-    let map = view.map;
-    super::events::enrich_json(&mut v, &|pid| {
-        Pid::new(pid as i32)
-            .ok()
-            .and_then(|p| map.comm(p))
-            .map(str::to_string)
-    });
-    v
-}
-
-/// The scan's shown epoll instances, with `comm` on holders and `events_names`.
-pub fn epoll_json(view: &View<'_>) -> Value {
-    enriched(view, &view.epolls)
+/// The scan's shown epoll instances, with `comm` on holders and
+/// `events_names` (the `"epoll"` key).
+pub fn epoll_json<'a>(
+    view: &'a View<'_>,
+    comm: super::epoll_json::CommOf<'a>,
+) -> super::epoll_json::InstancesJson<'a> {
+    super::epoll_json::InstancesJson {
+        list: &view.epolls,
+        comm,
+    }
 }
 
 #[derive(Serialize)]
@@ -125,7 +118,7 @@ struct Document<'a, 'b> {
     #[serde(skip_serializing_if = "Option::is_none")]
     freeze_released: Option<kcmp_map::freeze::Release>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    epoll: Option<Value>,
+    epoll: Option<super::epoll_json::InstancesJson<'a>>,
     shared_descriptions: usize,
     shown: usize,
     skipped_fds: &'a [kcmp_map::model::SkippedFd],
@@ -137,6 +130,7 @@ struct Document<'a, 'b> {
 /// `"epoll"` key.
 pub fn write_json(view: &View<'_>, epoll: bool, sink: &mut Sink) {
     let map = view.map;
+    let comm = |p: Pid| map.comm(p);
     let doc = Document {
         schema: 1,
         tasks: map.tasks.len(),
@@ -149,7 +143,7 @@ pub fn write_json(view: &View<'_>, epoll: bool, sink: &mut Sink) {
         frozen: froze(map).then_some(map.frozen),
         not_frozen: froze(map).then_some(&map.not_frozen[..]),
         freeze_released: map.freeze_released,
-        epoll: epoll.then(|| epoll_json(view)),
+        epoll: epoll.then(|| epoll_json(view, &comm)),
         shared_descriptions: view.shared_count(),
         shown: view.shown.len(),
         skipped_fds: &map.skipped_fds,
@@ -179,10 +173,13 @@ pub fn write_json_lines(view: &View<'_>, epoll: bool, sink: &mut Sink) {
         sink.flush();
     }
     if epoll {
+        let comm = |p: Pid| map.comm(p);
         for instance in &view.epolls {
-            let mut e = enriched(view, instance);
-            e["type"] = json!("epoll");
-            sink.json_line(&e);
+            sink.json_line(&super::epoll_json::InstanceJson {
+                instance,
+                comm: &comm,
+                ty: Some("epoll"),
+            });
             sink.flush();
         }
     }

@@ -23,6 +23,13 @@ pub(super) trait Descriptions {
         key: &str,
         cmp: &mut dyn FnMut(&FdRef) -> Result<KcmpOrdering>,
     ) -> Result<Option<(String, Vec<FdRef>)>>;
+
+    /// The description `fd` was listed in (its link text and members),
+    /// when the set knows it without a search.
+    fn listed_at(&self, fd: FdRef) -> Option<(&str, &[FdRef])> {
+        let _ = fd;
+        None
+    }
 }
 
 /// Binary search over groups in kcmp order; a group whose every member
@@ -130,18 +137,22 @@ impl Descriptions for HostIndex<'_> {
 pub(super) struct ScanIndex<'m> {
     map: &'m SharingMap,
     by_key: HashMap<&'m str, Vec<usize>>,
+    /// Every listed (pid, fd) -> its description.
+    by_fd: HashMap<FdRef, usize>,
 }
 
 impl<'m> ScanIndex<'m> {
     pub(super) fn new(map: &'m SharingMap) -> Self {
         let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_fd = HashMap::with_capacity(map.fd_count());
         for (i, d) in map.open_files.iter().enumerate() {
             by_key
                 .entry(procfs::bucket_key(&d.target))
                 .or_default()
                 .push(i);
+            by_fd.extend(d.members.iter().map(|&m| (m, i)));
         }
-        ScanIndex { map, by_key }
+        ScanIndex { map, by_key, by_fd }
     }
 
     /// Every bucket key with the members of its descriptions, sorted by key.
@@ -183,5 +194,10 @@ impl Descriptions for ScanIndex<'_> {
             }
         };
         Ok(found.map(|d| (d.target.clone(), d.members.clone())))
+    }
+
+    fn listed_at(&self, fd: FdRef) -> Option<(&str, &[FdRef])> {
+        let d = &self.map.open_files[*self.by_fd.get(&fd)?];
+        Some((&d.target, &d.members))
     }
 }

@@ -109,6 +109,33 @@ impl InoIndex {
     }
 }
 
+/// Bucket keys with their holders, as [`InoIndex::new`] takes them.
+type Keys = Vec<(String, Vec<FdRef>)>;
+
+/// An [`InoIndex`] built on first use: a scan whose registrations are all
+/// decided through their own fd number never needs one.
+pub(super) struct LazyInoIndex<'a> {
+    keys: Option<Box<dyn FnOnce() -> Keys + 'a>>,
+    built: Option<InoIndex>,
+}
+
+impl<'a> LazyInoIndex<'a> {
+    /// `keys` is called at the first [`Self::get`].
+    pub(super) fn new(keys: impl FnOnce() -> Keys + 'a) -> Self {
+        LazyInoIndex {
+            keys: Some(Box::new(keys)),
+            built: None,
+        }
+    }
+
+    /// The index, built now if it was not yet.
+    pub(super) fn get(&mut self) -> &mut InoIndex {
+        let keys = &mut self.keys;
+        self.built
+            .get_or_insert_with(|| InoIndex::new(keys.take().map(|k| k()).unwrap_or_default()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

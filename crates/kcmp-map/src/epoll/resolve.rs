@@ -3,10 +3,10 @@
 //! description.
 
 use super::index::Descriptions;
-use super::inodes::{InoIndex, Phase};
+use super::inodes::{LazyInoIndex, Phase};
 use super::{EpollTarget, Registration};
 use crate::model::FdRef;
-use crate::procfs;
+use crate::procfs::{self, FdTarget};
 use kcmp::{compare_epoll_target, compare_files, EpollSlot, FdNum, Pid};
 use kcmp::{KcmpOrdering, Result};
 use rustix::io::Errno;
@@ -80,7 +80,7 @@ fn check_slot(pid: Pid, slot: EpollSlot, calls: &Cell<u64>) -> Result<()> {
 /// registration itself is gone.
 fn find_watched(
     index: &dyn Descriptions,
-    inos: &mut InoIndex,
+    inos: &mut LazyInoIndex<'_>,
     pid: Pid,
     reg: &Registration,
     slot: EpollSlot,
@@ -92,7 +92,7 @@ fn find_watched(
         compare_epoll_target(m.pid, m.fd, pid, slot).map(reversed)
     };
     for phase in [Phase::LinkText, Phase::Anon, Phase::Path] {
-        for key in inos.candidates(reg, phase) {
+        for key in inos.get().candidates(reg, phase) {
             if let Some(d) = index.find(key, &mut cmp)? {
                 return Ok(Some(d));
             }
@@ -140,7 +140,7 @@ fn target_of(
 /// Resolves every registration of `epfd` of `pid` against `index`.
 pub(super) fn resolve(
     index: &dyn Descriptions,
-    inos: &mut InoIndex,
+    inos: &mut LazyInoIndex<'_>,
     pid: Pid,
     epfd: FdNum,
     regs: &[Registration],
@@ -153,16 +153,50 @@ pub(super) fn resolve(
     for reg in regs {
         crate::freeze::step();
         let slot = reg.slot(epfd);
-        let found = find_watched(index, inos, pid, reg, slot, calls)?;
-        let holders = found.as_ref().map(|f| f.1.as_slice()).unwrap_or_default();
         let tfd_now = now
             .entry(reg.tfd)
             .or_insert_with(|| procfs::fd_target(pid, reg.tfd).ok())
             .clone();
+        if let Some(found) = held_by_tfd(index, pid, reg, slot, tfd_now.as_deref(), calls) {
+            out.push(target_of(pid, reg, Some(found), false, tfd_now));
+            continue;
+        }
+        let found = find_watched(index, inos, pid, reg, slot, calls)?;
+        let holders = found.as_ref().map(|f| f.1.as_slice()).unwrap_or_default();
         let (stale, tfd_now) = staleness(pid, slot, tfd_now, holders, calls)?;
         out.push(target_of(pid, reg, found, stale, tfd_now));
     }
     Ok(out)
+}
+
+/// The common case in one kcmp: `tfd` of `pid` still refers to the
+/// registered description (the registration is not stale), and the
+/// description `tfd` was listed in is the one it refers to now (same link
+/// text, same inode when the text has it). `KCMP_EPOLL_TFD` decides it, the
+/// comparison a search among the listed holders would end in; anything
+/// else (unequal, an error, another name) goes the long way.
+fn held_by_tfd(
+    index: &dyn Descriptions,
+    pid: Pid,
+    reg: &Registration,
+    slot: EpollSlot,
+    tfd_now: Option<&str>,
+    calls: &Cell<u64>,
+) -> Option<(String, Vec<FdRef>)> {
+    let (target, members) = index.listed_at(FdRef { pid, fd: reg.tfd })?;
+    if procfs::bucket_key(tfd_now?) != procfs::bucket_key(target) {
+        return None;
+    }
+    if let FdTarget::Pipe(ino) | FdTarget::Socket(ino) = FdTarget::parse(target) {
+        if ino != reg.ino {
+            return None;
+        }
+    }
+    calls.set(calls.get() + 1);
+    let equal = compare_epoll_target(pid, reg.tfd, pid, slot)
+        .ok()?
+        .is_equal();
+    equal.then(|| (target.to_string(), members.to_vec()))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! [`super::resolve_scan`]: the epoll section of a scan.
 
 use super::index::ScanIndex;
-use super::inodes::InoIndex;
+use super::inodes::LazyInoIndex;
 use super::registrations::{read, unchanged};
 use super::resolve::resolve;
 use super::{EpollInstance, EpollTarget, ATTEMPTS, EPOLL_LINK};
@@ -27,7 +27,7 @@ pub(super) fn resolve_scan_counted(map: &SharingMap) -> (Vec<EpollInstance>, u64
     let workers = crate::parallel::workers(0);
     let chunk = epolls.len().div_ceil(workers).max(1);
     let parts = crate::parallel::parallel_map(epolls.len().div_ceil(chunk), workers, |c| {
-        let mut inos = InoIndex::new(index.keys());
+        let mut inos = LazyInoIndex::new(|| index.keys());
         let calls = Cell::new(0u64);
         let mine = &epolls[c * chunk..((c + 1) * chunk).min(epolls.len())];
         let out: Vec<EpollInstance> = mine
@@ -45,7 +45,7 @@ pub(super) fn resolve_scan_counted(map: &SharingMap) -> (Vec<EpollInstance>, u64
 /// last error, if every attempt failed, is kept in `error`.
 fn resolve_instance(
     index: &ScanIndex,
-    inos: &mut InoIndex,
+    inos: &mut LazyInoIndex<'_>,
     d: &OpenFileDescription,
     calls: &Cell<u64>,
 ) -> EpollInstance {
@@ -76,7 +76,7 @@ fn resolve_instance(
 /// changed meanwhile.
 fn attempt(
     index: &ScanIndex,
-    inos: &mut InoIndex,
+    inos: &mut LazyInoIndex<'_>,
     epfd: FdRef,
     calls: &Cell<u64>,
 ) -> Result<Vec<EpollTarget>> {

@@ -2,7 +2,7 @@
 //! against the fds of every visible process.
 
 use super::index::HostIndex;
-use super::inodes::InoIndex;
+use super::inodes::LazyInoIndex;
 use super::registrations::{check, read, unchanged};
 use super::resolve::resolve;
 use super::{EpollTarget, EpollTargets, Registration, ATTEMPTS};
@@ -63,7 +63,7 @@ fn attempt(
         .iter()
         .map(|(k, v)| (k.clone(), v.iter().map(|r| r.0).collect()))
         .collect();
-    let mut inos = InoIndex::new(keys);
+    let mut inos = LazyInoIndex::new(move || keys);
     let index = HostIndex::new(rows, calls);
     let resolved = resolve(&index, &mut inos, pid, epfd, &regs, calls);
     handle.verify()?;

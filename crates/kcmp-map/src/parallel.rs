@@ -18,6 +18,10 @@ pub(crate) fn parallel_map<R: Send>(
     workers: usize,
     work: impl Fn(usize) -> R + Sync,
 ) -> Vec<R> {
+    if n <= 1 || workers <= 1 {
+        // Nothing to share: no thread to start.
+        return (0..n).map(work).collect();
+    }
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
     std::thread::scope(|s| {

@@ -63,6 +63,8 @@ pub(crate) struct Budget {
     enabled: bool,
     /// Mount tables by mount namespace (the `/proc/PID/ns/mnt` link).
     mounts: Mutex<HashMap<String, Option<Arc<MountTable>>>>,
+    /// Each task's mount namespace link, read once.
+    ns_of: Mutex<HashMap<Pid, String>>,
 }
 
 impl Budget {
@@ -83,6 +85,7 @@ impl Budget {
             left: AtomicI64::new((free / 2).max(0)),
             enabled: !holds_posix_locks(),
             mounts: Mutex::new(HashMap::new()),
+            ns_of: Mutex::new(HashMap::new()),
         }
     }
 
@@ -138,20 +141,38 @@ impl Budget {
             Err(e) if e.errno() == Some(Errno::SRCH) => return Err(Errno::SRCH),
             Err(_) => return Ok(false),
         };
-        let Ok(ns) = rustix::fs::readlink(format!("/proc/{pid}/ns/mnt"), Vec::new()) else {
+        let Some(table) = self.mount_table(pid) else {
             return Ok(false);
         };
-        let ns = ns.to_string_lossy().into_owned();
-        let table = {
-            let mut cache = self.mounts.lock().unwrap_or_else(|e| e.into_inner());
-            cache
-                .entry(ns)
-                .or_insert_with(|| MountTable::read(pid).ok().map(Arc::new))
-                .clone()
+        Ok(table.get(info.mnt_id).is_some_and(|m| m.never_blocks()))
+    }
+
+    /// The mount table of `pid`'s mount namespace, read once per namespace;
+    /// which namespace a task is in is read once per task (a mount id names
+    /// one mount on the whole host, so a task that changed namespace since
+    /// finds its mounts, or none: unsafe).
+    fn mount_table(&self, pid: Pid) -> Option<Arc<MountTable>> {
+        let cached = self
+            .ns_of
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&pid)
+            .cloned();
+        let ns = match cached {
+            Some(ns) => ns,
+            None => {
+                let link = rustix::fs::readlink(format!("/proc/{pid}/ns/mnt"), Vec::new()).ok()?;
+                let ns = link.to_string_lossy().into_owned();
+                let mut of = self.ns_of.lock().unwrap_or_else(|e| e.into_inner());
+                of.insert(pid, ns.clone());
+                ns
+            }
         };
-        Ok(table
-            .and_then(|t| t.get(info.mnt_id).map(|m| m.never_blocks()))
-            .unwrap_or(false))
+        let mut cache = self.mounts.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(ns)
+            .or_insert_with(|| MountTable::read(pid).ok().map(Arc::new))
+            .clone()
     }
 
     /// A second copy of an anchor (for another worker), within the budget.
@@ -197,4 +218,21 @@ fn holds_posix_locks() -> bool {
 pub(crate) fn mount_and_inode(pid: Pid, fd: FdNum) -> Option<(u64, u64)> {
     let info = crate::procfs::read_fdinfo(pid, fd).ok()?;
     (info.ino != 0).then_some((info.mnt_id, info.ino))
+}
+
+/// [`mount_and_inode`] of the engine's own copy of a path description: a
+/// `statx` of the copy, which is safe because copies of paths are taken
+/// only on local filesystems ([`Budget::path_copy_is_safe`]; their getattr
+/// never waits, `AT_STATX_DONT_SYNC` guards it again) and gives what
+/// fdinfo gives there (`mnt_id`, `i_ino`) for a fraction of the cost. Falls
+/// back to fdinfo when the kernel reports no mount id.
+pub(crate) fn own_mount_and_inode(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    use rustix::fs::{statx, AtFlags, StatxFlags};
+    let flags = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
+    match statx(fd, "", flags, StatxFlags::MNT_ID | StatxFlags::INO) {
+        Ok(st) if st.stx_mask & StatxFlags::MNT_ID.bits() != 0 && st.stx_ino != 0 => {
+            Some((st.stx_mnt_id, st.stx_ino))
+        }
+        _ => mount_and_inode(Pid::this(), FdNum::new(fd.as_raw_fd()).ok()?),
+    }
 }

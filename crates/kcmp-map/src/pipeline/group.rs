@@ -8,7 +8,7 @@
 //! sockets included. Inheritance hints from the listing only choose which
 //! description to compare with first.
 
-use super::anchor::{mount_and_inode, Budget, Rep};
+use super::anchor::{mount_and_inode, own_mount_and_inode, Budget, Rep};
 use super::list::{Family, Listing};
 use super::pin::SelectedTask;
 use super::select::skipped_from;
@@ -17,7 +17,7 @@ use crate::model::{ScanProgress, ScanStats, Skipped};
 use crate::parallel::{parallel_map, CallCounter};
 use crate::procfs::{self, FdTarget};
 use kcmp::{compare_files, Error, FdNum, KcmpOrdering, Pid, Result};
-use rustix::fd::{AsRawFd, BorrowedFd};
+use rustix::fd::{AsFd, BorrowedFd};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
@@ -186,6 +186,7 @@ pub(crate) fn group_files(
     // threads waits for an RCU grace period).
     let largest = buckets.first().map_or(0, |b| b.1.len());
     super::pin::reserve_fds(tasks.len() + largest * workers);
+    let split = split_buckets(&buckets, workers);
     let done = AtomicU64::new(0);
     let compared = AtomicU64::new(0);
     let outs = parallel_map(buckets.len(), workers, |b| {
@@ -200,8 +201,7 @@ pub(crate) fn group_files(
         if buckets[b].1.len() > 1 {
             compared.fetch_add(1, AtomicOrdering::Relaxed);
         }
-        let big = buckets[b].1.len() >= SPLIT_BUCKET;
-        (!big).then(|| group_bucket(&table, buckets[b].0, &buckets[b].1, cmp, budget, 1))
+        (!split[b]).then(|| group_bucket(&table, buckets[b].0, &buckets[b].1, cmp, budget, 1))
     });
     // Big buckets one at a time, each on all workers.
     let outs: Vec<BucketOut> = outs
@@ -213,7 +213,7 @@ pub(crate) fn group_files(
             })
         })
         .collect();
-    g.split = buckets.iter().filter(|b| b.1.len() >= SPLIT_BUCKET).count() as u64;
+    g.split = split.iter().filter(|&&s| s).count() as u64;
     g.compared = compared.into_inner();
     let keys: Vec<String> = buckets.iter().map(|b| b.0.to_string()).collect();
     let sizes: Vec<usize> = buckets.iter().map(|b| b.1.len()).collect();
@@ -385,9 +385,7 @@ fn group_bucket(
     out.failures.append(&mut sorted.dropped_reps);
     for group in sorted.into_groups() {
         let ino = match (&group.rep, is_path) {
-            (Rep::Own(fd), true) => {
-                mount_and_inode(Pid::this(), FdNum::new(fd.as_raw_fd()).expect("open fd"))
-            }
+            (Rep::Own(fd), true) => own_mount_and_inode(fd.as_fd()),
             (Rep::Member(m), true) => {
                 let (p, f) = table.locate(*m);
                 mount_and_inode(p, f)
@@ -402,8 +400,24 @@ fn group_bucket(
     out
 }
 
-/// Buckets with at least this many fds are grouped in parts on all workers.
+/// Buckets with fewer fds are never split.
 const SPLIT_BUCKET: usize = 1024;
+
+/// Which buckets are grouped in parts on all workers: those of at least
+/// [`SPLIT_BUCKET`] fds that alone would keep one worker busy longer than
+/// the others with every other bucket (cost `n log2 n`). Splitting costs
+/// kcmp calls (the parts are merged back, one call per description), so
+/// buckets that the workers can share whole stay whole.
+fn split_buckets(buckets: &[(&str, Vec<u32>)], workers: usize) -> Vec<bool> {
+    let cost = |n: usize| n as f64 * (n as f64).log2();
+    let total: f64 = buckets.iter().map(|b| cost(b.1.len())).sum();
+    buckets
+        .iter()
+        .map(|b| {
+            workers > 1 && b.1.len() >= SPLIT_BUCKET && cost(b.1.len()) * workers as f64 > total
+        })
+        .collect()
+}
 
 /// Places one row, trying its inheritance hint first.
 fn place_hinted<R: Rows>(sorted: &mut Sorted<'_, R>, table: &Table<'_>, r: u32) -> Placed {

@@ -22,6 +22,7 @@ pub(crate) mod map;
 pub(crate) mod pin;
 pub(crate) mod select;
 pub(crate) mod sorted;
+pub(crate) mod tactics;
 
 use crate::model::{ScanProgress, ScanStats, SharingMap};
 use crate::parallel::{workers, CallCounter};

@@ -2,20 +2,32 @@
 //! ([`Rep`]), and the placement of one fd among them.
 //!
 //! # Why a placement is exact
-//! An fd joins a description only on `kcmp(rep, fd) == 0`. With an anchor
-//! as representative that comparison is a proof: the anchor cannot change,
-//! so the fd held that description at that moment. Two fds that never
-//! changed and hold different descriptions can therefore never meet in one
-//! group, and a stable fd always finds its description (the anchors are in
-//! a fixed order, so the binary search is over a sorted list). A failed
-//! comparison against an anchor can only be the fd's fault; against a
-//! member standing in ([`Rep::Member`]) both sides are checked, and only
+//! An fd joins a description only on `kcmp(rep, fd) == 0`, or through the
+//! engine's own copy of it: `pidfd_getfd` hands over the very description
+//! the fd refers to at that moment, so the copy equal (by kcmp) to an
+//! anchor puts the fd in that anchor's description (an exact chain), and a
+//! copy equal to none founds a new description with the fd as its first
+//! member and the copy as its anchor. With an anchor as representative a
+//! comparison is a proof: the anchor cannot change, so the fd held that
+//! description at that moment. Two fds that never changed and hold
+//! different descriptions can therefore never meet in one group, and a
+//! stable fd always finds its description (the anchors are in a fixed
+//! order, so the binary search is over a sorted list; a new anchor is
+//! placed by comparisons of the anchor itself, never of the live fd). A
+//! failed comparison against an anchor can only be the fd's fault; against
+//! a member standing in ([`Rep::Member`]) both sides are checked, and only
 //! the side that fails is dropped.
+//!
+//! Which way an fd is placed (hint, own groups, copy first) is chosen from
+//! the bucket's record ([`super::tactics`]): it changes the cost, never the
+//! answer.
 
 use super::anchor::{Budget, Rep};
 use super::group::FileComparator;
+use super::tactics::Tactics;
 use kcmp::{Error, FdNum, KcmpOrdering, Pid};
 use rustix::fd::BorrowedFd;
+use std::ops::Range;
 
 /// One description: its representative and its member rows.
 #[derive(Debug)]
@@ -30,7 +42,7 @@ pub(crate) struct Group {
 pub(crate) enum Placed {
     /// It joined a group.
     Joined,
-    /// It changed under every attempt: reported as changed.
+    /// It was seen changing while it was placed: reported as changed.
     Changed,
     /// A comparison of this fd failed (EBADF: closed; ESRCH: exited; EPERM).
     Failed(Error),
@@ -62,14 +74,32 @@ pub(crate) struct Sorted<'a, R: Rows> {
     pos_of: Vec<usize>,
     /// The group ids each task's rows joined (a dup joins its source).
     of_task: std::collections::HashMap<u32, Vec<u32>>,
+    /// (task, group id) pairs of `of_task`, for a constant-time check.
+    task_in: std::collections::HashSet<(u32, u32)>,
+    /// How to place the next fd, learnt from this bucket.
+    tactics: Tactics,
+}
+
+/// What a search among the task's own groups found.
+enum Own {
+    /// The group at this position.
+    Found(usize),
+    /// Not among them: between these positions.
+    Between(Range<usize>),
+    /// A representative failed (groups moved): search everything.
+    Restart,
+}
+
+/// What a search compares with the groups: a listed fd, or the engine's
+/// own copy of one.
+#[derive(Debug, Clone, Copy)]
+enum Probe {
+    Row(u32),
+    Copy(FdNum),
 }
 
 /// The position of a removed group.
 const GONE: usize = usize::MAX;
-
-/// How many times a changing fd is placed again before it is reported as
-/// changed.
-const ATTEMPTS: usize = 3;
 
 impl<'a, R: Rows> Sorted<'a, R> {
     /// Files without a path (pipes, sockets, anonymous inodes): their
@@ -90,6 +120,8 @@ impl<'a, R: Rows> Sorted<'a, R> {
             group_of: std::collections::HashMap::new(),
             pos_of: Vec::new(),
             of_task: std::collections::HashMap::new(),
+            task_in: std::collections::HashSet::new(),
+            tactics: Tactics::default(),
         }
     }
 
@@ -102,16 +134,20 @@ impl<'a, R: Rows> Sorted<'a, R> {
     fn insert_group(&mut self, at: usize, rep: Rep, rows: Vec<u32>) {
         let id = self.pos_of.len() as u32;
         self.pos_of.push(at);
-        for &r in &rows {
+        let members = rows.clone();
+        self.groups.insert(at, Group { rep, rows, id });
+        self.renumber(at);
+        for r in members {
             self.group_of.insert(r, id);
             self.note_task(r, id);
         }
-        self.groups.insert(at, Group { rep, rows, id });
-        self.renumber(at);
     }
 
     fn remove_group(&mut self, at: usize) -> Group {
         let g = self.groups.remove(at);
+        for &r in &g.rows {
+            self.forget(self.rows.task(r), g.id);
+        }
         self.pos_of[g.id as usize] = GONE;
         self.renumber(at);
         g
@@ -133,64 +169,167 @@ impl<'a, R: Rows> Sorted<'a, R> {
 
     /// Places `row`, trying group `hint` first (an inheritance hint).
     pub(crate) fn place(&mut self, row: u32, hint: Option<usize>) -> Placed {
-        for _ in 0..ATTEMPTS {
-            if let Some(h) = hint.filter(|&h| h < self.groups.len()) {
-                match self.compare_checked(h, row) {
-                    Ok(Some(KcmpOrdering::Equal)) => return self.join(h, row),
-                    Ok(_) => {}
-                    Err(e) => return Placed::Failed(e),
+        let copy_first = self.tactics.copy_first(self.paths);
+        let groups = self.groups.len();
+        let mut range = 0..groups;
+        let hint = hint.filter(|&h| h < groups);
+        if let Some(h) = hint.filter(|_| self.tactics.try_hint(groups)) {
+            match self.compare_checked(h, row) {
+                Ok(Some(KcmpOrdering::Equal)) => {
+                    self.tactics.hint(true);
+                    return self.join(h, row);
                 }
-            } else {
-                match self.search_own(row) {
-                    Ok(Some(g)) => return self.join(g, row),
-                    Ok(None) => {}
-                    Err(e) => return Placed::Failed(e),
+                // A miss still says on which side the fd's description
+                // lies (for a search with this fd, not with a copy).
+                Ok(Some(KcmpOrdering::Less)) => {
+                    self.tactics.hint(false);
+                    range = 0..h;
                 }
-            }
-            match self.search(row) {
-                Ok(Ok(g)) => return self.join(g, row),
-                Ok(Err(pos)) => match self.found_new(pos, row) {
-                    Some(p) => return p,
-                    None => continue,
-                },
+                Ok(Some(KcmpOrdering::Greater)) => {
+                    self.tactics.hint(false);
+                    range = h + 1..groups;
+                }
+                Ok(_) => {
+                    self.tactics.hint(false);
+                    range = 0..self.groups.len(); // a group may have gone
+                }
                 Err(e) => return Placed::Failed(e),
             }
         }
-        Placed::Changed
-    }
-
-    fn note_task(&mut self, row: u32, id: u32) {
-        let ids = self.of_task.entry(self.rows.task(row)).or_default();
-        if !ids.contains(&id) {
-            ids.push(id);
+        if copy_first {
+            self.place_by_copy(row)
+        } else {
+            self.place_by_search(row, range)
         }
     }
 
-    /// Binary search among the groups the row's own task already joined (a
-    /// subset of a sorted list is sorted): a dup finds its source in
-    /// `log2(the task's descriptions)` calls. `None` when not among them.
-    fn search_own(&mut self, row: u32) -> Result<Option<usize>, Error> {
-        let Some(ids) = self.of_task.get(&self.rows.task(row)) else {
-            return Ok(None);
+    /// A search with the live fd in `range` (its own task's groups first);
+    /// a new description gets an anchor placed by [`Self::found_new`].
+    fn place_by_search(&mut self, row: u32, range: Range<usize>) -> Placed {
+        let range = match self.search_own(row, range) {
+            Ok(Own::Found(g)) => {
+                self.tactics.searched(false);
+                return self.join(g, row);
+            }
+            Ok(Own::Between(r)) => r,
+            Ok(Own::Restart) => 0..self.groups.len(),
+            Err(e) => return Placed::Failed(e),
         };
-        let mut positions: Vec<usize> = ids
-            .iter()
-            .map(|&id| self.pos_of[id as usize])
-            .filter(|&p| p != GONE)
-            .collect();
-        positions.sort_unstable();
-        let (mut lo, mut hi) = (0, positions.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.compare_checked(positions[mid], row)? {
-                None => return Ok(None), // a representative failed: search globally
-                Some(KcmpOrdering::Equal) => return Ok(Some(positions[mid])),
-                Some(KcmpOrdering::Less) => hi = mid,
-                Some(KcmpOrdering::Greater) => lo = mid + 1,
-                Some(KcmpOrdering::Unordered(_)) => return Ok(None),
+        match self.search(Probe::Row(row), range) {
+            Ok(Ok(g)) => {
+                self.tactics.searched(false);
+                self.join(g, row)
+            }
+            Ok(Err(pos)) => {
+                let placed = self.found_new(pos, row);
+                self.tactics.searched(matches!(placed, Placed::Joined));
+                placed
+            }
+            Err(e) => Placed::Failed(e),
+        }
+    }
+
+    /// Copy first ([`Tactics::copy_first`]): the engine's copy of the fd
+    /// is searched for (it cannot change: the search is over a fixed
+    /// order). The fd holds what its copy holds (`pidfd_getfd` hands over
+    /// the very description): equal to a group's anchor, it joins that
+    /// group (an exact chain: fd = copy, copy = anchor by kcmp); equal to
+    /// none, the copy founds a new group, the fd its first member. Without
+    /// a copy (no pidfd, no budget, a path whose copy could block on
+    /// close), the search with the live fd.
+    fn place_by_copy(&mut self, row: u32) -> Placed {
+        let own = match self.copy_of(row) {
+            Ok(Some(own)) => own,
+            Ok(None) => return self.place_by_search(row, 0..self.groups.len()),
+            Err(e) => return Placed::Failed(e),
+        };
+        let mine = FdNum::new(rustix::fd::AsRawFd::as_raw_fd(&own)).expect("open fd");
+        match self.search(Probe::Copy(mine), 0..self.groups.len()) {
+            Ok(Ok(g)) => {
+                self.budget.release(Rep::Own(own));
+                self.tactics.searched(false);
+                self.join(g, row)
+            }
+            Ok(Err(pos)) => {
+                self.insert_group(pos, Rep::Own(own), vec![row]);
+                self.tactics.searched(true);
+                Placed::Joined
+            }
+            Err(e) => {
+                self.budget.release(Rep::Own(own));
+                Placed::Failed(e)
             }
         }
-        Ok(None)
+    }
+
+    /// The engine's copy of `row`'s fd, when it may take one: `Ok(None)`
+    /// when not (no pidfd, no budget, closing a copy of this path could
+    /// block); an error when the fd is closed or its task exited.
+    fn copy_of(&self, row: u32) -> Result<Option<rustix::fd::OwnedFd>, Error> {
+        let (pid, fd) = self.rows.locate(row);
+        let copy = match self.paths {
+            false => Ok(true),
+            true => self.budget.path_copy_is_safe(pid, fd),
+        };
+        let pidfd = self.rows.pidfd(row).filter(|_| copy == Ok(true));
+        copy.and_then(|_| self.budget.try_anchor(pidfd, fd))
+            .map_err(|e| Error::os(format!("pidfd_getfd({fd})"), e))
+    }
+
+    /// Records that `row`'s task holds group `id`; each task's groups are
+    /// kept in the order of their positions (which inserts never change).
+    fn note_task(&mut self, row: u32, id: u32) {
+        let task = self.rows.task(row);
+        if self.task_in.insert((task, id)) {
+            let pos_of = &self.pos_of;
+            let ids = self.of_task.entry(task).or_default();
+            let at = ids.partition_point(|&x| pos_of[x as usize] < pos_of[id as usize]);
+            ids.insert(at, id);
+        }
+    }
+
+    /// Group `id` is no longer one of `task`'s.
+    fn forget(&mut self, task: u32, id: u32) {
+        if self.task_in.remove(&(task, id)) {
+            if let Some(ids) = self.of_task.get_mut(&task) {
+                ids.retain(|&x| x != id);
+            }
+        }
+    }
+
+    /// Binary search among the groups of `range` that the row's own task
+    /// already joined (a subset of a sorted list is sorted): a dup finds its
+    /// source in `log2(the task's descriptions)` calls, and a miss still
+    /// narrows the range to the gap between two of them, so that the search
+    /// costs about what a search of the whole range would.
+    fn search_own(&mut self, row: u32, range: Range<usize>) -> Result<Own, Error> {
+        let task = self.rows.task(row);
+        let Some(ids) = self.of_task.get(&task) else {
+            return Ok(Own::Between(range));
+        };
+        let pos_of = &self.pos_of;
+        let (mut lo, mut hi) = (
+            ids.partition_point(|&x| pos_of[x as usize] < range.start),
+            ids.partition_point(|&x| pos_of[x as usize] < range.end),
+        );
+        let mut between = range;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let id = self.of_task[&task][mid];
+            let g = self.pos_of[id as usize];
+            if g == GONE {
+                self.forget(task, id);
+                return Ok(Own::Restart);
+            }
+            match self.compare_checked(g, row)? {
+                None => return Ok(Own::Restart), // a representative failed
+                Some(KcmpOrdering::Equal) => return Ok(Own::Found(g)),
+                Some(KcmpOrdering::Less) => (hi, between.end) = (mid, g),
+                Some(KcmpOrdering::Greater) => (lo, between.start) = (mid + 1, g + 1),
+                Some(KcmpOrdering::Unordered(_)) => return Ok(Own::Restart),
+            }
+        }
+        Ok(Own::Between(between))
     }
 
     fn join(&mut self, g: usize, row: u32) -> Placed {
@@ -223,8 +362,14 @@ impl<'a, R: Rows> Sorted<'a, R> {
     fn drop_rep(&mut self, g: usize, m: u32, e: Error) {
         self.dropped_reps.push((m, e));
         self.group_of.remove(&m);
+        let task = self.rows.task(m);
         let group = &mut self.groups[g];
         group.rows.retain(|&r| r != m);
+        let (id, rows) = (group.id, self.rows);
+        if !group.rows.iter().any(|&r| rows.task(r) == task) {
+            self.forget(task, id);
+        }
+        let group = &mut self.groups[g];
         match group.rows.first() {
             Some(&next) => group.rep = Rep::Member(next),
             None => {
@@ -233,14 +378,35 @@ impl<'a, R: Rows> Sorted<'a, R> {
         }
     }
 
+    /// How `probe` orders against group `g`: `Ok(None)` when a member
+    /// standing in as representative failed (it was dropped; search again).
+    fn compare_probe(&mut self, g: usize, probe: Probe) -> Result<Option<KcmpOrdering>, Error> {
+        let fd = match probe {
+            Probe::Row(r) => return self.compare_checked(g, r),
+            Probe::Copy(fd) => fd,
+        };
+        let (rp, rf) = self.groups[g].rep.locate(|r| self.rows.locate(r));
+        match (self.cmp)(Pid::this(), fd, rp, rf) {
+            Ok(o) => Ok(Some(o)),
+            // The copy cannot fail: the member standing in did.
+            Err(e) => match self.groups[g].rep {
+                Rep::Member(m) => {
+                    self.drop_rep(g, m, e);
+                    Ok(None)
+                }
+                Rep::Own(_) => Err(e),
+            },
+        }
+    }
+
     /// Binary search: `Ok(Ok(g))` found, `Ok(Err(pos))` absent (insert at
     /// pos). Without an order (fallbacks), a linear scan.
-    fn search(&mut self, row: u32) -> Result<Result<usize, usize>, Error> {
-        let (mut lo, mut hi) = (0, self.groups.len());
+    fn search(&mut self, probe: Probe, range: Range<usize>) -> Result<Result<usize, usize>, Error> {
+        let (mut lo, mut hi) = (range.start, range.end);
         'restart: loop {
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
-                match self.compare_checked(mid, row)? {
+                match self.compare_probe(mid, probe)? {
                     None => {
                         (lo, hi) = (0, self.groups.len());
                         continue 'restart;
@@ -248,17 +414,17 @@ impl<'a, R: Rows> Sorted<'a, R> {
                     Some(KcmpOrdering::Equal) => return Ok(Ok(mid)),
                     Some(KcmpOrdering::Less) => hi = mid,
                     Some(KcmpOrdering::Greater) => lo = mid + 1,
-                    Some(KcmpOrdering::Unordered(_)) => return self.scan_all(row),
+                    Some(KcmpOrdering::Unordered(_)) => return self.scan_all(probe),
                 }
             }
             return Ok(Err(lo));
         }
     }
 
-    fn scan_all(&mut self, row: u32) -> Result<Result<usize, usize>, Error> {
+    fn scan_all(&mut self, probe: Probe) -> Result<Result<usize, usize>, Error> {
         let mut g = 0;
         while g < self.groups.len() {
-            match self.compare_checked(g, row)? {
+            match self.compare_probe(g, probe)? {
                 None => g = 0,
                 Some(o) if o.is_equal() => return Ok(Ok(g)),
                 Some(_) => g += 1,
@@ -268,50 +434,35 @@ impl<'a, R: Rows> Sorted<'a, R> {
     }
 
     /// `row` matched no description: it starts one at `pos`, anchored when
-    /// possible. `None` when it changed meanwhile (the caller retries).
-    fn found_new(&mut self, pos: usize, row: u32) -> Option<Placed> {
-        let (pid, fd) = self.rows.locate(row);
-        let copy = match self.paths {
-            false => Ok(true),
-            true => self.budget.path_copy_is_safe(pid, fd),
-        };
-        let pidfd = self.rows.pidfd(row).filter(|_| copy == Ok(true));
-        let own = match copy.and_then(|_| self.budget.try_anchor(pidfd, fd)) {
+    /// possible; reported as changed when its copy turns out to be a
+    /// description it was not found in.
+    fn found_new(&mut self, pos: usize, row: u32) -> Placed {
+        let own = match self.copy_of(row) {
             Ok(Some(own)) => own,
             Ok(None) => {
                 // No anchors here: the member stands in (re-verified on failure).
                 self.insert_group(pos, Rep::Member(row), vec![row]);
-                return Some(Placed::Joined);
+                return Placed::Joined;
             }
             // Closed (or its task exited) since the search: never a
             // representative.
-            Err(e) => return Some(Placed::Failed(Error::os(format!("pidfd_getfd({fd})"), e))),
+            Err(e) => return Placed::Failed(e),
         };
-        // The copy is of what the fd held at getfd time. If the fd did not
-        // change since the search, the copy belongs at `pos`: two
-        // comparisons with the neighbours confirm it; otherwise a binary
-        // search among the representatives places it. Then a kcmp of the
-        // fd against the copy proves the membership.
+        // The copy is of what the fd holds at getfd time: the fd is its
+        // first member. If the fd did not change since the search, the copy
+        // belongs at `pos`: two comparisons with the neighbours confirm it;
+        // otherwise a binary search among the representatives places it.
         let mine = FdNum::new(rustix::fd::AsRawFd::as_raw_fd(&own)).expect("open fd");
-        let at = match self.place_anchor(mine, pos) {
-            Some(at) => at,
-            None => {
+        match self.place_anchor(mine, pos) {
+            Ok(at) => {
+                self.insert_group(at, Rep::Own(own), vec![row]);
+                Placed::Joined
+            }
+            Err(_) => {
+                // Its copy equals a description the search did not find
+                // the fd in: the fd changed during its placement.
                 self.budget.release(Rep::Own(own));
-                return None; // it changed to an existing description
-            }
-        };
-        self.insert_group(at, Rep::Own(own), Vec::new());
-        match self.compare(at, row) {
-            Ok(KcmpOrdering::Equal) => Some(self.join(at, row)),
-            Ok(_) => {
-                let g = self.remove_group(at);
-                self.budget.release(g.rep);
-                None
-            }
-            Err(e) => {
-                let g = self.remove_group(at);
-                self.budget.release(g.rep);
-                Some(Placed::Failed(e))
+                Placed::Changed
             }
         }
     }
@@ -324,6 +475,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
     pub(crate) fn fork(&self) -> Self {
         let mut copy = Sorted::new(self.rows, self.cmp, self.budget);
         copy.paths = self.paths;
+        copy.tactics = self.tactics;
         for g in &self.groups {
             let rep = match &g.rep {
                 Rep::Own(fd) => match self.budget.dup(fd) {
@@ -347,9 +499,9 @@ impl<'a, R: Rows> Sorted<'a, R> {
         copy
     }
 
-    /// Where a new anchor `mine` goes: `pos` when its neighbours agree,
-    /// else by binary search; `None` when it equals an existing group.
-    fn place_anchor(&self, mine: FdNum, pos: usize) -> Option<usize> {
+    /// Where a new anchor `mine` goes: `Ok(pos)` when its neighbours agree,
+    /// else by binary search; `Err(g)` when it equals group `g`.
+    fn place_anchor(&self, mine: FdNum, pos: usize) -> Result<usize, usize> {
         let me = Pid::this();
         let order = |g: usize| {
             let (rp, rf) = self.groups[g].rep.locate(|r| self.rows.locate(r));
@@ -359,20 +511,20 @@ impl<'a, R: Rows> Sorted<'a, R> {
         let left_ok = pos == 0 || matches!(order(pos - 1), Ok(KcmpOrdering::Greater));
         let right_ok = pos == self.groups.len() || matches!(order(pos), Ok(KcmpOrdering::Less));
         if left_ok && right_ok {
-            return Some(pos);
+            return Ok(pos);
         }
         let (mut lo, mut hi) = (0, self.groups.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match order(mid) {
-                Ok(KcmpOrdering::Equal) => return None,
+                Ok(KcmpOrdering::Equal) => return Err(mid),
                 Ok(KcmpOrdering::Less) => hi = mid,
                 Ok(KcmpOrdering::Greater) => lo = mid + 1,
                 // No order (fallbacks) or a failing member-representative.
-                _ => return Some(pos),
+                _ => return Ok(pos),
             }
         }
-        Some(lo)
+        Ok(lo)
     }
 
     /// Takes in the groups of another part of the same bucket (grouped on

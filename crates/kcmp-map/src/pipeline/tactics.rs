@@ -1,0 +1,137 @@
+//! Which way to place the next fd of a bucket, learnt from the bucket's
+//! own placements so far ([`super::sorted::Sorted::place`]).
+//!
+//! Every way ends in the same kind of proof (a kcmp of the fd, or of the
+//! engine's copy of it, against a group's anchor; or that copy founding a
+//! group of its own), so the choice changes the cost, never the answer:
+//! * **inheritance hint**: one kcmp against the group the parent's fd of
+//!   the same number joined. Worth it while hints succeed often enough to
+//!   repay the failed ones (children that reuse their parent's fd numbers
+//!   for other files make them fail).
+//!   A miss is not wasted when the search goes on with the live fd: it
+//!   says on which side of that group the fd's description lies.
+//! * **copy first**: when most fds reaching the search turn out to be
+//!   new descriptions (many separate `open()`s of one path), take the
+//!   engine's copy of the fd first and search with that stable copy:
+//!   `log2(D)` kcmp calls for a new description instead of `log2(D) + 2`
+//!   (a search with the live fd must re-check the copy's place against
+//!   both neighbours: the fd may have changed meanwhile), at the price of
+//!   one wasted copy (about one kcmp's time; for paths also an fdinfo read,
+//!   about five) for each fd that joins an existing description.
+//!
+//! (A search among the task's own groups first, for dups, needs no
+//! tactic: a miss narrows the search to the gap between two of them.)
+
+/// The bucket's record so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tactics {
+    hint_tries: u32,
+    hint_hits: u32,
+    /// Fds that reached the global search, and how many of them were new
+    /// descriptions.
+    searched: u32,
+    new: u32,
+    /// Hints passed over since the last try (see [`explore`]).
+    hint_skips: u32,
+}
+
+/// A shortcut judged not worth it is still tried once in [`EXPLORE`]
+/// times: the fds of a bucket are placed in an order (parents first, by fd
+/// number) in which the first ones may not be like the rest, and a
+/// shortcut never tried again would never be learnt again.
+fn explore(skips: &mut u32) -> bool {
+    *skips += 1;
+    if *skips >= EXPLORE {
+        *skips = 0;
+        return true;
+    }
+    false
+}
+
+/// See [`explore`].
+const EXPLORE: u32 = 8;
+
+/// `log2(n + 1)`: the kcmp calls of a binary search among `n` groups.
+fn search_cost(n: usize) -> f64 {
+    ((n + 1) as f64).log2()
+}
+
+/// A success rate with an optimistic prior (two successes in two tries): a
+/// bucket starts by trying, and only failures seen end it (a shortcut never
+/// tried is never learnt).
+fn optimistic(hits: u32, tries: u32) -> f64 {
+    (hits as f64 + 2.0) / (tries as f64 + 2.0)
+}
+
+/// A rate with a neutral prior (one in two).
+fn neutral(hits: u32, tries: u32) -> f64 {
+    (hits as f64 + 1.0) / (tries as f64 + 2.0)
+}
+
+impl Tactics {
+    /// Whether to try the inheritance hint (one call) before a search among
+    /// `groups` descriptions.
+    pub(crate) fn try_hint(&mut self, groups: usize) -> bool {
+        let pays = optimistic(self.hint_hits, self.hint_tries) * search_cost(groups) >= 1.0;
+        pays || explore(&mut self.hint_skips)
+    }
+
+    /// Records a hint's outcome.
+    pub(crate) fn hint(&mut self, hit: bool) {
+        self.hint_tries += 1;
+        self.hint_hits += hit as u32;
+    }
+
+    /// Whether to copy the fd before the search: when new descriptions are
+    /// frequent enough to repay the wasted copies. With `c` the time of a
+    /// kcmp, `g` of a copy (`pidfd_getfd` and `close`, about `c`) and `f`
+    /// of an fdinfo read (about `5c`, paths only: is closing the copy
+    /// safe?), copying first pays when the rate of new descriptions `p`
+    /// exceeds `(g + f) / (g + f + 2c)`: about 1/3 without paths, 3/4 with.
+    pub(crate) fn copy_first(&self, paths: bool) -> bool {
+        let p = neutral(self.new, self.searched);
+        p > if paths { 0.75 } else { 0.35 }
+    }
+
+    /// Records the outcome of a global search.
+    pub(crate) fn searched(&mut self, new: bool) {
+        self.searched += 1;
+        self.new += new as u32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_stop_when_they_keep_failing() {
+        let mut t = Tactics::default();
+        assert!(t.try_hint(1000) && t.try_hint(1));
+        for _ in 0..40 {
+            t.hint(false);
+        }
+        // Passed over, but tried again once in EXPLORE times.
+        let tried = (0..EXPLORE * 4).filter(|_| t.try_hint(1000)).count();
+        assert_eq!(tried, 4);
+        let mut t = Tactics::default();
+        for _ in 0..20 {
+            t.hint(true);
+        }
+        assert!(t.try_hint(2));
+    }
+
+    #[test]
+    fn copy_first_follows_the_rate_of_new_descriptions() {
+        let mut t = Tactics::default();
+        assert!(t.copy_first(false) && !t.copy_first(true));
+        for _ in 0..10 {
+            t.searched(true);
+        }
+        assert!(t.copy_first(false) && t.copy_first(true));
+        for _ in 0..30 {
+            t.searched(false);
+        }
+        assert!(!t.copy_first(false) && !t.copy_first(true));
+    }
+}

@@ -1,8 +1,9 @@
 //! Stable fds stay exact under churn (issue 9): `kcmp-churn --stable MODE`
 //! keeps eight (pid, fd) pairs on two descriptions of one file unchanged
 //! while other fds of the same processes churn (dup2 between the two
-//! descriptions, open/close of new descriptions, fork/exit of children
-//! inheriting them, renames of the file). Every scan, with and without
+//! descriptions, also next to forty more stable descriptions of the file,
+//! open/close of new descriptions, fork/exit of children inheriting them,
+//! renames of the file). Every scan, with and without
 //! freezing, must report each stable fd in exactly its description, with
 //! every other stable holder, and nothing in a description it never held.
 //!
@@ -80,7 +81,7 @@ fn allowed(mode: &str, m: (i32, i32), g: &BTreeSet<(i32, i32)>, stable_pids: &[i
     }
     match mode {
         // Churn fds switch between A and B: either is a description they held.
-        "dup2" => stable_pids.contains(&m.0) && (30..38).contains(&m.1),
+        "dup2" | "dup2-many" => stable_pids.contains(&m.0) && (30..38).contains(&m.1),
         // Short-lived children inherit the stable fds and dup2 one of them
         // onto another: their fds 40..43 held A or B.
         "fork-exit" => !stable_pids.contains(&m.0) && (40..44).contains(&m.1),
@@ -118,6 +119,24 @@ fn check(map: &SharingMap, fx: &Fixture, mode: &str, tally: &mut Tally) {
                 .collect();
             if &stable_here != g || members.iter().any(|&m| !allowed(mode, m, g, &stable_pids)) {
                 wrong += 1;
+            }
+        }
+    }
+    // dup2-many: each extra description is exactly (P, n) and (C, n).
+    for n in fx.truth["many"].as_array().into_iter().flatten() {
+        let n = n.as_i64().unwrap() as i32;
+        let want: BTreeSet<(i32, i32)> = stable_pids.iter().map(|&p| (p, n)).collect();
+        for &(p, f) in &want {
+            match map.description_of(Pid::new(p).unwrap(), kcmp::FdNum::new(f).unwrap()) {
+                None => missing += 1,
+                Some(d) => {
+                    let got: BTreeSet<(i32, i32)> = d
+                        .members
+                        .iter()
+                        .map(|m| (m.pid.get(), m.fd.get()))
+                        .collect();
+                    wrong += (got != want) as u32;
+                }
             }
         }
     }
@@ -187,6 +206,13 @@ fn churn(mode: &str) {
 #[test]
 fn dup2_churn_never_merges_or_drops_stable_fds() {
     churn("dup2");
+}
+
+/// The file's bucket mostly distinct descriptions: its fds are placed by
+/// searching with the engine's copy first (`pipeline::tactics`).
+#[test]
+fn dup2_churn_with_many_descriptions_copy_first_stays_exact() {
+    churn("dup2-many");
 }
 
 #[test]

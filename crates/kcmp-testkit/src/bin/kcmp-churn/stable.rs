@@ -9,7 +9,12 @@
 //! - `fork-exit`: P forks children that inherit everything, move one stable
 //!   fd onto another stable number, and exit;
 //! - `rename`: a process R (not P's tree: started before P opened F, and
-//!   not listed in the truth) renames F between two names.
+//!   not listed in the truth) renames F between two names;
+//! - `dup2-many`: `dup2`, and P also holds [`MANY`] more descriptions of F
+//!   (separate `open()`s on fds 50.., inherited by C), so that F's bucket is
+//!   mostly distinct descriptions: the engine then places its fds by
+//!   searching with its own copy first. Each of them is held by exactly
+//!   (P, n) and (C, n); the truth lists them as `"many"`.
 //!
 //! Prints `{"parent": P, "child": C, "a": [[pid, fd]...], "b": [...],
 //! "helper": R or 0, "dir": D}` and churns until stdin reaches EOF.
@@ -20,6 +25,10 @@ use std::io::{Read, Write};
 /// The fds that `dup2` churn switches: below the stable ones, so that a
 /// grouping which takes the lowest fd as representative meets them first.
 const CHURN: i32 = 30;
+
+/// The extra stable descriptions of `dup2-many`, on fds `MANY_BASE..`.
+const MANY: i32 = 40;
+const MANY_BASE: i32 = 50;
 
 /// The stable fds of description A and B.
 const A: [i32; 2] = [40, 41];
@@ -74,7 +83,7 @@ fn next(state: &mut u64) -> u64 {
 /// opened by `open-close`.
 fn step(mode: &str, rng: &mut u64, file: &CString, extra: &mut Vec<i32>) {
     match mode {
-        "dup2" => {
+        "dup2" | "dup2-many" => {
             let r = next(rng);
             let from = if r & 1 == 0 { A[0] } else { B[0] };
             dup_to(from, CHURN + ((r >> 1) % 8) as i32);
@@ -153,9 +162,9 @@ fn renamer(dir: &str) -> ! {
 
 /// Runs MODE until stdin reaches EOF.
 pub fn run(mode: &str) {
-    if !["dup2", "open-close", "fork-exit", "rename"].contains(&mode) {
+    if !["dup2", "dup2-many", "open-close", "fork-exit", "rename"].contains(&mode) {
         eprintln!(
-            "kcmp-churn: unknown --stable mode {mode:?} (dup2, open-close, fork-exit, rename)"
+            "kcmp-churn: unknown --stable mode {mode:?} (dup2, dup2-many, open-close, fork-exit, rename)"
         );
         std::process::exit(2);
     }
@@ -170,6 +179,12 @@ pub fn run(mode: &str) {
     dup_to(b, B[1]);
     close(a);
     close(b);
+    let many = if mode == "dup2-many" { MANY } else { 0 };
+    for n in MANY_BASE..MANY_BASE + many {
+        let fd = open_rw(&file);
+        dup_to(fd, n);
+        close(fd);
+    }
     let helper = if mode == "rename" {
         // SAFETY: single-threaded; the child runs `renamer` only.
         match unsafe { libc::fork() } {
@@ -200,8 +215,12 @@ pub fn run(mode: &str) {
     let me = std::process::id() as i32;
     let a_pairs = [pairs(me, &A), pairs(child, &A)].concat().join(",");
     let b_pairs = [pairs(me, &B), pairs(child, &B)].concat().join(",");
+    let many: Vec<String> = (MANY_BASE..MANY_BASE + many)
+        .map(|n| n.to_string())
+        .collect();
     println!(
-        "{{\"parent\":{me},\"child\":{child},\"a\":[{a_pairs}],\"b\":[{b_pairs}],\"helper\":{helper},\"dir\":\"{dir}\"}}"
+        "{{\"parent\":{me},\"child\":{child},\"a\":[{a_pairs}],\"b\":[{b_pairs}],\"helper\":{helper},\"dir\":\"{dir}\",\"many\":[{}]}}",
+        many.join(",")
     );
     let _ = std::io::stdout().flush();
     let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ me as u64;

@@ -6,7 +6,7 @@
 
 use crate::model::Skipped;
 use crate::model::SkippedFd;
-use crate::parallel::parallel_map;
+use crate::parallel::parallel_map_lazy;
 use crate::parallel::CallCounter;
 use crate::pipeline::group::{file_comparator, FileComparator};
 use crate::pipeline::list::list_task;
@@ -447,7 +447,7 @@ fn list_all_fds(
     tasks: &[crate::pipeline::pin::SelectedTask],
     workers: usize,
 ) -> Vec<crate::pipeline::list::Listing> {
-    parallel_map(tasks.len(), workers, |i| list_task(&tasks[i]))
+    parallel_map_lazy(tasks.len(), workers, |i| list_task(&tasks[i]))
 }
 
 fn holder(record: &crate::model::TaskRecord, fd: FdNum) -> Holder {

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The number of worker threads for a request (0: one per CPU).
 pub(crate) fn workers(requested: usize) -> usize {
@@ -18,22 +19,58 @@ pub(crate) fn parallel_map<R: Send>(
     workers: usize,
     work: impl Fn(usize) -> R + Sync,
 ) -> Vec<R> {
+    run_all(n, workers, Duration::ZERO, work)
+}
+
+/// [`parallel_map`] for many small items: the calling thread starts alone
+/// and starts the other workers only once the work has run [`ALONE`] with
+/// items left, so that a small host's scan does not pay for threads it does
+/// not need (each costs about 0.1 ms to start and stop) while a big one
+/// gets all cores after a moment.
+pub(crate) fn parallel_map_lazy<R: Send>(
+    n: usize,
+    workers: usize,
+    work: impl Fn(usize) -> R + Sync,
+) -> Vec<R> {
+    run_all(n, workers, ALONE, work)
+}
+
+fn run_all<R: Send>(
+    n: usize,
+    workers: usize,
+    alone: Duration,
+    work: impl Fn(usize) -> R + Sync,
+) -> Vec<R> {
     if n <= 1 || workers <= 1 {
         // Nothing to share: no thread to start.
         return (0..n).map(work).collect();
     }
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let run_next = || loop {
+        let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+        if i >= n {
+            break;
+        }
+        let r = work(i);
+        *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    };
+    let started = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..workers.min(n.max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, AtomicOrdering::Relaxed);
-                if i >= n {
-                    break;
+        let mut helpers = false;
+        loop {
+            if !helpers && started.elapsed() >= alone {
+                helpers = true;
+                for _ in 1..workers.min(n) {
+                    s.spawn(run_next);
                 }
-                let r = work(i);
-                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-            });
+            }
+            let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+            if i >= n {
+                break;
+            }
+            let r = work(i);
+            *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
         }
     });
     slots
@@ -45,6 +82,9 @@ pub(crate) fn parallel_map<R: Send>(
         })
         .collect()
 }
+
+/// How long [`parallel_map_lazy`] works alone before it starts helpers.
+const ALONE: Duration = Duration::from_millis(1);
 
 /// A call counter that threads can bump without sharing a cache line: each
 /// thread adds to its own padded slot, and [`CallCounter::total`] sums them.

@@ -586,6 +586,11 @@ pub fn read_fdinfo(pid: Pid, fd: FdNum) -> Result<FdInfo> {
     Ok(FdInfo::parse(&read_to_string(&path)?))
 }
 
+/// The text of /proc/PID/fdinfo/FD.
+pub(crate) fn read_fdinfo_text(pid: Pid, fd: FdNum) -> Result<String> {
+    read_to_string(&format!("/proc/{pid}/fdinfo/{fd}"))
+}
+
 /// Reads one `/proc/PID/status` field (`"TracerPid"`, `"Seccomp"`, …).
 ///
 /// ```

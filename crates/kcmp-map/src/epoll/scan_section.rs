@@ -25,8 +25,8 @@ pub(super) fn resolve_scan_counted(map: &SharingMap) -> (Vec<EpollInstance>, u64
     // Instances are independent: resolve them on all cores, each worker with
     // its own inode cache.
     let workers = crate::parallel::workers(0);
-    let chunk = epolls.len().div_ceil(workers).max(1);
-    let parts = crate::parallel::parallel_map(epolls.len().div_ceil(chunk), workers, |c| {
+    let chunk = epolls.len().div_ceil(workers * 8).max(1);
+    let parts = crate::parallel::parallel_map_lazy(epolls.len().div_ceil(chunk), workers, |c| {
         let mut inos = LazyInoIndex::new(|| index.keys());
         let calls = Cell::new(0u64);
         let mine = &epolls[c * chunk..((c + 1) * chunk).min(epolls.len())];

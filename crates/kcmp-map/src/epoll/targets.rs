@@ -94,7 +94,7 @@ fn attempt(
 /// The fd tables of `pids`, each with its process's start time (read
 /// before the fds). kcmp's own freezer is left out (as if it had exited).
 fn read_fd_tables(pids: &[Pid], me: Pid) -> Vec<Result<(u64, Vec<FdEntry>)>> {
-    crate::parallel::parallel_map(pids.len(), crate::parallel::workers(0), |i| {
+    crate::parallel::parallel_map_lazy(pids.len(), crate::parallel::workers(0), |i| {
         let stat = procfs::read_stat(pids[i])?;
         if stat.ppid == me.get() && stat.comm == crate::freeze::FREEZER_COMM {
             // Our own freezer is no holder of anything inspected.

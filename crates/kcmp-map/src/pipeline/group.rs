@@ -14,7 +14,7 @@ use super::pin::SelectedTask;
 use super::select::skipped_from;
 use super::sorted::{Placed, Rows, Sorted};
 use crate::model::{ScanProgress, ScanStats, Skipped};
-use crate::parallel::{parallel_map, CallCounter};
+use crate::parallel::{parallel_map, parallel_map_lazy, CallCounter};
 use crate::procfs::{self, FdTarget};
 use kcmp::{compare_files, Error, FdNum, KcmpOrdering, Pid, Result};
 use rustix::fd::{AsFd, BorrowedFd};
@@ -189,7 +189,10 @@ pub(crate) fn group_files(
     let split = split_buckets(&buckets, workers);
     let done = AtomicU64::new(0);
     let compared = AtomicU64::new(0);
-    let outs = parallel_map(buckets.len(), workers, |b| {
+    // Buckets go largest first: a big scan starts every worker at once, a
+    // small one only when it turns out to need them.
+    let eager = g.rows.len() >= EAGER_ROWS;
+    let one = |b: usize| {
         let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
         if d % 256 == 0 || d == buckets.len() as u64 {
             progress(ScanProgress {
@@ -202,7 +205,11 @@ pub(crate) fn group_files(
             compared.fetch_add(1, AtomicOrdering::Relaxed);
         }
         (!split[b]).then(|| group_bucket(&table, buckets[b].0, &buckets[b].1, cmp, budget, 1))
-    });
+    };
+    let outs = match eager {
+        true => parallel_map(buckets.len(), workers, one),
+        false => parallel_map_lazy(buckets.len(), workers, one),
+    };
     // Big buckets one at a time, each on all workers.
     let outs: Vec<BucketOut> = outs
         .into_iter()
@@ -399,6 +406,9 @@ fn group_bucket(
     }
     out
 }
+
+/// Fds from which grouping starts all its workers at once.
+const EAGER_ROWS: usize = 4096;
 
 /// Buckets with fewer fds are never split.
 const SPLIT_BUCKET: usize = 1024;

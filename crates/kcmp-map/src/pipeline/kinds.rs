@@ -39,6 +39,9 @@ fn process_kinds(
 ) -> Vec<(ProcessResource, KindOutcome)> {
     let kinds = ProcessResource::ALL;
     let done = AtomicU64::new(0);
+    // Six items, each as big as the task count: threads pay from a few
+    // hundred tasks on.
+    let workers = if candidates.len() < 256 { 1 } else { workers };
     let results = parallel_map(kinds.len(), workers, |k| {
         let outcome = one_kind(kinds[k], tasks, candidates, sentinels, calls, repaired);
         let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;

@@ -3,7 +3,7 @@
 
 use super::pin::SelectedTask;
 use crate::model::ScanProgress;
-use crate::parallel::parallel_map;
+use crate::parallel::{parallel_map, parallel_map_lazy};
 use crate::procfs;
 use kcmp::{Error, FdNum, Pid, Result};
 use std::collections::HashMap;
@@ -100,7 +100,9 @@ pub(crate) fn list_fds(
 ) -> Vec<Listing> {
     let done = AtomicU64::new(0);
     let total = tasks.len() as u64;
-    parallel_map(tasks.len(), workers, |t| {
+    // Few tasks may each hold very many fds: start every worker at once.
+    let eager = tasks.len() < LAZY_TASKS;
+    let one = |t: usize| {
         let listing = list_task(&tasks[t]);
         let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
         if d % 64 == 0 || d == total {
@@ -111,8 +113,16 @@ pub(crate) fn list_fds(
             });
         }
         listing
-    })
+    };
+    match eager {
+        true => parallel_map(tasks.len(), workers, one),
+        false => parallel_map_lazy(tasks.len(), workers, one),
+    }
 }
+
+/// From this many tasks on, listing starts alone and adds workers once it
+/// turns out to need them (see [`parallel_map_lazy`]).
+const LAZY_TASKS: usize = 64;
 
 /// Lists one task's fds.
 pub(crate) fn list_task(task: &SelectedTask) -> Listing {

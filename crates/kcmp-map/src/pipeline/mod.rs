@@ -57,6 +57,10 @@ impl Phases {
     }
 }
 
+/// Fds reserved up front for anchors (a scan needing more grows the table
+/// again when grouping).
+const ANCHOR_ROOM: usize = 2048;
+
 /// The kcmp calls of each phase.
 #[derive(Default)]
 struct Calls {
@@ -71,6 +75,12 @@ pub(crate) fn run(
 ) -> Result<SharingMap> {
     crate::pidns::check()?; // /proc's pids must be kcmp(2)'s
     let own_fds = list::own_fds(); // the caller's, before the engine opens any
+                                   // Grow the fd table now, while this process may still be single-threaded:
+                                   // once threads share it, every growth waits for an RCU grace period
+                                   // (about 10 ms here), and a thread just joined may still hold it. Room
+                                   // for a pidfd per process (four per process with threads) and anchors.
+    let processes = crate::procfs::list_pids().map_or(0, |p| p.len());
+    pin::reserve_fds(processes * if options.threads { 4 } else { 1 } + ANCHOR_ROOM);
     let mut phases = Phases::start();
     let workers = workers(options.workers);
     let calls = Calls::default();

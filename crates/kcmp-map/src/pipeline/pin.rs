@@ -4,7 +4,7 @@
 
 use super::select::skipped_from;
 use crate::model::{Skipped, TaskRecord};
-use crate::parallel::{parallel_map, CallCounter};
+use crate::parallel::{parallel_map_lazy, CallCounter};
 use crate::procfs::{self, TaskStat};
 use kcmp::{Error, Pid, ProcessHandle, Result};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
@@ -144,7 +144,7 @@ pub(crate) fn pin_tasks(
     calls: &CallCounter,
 ) -> (Vec<SelectedTask>, Vec<Skipped>) {
     let budget = AtomicUsize::new(pidfd_budget());
-    let results = parallel_map(procs.len(), workers, |i| {
+    let results = parallel_map_lazy(procs.len(), workers, |i| {
         let st = &procs[i];
         let tids = if threads {
             procfs::list_tids(st.pid).unwrap_or_else(|_| vec![st.pid])

@@ -3,7 +3,7 @@
 
 use super::ScanOptions;
 use crate::model::Skipped;
-use crate::parallel::{parallel_map, workers};
+use crate::parallel::{parallel_map_lazy, workers};
 use crate::procfs::{self, TaskStat};
 use kcmp::{Error, Pid, Result};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -35,7 +35,7 @@ pub(crate) fn skipped_from(pid: Pid, err: &Error, what: &str) -> Skipped {
 fn all_stats(workers: usize) -> Result<HashMap<Pid, TaskStat>> {
     let pids = procfs::list_pids()?;
     let chunk = pids.len().div_ceil(workers * 4).max(1);
-    let parts = parallel_map(pids.len().div_ceil(chunk), workers, |c| {
+    let parts = parallel_map_lazy(pids.len().div_ceil(chunk), workers, |c| {
         pids[c * chunk..((c + 1) * chunk).min(pids.len())]
             .iter()
             .filter_map(|&p| procfs::read_stat(p).ok().map(|s| (p, s)))

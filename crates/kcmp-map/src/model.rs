@@ -77,6 +77,11 @@ pub struct OpenFileDescription {
     raw: Option<Box<[u8]>>,
     /// Its holders, sorted by (pid, fd).
     pub members: Vec<FdRef>,
+    /// `st_mode & S_IFMT` of a path description's file, when the scan
+    /// learnt it without touching another process's file (see
+    /// [`Self::file_type`]).
+    #[serde(skip)]
+    pub(crate) file_type: Option<u32>,
 }
 
 impl OpenFileDescription {
@@ -86,7 +91,27 @@ impl OpenFileDescription {
             target,
             raw,
             members,
+            file_type: None,
         }
+    }
+
+    /// The file type bits (`st_mode & S_IFMT`, e.g. `libc::S_IFREG`) of a
+    /// path description, when the scan learnt them from its own copy of the
+    /// description (a `statx` on a local filesystem); `None` for other
+    /// descriptions, or when it did not (a description held once, a file on
+    /// FUSE or NFS). Never read through another process's fd.
+    ///
+    /// ```no_run
+    /// let map = kcmp_map::scan(&kcmp_map::ScanOptions::default()).unwrap();
+    /// let dirs = map
+    ///     .open_files
+    ///     .iter()
+    ///     .filter(|d| d.file_type() == Some(libc::S_IFDIR))
+    ///     .count();
+    /// println!("{dirs} shared directory descriptions");
+    /// ```
+    pub fn file_type(&self) -> Option<u32> {
+        self.file_type
     }
 
     /// The exact bytes of the link text, as read when the scan listed the

@@ -141,6 +141,9 @@ impl<'a> Facts<'a> {
         if let Some(k) = kind_of_target(&d.target) {
             return k;
         }
+        if let Some(mode) = d.file_type() {
+            return kind_of_mode(mode); // the scan's own copy told it
+        }
         let key = d as *const OpenFileDescription as usize;
         if let Some(k) = self.kinds.borrow().get(&key) {
             return k;
@@ -178,18 +181,9 @@ impl<'a> Facts<'a> {
     }
 
     fn path_kind(&self, m: FdRef) -> &'static str {
-        let Some(mode) = self.stat_mode(m.pid, m.fd) else {
-            return "path";
-        };
-        match mode & libc::S_IFMT {
-            libc::S_IFREG => "file",
-            libc::S_IFDIR => "dir",
-            libc::S_IFIFO => "fifo",
-            libc::S_IFCHR => "chardev",
-            libc::S_IFBLK => "blockdev",
-            libc::S_IFLNK => "symlink",
-            libc::S_IFSOCK => "socket",
-            _ => "path",
+        match self.stat_mode(m.pid, m.fd) {
+            Some(mode) => kind_of_mode(mode),
+            None => "path",
         }
     }
 
@@ -204,6 +198,20 @@ impl<'a> Facts<'a> {
         let mount = table.as_ref()?.get(info.mnt_id)?;
         let st = kcmp_map::mounts::statx_if_local(pid, fd, mount)?;
         Some(u32::from(st.stx_mode))
+    }
+}
+
+/// The kind of a file type (`st_mode`'s `S_IFMT` bits).
+fn kind_of_mode(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => "file",
+        libc::S_IFDIR => "dir",
+        libc::S_IFIFO => "fifo",
+        libc::S_IFCHR => "chardev",
+        libc::S_IFBLK => "blockdev",
+        libc::S_IFLNK => "symlink",
+        libc::S_IFSOCK => "socket",
+        _ => "path",
     }
 }
 

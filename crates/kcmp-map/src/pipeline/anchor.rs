@@ -246,19 +246,26 @@ pub(crate) fn mount_and_inode(pid: Pid, fd: FdNum) -> Option<(u64, u64)> {
     (info.ino != 0).then_some((info.mnt_id, info.ino))
 }
 
-/// [`mount_and_inode`] of the engine's own copy of a path description: a
-/// `statx` of the copy, which is safe because copies of paths are taken
-/// only on local filesystems ([`Budget::path_copy_is_safe`]; their getattr
-/// never waits, `AT_STATX_DONT_SYNC` guards it again) and gives what
-/// fdinfo gives there (`mnt_id`, `i_ino`) for a fraction of the cost. Falls
-/// back to fdinfo when the kernel reports no mount id.
-pub(crate) fn own_mount_and_inode(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+/// [`mount_and_inode`] of the engine's own copy of a path description, and
+/// its file type (`st_mode & S_IFMT`): a `statx` of the copy, which is safe
+/// because copies of paths are taken only on local filesystems
+/// ([`Budget::path_copy_is_safe`]; their getattr never waits,
+/// `AT_STATX_DONT_SYNC` guards it again) and gives what fdinfo gives there
+/// (`mnt_id`, `i_ino`) for a fraction of the cost. Falls back to fdinfo
+/// (no type) when the kernel reports no mount id.
+pub(crate) fn own_mount_inode_type(fd: BorrowedFd<'_>) -> (Option<(u64, u64)>, Option<u32>) {
     use rustix::fs::{statx, AtFlags, StatxFlags};
     let flags = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
-    match statx(fd, "", flags, StatxFlags::MNT_ID | StatxFlags::INO) {
+    let mask = StatxFlags::MNT_ID | StatxFlags::INO | StatxFlags::TYPE;
+    match statx(fd, "", flags, mask) {
         Ok(st) if st.stx_mask & StatxFlags::MNT_ID.bits() != 0 && st.stx_ino != 0 => {
-            Some((st.stx_mnt_id, st.stx_ino))
+            let typed = st.stx_mask & StatxFlags::TYPE.bits() != 0;
+            let kind = typed.then_some(u32::from(st.stx_mode) & libc::S_IFMT);
+            (Some((st.stx_mnt_id, st.stx_ino)), kind)
         }
-        _ => mount_and_inode(Pid::this(), FdNum::new(fd.as_raw_fd()).ok()?),
+        _ => {
+            let own = FdNum::new(fd.as_raw_fd()).ok();
+            (own.and_then(|f| mount_and_inode(Pid::this(), f)), None)
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! sockets included. Inheritance hints from the listing only choose which
 //! description to compare with first.
 
-use super::anchor::{mount_and_inode, own_mount_and_inode, Budget, Rep};
+use super::anchor::{mount_and_inode, own_mount_inode_type, Budget, Rep};
 use super::list::{Family, Listing};
 use super::pin::SelectedTask;
 use super::select::skipped_from;
@@ -75,8 +75,11 @@ pub(crate) struct Grouped {
     pub task_errors: Vec<(u32, Error)>,
     /// Fds left out, with the error (closed meanwhile, unreadable link).
     pub bad_fds: Vec<(u32, FdNum, Error)>,
-    /// Rows that changed under every placement attempt.
+    /// Rows seen changing while they were placed.
     pub changed: Vec<u32>,
+    /// The file type (`st_mode & S_IFMT`) of path descriptions whose anchor
+    /// told it, by the description's first row.
+    pub file_types: HashMap<u32, u32>,
     /// Tasks whose fd directory could not be read.
     pub unlisted: Vec<(u32, Error)>,
     /// Fds decided by their key alone (single fds).
@@ -157,8 +160,9 @@ type MountInode = (u64, u64);
 /// What came of one bucket.
 #[derive(Default)]
 struct BucketOut {
-    /// Descriptions in kcmp order, each with its (mnt_id, ino) for paths.
-    groups: Vec<(Vec<u32>, Option<MountInode>)>,
+    /// Descriptions in kcmp order, each with its (mnt_id, ino) for paths
+    /// and its file type when the engine's copy told it.
+    groups: Vec<(Vec<u32>, Option<MountInode>, Option<u32>)>,
     failures: Vec<(u32, Error)>,
     changed: Vec<u32>,
 }
@@ -234,9 +238,12 @@ pub(crate) fn group_files(
         }
         g.changed.extend(out.changed);
         let mut descs = Vec::with_capacity(out.groups.len());
-        for (i, (rows, ino)) in out.groups.into_iter().enumerate() {
+        for (i, (rows, ino, file_type)) in out.groups.into_iter().enumerate() {
             if let Some(ino) = ino {
                 inodes.entry(ino).or_default().push((b, i));
+            }
+            if let (Some(t), Some(&first)) = (file_type, rows.first()) {
+                g.file_types.insert(first, t);
             }
             descs.push(rows);
         }
@@ -259,6 +266,7 @@ fn flatten(family: &Family, listed: Vec<Listing>) -> Grouped {
         task_errors: Vec::new(),
         bad_fds: Vec::new(),
         changed: Vec::new(),
+        file_types: HashMap::new(),
         unlisted: Vec::new(),
         by_key: 0,
         compared: 0,
@@ -348,7 +356,7 @@ fn group_bucket(
     if items.len() == 1 {
         let (p, f) = table.locate(items[0]);
         let ino = if is_path { mount_and_inode(p, f) } else { None };
-        out.groups.push((items.to_vec(), ino));
+        out.groups.push((items.to_vec(), ino, None));
         return out;
     }
     let mut sorted = Sorted::new(table, cmp, budget);
@@ -391,17 +399,17 @@ fn group_bucket(
     }
     out.failures.append(&mut sorted.dropped_reps);
     for group in sorted.into_groups() {
-        let ino = match (&group.rep, is_path) {
-            (Rep::Own(fd), true) => own_mount_and_inode(fd.as_fd()),
+        let (ino, file_type) = match (&group.rep, is_path) {
+            (Rep::Own(fd), true) => own_mount_inode_type(fd.as_fd()),
             (Rep::Member(m), true) => {
                 let (p, f) = table.locate(*m);
-                mount_and_inode(p, f)
+                (mount_and_inode(p, f), None)
             }
-            _ => None,
+            _ => (None, None),
         };
         budget.release(group.rep);
         if !group.rows.is_empty() {
-            out.groups.push((group.rows, ino));
+            out.groups.push((group.rows, ino, file_type));
         }
     }
     out

@@ -26,6 +26,7 @@ pub(crate) fn assemble_files(
         unordered_keys,
         bad_fds,
         changed,
+        file_types,
         ..
     } = grouped;
     let fd_ref = |r: u32| {
@@ -55,8 +56,9 @@ pub(crate) fn assemble_files(
             }
             members.sort_unstable();
             let row = &rows[first as usize];
-            let description =
+            let mut description =
                 OpenFileDescription::new(row.target.clone(), row.raw.clone(), members);
+            description.file_type = file_types.get(&first).copied();
             seen.insert(first, map.open_files.len());
             map.open_files.push(description);
             origin.push(vec![(bucket, position)]);

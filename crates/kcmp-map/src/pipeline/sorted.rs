@@ -26,7 +26,7 @@ use super::anchor::{Budget, Rep};
 use super::group::FileComparator;
 use super::tactics::Tactics;
 use kcmp::{Error, FdNum, KcmpOrdering, Pid};
-use rustix::fd::BorrowedFd;
+use rustix::fd::{BorrowedFd, OwnedFd};
 use std::ops::Range;
 
 /// One description: its representative and its member rows.
@@ -169,38 +169,44 @@ impl<'a, R: Rows> Sorted<'a, R> {
 
     /// Places `row`, trying group `hint` first (an inheritance hint).
     pub(crate) fn place(&mut self, row: u32, hint: Option<usize>) -> Placed {
-        let copy_first = self.tactics.copy_first(self.paths);
         let groups = self.groups.len();
-        let mut range = 0..groups;
-        let hint = hint.filter(|&h| h < groups);
-        if let Some(h) = hint.filter(|_| self.tactics.try_hint(groups)) {
-            match self.compare_checked(h, row) {
-                Ok(Some(KcmpOrdering::Equal)) => {
-                    self.tactics.hint(true);
-                    return self.join(h, row);
-                }
-                // A miss still says on which side the fd's description
-                // lies (for a search with this fd, not with a copy).
-                Ok(Some(KcmpOrdering::Less)) => {
-                    self.tactics.hint(false);
-                    range = 0..h;
-                }
-                Ok(Some(KcmpOrdering::Greater)) => {
-                    self.tactics.hint(false);
-                    range = h + 1..groups;
-                }
-                Ok(_) => {
-                    self.tactics.hint(false);
-                    range = 0..self.groups.len(); // a group may have gone
-                }
+        let hint = hint
+            .filter(|&h| h < groups)
+            .filter(|_| self.tactics.try_hint(groups));
+        if self.tactics.copy_first(self.paths) {
+            match self.copy_of(row) {
+                Ok(Some(own)) => return self.place_by_copy(row, own, hint),
+                Ok(None) => {} // no copy here: the live fd's way
                 Err(e) => return Placed::Failed(e),
             }
         }
-        if copy_first {
-            self.place_by_copy(row)
-        } else {
-            self.place_by_search(row, range)
-        }
+        let range = match hint.map(|h| self.hint_range(h, Probe::Row(row))) {
+            None => 0..self.groups.len(),
+            Some(Ok(Ok(h))) => return self.join(h, row),
+            Some(Ok(Err(range))) => range,
+            Some(Err(e)) => return Placed::Failed(e),
+        };
+        self.place_by_search(row, range)
+    }
+
+    /// Compares `probe` with the hint's group `h`: `Ok(Ok(h))` when equal,
+    /// else the range of groups its description lies in (a miss still says
+    /// on which side of `h`).
+    fn hint_range(&mut self, h: usize, probe: Probe) -> Result<Result<usize, Range<usize>>, Error> {
+        let groups = self.groups.len();
+        let range = match self.compare_probe(h, probe)? {
+            Some(KcmpOrdering::Equal) => {
+                self.tactics.hint(true);
+                return Ok(Ok(h));
+            }
+            Some(KcmpOrdering::Less) => 0..h,
+            Some(KcmpOrdering::Greater) => h + 1..groups,
+            // No order (fallbacks), or a member standing in failed (a
+            // group may have gone).
+            _ => 0..self.groups.len(),
+        };
+        self.tactics.hint(false);
+        Ok(Err(range))
     }
 
     /// A search with the live fd in `range` (its own task's groups first);
@@ -229,28 +235,31 @@ impl<'a, R: Rows> Sorted<'a, R> {
         }
     }
 
-    /// Copy first ([`Tactics::copy_first`]): the engine's copy of the fd
-    /// is searched for (it cannot change: the search is over a fixed
-    /// order). The fd holds what its copy holds (`pidfd_getfd` hands over
-    /// the very description): equal to a group's anchor, it joins that
-    /// group (an exact chain: fd = copy, copy = anchor by kcmp); equal to
-    /// none, the copy founds a new group, the fd its first member. Without
-    /// a copy (no pidfd, no budget, a path whose copy could block on
-    /// close), the search with the live fd.
-    fn place_by_copy(&mut self, row: u32) -> Placed {
-        let own = match self.copy_of(row) {
-            Ok(Some(own)) => own,
-            Ok(None) => return self.place_by_search(row, 0..self.groups.len()),
-            Err(e) => return Placed::Failed(e),
-        };
+    /// Copy first ([`Tactics::copy_first`]): the engine's copy `own` of
+    /// the fd is compared with the hint's group, then searched for (it
+    /// cannot change: the search is over a fixed order). The fd holds what
+    /// its copy holds (`pidfd_getfd` hands over the very description): equal
+    /// to a group's anchor, it joins that group (an exact chain: fd = copy,
+    /// copy = anchor by kcmp); equal to none, the copy founds a new group,
+    /// the fd its first member.
+    fn place_by_copy(&mut self, row: u32, own: OwnedFd, hint: Option<usize>) -> Placed {
         let mine = FdNum::new(rustix::fd::AsRawFd::as_raw_fd(&own)).expect("open fd");
-        match self.search(Probe::Copy(mine), 0..self.groups.len()) {
-            Ok(Ok(g)) => {
+        let copy = Probe::Copy(mine);
+        let found = match hint.map(|h| self.hint_range(h, copy)) {
+            None => self.search(copy, 0..self.groups.len()).map(|r| (r, false)),
+            Some(Ok(Ok(h))) => Ok((Ok(h), true)),
+            Some(Ok(Err(range))) => self.search(copy, range).map(|r| (r, false)),
+            Some(Err(e)) => Err(e),
+        };
+        match found {
+            Ok((Ok(g), by_hint)) => {
                 self.budget.release(Rep::Own(own));
-                self.tactics.searched(false);
+                if !by_hint {
+                    self.tactics.searched(false);
+                }
                 self.join(g, row)
             }
-            Ok(Err(pos)) => {
+            Ok((Err(pos), _)) => {
                 self.insert_group(pos, Rep::Own(own), vec![row]);
                 self.tactics.searched(true);
                 Placed::Joined
@@ -265,7 +274,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
     /// The engine's copy of `row`'s fd, when it may take one: `Ok(None)`
     /// when not (no pidfd, no budget, closing a copy of this path could
     /// block); an error when the fd is closed or its task exited.
-    fn copy_of(&self, row: u32) -> Result<Option<rustix::fd::OwnedFd>, Error> {
+    fn copy_of(&self, row: u32) -> Result<Option<OwnedFd>, Error> {
         let (pid, fd) = self.rows.locate(row);
         let copy = match self.paths {
             false => Ok(true),

@@ -200,7 +200,8 @@ pub struct SharingMap {
     /// Fds left out of an inspected task, with the reason (an unreadable
     /// link such as `ENAMETOOLONG`, or `EBADF`: closed during the scan).
     pub skipped_fds: Vec<SkippedFd>,
-    /// Fds that changed under every attempt to place them (reported in no
+    /// Fds seen changing while they were placed: the engine's copy of one
+    /// was a description its search had not found it in (reported in no
     /// description).
     pub changed_fds: Vec<FdRef>,
     /// Threads with their own fd table (`unshare(CLONE_FILES)`), inspected

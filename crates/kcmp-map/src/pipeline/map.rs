@@ -29,13 +29,14 @@ pub(crate) fn assemble_files(
         file_types,
         ..
     } = grouped;
-    let fd_ref = |r: u32| {
+    let fd_ref = |rows: &[super::group::FdRow], r: u32| {
         let row = &rows[r as usize];
         FdRef {
             pid: tasks[row.task as usize].record.pid,
             fd: row.fd,
         }
     };
+    let mut rows = rows;
     // (bucket, position in kcmp order) of each description, for the index.
     let mut origin: Vec<Vec<(usize, usize)>> = Vec::new();
     let mut seen: HashMap<u32, usize> = HashMap::new();
@@ -49,22 +50,24 @@ pub(crate) fn assemble_files(
             let mut members: Vec<FdRef> = g
                 .iter()
                 .filter(|&&r| keep(rows[r as usize].task))
-                .map(|&r| fd_ref(r))
+                .map(|&r| fd_ref(&rows, r))
                 .collect();
             if members.is_empty() {
                 continue;
             }
             members.sort_unstable();
-            let row = &rows[first as usize];
-            let mut description =
-                OpenFileDescription::new(row.target.clone(), row.raw.clone(), members);
+            // Each row's name goes to at most one description: moved, not
+            // copied (a host's worth of paths).
+            let row = &mut rows[first as usize];
+            let (target, raw) = (std::mem::take(&mut row.target), row.raw.take());
+            let mut description = OpenFileDescription::new(target, raw, members);
             description.file_type = file_types.get(&first).copied();
             seen.insert(first, map.open_files.len());
             map.open_files.push(description);
             origin.push(vec![(bucket, position)]);
         }
     }
-    sort_and_index(map, &origin, &keys);
+    sort_and_index(map, &origin, keys);
     map.unordered_keys = unordered_keys;
     map.skipped_fds = bad_fds
         .into_iter()
@@ -79,7 +82,7 @@ pub(crate) fn assemble_files(
     map.changed_fds = changed
         .into_iter()
         .filter(|&r| keep(rows[r as usize].task))
-        .map(fd_ref)
+        .map(|r| fd_ref(&rows, r))
         .collect();
     map.changed_fds.sort_unstable();
 }
@@ -87,26 +90,28 @@ pub(crate) fn assemble_files(
 /// Sorts `map.open_files` by first member and builds, for each bucket key,
 /// the indices of its descriptions in kcmp order (`origin`: each
 /// description's (bucket, position) pairs).
-fn sort_and_index(map: &mut SharingMap, origin: &[Vec<(usize, usize)>], keys: &[String]) {
-    let mut permutation: Vec<usize> = (0..map.open_files.len()).collect();
-    permutation
-        .sort_unstable_by(|&a, &b| map.open_files[a].members[0].cmp(&map.open_files[b].members[0]));
-    let mut sorted = Vec::with_capacity(permutation.len());
-    let mut slots: Vec<Option<OpenFileDescription>> = map.open_files.drain(..).map(Some).collect();
+fn sort_and_index(map: &mut SharingMap, origin: &[Vec<(usize, usize)>], keys: Vec<String>) {
+    // In place (a host's worth of descriptions is not copied twice): each
+    // description's first member is its own (an fd is in one description),
+    // so sorting the old indices by it gives the order the sort makes.
+    let mut permutation: Vec<(FdRef, usize)> = map
+        .open_files
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.members[0], i))
+        .collect();
+    permutation.sort_unstable();
+    map.open_files.sort_unstable_by_key(|d| d.members[0]);
     let mut by_bucket: Vec<Vec<(usize, usize)>> = vec![Vec::new(); keys.len()];
-    for (new_index, &old) in permutation.iter().enumerate() {
-        sorted.push(slots[old].take().expect("each description once"));
+    for (new_index, &(_, old)) in permutation.iter().enumerate() {
         for &(bucket, position) in &origin[old] {
             by_bucket[bucket].push((position, new_index));
         }
     }
-    map.open_files = sorted;
-    for (bucket, mut entries) in by_bucket.into_iter().enumerate() {
+    for (key, mut entries) in keys.into_iter().zip(by_bucket) {
         entries.sort_unstable();
-        map.order.insert(
-            keys[bucket].clone(),
-            entries.into_iter().map(|(_, i)| i).collect(),
-        );
+        map.order
+            .insert(key, entries.into_iter().map(|(_, i)| i).collect());
     }
 }
 

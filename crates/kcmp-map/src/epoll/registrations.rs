@@ -76,6 +76,14 @@ pub(super) fn check(pid: Pid, epfd: FdNum) -> Result<()> {
 /// See [`super::registrations`].
 pub(super) fn read(pid: Pid, epfd: FdNum) -> Result<Vec<Registration>> {
     check(pid, epfd)?;
+    read_again(pid, epfd)
+}
+
+/// The registrations of `epfd`, read again after [`read`] checked that it
+/// is an epoll instance: no new check (were `epfd` replaced by another
+/// file since, its registrations would differ, and [`unchanged`] says so;
+/// the next attempt's [`read`] then finds what it is).
+pub(super) fn read_again(pid: Pid, epfd: FdNum) -> Result<Vec<Registration>> {
     let info = procfs::read_fdinfo(pid, epfd).map_err(|e| {
         if e.errno() == Some(Errno::NOENT) {
             not_open(pid, epfd)

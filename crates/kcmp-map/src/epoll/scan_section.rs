@@ -2,7 +2,7 @@
 
 use super::index::ScanIndex;
 use super::inodes::LazyInoIndex;
-use super::registrations::{read, unchanged};
+use super::registrations::{read, read_again, unchanged};
 use super::resolve::resolve;
 use super::{EpollInstance, EpollTarget, ATTEMPTS, EPOLL_LINK};
 use crate::model::{FdRef, OpenFileDescription, SharingMap};
@@ -82,7 +82,7 @@ fn attempt(
 ) -> Result<Vec<EpollTarget>> {
     let regs = read(epfd.pid, epfd.fd)?;
     let t = resolve(index, inos, epfd.pid, epfd.fd, &regs, calls)?;
-    if !unchanged(&regs, &read(epfd.pid, epfd.fd)?) {
+    if !unchanged(&regs, &read_again(epfd.pid, epfd.fd)?) {
         return Err(Error::os("the registrations changed", Errno::AGAIN));
     }
     Ok(t)

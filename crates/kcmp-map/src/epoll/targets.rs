@@ -3,7 +3,7 @@
 
 use super::index::HostIndex;
 use super::inodes::LazyInoIndex;
-use super::registrations::{check, read, unchanged};
+use super::registrations::{check, read, read_again, unchanged};
 use super::resolve::resolve;
 use super::{EpollTarget, EpollTargets, Registration, ATTEMPTS};
 use crate::model::{FdRef, Skipped};
@@ -77,7 +77,7 @@ fn attempt(
         }
         Err(e) => return Err(e),
     };
-    if !unchanged(&regs, &read(pid, epfd)?) {
+    if !unchanged(&regs, &read_again(pid, epfd)?) {
         return Ok(None);
     }
     discard_exited(&mut targets, &start_times, &mut skipped);

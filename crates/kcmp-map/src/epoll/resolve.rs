@@ -153,14 +153,11 @@ pub(super) fn resolve(
     for reg in regs {
         crate::freeze::step();
         let slot = reg.slot(epfd);
-        let tfd_now = now
-            .entry(reg.tfd)
-            .or_insert_with(|| procfs::fd_target(pid, reg.tfd).ok())
-            .clone();
-        if let Some(found) = held_by_tfd(index, pid, reg, slot, tfd_now.as_deref(), calls) {
+        if let Some((found, tfd_now)) = held_by_tfd(index, pid, reg, slot, &mut now, calls) {
             out.push(target_of(pid, reg, Some(found), false, tfd_now));
             continue;
         }
+        let tfd_now = link_now(&mut now, pid, reg.tfd);
         let found = find_watched(index, inos, pid, reg, slot, calls)?;
         let holders = found.as_ref().map(|f| f.1.as_slice()).unwrap_or_default();
         let (stale, tfd_now) = staleness(pid, slot, tfd_now, holders, calls)?;
@@ -180,23 +177,39 @@ fn held_by_tfd(
     pid: Pid,
     reg: &Registration,
     slot: EpollSlot,
-    tfd_now: Option<&str>,
+    now: &mut HashMap<FdNum, Option<String>>,
     calls: &Cell<u64>,
-) -> Option<(String, Vec<FdRef>)> {
+) -> Option<((String, Vec<FdRef>), Option<String>)> {
     let (target, members) = index.listed_at(FdRef { pid, fd: reg.tfd })?;
-    if procfs::bucket_key(tfd_now?) != procfs::bucket_key(target) {
+    // A pipe's or socket's name is its inode (`pipe:[ino]`; pipefs and
+    // sockfs number from one counter): with the registered inode, and the
+    // registered file proved held by `tfd` below, that name is what `tfd`
+    // shows now, no readlink needed. Other names are read and compared.
+    let by_inode = match FdTarget::parse(target) {
+        FdTarget::Pipe(ino) | FdTarget::Socket(ino) if ino == reg.ino => true,
+        FdTarget::Pipe(_) | FdTarget::Socket(_) => return None,
+        _ => false,
+    };
+    let tfd_now = match by_inode {
+        true => Some(target.to_string()),
+        false => link_now(now, pid, reg.tfd),
+    };
+    if procfs::bucket_key(tfd_now.as_deref()?) != procfs::bucket_key(target) {
         return None;
-    }
-    if let FdTarget::Pipe(ino) | FdTarget::Socket(ino) = FdTarget::parse(target) {
-        if ino != reg.ino {
-            return None;
-        }
     }
     calls.set(calls.get() + 1);
     let equal = compare_epoll_target(pid, reg.tfd, pid, slot)
         .ok()?
         .is_equal();
-    equal.then(|| (target.to_string(), members.to_vec()))
+    equal.then(|| ((target.to_string(), members.to_vec()), tfd_now))
+}
+
+/// What `tfd` of `pid` refers to now (`None`: closed), read once per
+/// number (many registrations may share one).
+fn link_now(now: &mut HashMap<FdNum, Option<String>>, pid: Pid, tfd: FdNum) -> Option<String> {
+    now.entry(tfd)
+        .or_insert_with(|| procfs::fd_target(pid, tfd).ok())
+        .clone()
 }
 
 #[cfg(test)]

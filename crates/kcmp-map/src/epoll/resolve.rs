@@ -166,6 +166,9 @@ pub(super) fn resolve(
     Ok(out)
 }
 
+/// A watched description: its link text and holders.
+type Watched = (String, Vec<FdRef>);
+
 /// The common case in one kcmp: `tfd` of `pid` still refers to the
 /// registered description (the registration is not stale), and the
 /// description `tfd` was listed in is the one it refers to now (same link
@@ -179,7 +182,7 @@ fn held_by_tfd(
     slot: EpollSlot,
     now: &mut HashMap<FdNum, Option<String>>,
     calls: &Cell<u64>,
-) -> Option<((String, Vec<FdRef>), Option<String>)> {
+) -> Option<(Watched, Option<String>)> {
     let (target, members) = index.listed_at(FdRef { pid, fd: reg.tfd })?;
     // A pipe's or socket's name is its inode (`pipe:[ino]`; pipefs and
     // sockfs number from one counter): with the registered inode, and the

@@ -37,22 +37,81 @@ fn process_kinds(
     workers: usize,
     progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Vec<(ProcessResource, KindOutcome)> {
-    let kinds = ProcessResource::ALL;
+    // Sighand is grouped after vm, within vm's groups (see `sighand_within`).
+    let kinds: Vec<ProcessResource> = ProcessResource::ALL
+        .into_iter()
+        .filter(|&k| k != ProcessResource::Sighand)
+        .collect();
     let done = AtomicU64::new(0);
-    // Six items, each as big as the task count: threads pay from a few
-    // hundred tasks on.
-    let workers = if candidates.len() < 256 { 1 } else { workers };
-    let results = parallel_map(kinds.len(), workers, |k| {
-        let outcome = one_kind(kinds[k], tasks, candidates, sentinels, calls, repaired);
+    let total = ProcessResource::ALL.len() as u64;
+    let report = || {
         let d = done.fetch_add(1, AtomicOrdering::Relaxed) + 1;
         progress(ScanProgress {
             phase: 2,
             done: d,
-            total: kinds.len() as u64,
+            total,
         });
+    };
+    // Five items, each as big as the task count: threads pay from a few
+    // hundred tasks on.
+    let workers = if candidates.len() < 256 { 1 } else { workers };
+    let results = parallel_map(kinds.len(), workers, |k| {
+        let outcome = one_kind(kinds[k], tasks, candidates, sentinels, calls, repaired);
+        report();
         outcome
     });
-    kinds.into_iter().zip(results).collect()
+    let mut out: Vec<(ProcessResource, KindOutcome)> = kinds.into_iter().zip(results).collect();
+    let vm = out
+        .iter()
+        .find(|(k, _)| *k == ProcessResource::Vm)
+        .map(|(_, o)| o);
+    let sighand = sighand_within(vm, tasks, candidates, calls, repaired);
+    report();
+    out.push((ProcessResource::Sighand, sighand));
+    out.sort_by_key(|(k, _)| ProcessResource::ALL.iter().position(|x| x == k));
+    out
+}
+
+/// Sighand, grouped within vm's groups: the kernel lets only a task that
+/// shares the address space share the signal handlers (`clone` refuses
+/// `CLONE_SIGHAND` without `CLONE_VM`), and the one way to stop sharing an
+/// address space, `execve`, unshares the handlers too. Tasks apart on vm
+/// are therefore apart on sighand, whenever either was read: a process
+/// alone on vm needs no comparison. When vm did not place every candidate
+/// (a task without an address space, one that failed), all are compared.
+fn sighand_within(
+    vm: Option<&KindOutcome>,
+    tasks: &[SelectedTask],
+    candidates: &[u32],
+    calls: &CallCounter,
+    repaired: &AtomicU64,
+) -> KindOutcome {
+    let kind = ProcessResource::Sighand;
+    let groups = match vm {
+        Some(KindOutcome::Groups(groups, failures))
+            if failures.is_empty()
+                && groups.iter().map(Vec::len).sum::<usize>() == candidates.len() =>
+        {
+            groups
+        }
+        _ => return one_kind(kind, tasks, candidates, None, calls, repaired),
+    };
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for g in groups {
+        if g.len() < 2 {
+            out.push(g.clone());
+            continue;
+        }
+        match one_kind(kind, tasks, g, None, calls, repaired) {
+            KindOutcome::Groups(gs, f) => {
+                out.extend(gs);
+                failures.extend(f);
+            }
+            unavailable => return unavailable,
+        }
+    }
+    KindOutcome::Groups(out, failures)
 }
 
 /// The sentinels that stand for "none" on `kind`: the zombie for

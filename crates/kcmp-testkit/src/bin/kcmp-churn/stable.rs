@@ -14,7 +14,23 @@
 //!   (separate `open()`s on fds 50.., inherited by C), so that F's bucket is
 //!   mostly distinct descriptions: the engine then places its fds by
 //!   searching with its own copy first. Each of them is held by exactly
-//!   (P, n) and (C, n); the truth lists them as `"many"`.
+//!   (P, n) and (C, n); the truth lists them as `"many"`;
+//! - `memfd`: `dup2`, but A and B are two memfds of one name (one link
+//!   text, `/memfd:kcmp-churn (deleted)`), whose mount (fdinfo `mnt_id` 0)
+//!   is in no mount table: the engine takes no copies of them, members
+//!   stand in as representatives;
+//! - `pipe-many`: `dup2`, but A and B are the two ends of one pipe, and the
+//!   [`MANY`] more descriptions are reopens of it (`/proc/self/fd/N`,
+//!   `O_RDWR`): one bucket (`pipe:[ino]`) of mostly distinct descriptions
+//!   without a path, copied first;
+//! - `pipe-swap-many`: `pipe-many`, and P also holds a dup of each of them
+//!   at `n + DUPS` (found among its own descriptions); C swaps each pair
+//!   (n, n ^ 1) of them right after the fork (before the truth is printed),
+//!   so that its inheritance hints for them miss: description n is held by
+//!   (P, n), (P, n + DUPS), (C, partner n) and (C, n + DUPS), with
+//!   `"swap": true` in the truth;
+//! - `pipe-big-many`: `pipe-many` with [`MANY_BIG`] extra descriptions: a
+//!   bucket of over 1024 fds, grouped in parts on all workers and merged.
 //!
 //! Prints `{"parent": P, "child": C, "a": [[pid, fd]...], "b": [...],
 //! "helper": R or 0, "dir": D}` and churns until stdin reaches EOF.
@@ -29,6 +45,12 @@ const CHURN: i32 = 30;
 /// The extra stable descriptions of `dup2-many`, on fds `MANY_BASE..`.
 const MANY: i32 = 40;
 const MANY_BASE: i32 = 50;
+
+/// The extra descriptions of `pipe-big-many`.
+const MANY_BIG: i32 = 600;
+
+/// `pipe-swap-many`: P's dup of each extra description n is on `n + DUPS`.
+const DUPS: i32 = 100;
 
 /// The stable fds of description A and B.
 const A: [i32; 2] = [40, 41];
@@ -59,6 +81,15 @@ fn open_rw(path: &CString) -> i32 {
     fd
 }
 
+/// A new memfd named `kcmp-churn` (every one has the same link text).
+fn memfd() -> i32 {
+    let name = CString::new("kcmp-churn").unwrap();
+    // SAFETY: name is a valid NUL-terminated string.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    fd
+}
+
 fn dup_to(from: i32, to: i32) {
     // SAFETY: dup2 and close take integers; `from` is open.
     unsafe {
@@ -83,7 +114,7 @@ fn next(state: &mut u64) -> u64 {
 /// opened by `open-close`.
 fn step(mode: &str, rng: &mut u64, file: &CString, extra: &mut Vec<i32>) {
     match mode {
-        "dup2" | "dup2-many" => {
+        "dup2" | "dup2-many" | "memfd" | "pipe-many" | "pipe-swap-many" | "pipe-big-many" => {
             let r = next(rng);
             let from = if r & 1 == 0 { A[0] } else { B[0] };
             dup_to(from, CHURN + ((r >> 1) % 8) as i32);
@@ -162,29 +193,64 @@ fn renamer(dir: &str) -> ! {
 
 /// Runs MODE until stdin reaches EOF.
 pub fn run(mode: &str) {
-    if !["dup2", "dup2-many", "open-close", "fork-exit", "rename"].contains(&mode) {
+    let modes = [
+        "dup2",
+        "dup2-many",
+        "open-close",
+        "fork-exit",
+        "rename",
+        "memfd",
+        "pipe-many",
+        "pipe-swap-many",
+        "pipe-big-many",
+    ];
+    if !modes.contains(&mode) {
         eprintln!(
-            "kcmp-churn: unknown --stable mode {mode:?} (dup2, dup2-many, open-close, fork-exit, rename)"
+            "kcmp-churn: unknown --stable mode {mode:?} (dup2, dup2-many, open-close, fork-exit, rename, memfd, pipe-many, pipe-swap-many, pipe-big-many)"
         );
         std::process::exit(2);
     }
     let dir = format!("/tmp/kcmp-churn-{}", std::process::id());
     std::fs::create_dir_all(&dir).expect("create the churn directory");
     let file = CString::new(format!("{dir}/f")).unwrap();
-    let a = open_rw(&file);
-    let b = open_rw(&file);
+    let (a, b) = match mode {
+        "memfd" => (memfd(), memfd()),
+        "pipe-many" | "pipe-swap-many" | "pipe-big-many" => {
+            let mut ends = [0; 2];
+            // SAFETY: pipe writes two ints into a live local array.
+            assert!(unsafe { libc::pipe(ends.as_mut_ptr()) } == 0, "pipe");
+            (ends[0], ends[1])
+        }
+        _ => (open_rw(&file), open_rw(&file)),
+    };
     dup_to(a, A[0]);
     dup_to(a, A[1]);
     dup_to(b, B[0]);
     dup_to(b, B[1]);
     close(a);
     close(b);
-    let many = if mode == "dup2-many" { MANY } else { 0 };
+    let many = match mode {
+        "pipe-big-many" => MANY_BIG,
+        _ if mode.ends_with("-many") => MANY,
+        _ => 0,
+    };
+    let reopen = CString::new(format!("/proc/self/fd/{}", A[0])).unwrap();
     for n in MANY_BASE..MANY_BASE + many {
-        let fd = open_rw(&file);
+        let fd = open_rw(if mode.starts_with("pipe") {
+            &reopen
+        } else {
+            &file
+        });
         dup_to(fd, n);
         close(fd);
+        if mode == "pipe-swap-many" {
+            dup_to(n, n + DUPS);
+        }
     }
+    let swap = mode == "pipe-swap-many";
+    let mut sync = [0; 2];
+    // SAFETY: pipe writes two ints into a live local array.
+    assert!(unsafe { libc::pipe(sync.as_mut_ptr()) } == 0, "pipe");
     let helper = if mode == "rename" {
         // SAFETY: single-threaded; the child runs `renamer` only.
         match unsafe { libc::fork() } {
@@ -200,12 +266,33 @@ pub fn run(mode: &str) {
     let child = unsafe { libc::fork() };
     if child == 0 {
         die_with_parent();
+        if swap {
+            for n in (MANY_BASE..MANY_BASE + many).step_by(2) {
+                dup_to(n, 1000);
+                dup_to(n + 1, n);
+                dup_to(1000, n + 1);
+                close(1000);
+            }
+        }
+        // SAFETY: writes one byte from a live local; then closes own fds.
+        unsafe {
+            libc::write(sync[1], b"r".as_ptr().cast(), 1);
+            libc::close(sync[0]);
+            libc::close(sync[1]);
+        }
         let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ std::process::id() as u64;
         let mut extra = Vec::new();
         let child_mode = if mode == "fork-exit" { "idle" } else { mode };
         loop {
             step(child_mode, &mut rng, &file, &mut extra);
         }
+    }
+    let mut byte = [0u8; 1];
+    // SAFETY: reads one byte into a live local; then closes own fds.
+    unsafe {
+        libc::close(sync[1]);
+        libc::read(sync[0], byte.as_mut_ptr().cast(), 1);
+        libc::close(sync[0]);
     }
     let pairs = |pid: i32, fds: &[i32]| {
         fds.iter()
@@ -219,7 +306,7 @@ pub fn run(mode: &str) {
         .map(|n| n.to_string())
         .collect();
     println!(
-        "{{\"parent\":{me},\"child\":{child},\"a\":[{a_pairs}],\"b\":[{b_pairs}],\"helper\":{helper},\"dir\":\"{dir}\",\"many\":[{}]}}",
+        "{{\"parent\":{me},\"child\":{child},\"a\":[{a_pairs}],\"b\":[{b_pairs}],\"helper\":{helper},\"dir\":\"{dir}\",\"many\":[{}],\"swap\":{swap},\"dups\":{DUPS}}}",
         many.join(",")
     );
     let _ = std::io::stdout().flush();

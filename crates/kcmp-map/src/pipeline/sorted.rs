@@ -509,31 +509,36 @@ impl<'a, R: Rows> Sorted<'a, R> {
     }
 
     /// Where a new anchor `mine` goes: `Ok(pos)` when its neighbours agree,
-    /// else by binary search; `Err(g)` when it equals group `g`.
-    fn place_anchor(&self, mine: FdNum, pos: usize) -> Result<usize, usize> {
-        let me = Pid::this();
-        let order = |g: usize| {
-            let (rp, rf) = self.groups[g].rep.locate(|r| self.rows.locate(r));
-            (self.cmp)(me, mine, rp, rf)
-        };
+    /// else where a search with the anchor itself puts it (a member
+    /// standing in that fails is dropped and the search starts again, never
+    /// a place taken on trust); `Err(g)` when it equals group `g`.
+    fn place_anchor(&mut self, mine: FdNum, pos: usize) -> Result<usize, usize> {
+        let copy = Probe::Copy(mine);
         let pos = pos.min(self.groups.len());
-        let left_ok = pos == 0 || matches!(order(pos - 1), Ok(KcmpOrdering::Greater));
-        let right_ok = pos == self.groups.len() || matches!(order(pos), Ok(KcmpOrdering::Less));
-        if left_ok && right_ok {
-            return Ok(pos);
+        let side = |s: &mut Self, g: usize, want: KcmpOrdering| match s.compare_probe(g, copy) {
+            Ok(Some(o)) if o == want => Some(true),
+            Ok(Some(KcmpOrdering::Unordered(_))) => None, // no order: nothing to check
+            _ => Some(false), // out of place, or a stand-in failed (groups moved)
+        };
+        let left = if pos == 0 {
+            Some(true)
+        } else {
+            side(self, pos - 1, KcmpOrdering::Greater)
+        };
+        let right = match left {
+            Some(true) if pos < self.groups.len() => side(self, pos, KcmpOrdering::Less),
+            other => other,
+        };
+        match right {
+            Some(true) | None => return Ok(pos.min(self.groups.len())),
+            Some(false) => {}
         }
-        let (mut lo, mut hi) = (0, self.groups.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match order(mid) {
-                Ok(KcmpOrdering::Equal) => return Err(mid),
-                Ok(KcmpOrdering::Less) => hi = mid,
-                Ok(KcmpOrdering::Greater) => lo = mid + 1,
-                // No order (fallbacks) or a failing member-representative.
-                _ => return Ok(pos),
-            }
+        match self.search(copy, 0..self.groups.len()) {
+            Ok(Ok(g)) => Err(g),
+            Ok(Err(at)) => Ok(at),
+            // Only an anchor can fail here, and an anchor cannot.
+            Err(_) => Ok(pos.min(self.groups.len())),
         }
-        Ok(lo)
     }
 
     /// Takes in the groups of another part of the same bucket (grouped on

@@ -176,7 +176,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
         if self.tactics.copy_first(self.paths) {
             match self.copy_of(row) {
                 Ok(Some(own)) => return self.place_by_copy(row, own, hint),
-                Ok(None) => {} // no copy here: the live fd's way
+                Ok(None) => self.tactics.copy_refused(), // the live fd's way
                 Err(e) => return Placed::Failed(e),
             }
         }

@@ -33,6 +33,9 @@ pub(crate) struct Tactics {
     new: u32,
     /// Hints passed over since the last try (see [`explore`]).
     hint_skips: u32,
+    /// A copy was refused here (no pidfd, no budget, a path whose copy
+    /// could block on close): copying first would only add fdinfo reads.
+    no_copies: bool,
 }
 
 /// A shortcut judged not worth it is still tried once in [`EXPLORE`]
@@ -90,7 +93,13 @@ impl Tactics {
     /// exceeds `(g + f) / (g + f + 2c)`: about 1/3 without paths, 3/4 with.
     pub(crate) fn copy_first(&self, paths: bool) -> bool {
         let p = neutral(self.new, self.searched);
-        p > if paths { 0.75 } else { 0.35 }
+        !self.no_copies && p > if paths { 0.75 } else { 0.35 }
+    }
+
+    /// Records that a copy was refused: no more copying first here (a
+    /// bucket on FUSE, NFS or overlayfs would read fdinfo twice per fd).
+    pub(crate) fn copy_refused(&mut self) {
+        self.no_copies = true;
     }
 
     /// Records the outcome of a global search.
@@ -133,5 +142,9 @@ mod tests {
             t.searched(false);
         }
         assert!(!t.copy_first(false) && !t.copy_first(true));
+        let mut t = Tactics::default();
+        assert!(t.copy_first(false));
+        t.copy_refused();
+        assert!(!t.copy_first(false));
     }
 }

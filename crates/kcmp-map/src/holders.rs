@@ -165,7 +165,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     // Closing a copy of a file flushes it (FUSE, NFS: a server round trip):
     // files are copied only on local filesystems.
     let copy = !FdTarget::parse(&link).may_flush() || budget.path_copy_is_safe(via, fd) == Ok(true);
-    let anchor = budget.anchor(queried.pidfd().filter(|_| copy), fd);
+    let anchor = budget.anchor(queried.pidfd().filter(|_| copy), via, fd);
     let (rep_pid, rep_fd) = match &anchor {
         Some(own) => (
             Pid::this(),

@@ -154,6 +154,13 @@ pub struct ScanStats {
     /// Descriptions found under two names (a file renamed during the
     /// scan, or hard links) and joined by kcmp.
     pub descriptions_joined_across_names: u64,
+    /// Descriptions whose representative was one of their members rather
+    /// than the engine's own copy (`pidfd_getfd` refused, the fd budget
+    /// spent, a FUSE, NFS or overlayfs mount, a file this process holds a
+    /// POSIX lock on). A member can change under the scan, so these are
+    /// exact only if their holders held still: with `--freeze`, or on a
+    /// quiet host. 0 when every compared description had an anchor.
+    pub descriptions_without_anchor: u64,
     /// How equality was decided: `"kcmp"` (ordered) or a fallback.
     pub method: String,
     /// Wall time of each phase, in milliseconds: `select`, `pin`,

@@ -49,6 +49,51 @@ const LOCAL_FILESYSTEMS: &[&str] = &[
     "anon_inodefs",
 ];
 
+/// Mount ids of the kernel's internal shmem and hugetlbfs mounts, where
+/// `memfd_create(2)` puts its files: they are in no mount table, so a memfd's
+/// fdinfo `mnt_id` (0 on Linux 6.x, whose first mount is shmem's) names a
+/// mount nobody can look up. This process learns them by creating memfds of
+/// its own (the default and 2 MiB and 1 GiB huge page sizes; the kernel
+/// refuses sizes it lacks) and reading their fdinfo, once. A mount id names
+/// one live mount on the whole host and these mounts live as long as the
+/// kernel, so an fd with one of these ids is a tmpfs or hugetlbfs file:
+/// neither has a `flush`, and their `getattr` never waits.
+pub(crate) fn shmem_mount_ids() -> &'static [u64] {
+    static IDS: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    IDS.get_or_init(|| {
+        use rustix::fs::{memfd_create, MemfdFlags};
+        let kinds = [
+            MemfdFlags::empty(),
+            MemfdFlags::HUGETLB,
+            MemfdFlags::HUGETLB | MemfdFlags::HUGE_2MB,
+            MemfdFlags::HUGETLB | MemfdFlags::HUGE_1GB,
+        ];
+        let mut ids = Vec::new();
+        for kind in kinds {
+            // `vm.memfd_noexec = 2` refuses a memfd that is not sealed
+            // against exec; Linux before 6.3 does not know the flag.
+            let memfd =
+                memfd_create("kcmp-mount-probe", MemfdFlags::CLOEXEC | kind).or_else(|_| {
+                    let sealed = MemfdFlags::CLOEXEC | MemfdFlags::NOEXEC_SEAL | kind;
+                    memfd_create("kcmp-mount-probe", sealed)
+                });
+            let Ok(memfd) = memfd else { continue };
+            let Ok(own) = FdNum::new(std::os::fd::AsRawFd::as_raw_fd(&memfd)) else {
+                continue;
+            };
+            // A kernel without `mnt_id:` in fdinfo (before 3.15) has no id to learn.
+            let Ok(text) = crate::procfs::read_fdinfo_text(Pid::this(), own) else {
+                continue;
+            };
+            let info = crate::procfs::FdInfo::parse(&text);
+            if text.contains("\nmnt_id:") && !ids.contains(&info.mnt_id) {
+                ids.push(info.mnt_id);
+            }
+        }
+        ids
+    })
+}
+
 /// One line of `/proc/PID/mountinfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {

@@ -184,8 +184,7 @@ fn churn(mode: &str) {
 }
 
 /// [`churn`], with this process holding a POSIX record lock (on a file of
-/// its own) when `locked`: the engine then takes no copies at all, and
-/// members stand in as representatives.
+/// its own) when `locked`: the engine then never copies that file.
 fn churn_as(mode: &str, locked: bool) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let _lock = locked.then(|| {
@@ -271,22 +270,19 @@ fn rename_churn_never_splits_a_description() {
     churn("rename");
 }
 
-/// Two memfds of one name: no anchors (their mount is in no mount table),
-/// members stand in as representatives while fds 30..37 switch between
-/// the two descriptions. KNOWN TO FAIL without freezing (README, "How it
-/// stays exact": a member standing in can change under the scan); kept to
-/// be run by hand until stand-ins are exact.
+/// Two memfds of one name while fds 30..37 switch between them: their
+/// mount (the kernel's internal shmem mount) is in no mount table, and is
+/// known as safe to copy from the engine's own memfd. Before that, members
+/// stood in as representatives and 9 to 46 of 50 scans were wrong.
 #[test]
-#[ignore = "known bug: member stand-ins are not exact under churn without --freeze"]
-fn memfd_dup2_churn_with_member_stand_ins_stays_exact() {
+fn memfd_dup2_churn_stays_exact() {
     churn("memfd");
 }
 
-/// dup2 churn while the caller holds a POSIX lock: no anchors anywhere,
-/// members stand in as representatives. KNOWN TO FAIL without freezing, as
-/// the memfd test.
+/// dup2 churn while the caller holds a POSIX lock on a file of its own:
+/// only that file is never copied. Before, no copies at all were taken and
+/// members standing in made most scans wrong.
 #[test]
-#[ignore = "known bug: member stand-ins are not exact under churn without --freeze"]
 fn dup2_churn_with_a_posix_lock_held_stays_exact() {
     churn_as("dup2", true);
 }

@@ -72,4 +72,6 @@ fn a_scan_never_releases_the_callers_posix_locks() {
     assert!(fd(0).is_some() && fd(1).is_some(), "both fds scanned");
     assert_ne!(fd(0).unwrap().members, fd(1).unwrap().members);
     assert!(still_held, "the scan released this process's POSIX lock");
+    // Neither description could have an anchor, and the scan says so.
+    assert_eq!(map.stats.descriptions_without_anchor, 2);
 }

@@ -288,6 +288,12 @@ pub fn notes(map: &SharingMap, style: Style) -> Vec<String> {
             out.push(style.warn(&format!("{what}: {n}")));
         }
     }
+    let unanchored = map.stats.descriptions_without_anchor;
+    if unanchored > 0 && !map.frozen {
+        out.push(style.warn(&format!(
+            "descriptions compared through a member, not a copy (exact if their holders held still; --freeze makes sure): {unanchored}"
+        )));
+    }
     if let Some(why) = map.freeze_released {
         out.push(style.warn(&format!(
             "not frozen throughout ({}): {}",

@@ -13,21 +13,24 @@
 //! `pidfd_getfd` needs `PTRACE_MODE_ATTACH` (kcmp needs only `READ`) and an
 //! fd slot. Where it is refused, or the fd budget ([`Budget`]) is spent, the
 //! member itself serves as representative ([`Rep::Member`]), the guarantee
-//! of the pre-anchor engine. Anchors are not used at all when this process
-//! holds POSIX record locks: closing a copy of a file would release them.
+//! of the pre-anchor engine. Closing a copy of a file releases the POSIX
+//! record locks this process holds on it, so a file whose inode this
+//! process has locked is never copied ([`OwnLocks`]).
 //!
 //! Closing a copy calls the file's `flush`, which on FUSE, NFS or CIFS
 //! waits for the server: a hung FUSE server (or one this scan froze) would
 //! hang the engine. So a file is copied only when its mount (fdinfo
 //! `mnt_id` in the holder's mount table) is a local filesystem
-//! ([`crate::mounts::Mount::never_blocks`]); pipes, sockets and anonymous
-//! inodes have no such `flush` and are always copied.
+//! ([`crate::mounts::Mount::never_blocks`]) or the kernel's internal shmem
+//! or hugetlbfs mount of memfds ([`crate::mounts::shmem_mount_ids`]);
+//! pipes, sockets and anonymous inodes have no such `flush` and are always
+//! copied.
 
 use crate::mounts::MountTable;
 use kcmp::{FdNum, Pid};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -60,7 +63,8 @@ impl Rep {
 #[derive(Debug)]
 pub(crate) struct Budget {
     left: AtomicI64,
-    enabled: bool,
+    /// The POSIX locks this process holds: their files are not copied.
+    locks: OwnLocks,
     /// Mount tables by mount namespace (the `/proc/PID/ns/mnt` link).
     mounts: Mutex<HashMap<String, Option<Arc<MountTable>>>>,
     /// Each task's mount namespace link, read once.
@@ -70,8 +74,7 @@ pub(crate) struct Budget {
 impl Budget {
     /// A budget of half the fds still free under the soft `RLIMIT_NOFILE`
     /// (`open_now` is a fallback count of open fds when /proc/self/fd
-    /// cannot be read), keeping at least 64 for everything else; disabled
-    /// when this process holds POSIX locks.
+    /// cannot be read), keeping at least 64 for everything else.
     pub(crate) fn new(open_now: usize) -> Budget {
         let open_now = crate::procfs::FdDir::open(Pid::this())
             .and_then(|d| d.fds())
@@ -83,7 +86,7 @@ impl Budget {
         let free = limit - open_now as i64 - 64;
         Budget {
             left: AtomicI64::new((free / 2).max(0)),
-            enabled: !holds_posix_locks(),
+            locks: OwnLocks::read(),
             mounts: Mutex::new(HashMap::new()),
             ns_of: Mutex::new(HashMap::new()),
         }
@@ -96,11 +99,15 @@ impl Budget {
     pub(crate) fn try_anchor(
         &self,
         pidfd: Option<BorrowedFd<'_>>,
+        pid: Pid,
         fd: FdNum,
     ) -> Result<Option<OwnedFd>, Errno> {
-        let Some(pidfd) = pidfd.filter(|_| self.enabled) else {
+        let Some(pidfd) = pidfd else {
             return Ok(None);
         };
+        if !self.locks.may_copy(pid, fd)? {
+            return Ok(None);
+        }
         if self.left.fetch_sub(1, Ordering::Relaxed) <= 0 {
             self.left.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
@@ -110,7 +117,7 @@ impl Budget {
             fd.get(),
             rustix::process::PidfdGetfdFlags::empty(),
         ) {
-            Ok(own) => Ok(Some(own)),
+            Ok(own) => Ok(self.locks.keep_unless_locked(own)),
             Err(e) => {
                 self.left.fetch_add(1, Ordering::Relaxed);
                 if e == Errno::BADF || e == Errno::SRCH {
@@ -123,14 +130,20 @@ impl Budget {
     }
 
     /// [`try_anchor`](Self::try_anchor), `None` on any failure.
-    pub(crate) fn anchor(&self, pidfd: Option<BorrowedFd<'_>>, fd: FdNum) -> Option<OwnedFd> {
-        self.try_anchor(pidfd, fd).ok().flatten()
+    pub(crate) fn anchor(
+        &self,
+        pidfd: Option<BorrowedFd<'_>>,
+        pid: Pid,
+        fd: FdNum,
+    ) -> Option<OwnedFd> {
+        self.try_anchor(pidfd, pid, fd).ok().flatten()
     }
 
     /// Whether a copy of `fd` of `pid`, a file with a path, may be taken:
     /// only when closing the copy cannot wait on a server, i.e. the fd's
-    /// mount is in `pid`'s mount table and is a local filesystem. Reads
-    /// fdinfo and (once per mount namespace) mountinfo, never the file.
+    /// mount is in `pid`'s mount table and is a local filesystem, or is the
+    /// internal mount of memfds. Reads fdinfo and (once per mount namespace)
+    /// mountinfo, never the file.
     ///
     /// `Err` when the fd is gone (`EBADF`: closed meanwhile) or its task
     /// (`ESRCH`), as [`try_anchor`](Self::try_anchor) says it.
@@ -141,10 +154,13 @@ impl Budget {
             Err(e) if e.errno() == Some(Errno::SRCH) => return Err(Errno::SRCH),
             Err(_) => return Ok(false),
         };
-        let Some(table) = self.mount_table(pid) else {
-            return Ok(false);
-        };
-        Ok(table.get(info.mnt_id).is_some_and(|m| m.never_blocks()))
+        let listed = self
+            .mount_table(pid)
+            .and_then(|t| t.get(info.mnt_id).cloned());
+        Ok(match listed {
+            Some(mount) => mount.never_blocks(),
+            None => crate::mounts::shmem_mount_ids().contains(&info.mnt_id),
+        })
     }
 
     /// The mount table of `pid`'s mount namespace, read once per namespace;
@@ -199,44 +215,114 @@ impl Budget {
     }
 }
 
-/// Whether this process holds a POSIX (fcntl, not OFD) record lock: then
-/// closing a copy of any file could release it.
-fn holds_posix_locks() -> bool {
-    let me = Pid::this();
-    let fds = match crate::procfs::FdDir::open(me).and_then(|d| d.fds()) {
-        Ok(fds) if fds.len() <= OWN_FDS_READ => fds,
-        _ => return posix_locks_in_proc_locks(),
-    };
-    // Each fd's fdinfo lists, in `lock:` lines, the locks this process holds
-    // on its file; a POSIX lock needs an open fd on its file. Reading them
-    // takes no global lock, unlike /proc/locks (whose reader waits for an
-    // RCU grace period: about 10 ms here, a third of a small host's scan).
-    fds.into_iter()
-        .any(|fd| match crate::procfs::read_fdinfo_text(me, fd) {
-            Ok(text) => text
-                .lines()
-                .any(|l| l.starts_with("lock:") && l.split_whitespace().any(|w| w == "POSIX")),
-            // The fd closed since the listing (the listing's own directory fd).
-            Err(e) if e.errno() == Some(Errno::NOENT) => false,
-            Err(_) => true, // unknown: be careful
-        })
+/// The POSIX (fcntl, not OFD) record locks this process holds, by inode:
+/// closing any fd of a locked file, a copy included, releases them.
+#[derive(Debug)]
+enum OwnLocks {
+    /// None: every file may be copied.
+    None,
+    /// The inode numbers of the locked files. The device is left out: a
+    /// file of another device with the same number is merely not copied.
+    On(HashSet<u64>),
+    /// They could not be read: nothing is copied.
+    Unknown,
 }
 
-/// Own fds whose fdinfo [`holds_posix_locks`] reads at most; with more it
+impl OwnLocks {
+    /// This process's locks, read once per scan: from the fdinfo of each of
+    /// its fds (`lock:` lines list the locks this process holds on that
+    /// fd's file; a POSIX lock needs an open fd on its file), which takes no
+    /// global lock, unlike /proc/locks (whose reader waits for an RCU grace
+    /// period: about 10 ms here, a third of a small host's scan).
+    fn read() -> OwnLocks {
+        let me = Pid::this();
+        let fds = match crate::procfs::FdDir::open(me).and_then(|d| d.fds()) {
+            Ok(fds) if fds.len() <= OWN_FDS_READ => fds,
+            _ => return Self::from_proc_locks(),
+        };
+        let mut inodes = HashSet::new();
+        for fd in fds {
+            match crate::procfs::read_fdinfo_text(me, fd) {
+                Ok(text) => {
+                    let locks = text.lines().filter_map(|l| l.strip_prefix("lock:"));
+                    inodes.extend(locks.filter_map(posix_lock_inode));
+                }
+                // The fd closed since the listing (the listing's own directory fd).
+                Err(e) if e.errno() == Some(Errno::NOENT) => {}
+                Err(_) => return OwnLocks::Unknown,
+            }
+        }
+        Self::of(inodes)
+    }
+
+    /// [`read`](Self::read) from /proc/locks, for a process with many fds.
+    fn from_proc_locks() -> OwnLocks {
+        let me = std::process::id().to_string();
+        let Ok(text) = std::fs::read_to_string("/proc/locks") else {
+            return OwnLocks::Unknown;
+        };
+        let inodes = text.lines().filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
+            (f.get(4) == Some(&me.as_str())).then(|| posix_lock_inode(line))?
+        });
+        Self::of(inodes.collect())
+    }
+
+    fn of(inodes: HashSet<u64>) -> OwnLocks {
+        match inodes.is_empty() {
+            true => OwnLocks::None,
+            false => OwnLocks::On(inodes),
+        }
+    }
+
+    /// Whether `fd` of `pid` may be copied: its inode (from fdinfo) is not
+    /// one this process has locked. `Err` when the fd or task is gone.
+    fn may_copy(&self, pid: Pid, fd: FdNum) -> Result<bool, Errno> {
+        match self {
+            OwnLocks::None => Ok(true),
+            OwnLocks::Unknown => Ok(false),
+            OwnLocks::On(inodes) => match crate::procfs::read_fdinfo(pid, fd) {
+                Ok(info) => Ok(info.ino != 0 && !inodes.contains(&info.ino)),
+                Err(e) if e.errno() == Some(Errno::NOENT) => Err(Errno::BADF),
+                Err(e) if e.errno() == Some(Errno::SRCH) => Err(Errno::SRCH),
+                Err(_) => Ok(false),
+            },
+        }
+    }
+
+    /// The copy, unless `fd` was switched to a locked file between
+    /// [`may_copy`](Self::may_copy) and the copy: then the copy is left open
+    /// for the rest of this process's life (closing it would release the
+    /// lock) and `None` is returned.
+    fn keep_unless_locked(&self, copy: OwnedFd) -> Option<OwnedFd> {
+        let OwnLocks::On(inodes) = self else {
+            return Some(copy);
+        };
+        let own = FdNum::new(copy.as_raw_fd()).ok()?;
+        match crate::procfs::read_fdinfo(Pid::this(), own) {
+            Ok(info) if info.ino != 0 && !inodes.contains(&info.ino) => Some(copy),
+            _ => {
+                let _left_open = rustix::fd::IntoRawFd::into_raw_fd(copy);
+                None
+            }
+        }
+    }
+}
+
+/// The inode of a POSIX lock line (`1: POSIX  ADVISORY  WRITE 1234
+/// 00:2a:3482 0 EOF`, as in /proc/locks and after fdinfo's `lock:`);
+/// `None` for other kinds (FLOCK, OFDLCK, LEASE).
+fn posix_lock_inode(line: &str) -> Option<u64> {
+    let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
+    if f.get(1) != Some(&"POSIX") {
+        return None;
+    }
+    f.get(5)?.rsplit(':').next()?.parse().ok()
+}
+
+/// Own fds whose fdinfo [`OwnLocks::read`] reads at most; with more it
 /// reads /proc/locks once.
 const OWN_FDS_READ: usize = 256;
-
-/// [`holds_posix_locks`] from /proc/locks.
-fn posix_locks_in_proc_locks() -> bool {
-    let me = std::process::id().to_string();
-    let Ok(text) = std::fs::read_to_string("/proc/locks") else {
-        return true; // unknown: be careful
-    };
-    text.lines().any(|line| {
-        let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
-        f.get(1) == Some(&"POSIX") && f.get(4) == Some(&me.as_str())
-    })
-}
 
 /// `(mnt_id, ino)` of a representative from fdinfo (never touches the
 /// file), or `None` when it cannot be read (the fd closed, a kernel
@@ -267,5 +353,27 @@ pub(crate) fn own_mount_inode_type(fd: BorrowedFd<'_>) -> (Option<(u64, u64)>, O
             let own = FdNum::new(fd.as_raw_fd()).ok();
             (own.and_then(|f| mount_and_inode(Pid::this(), f)), None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::posix_lock_inode;
+
+    #[test]
+    fn lock_lines_give_the_inode_of_posix_locks_only() {
+        let posix = " 1: POSIX  ADVISORY  WRITE 3290 00:2a:3482 0 EOF";
+        assert_eq!(posix_lock_inode(posix), Some(3482));
+        let waiter = "1: -> POSIX  ADVISORY  WRITE 3291 fd:01:77 0 EOF";
+        assert_eq!(posix_lock_inode(waiter), Some(77));
+        assert_eq!(
+            posix_lock_inode("2: FLOCK  ADVISORY  WRITE 3290 00:2a:9 0 EOF"),
+            None
+        );
+        assert_eq!(
+            posix_lock_inode("3: OFDLCK ADVISORY  READ  -1 00:2a:9 0 EOF"),
+            None
+        );
+        assert_eq!(posix_lock_inode("4: POSIX"), None);
     }
 }

@@ -90,6 +90,9 @@ pub(crate) struct Grouped {
     pub split: u64,
     /// Descriptions joined across names (renamed during the scan).
     pub renamed: u64,
+    /// Descriptions of compared buckets whose representative was a member
+    /// standing in (no copy could be taken).
+    pub unanchored: u64,
 }
 
 /// The rows and tasks, as the placement sees them.
@@ -149,6 +152,7 @@ impl Grouped {
             fds_decided_by_key: self.by_key,
             fds_vanished: vanished.count() as u64,
             descriptions_joined_across_names: self.renamed,
+            descriptions_without_anchor: self.unanchored,
             ..ScanStats::default()
         }
     }
@@ -165,6 +169,8 @@ struct BucketOut {
     groups: Vec<(Vec<u32>, Option<MountInode>, Option<u32>)>,
     failures: Vec<(u32, Error)>,
     changed: Vec<u32>,
+    /// Groups whose representative was a member standing in.
+    unanchored: u64,
 }
 
 /// Groups the listed fds of `tasks` into open file descriptions.
@@ -237,6 +243,7 @@ pub(crate) fn group_files(
             classify(&mut g, e_row, err);
         }
         g.changed.extend(out.changed);
+        g.unanchored += out.unanchored;
         let mut descs = Vec::with_capacity(out.groups.len());
         for (i, (rows, ino, file_type)) in out.groups.into_iter().enumerate() {
             if let Some(ino) = ino {
@@ -272,6 +279,7 @@ fn flatten(family: &Family, listed: Vec<Listing>) -> Grouped {
         compared: 0,
         split: 0,
         renamed: 0,
+        unanchored: 0,
     };
     let mut range: Vec<(usize, usize)> = vec![(0, 0); listed.len()];
     for (t, l) in listed.into_iter().enumerate() {
@@ -407,8 +415,10 @@ fn group_bucket(
             }
             _ => (None, None),
         };
+        let unanchored = matches!(group.rep, Rep::Member(_));
         budget.release(group.rep);
         if !group.rows.is_empty() {
+            out.unanchored += u64::from(unanchored);
             out.groups.push((group.rows, ino, file_type));
         }
     }

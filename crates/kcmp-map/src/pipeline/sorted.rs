@@ -281,7 +281,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
             true => self.budget.path_copy_is_safe(pid, fd),
         };
         let pidfd = self.rows.pidfd(row).filter(|_| copy == Ok(true));
-        copy.and_then(|_| self.budget.try_anchor(pidfd, fd))
+        copy.and_then(|_| self.budget.try_anchor(pidfd, pid, fd))
             .map_err(|e| Error::os(format!("pidfd_getfd({fd})"), e))
     }
 

@@ -16,9 +16,8 @@
 //!   searching with its own copy first. Each of them is held by exactly
 //!   (P, n) and (C, n); the truth lists them as `"many"`;
 //! - `memfd`: `dup2`, but A and B are two memfds of one name (one link
-//!   text, `/memfd:kcmp-churn (deleted)`), whose mount (fdinfo `mnt_id` 0)
-//!   is in no mount table: the engine takes no copies of them, members
-//!   stand in as representatives;
+//!   text, `/memfd:kcmp-churn (deleted)`), whose mount (fdinfo `mnt_id` 0
+//!   on Linux 6.x, the internal shmem mount) is in no mount table;
 //! - `pipe-many`: `dup2`, but A and B are the two ends of one pipe, and the
 //!   [`MANY`] more descriptions are reopens of it (`/proc/self/fd/N`,
 //!   `O_RDWR`): one bucket (`pipe:[ino]`) of mostly distinct descriptions

@@ -1,0 +1,33 @@
+//! Which descriptions the engine anchors with a copy of its own. memfds
+//! live on the kernel's internal shmem mount, which is in no mount table:
+//! the engine learns its id from a memfd of its own and copies them.
+
+use kcmp::{FdNum, Pid};
+use kcmp_map::{scan, ScanOptions};
+use rustix::fs::{memfd_create, MemfdFlags};
+use std::os::fd::AsRawFd;
+
+#[test]
+fn memfds_get_anchors_and_group_exactly() {
+    let a = memfd_create("kcmp-anchor-test", MemfdFlags::CLOEXEC).expect("memfd_create");
+    let b = memfd_create("kcmp-anchor-test", MemfdFlags::CLOEXEC).expect("memfd_create");
+    let a2 = rustix::io::fcntl_dupfd_cloexec(&a, 0).expect("dup");
+    let me = Pid::this();
+    let map = scan(&ScanOptions {
+        pids: vec![me],
+        skip_epoll: true,
+        ..ScanOptions::default()
+    })
+    .expect("scan");
+    let of = |fd: &std::os::fd::OwnedFd| {
+        let d = map.description_of(me, FdNum::new(fd.as_raw_fd()).unwrap());
+        d.expect("memfd scanned").members.clone()
+    };
+    assert_eq!(of(&a), of(&a2), "a dup shares its description");
+    assert_ne!(
+        of(&a),
+        of(&b),
+        "two memfds of one name are two descriptions"
+    );
+    assert_eq!(map.stats.descriptions_without_anchor, 0);
+}

@@ -161,7 +161,8 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     // Every holder is compared with the engine's own copy of the queried
     // description (see the scan's anchors) when one can be taken: it cannot
     // change under the search. Otherwise with the queried fd itself.
-    let budget = crate::pipeline::anchor::Budget::new(tasks.len());
+    let locks = crate::pipeline::anchor::OwnLocks::read();
+    let budget = crate::pipeline::anchor::Budget::new(tasks.len(), locks);
     // Closing a copy of a file flushes it (FUSE, NFS: a server round trip):
     // files are copied only on local filesystems.
     let copy = !FdTarget::parse(&link).may_flush() || budget.path_copy_is_safe(via, fd) == Ok(true);

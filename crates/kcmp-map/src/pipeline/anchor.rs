@@ -75,7 +75,7 @@ impl Budget {
     /// A budget of half the fds still free under the soft `RLIMIT_NOFILE`
     /// (`open_now` is a fallback count of open fds when /proc/self/fd
     /// cannot be read), keeping at least 64 for everything else.
-    pub(crate) fn new(open_now: usize) -> Budget {
+    pub(crate) fn new(open_now: usize, locks: OwnLocks) -> Budget {
         let open_now = crate::procfs::FdDir::open(Pid::this())
             .and_then(|d| d.fds())
             .map_or(open_now, |f| f.len());
@@ -86,7 +86,7 @@ impl Budget {
         let free = limit - open_now as i64 - 64;
         Budget {
             left: AtomicI64::new((free / 2).max(0)),
-            locks: OwnLocks::read(),
+            locks,
             mounts: Mutex::new(HashMap::new()),
             ns_of: Mutex::new(HashMap::new()),
         }
@@ -218,7 +218,7 @@ impl Budget {
 /// The POSIX (fcntl, not OFD) record locks this process holds, by inode:
 /// closing any fd of a locked file, a copy included, releases them.
 #[derive(Debug)]
-enum OwnLocks {
+pub(crate) enum OwnLocks {
     /// None: every file may be copied.
     None,
     /// The inode numbers of the locked files. The device is left out: a
@@ -234,12 +234,20 @@ impl OwnLocks {
     /// fd's file; a POSIX lock needs an open fd on its file), which takes no
     /// global lock, unlike /proc/locks (whose reader waits for an RCU grace
     /// period: about 10 ms here, a third of a small host's scan).
-    fn read() -> OwnLocks {
+    pub(crate) fn read() -> OwnLocks {
+        match crate::procfs::FdDir::open(Pid::this()).and_then(|d| d.fds()) {
+            Ok(fds) => Self::read_among(fds),
+            Err(_) => Self::from_proc_locks(),
+        }
+    }
+
+    /// [`read`](Self::read), given this process's fds: those it had before
+    /// the scan opened any (its pidfds hold no locks).
+    pub(crate) fn read_among(fds: Vec<FdNum>) -> OwnLocks {
+        if fds.len() > OWN_FDS_READ {
+            return Self::from_proc_locks();
+        }
         let me = Pid::this();
-        let fds = match crate::procfs::FdDir::open(me).and_then(|d| d.fds()) {
-            Ok(fds) if fds.len() <= OWN_FDS_READ => fds,
-            _ => return Self::from_proc_locks(),
-        };
         let mut inodes = HashSet::new();
         for fd in fds {
             match crate::procfs::read_fdinfo_text(me, fd) {

@@ -75,10 +75,11 @@ pub(crate) fn run(
 ) -> Result<SharingMap> {
     crate::pidns::check()?; // /proc's pids must be kcmp(2)'s
     let own_fds = list::own_fds(); // the caller's, before the engine opens any
-                                   // Grow the fd table now, while this process may still be single-threaded:
-                                   // once threads share it, every growth waits for an RCU grace period
-                                   // (about 10 ms here), and a thread just joined may still hold it. Room
-                                   // for a pidfd per process (four per process with threads) and anchors.
+    let own_locks = anchor::OwnLocks::read_among(own_fds.keys().copied().collect());
+    // Grow the fd table now, while this process may still be single-threaded:
+    // once threads share it, every growth waits for an RCU grace period
+    // (about 10 ms here), and a thread just joined may still hold it. Room
+    // for a pidfd per process (four per process with threads) and anchors.
     let processes = crate::procfs::list_pids().map_or(0, |p| p.len());
     pin::reserve_fds(processes * if options.threads { 4 } else { 1 } + ANCHOR_ROOM);
     let mut phases = Phases::start();
@@ -110,7 +111,7 @@ pub(crate) fn run(
     list::drop_engine_fds(&tasks, &mut listed, &own_fds);
     phases.mark("list_fds");
 
-    let budget = anchor::Budget::new(tasks.len());
+    let budget = anchor::Budget::new(tasks.len(), own_locks);
     let grouped = group::group_files(&tasks, &family, listed, &*cmp, &budget, workers, progress);
     let mut failed = grouped.failed_tasks(&tasks);
     phases.mark("group_fds");

@@ -165,8 +165,8 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     let budget = crate::pipeline::anchor::Budget::new(tasks.len(), locks);
     // Closing a copy of a file flushes it (FUSE, NFS: a server round trip):
     // files are copied only on local filesystems.
-    let copy = !FdTarget::parse(&link).may_flush() || budget.path_copy_is_safe(via, fd) == Ok(true);
-    let anchor = budget.anchor(queried.pidfd().filter(|_| copy), via, fd);
+    let path = FdTarget::parse(&link).may_flush();
+    let anchor = budget.copy(queried.pidfd(), via, fd, path).ok().flatten();
     let (rep_pid, rep_fd) = match &anchor {
         Some(own) => (
             Pid::this(),

@@ -96,7 +96,7 @@ impl Budget {
     /// the budget allows and the kernel agrees: `Ok(None)` when anchors are
     /// not available (no pidfd, refused, no fd slot), `Err` when the fd is
     /// gone (`EBADF`: closed meanwhile; `ESRCH`: the task exited).
-    pub(crate) fn try_anchor(
+    fn try_anchor(
         &self,
         pidfd: Option<BorrowedFd<'_>>,
         pid: Pid,
@@ -129,38 +129,109 @@ impl Budget {
         }
     }
 
-    /// [`try_anchor`](Self::try_anchor), `None` on any failure.
-    pub(crate) fn anchor(
+    /// The engine's copy of `fd` of `pid` (see [`try_anchor`](Self::try_anchor)),
+    /// taken only when closing it cannot wait on a server.
+    ///
+    /// For a file with a path (`path`), the fd's mount must be known safe
+    /// first ([`safe_path_mount`](Self::safe_path_mount)). Pipes, sockets
+    /// and anonymous inodes need no such check. Either way the fd may have
+    /// been switched (`dup2`) to another file between that check, or the
+    /// link read that classified it, and `pidfd_getfd`: so the copy itself
+    /// is checked before it is kept ([`closes_safely`](Self::closes_safely)).
+    /// A copy that fails is left open for the rest of this process's life,
+    /// since closing it is what could hang, and `Ok(None)` is returned.
+    pub(crate) fn copy(
         &self,
         pidfd: Option<BorrowedFd<'_>>,
         pid: Pid,
         fd: FdNum,
-    ) -> Option<OwnedFd> {
-        self.try_anchor(pidfd, pid, fd).ok().flatten()
+        path: bool,
+    ) -> Result<Option<OwnedFd>, Errno> {
+        let expected = match path {
+            false => None,
+            true => match self.safe_path_mount(pid, fd)? {
+                Some(mnt_id) => Some(mnt_id),
+                None => return Ok(None),
+            },
+        };
+        let Some(copy) = self.try_anchor(pidfd, pid, fd)? else {
+            return Ok(None);
+        };
+        if self.closes_safely(pid, copy.as_fd(), expected) {
+            return Ok(Some(copy));
+        }
+        let _left_open = rustix::fd::IntoRawFd::into_raw_fd(copy);
+        Ok(None)
     }
 
-    /// Whether a copy of `fd` of `pid`, a file with a path, may be taken:
-    /// only when closing the copy cannot wait on a server, i.e. the fd's
-    /// mount is in `pid`'s mount table and is a local filesystem, or is the
-    /// internal mount of memfds. Reads fdinfo and (once per mount namespace)
-    /// mountinfo, never the file.
+    /// The mount of `fd` of `pid`, a file with a path, when a copy of it
+    /// may be taken: only when closing the copy cannot wait on a server,
+    /// i.e. the fd's mount is in `pid`'s mount table and is a local
+    /// filesystem, or is the internal mount of memfds. Reads fdinfo and
+    /// (once per mount namespace) mountinfo, never the file.
     ///
     /// `Err` when the fd is gone (`EBADF`: closed meanwhile) or its task
     /// (`ESRCH`), as [`try_anchor`](Self::try_anchor) says it.
-    pub(crate) fn path_copy_is_safe(&self, pid: Pid, fd: FdNum) -> Result<bool, Errno> {
+    pub(crate) fn safe_path_mount(&self, pid: Pid, fd: FdNum) -> Result<Option<u64>, Errno> {
         let info = match crate::procfs::read_fdinfo(pid, fd) {
             Ok(info) => info,
             Err(e) if e.errno() == Some(Errno::NOENT) => return Err(Errno::BADF),
             Err(e) if e.errno() == Some(Errno::SRCH) => return Err(Errno::SRCH),
-            Err(_) => return Ok(false),
+            Err(_) => return Ok(None),
         };
-        let listed = self
-            .mount_table(pid)
-            .and_then(|t| t.get(info.mnt_id).cloned());
-        Ok(match listed {
-            Some(mount) => mount.never_blocks(),
-            None => crate::mounts::shmem_mount_ids().contains(&info.mnt_id),
-        })
+        let safe = self
+            .listed_mount_never_blocks(pid, info.mnt_id)
+            .unwrap_or_else(|| crate::mounts::shmem_mount_ids().contains(&info.mnt_id));
+        Ok(safe.then_some(info.mnt_id))
+    }
+
+    /// Whether closing `copy` (of an fd of `pid`) cannot wait on a server,
+    /// from a `statx` of the copy with `AT_STATX_DONT_SYNC` (FUSE, NFS,
+    /// CIFS and overlayfs answer it from their caches): a pipe or socket
+    /// has no `flush`; otherwise its mount must be `expected` (the mount a
+    /// path's fdinfo showed), or another safe one in `pid`'s table. For a
+    /// pipe, socket or anonymous inode (`expected` is `None`) a mount in no
+    /// table is an internal one (anon_inodefs, pidfs); for a path it is
+    /// safe only if it is the memfds' mount.
+    fn closes_safely(&self, pid: Pid, copy: BorrowedFd<'_>, expected: Option<u64>) -> bool {
+        use rustix::fs::{statx, AtFlags, StatxFlags};
+        let flags = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
+        let (kind, mnt_id) = match statx(copy, "", flags, StatxFlags::TYPE | StatxFlags::MNT_ID) {
+            Ok(st) => {
+                let typed = st.stx_mask & StatxFlags::TYPE.bits() != 0;
+                let with_mount = st.stx_mask & StatxFlags::MNT_ID.bits() != 0;
+                let kind = typed.then_some(u32::from(st.stx_mode) & libc::S_IFMT);
+                (kind, with_mount.then_some(st.stx_mnt_id))
+            }
+            Err(_) => (None, None),
+        };
+        if matches!(kind, Some(libc::S_IFIFO | libc::S_IFSOCK)) {
+            return true;
+        }
+        // Linux before 5.8 has no STATX_MNT_ID: the copy's own fdinfo.
+        let mnt_id = mnt_id.or_else(|| {
+            let own = FdNum::new(copy.as_raw_fd()).ok()?;
+            crate::procfs::read_fdinfo(Pid::this(), own)
+                .ok()
+                .map(|i| i.mnt_id)
+        });
+        let Some(mnt_id) = mnt_id else {
+            return false;
+        };
+        if expected == Some(mnt_id) {
+            return true;
+        }
+        self.listed_mount_never_blocks(pid, mnt_id)
+            .unwrap_or_else(|| {
+                expected.is_none() || crate::mounts::shmem_mount_ids().contains(&mnt_id)
+            })
+    }
+
+    /// Whether mount `mnt_id` is a local filesystem, when it is in `pid`'s
+    /// mount table.
+    fn listed_mount_never_blocks(&self, pid: Pid, mnt_id: u64) -> Option<bool> {
+        let table = self.mount_table(pid)?;
+        table.get(mnt_id).map(|m| m.never_blocks())
     }
 
     /// The mount table of `pid`'s mount namespace, read once per namespace;
@@ -306,9 +377,9 @@ impl OwnLocks {
         let OwnLocks::On(inodes) = self else {
             return Some(copy);
         };
-        let own = FdNum::new(copy.as_raw_fd()).ok()?;
-        match crate::procfs::read_fdinfo(Pid::this(), own) {
-            Ok(info) if info.ino != 0 && !inodes.contains(&info.ino) => Some(copy),
+        let own = FdNum::new(copy.as_raw_fd()).ok();
+        match own.map(|own| crate::procfs::read_fdinfo(Pid::this(), own)) {
+            Some(Ok(info)) if info.ino != 0 && !inodes.contains(&info.ino) => Some(copy),
             _ => {
                 let _left_open = rustix::fd::IntoRawFd::into_raw_fd(copy);
                 None
@@ -343,7 +414,7 @@ pub(crate) fn mount_and_inode(pid: Pid, fd: FdNum) -> Option<(u64, u64)> {
 /// [`mount_and_inode`] of the engine's own copy of a path description, and
 /// its file type (`st_mode & S_IFMT`): a `statx` of the copy, which is safe
 /// because copies of paths are taken only on local filesystems
-/// ([`Budget::path_copy_is_safe`]; their getattr never waits,
+/// ([`Budget::copy`]; their getattr never waits,
 /// `AT_STATX_DONT_SYNC` guards it again) and gives what fdinfo gives there
 /// (`mnt_id`, `i_ino`) for a fraction of the cost. Falls back to fdinfo
 /// (no type) when the kernel reports no mount id.

@@ -65,7 +65,7 @@ pub(crate) struct Sorted<'a, R: Rows> {
     cmp: &'a FileComparator<'a>,
     budget: &'a Budget,
     /// The bucket's files have paths: copy one only where closing the copy
-    /// cannot block ([`Budget::path_copy_is_safe`]).
+    /// cannot block ([`Budget::copy`]).
     paths: bool,
     /// Members that stood in as representative and failed: (row, error).
     pub dropped_reps: Vec<(u32, Error)>,
@@ -276,12 +276,8 @@ impl<'a, R: Rows> Sorted<'a, R> {
     /// block); an error when the fd is closed or its task exited.
     fn copy_of(&self, row: u32) -> Result<Option<OwnedFd>, Error> {
         let (pid, fd) = self.rows.locate(row);
-        let copy = match self.paths {
-            false => Ok(true),
-            true => self.budget.path_copy_is_safe(pid, fd),
-        };
-        let pidfd = self.rows.pidfd(row).filter(|_| copy == Ok(true));
-        copy.and_then(|_| self.budget.try_anchor(pidfd, pid, fd))
+        self.budget
+            .copy(self.rows.pidfd(row), pid, fd, self.paths)
             .map_err(|e| Error::os(format!("pidfd_getfd({fd})"), e))
     }
 

@@ -162,7 +162,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     // description (see the scan's anchors) when one can be taken: it cannot
     // change under the search. Otherwise with the queried fd itself.
     let locks = crate::pipeline::anchor::OwnLocks::read();
-    let budget = crate::pipeline::anchor::Budget::new(tasks.len(), locks);
+    let budget = crate::pipeline::anchor::Budget::new(tasks.len(), locks, false);
     // Closing a copy of a file flushes it (FUSE, NFS: a server round trip):
     // files are copied only on local filesystems.
     let path = FdTarget::parse(&link).may_flush();

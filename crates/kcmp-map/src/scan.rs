@@ -54,6 +54,16 @@ pub struct ScanOptions {
     pub workers: usize,
     /// Leave out the epoll section ([`SharingMap::epoll`]).
     pub skip_epoll: bool,
+    /// Let the scan hold as many fds as are free under the soft
+    /// `RLIMIT_NOFILE` but a reserve of 256, for its own copies of the
+    /// descriptions it compares (its anchors: see README, "How it stays
+    /// exact"). By default it takes half of the free fds, leaving the
+    /// caller's other threads room to open files meanwhile. A program that
+    /// owns its fd table (the `kcmp` CLI) sets this, so that big buckets of
+    /// distinct descriptions (thousands of separate `open()`s of one file)
+    /// keep an anchor each; descriptions left without one are counted in
+    /// `stats.descriptions_without_anchor`.
+    pub all_free_fds: bool,
 }
 
 /// Scans the selected tasks. See the module documentation.

@@ -63,6 +63,7 @@ pub fn scan_selected(
         freeze,
         workers: 0,
         skip_epoll,
+        all_free_fds: true, // this program owns its fd table (raised above)
     };
     let progress = DelayedProgress::stderr();
     let result = scan_with_progress(&options, &|p| progress.update(p));

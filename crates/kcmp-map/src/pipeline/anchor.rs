@@ -74,8 +74,9 @@ pub(crate) struct Budget {
 impl Budget {
     /// A budget of half the fds still free under the soft `RLIMIT_NOFILE`
     /// (`open_now` is a fallback count of open fds when /proc/self/fd
-    /// cannot be read), keeping at least 64 for everything else.
-    pub(crate) fn new(open_now: usize, locks: OwnLocks) -> Budget {
+    /// cannot be read), keeping at least 64 for everything else; with
+    /// `all_free`, all of them but 256.
+    pub(crate) fn new(open_now: usize, locks: OwnLocks, all_free: bool) -> Budget {
         let open_now = crate::procfs::FdDir::open(Pid::this())
             .and_then(|d| d.fds())
             .map_or(open_now, |f| f.len());
@@ -84,8 +85,9 @@ impl Budget {
             .unwrap_or(1 << 20)
             .min(1 << 20) as i64;
         let free = limit - open_now as i64 - 64;
+        let share = if all_free { free - 192 } else { free / 2 };
         Budget {
-            left: AtomicI64::new((free / 2).max(0)),
+            left: AtomicI64::new(share.max(0)),
             locks,
             mounts: Mutex::new(HashMap::new()),
             ns_of: Mutex::new(HashMap::new()),

@@ -111,7 +111,7 @@ pub(crate) fn run(
     list::drop_engine_fds(&tasks, &mut listed, &own_fds);
     phases.mark("list_fds");
 
-    let budget = anchor::Budget::new(tasks.len(), own_locks);
+    let budget = anchor::Budget::new(tasks.len(), own_locks, options.all_free_fds);
     let grouped = group::group_files(&tasks, &family, listed, &*cmp, &budget, workers, progress);
     let mut failed = grouped.failed_tasks(&tasks);
     phases.mark("group_fds");

@@ -1,6 +1,7 @@
 //! `kcmp scan` and `kcmp holders` against generated topologies whose true
 //! sharing is known by construction (kcmp-testkit), compared exactly.
 
+use kcmp_testkit::process::JsonFixture;
 use kcmp_testkit::scan_json::{self, groups, partition, refs_among, sorted_groups};
 use kcmp_testkit::{cli, FdRef, Topology, Truth, RESOURCES};
 use serde_json::Value;
@@ -396,4 +397,34 @@ fn a_pid_named_inside_a_tree_keeps_its_descendants() {
     let tree = tasks(&["scan", "--tree", &r, "--json"]);
     assert_eq!(tasks(&["scan", "--pid", &i, "--tree", &r, "--json"]), tree);
     assert_eq!(tasks(&["scan", "--pid", &r, "--tree", &r, "--json"]), tree);
+}
+
+/// One bucket of 1,200 distinct descriptions (20 processes, each opening
+/// one path 60 times) scanned under an fd limit of 2,048: half the free fds
+/// (the library's default share for anchors) is not enough, every free fd
+/// but a reserve is (`ScanOptions::all_free_fds`, which the CLI sets). Each
+/// description keeps the engine's own copy as representative, and the
+/// numbers of fds and descriptions are the fixture's.
+#[test]
+fn a_big_bucket_keeps_an_anchor_per_description_under_a_low_fd_limit() {
+    let bin = kcmp_testkit::topology_bin().unwrap();
+    let shape = ["shape", "--procs", "20", "--fds", "60", "--inherit", "0"];
+    let fx = JsonFixture::spawn(&bin, &[&shape[..], &["--opens", "60"]].concat());
+    let root = fx.json["root"].to_string();
+    let out = cli::output_of(
+        std::process::Command::new("/bin/sh")
+            .args(["-c", "ulimit -n 2048 && exec \"$0\" \"$@\""])
+            .args([env!("CARGO_BIN_EXE_kcmp"), "scan", "--tree", &root])
+            .args(["--json", "--include-unshared"]),
+    );
+    let scan = cli::success_json("kcmp scan under ulimit -n 2048", out);
+    assert_eq!(scan["fds"], fx.json["fds"]);
+    let descriptions = scan["open_files"].as_array().unwrap().len();
+    assert_eq!(Some(descriptions as u64), fx.json["descriptions"].as_u64());
+    assert!(descriptions > 1200, "{descriptions}");
+    assert_eq!(
+        scan["stats"]["descriptions_without_anchor"], 0,
+        "{}",
+        scan["stats"]
+    );
 }

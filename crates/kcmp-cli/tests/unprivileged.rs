@@ -5,58 +5,43 @@
 //! Needs root (to drop to the uid); without it the test says so and passes
 //! nothing off as checked.
 
-use kcmp_testkit::process::{close_and_reap, read_line_within};
+use kcmp_testkit::process::JsonFixture;
 use kcmp_testkit::scan_json::{fd_ref, groups, partition};
 use kcmp_testkit::{cli, topology_bin, FdRef, Topology, Truth};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// An unused uid and gid.
 const UID: u32 = 54321;
 
-/// A topology fixture running as [`UID`].
+/// A topology fixture running as [`UID`] (ended when dropped).
 struct UserTopology {
-    child: Child,
-    stdin: Option<ChildStdin>,
+    _running: JsonFixture,
     truth: Truth,
 }
 
 impl UserTopology {
     fn spawn(args: &[&str]) -> UserTopology {
         let bin = topology_bin().unwrap_or_else(|e| panic!("{e}"));
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .arg("general")
             .args(args)
             .uid(UID)
             .gid(UID)
             .current_dir("/")
             .env("TMPDIR", "/tmp")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the fixture as the unprivileged uid");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let line = read_line_within(stdout, Duration::from_secs(120))
-            .expect("no truth from the unprivileged fixture");
-        let truth =
-            Truth::from_json(line.trim()).unwrap_or_else(|e| panic!("bad truth ({e}): {line}"));
+            .stderr(Stdio::inherit());
+        let running = JsonFixture::start(&mut command, Duration::from_secs(120));
+        let truth = Truth::from_json(&running.line)
+            .unwrap_or_else(|e| panic!("bad truth ({e}): {}", running.line));
         UserTopology {
-            child,
-            stdin,
+            _running: running,
             truth,
         }
-    }
-}
-
-impl Drop for UserTopology {
-    fn drop(&mut self) {
-        // EOF: the fixture cleans up and exits
-        close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(30));
     }
 }
 

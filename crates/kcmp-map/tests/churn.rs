@@ -12,55 +12,34 @@
 
 use kcmp::Pid;
 use kcmp_map::{scan, ScanOptions, SharingMap};
-use kcmp_testkit::process::{close_and_reap, read_line_within};
+use kcmp_testkit::process::JsonFixture;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::Duration;
 
-/// The stable-churn fixture and its truth.
-struct Fixture {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    truth: Value,
-}
+/// The stable-churn fixture (ended when dropped) and its truth.
+struct Fixture(JsonFixture);
 
 impl Fixture {
     fn spawn(mode: &str) -> Fixture {
-        let mut child = Command::new(kcmp_testkit::workspace_bin("kcmp-churn"))
-            .args(["--stable", mode])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn kcmp-churn");
-        let stdin = child.stdin.take();
-        let line = read_line_within(child.stdout.take().unwrap(), Duration::from_secs(30))
-            .expect("kcmp-churn prints its truth");
-        let truth = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
-        Fixture {
-            child,
-            stdin,
-            truth,
-        }
+        let bin = kcmp_testkit::workspace_bin("kcmp-churn");
+        Fixture(JsonFixture::spawn(bin, &["--stable", mode]))
+    }
+
+    fn truth(&self) -> &Value {
+        &self.0.json
     }
 
     fn pid(&self, key: &str) -> i32 {
-        self.truth[key].as_i64().unwrap() as i32
+        self.truth()[key].as_i64().unwrap() as i32
     }
 
     fn group(&self, key: &str) -> BTreeSet<(i32, i32)> {
-        self.truth[key]
+        self.truth()[key]
             .as_array()
             .unwrap()
             .iter()
             .map(|p| (p[0].as_i64().unwrap() as i32, p[1].as_i64().unwrap() as i32))
             .collect()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(20));
     }
 }
 
@@ -132,10 +111,13 @@ fn check(map: &SharingMap, fx: &Fixture, mode: &str, tally: &mut Tally) {
     }
     // dup2-many: each extra description is exactly (P, n) and (C, n);
     // pipe-swap-many: (P, n), (P, n + dups), (C, n ^ 1) and (C, n + dups).
-    let swap = fx.truth["swap"].as_bool() == Some(true);
-    let dups = fx.truth["dups"].as_i64().unwrap_or(0) as i32;
-    let base = fx.truth["many"].get(0).and_then(Value::as_i64).unwrap_or(0) as i32;
-    for n in fx.truth["many"].as_array().into_iter().flatten() {
+    let swap = fx.truth()["swap"].as_bool() == Some(true);
+    let dups = fx.truth()["dups"].as_i64().unwrap_or(0) as i32;
+    let base = fx.truth()["many"]
+        .get(0)
+        .and_then(Value::as_i64)
+        .unwrap_or(0) as i32;
+    for n in fx.truth()["many"].as_array().into_iter().flatten() {
         let n = n.as_i64().unwrap() as i32;
         let want: BTreeSet<(i32, i32)> = match swap {
             false => stable_pids.iter().map(|&p| (p, n)).collect(),

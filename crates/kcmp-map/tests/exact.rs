@@ -7,11 +7,10 @@
 use kcmp::{FdNum, Pid};
 use kcmp_map::holders::{find_holders, HoldersOptions};
 use kcmp_map::{scan, ScanOptions, SharingMap};
-use kcmp_testkit::process::{close_and_reap, read_line_within};
-use serde_json::Value;
+use kcmp_testkit::process::JsonFixture;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A testkit binary next to this test's target directory (built if absent).
@@ -33,43 +32,20 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-struct Odd {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    truth: Value,
-}
+/// An oddities fixture (ended when dropped) and its truth.
+struct Odd(JsonFixture);
 
 impl Odd {
     fn spawn(args: &[&str]) -> Odd {
-        let mut child = Command::new(testkit_bin("kcmp-oddities"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let line = read_line_within(child.stdout.take().unwrap(), Duration::from_secs(60))
-            .expect("the fixture prints its truth");
-        let truth = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
-        Odd {
-            child,
-            stdin,
-            truth,
-        }
+        Odd(JsonFixture::spawn(testkit_bin("kcmp-oddities"), args))
     }
 
     fn pid(&self, key: &str) -> Pid {
-        Pid::new(self.truth[key].as_i64().unwrap() as i32).unwrap()
+        Pid::new(self.0.json[key].as_i64().unwrap() as i32).unwrap()
     }
 
     fn fd(&self, key: &str) -> FdNum {
-        FdNum::new(self.truth[key].as_i64().unwrap() as i32).unwrap()
-    }
-}
-
-impl Drop for Odd {
-    fn drop(&mut self) {
-        close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(20));
+        FdNum::new(self.0.json[key].as_i64().unwrap() as i32).unwrap()
     }
 }
 

@@ -71,13 +71,79 @@ impl Drop for Kid {
 /// `sleep 60` with the given stdin, stdout and stderr: a live process whose
 /// fds 0-2 are known. Panics when it cannot be started.
 pub fn sleeper(stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Kid {
-    Kid(Command::new("sleep")
+    Kid(Command::new("/bin/sleep")
         .arg("60")
         .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr)
         .spawn()
         .unwrap())
+}
+
+/// A fixture that prints one line of JSON (its truth) when ready and runs
+/// until its stdin closes: spawned, read, and on drop ended and reaped.
+///
+/// ```no_run
+/// use kcmp_testkit::process::JsonFixture;
+/// let bin = kcmp_testkit::topology_bin().unwrap();
+/// let fx = JsonFixture::spawn(&bin, &["shape", "--procs", "3"]);
+/// assert!(fx.json["root"].as_i64().is_some());
+/// ```
+#[derive(Debug)]
+pub struct JsonFixture {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// The line it printed (without the newline).
+    pub line: String,
+    /// That line, parsed.
+    pub json: serde_json::Value,
+}
+
+impl JsonFixture {
+    /// Starts `bin args` and waits up to 60 s for its line. Panics (with the
+    /// line it printed instead) when it does not start.
+    pub fn spawn(bin: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> JsonFixture {
+        JsonFixture::start(Command::new(bin).args(args), Duration::from_secs(60))
+    }
+
+    /// [`spawn`](Self::spawn) of a prepared command (its uid, environment),
+    /// waiting up to `within` for the line; stdin and stdout are piped here.
+    pub fn start(command: &mut Command, within: Duration) -> JsonFixture {
+        let what = format!("{command:?}");
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let line = read_line_within(stdout, within).unwrap_or_default();
+        let line = line.trim_end().to_string();
+        let mut fixture = JsonFixture {
+            child,
+            stdin,
+            line: String::new(),
+            json: serde_json::Value::Null,
+        };
+        match serde_json::from_str(&line) {
+            Ok(json) => fixture.json = json,
+            Err(e) => panic!("{what} printed {line:?}: {e}"),
+        }
+        fixture.line = line;
+        fixture
+    }
+
+    /// Closes its stdin and waits up to 30 s for it to exit (then kills
+    /// it): its exit code, `None` when it had to be killed.
+    pub fn end(&mut self) -> Option<i32> {
+        close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(30))
+    }
+}
+
+impl Drop for JsonFixture {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 /// A directory made for one test and removed with everything in it when

@@ -3,46 +3,24 @@
 //! its tree depth, and fd-number reuse by children (on: no inherited number
 //! names the parent's description; off: every one does).
 
-use kcmp_testkit::process::{close_and_reap, read_line_within};
+use kcmp_testkit::process::JsonFixture;
 use kcmp_testkit::{proc_fds, topology_bin};
 use std::collections::BTreeMap;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 const KCMP_FILE: i32 = 0;
 
 /// A running `kcmp-topology shape …` and its truth.
-struct Shape {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    truth: serde_json::Value,
-}
+struct Shape(JsonFixture);
 
 impl Shape {
     fn spawn(args: &[&str]) -> Shape {
         let bin = topology_bin().expect("kcmp-topology");
-        let mut child = Command::new(bin)
-            .arg("shape")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn kcmp-topology");
-        let stdin = child.stdin.take();
-        let out = child.stdout.take().expect("stdout");
-        let line = read_line_within(out, Duration::from_secs(60)).unwrap_or_default();
-        let truth = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("shape {args:?}: no truth ({e}): {line:?}"));
-        Shape {
-            child,
-            stdin,
-            truth,
-        }
+        Shape(JsonFixture::spawn(bin, &[&["shape"], args].concat()))
     }
 
     fn pids(&self) -> Vec<i32> {
-        self.truth["pids"]
+        self.0.json["pids"]
             .as_array()
             .expect("pids")
             .iter()
@@ -51,13 +29,13 @@ impl Shape {
     }
 
     fn count(&self, key: &str) -> usize {
-        self.truth[key].as_u64().expect(key) as usize
+        self.0.json[key].as_u64().expect(key) as usize
     }
 }
 
 impl Drop for Shape {
     fn drop(&mut self) {
-        let code = close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(30));
+        let code = self.0.end();
         if !std::thread::panicking() {
             assert_eq!(code, Some(0), "the fixture exits 0 on EOF");
         }

@@ -44,12 +44,13 @@ pub(crate) enum Rep {
 }
 
 impl Rep {
-    /// The (pid, fd) to hand to kcmp for this representative, given the
-    /// (pid, fd) of each row.
-    pub(crate) fn locate(&self, row: impl Fn(u32) -> (Pid, FdNum)) -> (Pid, FdNum) {
+    /// The (pid, fd) to hand to kcmp for this representative, given this
+    /// process's pid (`me`: [`Budget::me`], not a `getpid` per comparison)
+    /// and the (pid, fd) of each row.
+    pub(crate) fn locate(&self, me: Pid, row: impl Fn(u32) -> (Pid, FdNum)) -> (Pid, FdNum) {
         match self {
             Rep::Own(fd) => (
-                Pid::this(),
+                me,
                 FdNum::new(fd.as_raw_fd()).expect("an open fd is non-negative"),
             ),
             Rep::Member(r) => row(*r),
@@ -63,6 +64,8 @@ impl Rep {
 #[derive(Debug)]
 pub(crate) struct Budget {
     left: AtomicI64,
+    /// This process's pid, read once.
+    me: Pid,
     /// The POSIX locks this process holds: their files are not copied.
     locks: OwnLocks,
     /// Mount tables by mount namespace (the `/proc/PID/ns/mnt` link).
@@ -88,10 +91,16 @@ impl Budget {
         let share = if all_free { free - 192 } else { free / 2 };
         Budget {
             left: AtomicI64::new(share.max(0)),
+            me: Pid::this(),
             locks,
             mounts: Mutex::new(HashMap::new()),
             ns_of: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This process's pid: the one to hand to kcmp with an anchor.
+    pub(crate) fn me(&self) -> Pid {
+        self.me
     }
 
     /// Takes a copy of `fd` of the task behind `pidfd` as an anchor, when

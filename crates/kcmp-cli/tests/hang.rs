@@ -194,12 +194,14 @@ fn a_fuse_server_that_stops_answering_hangs_neither_scan_nor_epoll_targets() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|d| holds(d, fuse_fd) && holds(d, dup));
-        assert!(
-            together,
-            "{what}: FUSE fds {fuse_fd}/{dup} not one description: {}",
-            map["open_files"]
-        );
+            .find(|d| holds(d, fuse_fd) && holds(d, dup));
+        let together = together.unwrap_or_else(|| {
+            panic!("{what}: FUSE fds {fuse_fd}/{dup} not one description: {map}")
+        });
+        // ... and said to be compared through a member, with no copy.
+        assert_eq!(together["without_anchor"], true, "{what}: {together}");
+        let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/scan.schema.json");
+        kcmp_testkit::schema::assert_valid(std::path::Path::new(schema), &map, &what);
         if freeze {
             assert_eq!(map["frozen"], true, "{what}: {map}");
         }

@@ -82,6 +82,9 @@ pub struct OpenFileDescription {
     /// [`Self::file_type`]).
     #[serde(skip)]
     pub(crate) file_type: Option<u32>,
+    /// See [`Self::without_anchor`]; in JSON only when true.
+    #[serde(rename = "without_anchor", skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) without_anchor: bool,
 }
 
 impl OpenFileDescription {
@@ -92,7 +95,24 @@ impl OpenFileDescription {
             raw,
             members,
             file_type: None,
+            without_anchor: false,
         }
+    }
+
+    /// True when the scan compared this description's holders with one of
+    /// them standing in as representative, not with its own copy of the
+    /// description (see `stats.descriptions_without_anchor` in
+    /// [`crate::model::ScanStats`]): then its members are exact only if
+    /// they held still during the scan (a frozen scan, a quiet process).
+    ///
+    /// ```no_run
+    /// let map = kcmp_map::scan(&kcmp_map::ScanOptions::default()).unwrap();
+    /// for d in map.open_files.iter().filter(|d| d.without_anchor()) {
+    ///     println!("compared through a member: {}", d.target);
+    /// }
+    /// ```
+    pub fn without_anchor(&self) -> bool {
+        self.without_anchor
     }
 
     /// The file type bits (`st_mode & S_IFMT`, e.g. `libc::S_IFREG`) of a

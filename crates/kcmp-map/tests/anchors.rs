@@ -30,4 +30,6 @@ fn memfds_get_anchors_and_group_exactly() {
         "two memfds of one name are two descriptions"
     );
     assert_eq!(map.stats.descriptions_without_anchor, 0);
+    let d = map.description_of(me, FdNum::new(a.as_raw_fd()).unwrap());
+    assert!(!d.unwrap().without_anchor());
 }

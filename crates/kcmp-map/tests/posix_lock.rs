@@ -74,4 +74,5 @@ fn a_scan_never_releases_the_callers_posix_locks() {
     assert!(still_held, "the scan released this process's POSIX lock");
     // Neither description could have an anchor, and the scan says so.
     assert_eq!(map.stats.descriptions_without_anchor, 2);
+    assert!(fd(0).unwrap().without_anchor() && fd(1).unwrap().without_anchor());
 }

@@ -2,9 +2,12 @@
 //! one record per line, each written as soon as it is final).
 //!
 //! A description is `{"target", "target_bytes"?, "kind", "holder_count",
-//! "process_count", "members": [{"pid", "fd", "comm"}]}`; `target_bytes`
-//! (the name's bytes, an array of numbers) is there only when the name is
-//! not valid UTF-8, `target` then has U+FFFD for each invalid byte.
+//! "process_count", "members": [{"pid", "fd", "comm"}], "without_anchor"?}`;
+//! `target_bytes` (the name's bytes, an array of numbers) is there only when
+//! the name is not valid UTF-8, `target` then has U+FFFD for each invalid
+//! byte; `without_anchor: true` only for a description compared through one
+//! of its members rather than the engine's own copy (exact only if its
+//! holders held still).
 
 use super::scan::View;
 use super::sink::Sink;
@@ -35,6 +38,8 @@ struct Description<'a> {
     holder_count: usize,
     process_count: usize,
     members: Vec<Member<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    without_anchor: bool,
 }
 
 fn description<'a>(
@@ -59,6 +64,7 @@ fn description<'a>(
                 comm: view.facts.comm(m.pid).unwrap_or("?"),
             })
             .collect(),
+        without_anchor: d.without_anchor(),
     }
 }
 

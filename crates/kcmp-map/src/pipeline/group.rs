@@ -90,9 +90,9 @@ pub(crate) struct Grouped {
     pub split: u64,
     /// Descriptions joined across names (renamed during the scan).
     pub renamed: u64,
-    /// Descriptions of compared buckets whose representative was a member
+    /// The first rows of descriptions whose representative was a member
     /// standing in (no copy could be taken).
-    pub unanchored: u64,
+    pub without_anchor: HashSet<u32>,
 }
 
 /// The rows and tasks, as the placement sees them.
@@ -152,7 +152,7 @@ impl Grouped {
             fds_decided_by_key: self.by_key,
             fds_vanished: vanished.count() as u64,
             descriptions_joined_across_names: self.renamed,
-            descriptions_without_anchor: self.unanchored,
+            descriptions_without_anchor: self.without_anchor.len() as u64,
             ..ScanStats::default()
         }
     }
@@ -169,8 +169,9 @@ struct BucketOut {
     groups: Vec<(Vec<u32>, Option<MountInode>, Option<u32>)>,
     failures: Vec<(u32, Error)>,
     changed: Vec<u32>,
-    /// Groups whose representative was a member standing in.
-    unanchored: u64,
+    /// The first rows of groups whose representative was a member
+    /// standing in.
+    unanchored: Vec<u32>,
 }
 
 /// Groups the listed fds of `tasks` into open file descriptions.
@@ -243,7 +244,7 @@ pub(crate) fn group_files(
             classify(&mut g, e_row, err);
         }
         g.changed.extend(out.changed);
-        g.unanchored += out.unanchored;
+        g.without_anchor.extend(out.unanchored);
         let mut descs = Vec::with_capacity(out.groups.len());
         for (i, (rows, ino, file_type)) in out.groups.into_iter().enumerate() {
             if let Some(ino) = ino {
@@ -279,7 +280,7 @@ fn flatten(family: &Family, listed: Vec<Listing>) -> Grouped {
         compared: 0,
         split: 0,
         renamed: 0,
-        unanchored: 0,
+        without_anchor: HashSet::new(),
     };
     let mut range: Vec<(usize, usize)> = vec![(0, 0); listed.len()];
     for (t, l) in listed.into_iter().enumerate() {
@@ -417,8 +418,10 @@ fn group_bucket(
         };
         let unanchored = matches!(group.rep, Rep::Member(_));
         budget.release(group.rep);
+        if let (true, Some(&first)) = (unanchored, group.rows.first()) {
+            out.unanchored.push(first);
+        }
         if !group.rows.is_empty() {
-            out.unanchored += u64::from(unanchored);
             out.groups.push((group.rows, ino, file_type));
         }
     }
@@ -486,7 +489,7 @@ fn join_renamed(
     budget: &Budget,
 ) {
     let mut taken: Vec<(usize, usize)> = Vec::new();
-    let mut joined: Vec<Vec<u32>> = Vec::new();
+    let mut joined: Vec<(Vec<u32>, bool)> = Vec::new();
     for descs in inodes.into_values() {
         let keys: HashSet<usize> = descs.iter().map(|d| d.0).collect();
         if keys.len() < 2 {
@@ -514,9 +517,10 @@ fn join_renamed(
         }
         failures.append(&mut sorted.dropped_reps);
         for group in sorted.into_groups() {
+            let unanchored = matches!(group.rep, Rep::Member(_));
             budget.release(group.rep);
             if !group.rows.is_empty() {
-                joined.push(group.rows);
+                joined.push((group.rows, unanchored));
             }
         }
         g.changed.extend(changed);
@@ -530,11 +534,17 @@ fn join_renamed(
         return;
     }
     for &(b, i) in &taken {
+        if let Some(first) = g.groups[b][i].first() {
+            g.without_anchor.remove(first);
+        }
         g.groups[b][i].clear(); // emptied: skipped when assembled
     }
     // Each joined description goes under every key its members were
     // listed with; those keys lose their kcmp order.
-    for rows in joined {
+    for (rows, unanchored) in joined {
+        if let (true, Some(&first)) = (unanchored, rows.first()) {
+            g.without_anchor.insert(first);
+        }
         let mut keys: Vec<usize> = rows
             .iter()
             .filter_map(|&r| {

@@ -27,6 +27,7 @@ pub(crate) fn assemble_files(
         bad_fds,
         changed,
         file_types,
+        without_anchor,
         ..
     } = grouped;
     let fd_ref = |rows: &[super::group::FdRow], r: u32| {
@@ -62,6 +63,7 @@ pub(crate) fn assemble_files(
             let (target, raw) = (std::mem::take(&mut row.target), row.raw.take());
             let mut description = OpenFileDescription::new(target, raw, members);
             description.file_type = file_types.get(&first).copied();
+            description.without_anchor = without_anchor.contains(&first);
             seen.insert(first, map.open_files.len());
             map.open_files.push(description);
             origin.push(vec![(bucket, position)]);

@@ -162,7 +162,9 @@ impl<'a, R: Rows> Sorted<'a, R> {
     /// How `row` orders against group `g`'s representative (the fd compared
     /// with the description: Less means the fd's description sorts first).
     fn compare(&self, g: usize, row: u32) -> Result<KcmpOrdering, Error> {
-        let (rp, rf) = self.groups[g].rep.locate(self.budget.me(), |r| self.rows.locate(r));
+        let (rp, rf) = self.groups[g]
+            .rep
+            .locate(self.budget.me(), |r| self.rows.locate(r));
         let (p, f) = self.rows.locate(row);
         (self.cmp)(p, f, rp, rf)
     }
@@ -390,7 +392,9 @@ impl<'a, R: Rows> Sorted<'a, R> {
             Probe::Row(r) => return self.compare_checked(g, r),
             Probe::Copy(fd) => fd,
         };
-        let (rp, rf) = self.groups[g].rep.locate(self.budget.me(), |r| self.rows.locate(r));
+        let (rp, rf) = self.groups[g]
+            .rep
+            .locate(self.budget.me(), |r| self.rows.locate(r));
         match (self.cmp)(self.budget.me(), fd, rp, rf) {
             Ok(o) => Ok(Some(o)),
             // The copy cannot fail: the member standing in did.
@@ -553,7 +557,9 @@ impl<'a, R: Rows> Sorted<'a, R> {
                     break;
                 }
                 let (p, f) = group.rep.locate(self.budget.me(), |r| self.rows.locate(r));
-                let (rp, rf) = self.groups[i].rep.locate(self.budget.me(), |r| self.rows.locate(r));
+                let (rp, rf) = self.groups[i]
+                    .rep
+                    .locate(self.budget.me(), |r| self.rows.locate(r));
                 match (self.cmp)(p, f, rp, rf) {
                     Ok(KcmpOrdering::Greater) => i += 1,
                     Ok(KcmpOrdering::Less) => {

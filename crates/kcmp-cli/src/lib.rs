@@ -53,7 +53,7 @@ pub fn write_stderr(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut err = std::io::stderr().lock();
     if let Err(e) = writeln!(err, "{args}").and_then(|()| err.flush()) {
-        std::process::exit(output_error_status(&e));
+        kcmp_map::exit(output_error_status(&e));
     }
 }
 

@@ -35,7 +35,7 @@ fn main() {
             }
         }
     };
-    std::process::exit(run(cli));
+    kcmp_map::exit(run(cli));
 }
 
 /// Checks the environment (one pid namespace), applies the global options

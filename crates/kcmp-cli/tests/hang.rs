@@ -225,6 +225,10 @@ fn a_fuse_server_that_stops_answering_hangs_neither_scan_nor_epoll_targets() {
         assert_eq!(found["holders"][0]["pid"], holder, "{what}: {found}");
         let n = found["holders"].as_array().map_or(0, Vec::len);
         assert_eq!(n, 2, "{what}: the FUSE file and its dup: {found}");
+        assert_eq!(
+            found["without_anchor"], true,
+            "{what}: no copy of a FUSE file"
+        );
         assert!(!stopped(holder) && !stopped(server));
     }
     // An EBADF beside an fd on the FUSE file: the message says which fd is

@@ -99,6 +99,12 @@ pub struct HoldersReport {
     pub skipped: Vec<Skipped>,
     /// Fds of inspected processes left out (unreadable link, closed).
     pub skipped_fds: Vec<SkippedFd>,
+    /// True when every candidate was compared with the queried fd itself,
+    /// because the engine could not keep its own copy of the description
+    /// (a FUSE, NFS or overlayfs file, `pidfd_getfd` refused, a file this
+    /// process holds a POSIX lock on): a `dup2` onto the queried fd during
+    /// the search would mix two descriptions' holders. `freeze` makes sure.
+    pub without_anchor: bool,
     /// kcmp calls made.
     pub kcmp_calls: u64,
     /// Wall time.
@@ -174,6 +180,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         ),
         None => (via, fd),
     };
+    let without_anchor = anchor.is_none();
     let rep = Rep {
         pid: rep_pid,
         fd: rep_fd,
@@ -227,6 +234,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         peer,
         skipped,
         skipped_fds,
+        without_anchor,
         kcmp_calls: calls.total(),
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         frozen,

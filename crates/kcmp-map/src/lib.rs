@@ -39,6 +39,32 @@ pub use scan::{scan, FdRef, OpenFileDescription, ScanOptions, SharingMap};
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
+/// Ends this process with exit status `code`, like
+/// [`std::process::exit`], but never waiting on a FUSE or network server.
+///
+/// A scan takes its own copies (`pidfd_getfd`) of the descriptions it
+/// compares, only of files whose close cannot wait on a server. When a
+/// process switched an fd onto such a file (a FUSE file whose server hangs)
+/// between the check and the copy, the copy is left open: closing it, as
+/// the kernel does at exit, would wait for the server, maybe forever. If
+/// there is any, this starts a keeper child (named `kcmp-keeper`) that
+/// shares this process's fd table, so that this exit closes nothing; once
+/// this process is gone, the keeper closes those copies, and only it waits.
+/// Programs that scan hosts with FUSE mounts should exit through this (the
+/// `kcmp` command does).
+///
+/// ```no_run
+/// let map = kcmp_map::scan(&kcmp_map::ScanOptions::default());
+/// kcmp_map::exit(if map.is_ok() { 0 } else { 2 });
+/// ```
+pub fn exit(code: i32) -> ! {
+    let left_open = pipeline::anchor::left_open();
+    if !left_open.is_empty() {
+        let _ = sys::keeper::spawn(&left_open);
+    }
+    std::process::exit(code)
+}
+
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit and returns
 /// the new soft limit. For programs (the `kcmp` CLI calls it at start): a
 /// library must not change process-wide limits behind its caller's back, so

@@ -181,6 +181,11 @@ pub struct ScanStats {
     /// exact only if their holders held still: with `--freeze`, or on a
     /// quiet host. 0 when every compared description had an anchor.
     pub descriptions_without_anchor: u64,
+    /// Copies of fds that the scan left open rather than closed: the fd
+    /// was switched onto a file whose close could wait on a FUSE or
+    /// network server between the engine's check and its copy. Exit
+    /// through [`crate::exit`] so that no exit waits on that server.
+    pub copies_left_open: u64,
     /// How equality was decided: `"kcmp"` (ordered) or a fallback.
     pub method: String,
     /// Wall time of each phase, in milliseconds: `select`, `pin`,

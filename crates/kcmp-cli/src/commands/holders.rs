@@ -39,6 +39,9 @@ fn report_json(report: &HoldersReport, bytes: Option<Vec<u8>>, freeze: bool) -> 
     if let Some(p) = &report.peer {
         v["peer"] = json!({"target": p.target, "end": p.end, "holders": holders_json(&p.holders)});
     }
+    if report.without_anchor {
+        v["without_anchor"] = json!(true);
+    }
     if report.frozen {
         v["frozen"] = json!(true);
     }

@@ -38,10 +38,10 @@ pub fn write_error_message(e: &io::Error) -> String {
 /// closed pipe, else exit 2 with [`write_error_message`] on stderr.
 pub fn fail(e: &io::Error) -> ! {
     if e.kind() == io::ErrorKind::BrokenPipe {
-        std::process::exit(CLOSED_PIPE);
+        kcmp_map::exit(CLOSED_PIPE);
     }
     let _ = writeln!(io::stderr(), "{}", write_error_message(e));
-    std::process::exit(crate::exit::TROUBLE)
+    kcmp_map::exit(crate::exit::TROUBLE)
 }
 
 /// Buffered stdout whose errors end the command (see [`fail`]). Output is
@@ -83,7 +83,7 @@ impl Sink {
                 Some(_) => fail(&io::Error::from(e)),
                 None => {
                     let _ = writeln!(io::stderr(), "kcmp: cannot encode JSON: {e}");
-                    std::process::exit(crate::exit::TROUBLE);
+                    kcmp_map::exit(crate::exit::TROUBLE);
                 }
             }
         }

@@ -66,6 +66,8 @@ pub(crate) struct Budget {
     left: AtomicI64,
     /// This process's pid, read once.
     me: Pid,
+    /// Copies left open by this budget.
+    left_open: std::sync::atomic::AtomicU64,
     /// The POSIX locks this process holds: their files are not copied.
     locks: OwnLocks,
     /// Mount tables by mount namespace (the `/proc/PID/ns/mnt` link).
@@ -92,10 +94,16 @@ impl Budget {
         Budget {
             left: AtomicI64::new(share.max(0)),
             me: Pid::this(),
+            left_open: std::sync::atomic::AtomicU64::new(0),
             locks,
             mounts: Mutex::new(HashMap::new()),
             ns_of: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many copies this budget left open ([`crate::exit`]).
+    pub(crate) fn left_open(&self) -> u64 {
+        self.left_open.load(Ordering::Relaxed)
     }
 
     /// This process's pid: the one to hand to kcmp with an anchor.
@@ -171,7 +179,8 @@ impl Budget {
         if self.closes_safely(pid, copy.as_fd(), expected) {
             return Ok(Some(copy));
         }
-        let _left_open = rustix::fd::IntoRawFd::into_raw_fd(copy);
+        leave_open(copy);
+        self.left_open.fetch_add(1, Ordering::Relaxed);
         Ok(None)
     }
 
@@ -297,6 +306,24 @@ impl Budget {
     }
 }
 
+/// Copies this process must not close (their close could wait on a server
+/// or release a lock), left open until [`crate::exit`] hands them to the
+/// keeper ([`crate::sys::keeper`]).
+static LEFT_OPEN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Leaves `copy` open for the rest of this process's life.
+fn leave_open(copy: OwnedFd) {
+    let fd = rustix::fd::IntoRawFd::into_raw_fd(copy);
+    LEFT_OPEN.lock().unwrap_or_else(|e| e.into_inner()).push(fd);
+}
+
+/// The copies left open so far, sorted.
+pub(crate) fn left_open() -> Vec<i32> {
+    let mut fds = LEFT_OPEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    fds.sort_unstable();
+    fds
+}
+
 /// The POSIX (fcntl, not OFD) record locks this process holds, by inode:
 /// closing any fd of a locked file, a copy included, releases them.
 #[derive(Debug)]
@@ -392,7 +419,7 @@ impl OwnLocks {
         match own.map(|own| crate::procfs::read_fdinfo(Pid::this(), own)) {
             Some(Ok(info)) if info.ino != 0 && !inodes.contains(&info.ino) => Some(copy),
             _ => {
-                let _left_open = rustix::fd::IntoRawFd::into_raw_fd(copy);
+                leave_open(copy);
                 None
             }
         }

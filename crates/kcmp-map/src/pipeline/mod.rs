@@ -135,7 +135,8 @@ pub(crate) fn run(
     drop(sentinels);
     phases.mark("verify");
 
-    let stats = grouped.stats();
+    let mut stats = grouped.stats();
+    stats.copies_left_open = budget.left_open();
     map::assemble_files(&mut map, &tasks, grouped, &failed);
     map.ordered = availability.is_available();
     map::assemble_kinds(&mut map, &tasks, kinds, &failed);

@@ -12,7 +12,12 @@
 //! `/proc/HOLDER/fd/N` waits forever. Prints `{"server": S, "holder": H,
 //! "epfd": E, "fuse_fd": F, "fifo_fd": Q, "mount": "…"}`.
 //!
-//! Both run until stdin closes, then end every process they started (and
+//! `kcmp-hang-fixture fuse-swap`: the same server, answering only the
+//! holder (see `swap.rs`), while the holder switches two fds between a
+//! FUSE file and a pipe / a regular file. Prints `{"server": S, "holder":
+//! H, "swap_fds": [A, B], …}`.
+//!
+//! All run until stdin closes, then end every process they started (and
 //! those die with the fixture: `PR_SET_PDEATHSIG`).
 
 use std::ffi::CString;
@@ -119,12 +124,16 @@ fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("vfork") => vfork_mode(),
         Some("fuse") => fuse::run(),
+        Some("fuse-swap") => swap::run(),
         _ => {
-            eprintln!("usage: kcmp-hang-fixture vfork|fuse");
+            eprintln!("usage: kcmp-hang-fixture vfork|fuse|fuse-swap");
             std::process::exit(2);
         }
     }
 }
+
+#[path = "kcmp-hang-fixture/swap.rs"]
+mod swap;
 
 mod fuse {
     //! A FUSE server in ~150 lines: INIT, LOOKUP of one file `f`, GETATTR
@@ -178,7 +187,7 @@ mod fuse {
     }
 
     /// Answers one request.
-    fn answer(dev: i32, req: &[u8]) {
+    pub(super) fn answer(dev: i32, req: &[u8]) {
         let (opcode, unique, nodeid) = (u32_at(req, 4), u64_at(req, 8), u64_at(req, 16));
         let arg = &req[40..];
         match opcode {
@@ -253,11 +262,13 @@ mod fuse {
         }
     }
 
-    fn cstr(s: &str) -> CString {
+    pub(super) fn cstr(s: &str) -> CString {
         CString::new(s).unwrap()
     }
 
-    pub fn run() {
+    /// Mounts a FUSE filesystem on a new directory under /tmp in a private
+    /// mount namespace; returns the directory and the `/dev/fuse` fd.
+    pub(super) fn mount() -> (String, i32) {
         // SAFETY: unshare and mount with valid C strings or null pointers.
         unsafe {
             check("unshare(CLONE_NEWNS)", libc::unshare(libc::CLONE_NEWNS));
@@ -291,6 +302,11 @@ mod fuse {
                 opts.as_ptr().cast(),
             )
         });
+        (dir, dev)
+    }
+
+    pub fn run() {
+        let (dir, dev) = mount();
         let mut ctl = [0i32; 2];
         // SAFETY: pipe fills two ints.
         check("pipe", unsafe { libc::pipe(ctl.as_mut_ptr()) });

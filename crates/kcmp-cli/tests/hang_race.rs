@@ -1,0 +1,250 @@
+//! Never hang on a copy switched under the scan: a holder switches two fds
+//! (`dup2`) between a pipe / a regular file on a local filesystem and a
+//! file on a FUSE mount whose server never answers anyone but the holder
+//! (`kcmp-hang-fixture fuse-swap`). An fd classified safe to copy (a pipe,
+//! a path on a local mount) may be the FUSE file by the time
+//! `pidfd_getfd` copies it; closing that copy sends FLUSH, which waits
+//! forever. kcmp must still finish every run.
+//!
+//! `KCMP_TEST_BIN` runs this against another kcmp binary (to check that it
+//! fails on an older one).
+
+use kcmp_testkit::cli::{testkit_bin_next_to, text};
+use kcmp_testkit::process::{close_and_reap, read_line_within};
+use serde_json::Value;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The longest one kcmp run may take (a scan of one process takes
+/// milliseconds).
+const LIMIT: Duration = Duration::from_secs(10);
+/// At most this many runs...
+const RUNS: usize = 100;
+/// ...started within this time.
+const BUDGET: Duration = Duration::from_secs(20);
+
+fn kcmp() -> PathBuf {
+    std::env::var_os("KCMP_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kcmp")))
+}
+
+/// Why FUSE cannot be mounted here, if it cannot.
+fn no_fuse() -> Option<&'static str> {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root: cannot mount a FUSE filesystem");
+    }
+    if !std::path::Path::new("/dev/fuse").exists() {
+        return Some("no /dev/fuse");
+    }
+    None
+}
+
+/// The fixture; its stdin is closed (it aborts the FUSE connection and
+/// kills its server: every waiter is released), then it is reaped.
+struct Fixture {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    truth: Value,
+}
+
+impl Fixture {
+    fn start() -> Fixture {
+        let bin = testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), "kcmp-hang-fixture");
+        let mut child = Command::new(bin)
+            .arg("fuse-swap")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start kcmp-hang-fixture");
+        let stdin = child.stdin.take();
+        let out = child.stdout.take().unwrap();
+        let line = read_line_within(out, Duration::from_secs(10)).unwrap_or_default();
+        let truth = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("fixture fuse-swap said {line:?}: {e}"));
+        Fixture {
+            child,
+            stdin,
+            truth,
+        }
+    }
+
+    fn end(&mut self) {
+        close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(5));
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// A kcmp run whose output is collected on threads.
+struct Run {
+    child: Child,
+    out: std::thread::JoinHandle<String>,
+    err: std::thread::JoinHandle<String>,
+}
+
+fn collect(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = from.read_to_end(&mut s);
+        text(&s)
+    })
+}
+
+fn spawn(args: &[String]) -> Run {
+    let mut child = Command::new(kcmp())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kcmp");
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    Run { child, out, err }
+}
+
+/// How a run ended.
+enum Ended {
+    Exited(i32, String, String),
+    /// Did not end within [`LIMIT`]: killed (SIGKILL), not yet reaped (a
+    /// task waiting on a FUSE FLUSH ends only when the connection is
+    /// aborted). With where each of its threads waited.
+    Hung(Child, String),
+}
+
+fn finish(mut run: Run) -> Ended {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(st) = run.child.try_wait().unwrap() {
+            let (out, err) = (run.out.join().unwrap(), run.err.join().unwrap());
+            return Ended::Exited(st.code().unwrap_or(-1), out, err);
+        }
+        if Instant::now() > deadline {
+            let stacks = stacks_of(run.child.id());
+            let _ = run.child.kill();
+            return Ended::Hung(run.child, stacks);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Where each thread of `pid` waits: its state, wait channel and kernel
+/// stack (when readable).
+fn stacks_of(pid: u32) -> String {
+    let mut s = String::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    for t in tasks.flatten() {
+        let p = t.path();
+        let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_else(|e| format!("{e}"));
+        let stat = read("stat");
+        let state = stat.rsplit(") ").next().unwrap_or("").split(' ').next();
+        s += &format!(
+            "{}: state {}, wchan {}\n{}",
+            p.display(),
+            state.unwrap_or("?"),
+            read("wchan"),
+            read("stack")
+        );
+    }
+    s
+}
+
+/// The args of run `i`: mostly whole scans of the holder, every fourth a
+/// `holders` of A or B.
+fn args_of(i: usize, holder: i64, swap: &[i64]) -> Vec<String> {
+    let (h, mut v) = (holder.to_string(), Vec::new());
+    if i % 4 == 3 {
+        let fd = swap[(i / 4) % swap.len()].to_string();
+        v.extend(["holders".into(), h, fd, "--json".into()]);
+    } else {
+        v.extend(["scan".into(), "--json".into(), "--pid".into(), h]);
+    }
+    v
+}
+
+/// Checks a run that ended: exit 0, no panic, JSON of the right shape for
+/// the process or fd asked about (what it finds depends on what the fds
+/// were when it looked).
+fn check_exited(what: &str, code: i32, out: &str, err: &str, holder: i64, args: &[String]) {
+    assert_eq!(code, 0, "{what}: exit {code}: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    let v: Value =
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("{what}: bad JSON {e}: {out}"));
+    if args[0] == "holders" {
+        let fd: i64 = args[2].parse().unwrap();
+        assert!(v["pid"] == holder && v["fd"] == fd, "{what}: {v}");
+        assert!(
+            v["holders"].is_array() && v["target"].is_string(),
+            "{what}: {v}"
+        );
+    } else {
+        // Unfrozen, a scan of fds that change under it may find no shared
+        // description: only the shape is checked.
+        assert!(v["open_files"].is_array(), "{what}: {v}");
+        assert_eq!(v["tasks"], 1, "{what}: {v}");
+    }
+}
+
+#[test]
+fn an_fd_switched_onto_a_hung_fuse_file_under_the_scan_never_hangs_kcmp() {
+    if let Some(why) = no_fuse() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut fx = Fixture::start();
+    let holder = fx.truth["holder"].as_i64().unwrap();
+    let swap: Vec<i64> = fx.truth["swap_fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let (start, mut hung, mut runs) = (Instant::now(), Vec::new(), 0);
+    while runs < RUNS && start.elapsed() < BUDGET {
+        let args = args_of(runs, holder, &swap);
+        let what = format!("run {runs}: kcmp {}", args.join(" "));
+        runs += 1;
+        match finish(spawn(&args)) {
+            Ended::Exited(code, out, err) => check_exited(&what, code, &out, &err, holder, &args),
+            Ended::Hung(child, stacks) => hung.push((what, child, stacks)),
+        }
+    }
+    // Abort the FUSE connection: the hung runs end and can be reaped.
+    fx.end();
+    let report: Vec<String> = hung
+        .into_iter()
+        .map(|(what, mut child, stacks)| {
+            let reaped = wait_within(&mut child, Duration::from_secs(5));
+            format!("{what}: hung for {LIMIT:?} (reaped after the abort: {reaped})\n{stacks}")
+        })
+        .collect();
+    assert!(
+        report.is_empty(),
+        "{} of {runs} runs hung:\n{}",
+        report.len(),
+        report.join("\n")
+    );
+    eprintln!("{runs} runs, none hung, in {:?}", start.elapsed());
+}
+
+/// Waits at most `limit` for `child` to be reaped.
+fn wait_within(child: &mut Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}

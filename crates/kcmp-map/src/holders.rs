@@ -105,6 +105,11 @@ pub struct HoldersReport {
     /// process holds a POSIX lock on): a `dup2` onto the queried fd during
     /// the search would mix two descriptions' holders. `freeze` makes sure.
     pub without_anchor: bool,
+    /// True when the queried fd itself no longer held the description when
+    /// it was compared with the engine's copy (a `dup2` onto it or a close
+    /// and reuse during the search): `holders` are those of the description
+    /// it held when the search began, which may no longer include it.
+    pub queried_changed: bool,
     /// kcmp calls made.
     pub kcmp_calls: u64,
     /// Wall time.
@@ -192,6 +197,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         failed,
         skipped_fds,
     } = compare_all(&tasks, &listed, &key, &*cmp, rep)?;
+    let queried_changed = !same.iter().any(|&(i, f)| tasks[i].via == via && f == fd);
 
     let peer = if options.peer {
         peer_holders(&link, &others, &tasks, &*cmp, queried_mode)
@@ -235,6 +241,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         skipped,
         skipped_fds,
         without_anchor,
+        queried_changed,
         kcmp_calls: calls.total(),
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         frozen,

@@ -42,6 +42,9 @@ fn report_json(report: &HoldersReport, bytes: Option<Vec<u8>>, freeze: bool) -> 
     if report.without_anchor {
         v["without_anchor"] = json!(true);
     }
+    if report.queried_changed {
+        v["queried_changed"] = json!(true);
+    }
     if report.frozen {
         v["frozen"] = json!(true);
     }
@@ -124,6 +127,11 @@ pub fn run(pid: i32, fd: i32, peer: bool, json: bool, freeze: bool) -> i32 {
         crate::output::note(&format!(
             "--peer applies to pipes, FIFOs and connected unix sockets; {name} is none of them (or its peer cannot be told here)"
         ));
+    }
+    if report.queried_changed {
+        eprintln!(
+            "kcmp: fd {fd} of {pid} changed during the search (dup2 or close): these are the holders of the description it held when the search began (--freeze holds it still)"
+        );
     }
     if let Some(n) = crate::output::skipped_note(&report.skipped, Style::plain()) {
         eprintln!("kcmp: {n}");

@@ -14,6 +14,12 @@
 //! ids), then opens DIR/m2 twice onto `fds` and answers `swapped ID` (or
 //! `failed ID`, the id it got last). Exits on EOF; its mounts die with its
 //! namespace.
+//!
+//! `kcmp-mount-swap DIR detach`: `fds` are two eventfds instead (one
+//! `anon_inode:[eventfd]` bucket of two descriptions, the 256th bucket as
+//! well); `swap` mounts fusectl on DIR/m2, opens its root twice, detaches
+//! the mount (`umount -l`: the files stay open on a mount in no table) and
+//! moves `fds` onto those files; it answers `detached ID`.
 
 use std::ffi::CString;
 use std::io::{BufRead, Write};
@@ -85,11 +91,31 @@ fn swap(dir: &str, fds: [i32; 2], want: u64) -> String {
     format!("failed {got}")
 }
 
+/// `detach`: opens fusectl's root twice on a mount it then detaches
+/// (`MNT_DETACH`: in no mount table) and moves `fds` there.
+fn detach(dir: &str, fds: [i32; 2]) -> String {
+    let m2 = format!("{dir}/m2");
+    check(mount("none", &m2, Some("fusectl"), 0), "mount fusectl");
+    let held = [0, 1].map(|_| open(&m2, libc::O_RDONLY | libc::O_DIRECTORY));
+    let id = mnt_id(held[0]);
+    let t = cstr(&m2);
+    // SAFETY: t is a valid C string.
+    check(
+        unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) },
+        "umount -l",
+    );
+    dup2(held[0], fds[0]);
+    dup2(held[1], fds[1]);
+    format!("detached {id}")
+}
+
 fn main() {
-    let Some(dir) = std::env::args().nth(1) else {
-        eprintln!("usage: kcmp-mount-swap DIR");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(dir) = args.first().cloned() else {
+        eprintln!("usage: kcmp-mount-swap DIR [detach]");
         std::process::exit(2);
     };
+    let detaching = args.get(1).is_some_and(|a| a == "detach");
     // Fds inherited from the caller are on the caller's mounts: none here.
     // SAFETY: close_range takes integers; nothing else uses those fds.
     unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
@@ -113,7 +139,12 @@ fn main() {
             open(&format!("{dir}/m1/f{i:03}"), rw);
         }
     }
-    let fds = [0, 1].map(|_| open(&format!("{dir}/m2/zz"), rw));
+    let fds = if detaching {
+        // SAFETY: eventfd takes integers.
+        [0, 1].map(|_| check(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) }, "eventfd"))
+    } else {
+        [0, 1].map(|_| open(&format!("{dir}/m2/zz"), rw))
+    };
     let want = mnt_id(fds[0]);
     println!(
         "{{\"root\":{},\"fds\":[{},{}],\"mnt_id\":{want}}}",
@@ -125,7 +156,11 @@ fn main() {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         if line.trim() == "swap" {
-            println!("{}", swap(&dir, fds, want));
+            let answer = match detaching {
+                true => detach(&dir, fds),
+                false => swap(&dir, fds, want),
+            };
+            println!("{answer}");
             let _ = std::io::stdout().flush();
         }
     }

@@ -246,7 +246,24 @@ fn open_rw(path: &std::path::Path) -> std::fs::File {
 #[test]
 fn the_callers_posix_locks_survive_and_their_files_group_exactly() {
     let _one = serial();
-    let dir = std::env::temp_dir().join(format!("kcmp-attack-locks-{}", std::process::id()));
+    callers_posix_locks_survive(0);
+}
+
+/// [`the_callers_posix_locks_survive_and_their_files_group_exactly`] with
+/// this process holding 300 more fds: the engine then reads its locks from
+/// /proc/locks rather than from each fd's fdinfo.
+#[test]
+fn the_callers_posix_locks_survive_with_many_fds_of_its_own() {
+    let _one = serial();
+    callers_posix_locks_survive(300);
+}
+
+fn callers_posix_locks_survive(extra_fds: usize) {
+    let extra: Vec<rustix::fd::OwnedFd> = (0..extra_fds)
+        .map(|_| rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap())
+        .collect();
+    let tag = format!("{}-{extra_fds}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("kcmp-attack-locks-{tag}"));
     std::fs::create_dir_all(&dir).unwrap();
     let (file_path, opath_path) = (dir.join("locked"), dir.join("locked-opath"));
     let file = open_rw(&file_path);
@@ -274,6 +291,7 @@ fn the_callers_posix_locks_survive_and_their_files_group_exactly() {
     assert!(grouping_errors(&map, &zoo.kinds()).is_empty());
     assert_eq!(map.stats.descriptions_without_anchor, 6);
     drop(zoo);
+    drop(extra);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -538,6 +538,17 @@ fn a_copy_switched_onto_a_detached_mount_is_not_kept() {
     );
 }
 
+/// The guard the two tests above get around, when nothing moves during the
+/// scan: fds on a mount of a type the engine does not know as local
+/// (fusectl), and on a detached mount (in no table), are never copied.
+#[test]
+fn unknown_and_detached_mounts_are_never_copied() {
+    for mode in [&[][..], &["detach"][..]] {
+        let (_, _, _, after) = swap_during_scan(mode);
+        assert_eq!(after.descriptions_without_anchor, 2, "{mode:?}");
+    }
+}
+
 /// Runs `kcmp-mount-swap DIR ARGS`, scans it with one worker and has it
 /// `swap` just before the 256th bucket (its `fds`) is grouped, then scans
 /// it again. Returns its answer, its truth and the two scans' stats.

@@ -392,7 +392,6 @@ fn on_path(kind: &str) -> Result<Vec<Vec<Fd>>, String> {
 }
 
 fn build(kind: &str, dir: &str) -> Result<Vec<Vec<Fd>>, String> {
-    let none = [0usize; 5];
     match kind {
         // SAFETY (each libc call below): integer or C-string arguments.
         "eventfd" => twice(|| {
@@ -464,6 +463,13 @@ fn build(kind: &str, dir: &str) -> Result<Vec<Vec<Fd>>, String> {
         }),
         "perf-event" => twice(perf_event),
         "bpf-map" => twice(bpf_map),
+        _ => build_file(kind, dir),
+    }
+}
+
+/// [`build`] for kinds with a path, sockets and pipes.
+fn build_file(kind: &str, dir: &str) -> Result<Vec<Vec<Fd>>, String> {
+    match kind {
         "nsfs" => twice(|| open("/proc/self/ns/net", libc::O_RDONLY)),
         "opath-file" => {
             std::fs::write(format!("{dir}/plain"), b"x").map_err(|e| e.to_string())?;
@@ -518,6 +524,14 @@ fn build(kind: &str, dir: &str) -> Result<Vec<Vec<Fd>>, String> {
                 vec![(me(), p[1]), (me(), dup(p[1])?)],
             ])
         }
+        _ => build_device(kind, dir),
+    }
+}
+
+/// [`build_file`] for devices, /proc, /sys, plain files and the kinds that
+/// need children.
+fn build_device(kind: &str, dir: &str) -> Result<Vec<Vec<Fd>>, String> {
+    match kind {
         "devnull" => twice(|| open("/dev/null", libc::O_RDWR)),
         "ptmx" => twice(|| open("/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY)),
         "pts" => {
@@ -555,10 +569,7 @@ fn build(kind: &str, dir: &str) -> Result<Vec<Vec<Fd>>, String> {
         "private-ns-file" => private_ns_file(dir),
         "memfd-scm" => memfd_scm(),
         "memfd-same-name" => memfd_same_name(),
-        _ => {
-            let _ = none;
-            on_path(kind)
-        }
+        _ => on_path(kind),
     }
 }
 

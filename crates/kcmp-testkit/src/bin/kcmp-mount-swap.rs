@@ -79,16 +79,19 @@ fn swap(dir: &str, fds: [i32; 2], want: u64) -> String {
         check(mount("none", &m2, Some("fusectl"), 0), "mount fusectl");
         let fd = open(&m2, libc::O_RDONLY | libc::O_DIRECTORY);
         got = mnt_id(fd);
-        if got == want {
-            dup2(fd, fds[0]);
-            dup2(open(&m2, libc::O_RDONLY | libc::O_DIRECTORY), fds[1]);
-            return format!("swapped {got}");
-        }
-        if got > want {
+        // SAFETY: closes our own probe fd.
+        unsafe { libc::close(fd) };
+        if got >= want {
             break;
         }
     }
-    format!("failed {got}")
+    // On fusectl either way (the id was taken by another mount if not ours).
+    dup2(open(&m2, libc::O_RDONLY | libc::O_DIRECTORY), fds[0]);
+    dup2(open(&m2, libc::O_RDONLY | libc::O_DIRECTORY), fds[1]);
+    match got == want {
+        true => format!("swapped {got}"),
+        false => format!("failed {got}"),
+    }
 }
 
 /// `detach`: opens fusectl's root twice on a mount it then detaches

@@ -187,6 +187,14 @@ fn check_exited(what: &str, code: i32, out: &str, err: &str, holder: i64, args: 
             v["holders"].is_array() && v["target"].is_string(),
             "{what}: {v}"
         );
+        // The queried fd is its own holder unless it changed under the
+        // search, and then the answer says so.
+        let held = v["holders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["pid"] == holder && h["fd"] == fd);
+        assert!(held || v["queried_changed"] == true, "{what}: {v}");
     } else {
         // Unfrozen, a scan of fds that change under it may find no shared
         // description: only the shape is checked.

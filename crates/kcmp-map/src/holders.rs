@@ -218,6 +218,10 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         None
     };
 
+    if let Some(own) = anchor {
+        budget.release(crate::pipeline::anchor::Rep::Own(own));
+        crate::pipeline::closer::settle(std::time::Duration::from_secs(1));
+    }
     queried.verify()?;
     let not_frozen = freeze_guard
         .as_ref()

@@ -328,16 +328,16 @@ fn other_locks_do_not_prevent_anchors_and_survive() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Point 4, a bug: a POSIX lock this process takes *during* a scan (another
-/// thread of a library caller: SQLite takes them all the time) is released
-/// by the scan. The engine reads this process's locks once, before it lists
-/// any fd (`OwnLocks::read_among` in `pipeline::run`), copies the scanned
-/// process's descriptions of the file the caller has locked since, and
-/// closing the copy releases every POSIX lock this process holds on it.
+/// A POSIX lock this process takes *during* a scan (another thread of a
+/// library caller: SQLite takes them all the time) survives it. The engine
+/// reads this process's locks once, before it lists any fd
+/// (`OwnLocks::read_among` in `pipeline::run`), so it copies the scanned
+/// process's descriptions of the file locked since; closing such a copy
+/// would release the lock, so the closer asks the kernel first
+/// (`F_OFD_GETLK`) and leaves a locked file's copy open (it failed before).
 /// Made deterministic with the progress callback (phase 0, listing), which
 /// runs after the locks were read and before any copy is taken.
 #[test]
-#[ignore = "bug: a POSIX lock the caller takes during the scan is released by closing an anchor"]
 fn a_posix_lock_taken_during_the_scan_survives_it() {
     let _one = serial();
     let dir = std::env::temp_dir().join(format!("kcmp-attack-midlock-{}", std::process::id()));
@@ -458,19 +458,19 @@ fn scan_while_closing_the_holder(dups: usize) -> (bool, bool) {
     })
 }
 
-/// Point 4, a bug (never hang): an anchor can end up as the *last*
+/// Never hang: an anchor can end up as the *last*
 /// reference to its description, when every holder closes its fds (or
 /// exits) while the engine holds its copy; closing the copy then runs the
 /// file's `release`, and a TCP socket with `SO_LINGER` and unacknowledged
 /// data waits there for up to its linger time (here an hour) for a peer
 /// that does not read. The engine copies sockets unconditionally
 /// (`FdTarget::may_flush` is false for them, `closes_safely` passes
-/// `S_IFSOCK`) and closes the copy at the end of its bucket
-/// (`Budget::release`). Made deterministic with a self-scan: a watcher
+/// `S_IFSOCK`); copies are closed on the closer thread
+/// (`pipeline::closer`), so the scan returns (before, it closed them in
+/// `Budget::release` and waited). Made deterministic with a self-scan: a watcher
 /// thread closes this process's 5,000 fds of the socket as soon as the
 /// engine's copy appears.
 #[test]
-#[ignore = "bug: closing an anchor that became the last reference waits for SO_LINGER"]
 fn an_anchor_left_last_never_waits_for_so_linger() {
     let _one = serial();
     for _ in 0..5 {

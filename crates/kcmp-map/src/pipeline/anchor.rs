@@ -297,10 +297,11 @@ impl Budget {
         }
     }
 
-    /// Gives back the slot of a closed anchor.
+    /// Gives back the slot of an anchor, closed on the closer thread
+    /// ([`super::closer`]).
     pub(crate) fn release(&self, rep: Rep) {
         if let Rep::Own(fd) = rep {
-            drop(fd);
+            super::closer::close_later(fd);
             self.left.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -312,7 +313,7 @@ impl Budget {
 static LEFT_OPEN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
 /// Leaves `copy` open for the rest of this process's life.
-fn leave_open(copy: OwnedFd) {
+pub(crate) fn leave_open(copy: OwnedFd) {
     let fd = rustix::fd::IntoRawFd::into_raw_fd(copy);
     LEFT_OPEN.lock().unwrap_or_else(|e| e.into_inner()).push(fd);
 }
@@ -383,6 +384,22 @@ impl OwnLocks {
             (f.get(4) == Some(&me.as_str())).then(|| posix_lock_inode(line))?
         });
         Self::of(inodes.collect())
+    }
+
+    /// Whether `copy`'s file (by its inode, from this process's fdinfo) is
+    /// one of these; true when unknown.
+    pub(crate) fn covers(&self, copy: BorrowedFd<'_>) -> bool {
+        match self {
+            OwnLocks::None => false,
+            OwnLocks::Unknown => true,
+            OwnLocks::On(inodes) => {
+                let own = FdNum::new(copy.as_raw_fd()).ok();
+                match own.map(|own| crate::procfs::read_fdinfo(Pid::this(), own)) {
+                    Some(Ok(info)) => info.ino == 0 || inodes.contains(&info.ino),
+                    _ => true,
+                }
+            }
+        }
     }
 
     fn of(inodes: HashSet<u64>) -> OwnLocks {

@@ -15,6 +15,7 @@
 //! imports a later one.
 
 pub(crate) mod anchor;
+pub(crate) mod closer;
 pub(crate) mod group;
 pub(crate) mod kinds;
 pub(crate) mod list;
@@ -155,6 +156,7 @@ pub(crate) fn run(
         }
     }
     phases.mark("epoll_thaw");
+    closer::settle(std::time::Duration::from_secs(1));
     map.stats = finish_stats(
         stats,
         &calls,

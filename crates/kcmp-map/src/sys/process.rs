@@ -266,3 +266,21 @@ pub fn kill(pid: i32) {
     // SAFETY: kill takes integers.
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
+
+/// `fcntl(fd, F_OFD_GETLK)` for a write lock on the whole file: `None`
+/// when no lock would conflict, else the conflicting lock's `l_pid` (the
+/// owner's pid for a POSIX lock, -1 for an OFD lock).
+pub fn ofd_write_lock_owner(fd: std::os::fd::BorrowedFd<'_>) -> Result<Option<i32>, Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero flock is a valid value (plain integers).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: fcntl(F_OFD_GETLK) reads and writes the flock we own; `fd`
+    // is borrowed, so it is open for the call.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut lock) };
+    if r < 0 {
+        return Err(last_errno());
+    }
+    Ok((lock.l_type != libc::F_UNLCK as libc::c_short).then_some(lock.l_pid))
+}

@@ -49,16 +49,19 @@ const LOCAL_FILESYSTEMS: &[&str] = &[
     "anon_inodefs",
 ];
 
-/// Mount ids of the kernel's internal shmem and hugetlbfs mounts, where
-/// `memfd_create(2)` puts its files: they are in no mount table, so a memfd's
+/// Mount ids of the kernel's internal mounts whose files never wait on
+/// close or `getattr`: shmem and hugetlbfs (memfds), anon_inodefs (eventfd,
+/// epoll, timerfd, signalfd, inotify, io_uring, bpf, …), pidfs (pidfds)
+/// and nsfs (`/proc/PID/ns/*`). They are in no mount table: a memfd's
 /// fdinfo `mnt_id` (0 on Linux 6.x, whose first mount is shmem's) names a
-/// mount nobody can look up. This process learns them by creating memfds of
-/// its own (the default and 2 MiB and 1 GiB huge page sizes; the kernel
-/// refuses sizes it lacks) and reading their fdinfo, once. A mount id names
-/// one live mount on the whole host and these mounts live as long as the
-/// kernel, so an fd with one of these ids is a tmpfs or hugetlbfs file:
-/// neither has a `flush`, and their `getattr` never waits.
-pub(crate) fn shmem_mount_ids() -> &'static [u64] {
+/// mount nobody can look up. This process learns them, once, from files of
+/// its own of each kind (memfds of the default and 2 MiB and 1 GiB huge
+/// page sizes, where the kernel has them; an eventfd; a pidfd of itself;
+/// its network namespace) and their fdinfo. A mount id names one live
+/// mount on the whole host and these mounts live as long as the kernel, so
+/// an fd with one of these ids is a file of that kind. Pipes and sockets
+/// are told by their file type instead.
+pub(crate) fn internal_mount_ids() -> &'static [u64] {
     static IDS: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
     IDS.get_or_init(|| {
         use rustix::fs::{memfd_create, MemfdFlags};
@@ -68,7 +71,7 @@ pub(crate) fn shmem_mount_ids() -> &'static [u64] {
             MemfdFlags::HUGETLB | MemfdFlags::HUGE_2MB,
             MemfdFlags::HUGETLB | MemfdFlags::HUGE_1GB,
         ];
-        let mut ids = Vec::new();
+        let mut probes = Vec::new();
         for kind in kinds {
             // `vm.memfd_noexec = 2` refuses a memfd that is not sealed
             // against exec; Linux before 6.3 does not know the flag.
@@ -77,8 +80,19 @@ pub(crate) fn shmem_mount_ids() -> &'static [u64] {
                     let sealed = MemfdFlags::CLOEXEC | MemfdFlags::NOEXEC_SEAL | kind;
                     memfd_create("kcmp-mount-probe", sealed)
                 });
-            let Ok(memfd) = memfd else { continue };
-            let Ok(own) = FdNum::new(std::os::fd::AsRawFd::as_raw_fd(&memfd)) else {
+            probes.extend(memfd.ok());
+        }
+        let flags = rustix::event::EventfdFlags::CLOEXEC;
+        probes.extend(rustix::event::eventfd(0, flags).ok());
+        let me = rustix::process::getpid();
+        let pidfd_flags = rustix::process::PidfdFlags::empty();
+        probes.extend(rustix::process::pidfd_open(me, pidfd_flags).ok());
+        let ns_flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC;
+        let ns = rustix::fs::open("/proc/self/ns/net", ns_flags, rustix::fs::Mode::empty());
+        probes.extend(ns.ok());
+        let mut ids = Vec::new();
+        for probe in &probes {
+            let Ok(own) = FdNum::new(std::os::fd::AsRawFd::as_raw_fd(probe)) else {
                 continue;
             };
             // A kernel without `mnt_id:` in fdinfo (before 3.15) has no id to learn.

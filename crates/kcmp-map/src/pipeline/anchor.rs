@@ -21,10 +21,14 @@
 //! waits for the server: a hung FUSE server (or one this scan froze) would
 //! hang the engine. So a file is copied only when its mount (fdinfo
 //! `mnt_id` in the holder's mount table) is a local filesystem
-//! ([`crate::mounts::Mount::never_blocks`]) or the kernel's internal shmem
-//! or hugetlbfs mount of memfds ([`crate::mounts::shmem_mount_ids`]);
-//! pipes, sockets and anonymous inodes have no such `flush` and are always
-//! copied.
+//! ([`crate::mounts::Mount::never_blocks`]) or one of the kernel's internal
+//! mounts that never wait (memfds, anonymous inodes, pidfds, namespaces:
+//! [`crate::mounts::internal_mount_ids`]); pipes and sockets have no such
+//! `flush`. An fd can be switched onto another file between that check
+//! and the copy, so each copy is checked again before it is kept
+//! ([`Budget::copy`]); and a copy can become the last reference of its
+//! file, whose close then runs its `release` (a lingering socket waits):
+//! copies are closed on a thread of their own ([`super::closer`]).
 
 use crate::mounts::MountTable;
 use kcmp::{FdNum, Pid};
@@ -71,7 +75,7 @@ pub(crate) struct Budget {
     /// The POSIX locks this process holds: their files are not copied.
     locks: OwnLocks,
     /// Mount tables by mount namespace (the `/proc/PID/ns/mnt` link).
-    mounts: Mutex<HashMap<String, Option<Arc<MountTable>>>>,
+    mounts: Mutex<HashMap<String, WatchedTable>>,
     /// Each task's mount namespace link, read once.
     ns_of: Mutex<HashMap<Pid, String>>,
 }
@@ -152,7 +156,7 @@ impl Budget {
     /// taken only when closing it cannot wait on a server.
     ///
     /// For a file with a path (`path`), the fd's mount must be known safe
-    /// first ([`safe_path_mount`](Self::safe_path_mount)). Pipes, sockets
+    /// first ([`path_copy_is_safe`](Self::path_copy_is_safe)). Pipes, sockets
     /// and anonymous inodes need no such check. Either way the fd may have
     /// been switched (`dup2`) to another file between that check, or the
     /// link read that classified it, and `pidfd_getfd`: so the copy itself
@@ -166,17 +170,13 @@ impl Budget {
         fd: FdNum,
         path: bool,
     ) -> Result<Option<OwnedFd>, Errno> {
-        let expected = match path {
-            false => None,
-            true => match self.safe_path_mount(pid, fd)? {
-                Some(mnt_id) => Some(mnt_id),
-                None => return Ok(None),
-            },
-        };
+        if path && !self.path_copy_is_safe(pid, fd)? {
+            return Ok(None);
+        }
         let Some(copy) = self.try_anchor(pidfd, pid, fd)? else {
             return Ok(None);
         };
-        if self.closes_safely(pid, copy.as_fd(), expected) {
+        if self.closes_safely(pid, copy.as_fd()) {
             return Ok(Some(copy));
         }
         leave_open(copy);
@@ -184,36 +184,34 @@ impl Budget {
         Ok(None)
     }
 
-    /// The mount of `fd` of `pid`, a file with a path, when a copy of it
-    /// may be taken: only when closing the copy cannot wait on a server,
-    /// i.e. the fd's mount is in `pid`'s mount table and is a local
-    /// filesystem, or is the internal mount of memfds. Reads fdinfo and
-    /// (once per mount namespace) mountinfo, never the file.
+    /// Whether a copy of `fd` of `pid`, a file with a path, may be taken:
+    /// only when closing the copy cannot wait on a server, i.e. the fd's
+    /// mount is in `pid`'s mount table and is a local filesystem, or is an
+    /// internal mount that never waits (memfds, nsfs). Reads fdinfo and
+    /// mountinfo (again only when the namespace's mounts changed), never
+    /// the file.
     ///
     /// `Err` when the fd is gone (`EBADF`: closed meanwhile) or its task
     /// (`ESRCH`), as [`try_anchor`](Self::try_anchor) says it.
-    pub(crate) fn safe_path_mount(&self, pid: Pid, fd: FdNum) -> Result<Option<u64>, Errno> {
+    pub(crate) fn path_copy_is_safe(&self, pid: Pid, fd: FdNum) -> Result<bool, Errno> {
         let info = match crate::procfs::read_fdinfo(pid, fd) {
             Ok(info) => info,
             Err(e) if e.errno() == Some(Errno::NOENT) => return Err(Errno::BADF),
             Err(e) if e.errno() == Some(Errno::SRCH) => return Err(Errno::SRCH),
-            Err(_) => return Ok(None),
+            Err(_) => return Ok(false),
         };
-        let safe = self
-            .listed_mount_never_blocks(pid, info.mnt_id)
-            .unwrap_or_else(|| crate::mounts::shmem_mount_ids().contains(&info.mnt_id));
-        Ok(safe.then_some(info.mnt_id))
+        Ok(self.mount_never_blocks(pid, info.mnt_id))
     }
 
     /// Whether closing `copy` (of an fd of `pid`) cannot wait on a server,
     /// from a `statx` of the copy with `AT_STATX_DONT_SYNC` (FUSE, NFS,
     /// CIFS and overlayfs answer it from their caches): a pipe or socket
-    /// has no `flush`; otherwise its mount must be `expected` (the mount a
-    /// path's fdinfo showed), or another safe one in `pid`'s table. For a
-    /// pipe, socket or anonymous inode (`expected` is `None`) a mount in no
-    /// table is an internal one (anon_inodefs, pidfs); for a path it is
-    /// safe only if it is the memfds' mount.
-    fn closes_safely(&self, pid: Pid, copy: BorrowedFd<'_>, expected: Option<u64>) -> bool {
+    /// has no `flush`; any other file's mount must be a local filesystem in
+    /// `pid`'s current mount table or an internal mount that never waits.
+    /// The copy keeps its mount, so its mount id names that mount until
+    /// the copy is closed, and the table is read again if the namespace's
+    /// mounts changed since it was read.
+    fn closes_safely(&self, pid: Pid, copy: BorrowedFd<'_>) -> bool {
         use rustix::fs::{statx, AtFlags, StatxFlags};
         let flags = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
         let (kind, mnt_id) = match statx(copy, "", flags, StatxFlags::TYPE | StatxFlags::MNT_ID) {
@@ -238,20 +236,18 @@ impl Budget {
         let Some(mnt_id) = mnt_id else {
             return false;
         };
-        if expected == Some(mnt_id) {
-            return true;
-        }
-        self.listed_mount_never_blocks(pid, mnt_id)
-            .unwrap_or_else(|| {
-                expected.is_none() || crate::mounts::shmem_mount_ids().contains(&mnt_id)
-            })
+        self.mount_never_blocks(pid, mnt_id)
     }
 
-    /// Whether mount `mnt_id` is a local filesystem, when it is in `pid`'s
-    /// mount table.
-    fn listed_mount_never_blocks(&self, pid: Pid, mnt_id: u64) -> Option<bool> {
-        let table = self.mount_table(pid)?;
-        table.get(mnt_id).map(|m| m.never_blocks())
+    /// Whether closing a file on mount `mnt_id` cannot wait: a local
+    /// filesystem in `pid`'s mount table, or one of the kernel's internal
+    /// mounts that never wait ([`crate::mounts::internal_mount_ids`]).
+    fn mount_never_blocks(&self, pid: Pid, mnt_id: u64) -> bool {
+        let listed = self.mount_table(pid);
+        match listed.as_ref().and_then(|t| t.get(mnt_id)) {
+            Some(mount) => mount.never_blocks(),
+            None => crate::mounts::internal_mount_ids().contains(&mnt_id),
+        }
     }
 
     /// The mount table of `pid`'s mount namespace, read once per namespace;
@@ -276,10 +272,9 @@ impl Budget {
             }
         };
         let mut cache = self.mounts.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .entry(ns)
-            .or_insert_with(|| MountTable::read(pid).ok().map(Arc::new))
-            .clone()
+        let watched = cache.entry(ns).or_insert_with(|| WatchedTable::open(pid));
+        watched.refresh_if_changed();
+        watched.table.clone()
     }
 
     /// A second copy of an anchor (for another worker), within the budget.
@@ -305,6 +300,78 @@ impl Budget {
             self.left.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// A mount namespace's table and a watch on it: a mount id names one live
+/// mount, but an id freed by an unmount is given to the next mount, so a
+/// table read earlier can name the wrong mount. Every mount or unmount in
+/// the namespace makes `poll` on an open `/proc/PID/mountinfo` report
+/// `POLLPRI`, and the table is read again then: a mount id looked up just
+/// after a copy was taken (the copy keeps its mount, and so its id) is
+/// judged by a table that is current.
+struct WatchedTable {
+    table: Option<Arc<MountTable>>,
+    watch: Option<OwnedFd>,
+}
+
+impl WatchedTable {
+    /// Opens the watch, then reads the table (a change in between is seen
+    /// as a change by the first poll).
+    fn open(pid: Pid) -> WatchedTable {
+        use rustix::fs::{open, Mode, OFlags};
+        let path = format!("/proc/{pid}/mountinfo");
+        let watch = open(
+            path.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok();
+        let table = watch.as_ref().and_then(|fd| read_table(fd.as_fd()));
+        WatchedTable { table, watch }
+    }
+
+    /// Reads the table again when the namespace's mounts changed since.
+    fn refresh_if_changed(&mut self) {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let Some(watch) = &self.watch else { return };
+        let mut fds = [PollFd::new(watch, PollFlags::PRI)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let changed = match poll(&mut fds, Some(&now)) {
+            Ok(_) => !fds[0].revents().is_empty(),
+            Err(_) => true,
+        };
+        if changed {
+            self.table = read_table(watch.as_fd());
+        }
+    }
+}
+
+impl std::fmt::Debug for WatchedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mounts = self.table.as_ref().map(|t| t.len());
+        f.debug_struct("WatchedTable")
+            .field("mounts", &mounts)
+            .finish()
+    }
+}
+
+/// The mount table from an open `/proc/PID/mountinfo`, from its start.
+fn read_table(fd: BorrowedFd<'_>) -> Option<Arc<MountTable>> {
+    rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(0)).ok()?;
+    let mut text = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(Errno::INTR) => continue,
+            Err(_) => return None,
+        }
+    }
+    Some(Arc::new(MountTable::parse(&String::from_utf8_lossy(&text))))
 }
 
 /// Copies this process must not close (their close could wait on a server

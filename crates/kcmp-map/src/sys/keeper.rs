@@ -16,12 +16,20 @@
 
 use std::io;
 
-/// Starts the keeper of `left_open` (fd numbers, sorted). It polls its
-/// parent every 10 ms and, once it is gone, closes every fd but
-/// `left_open` (which it then closes by exiting). Call it last, just
-/// before exiting: this process's fd table stays shared with the keeper.
+/// Starts the keeper of `left_open` (fd numbers, sorted). It waits until
+/// every thread of this process has exited (a pidfd of this process turns
+/// readable then, after the last thread let go of the fd table) and then
+/// closes every fd but `left_open` (which it then closes by exiting). Call
+/// it last, just before exiting: this process's fd table stays shared
+/// with the keeper. Waiting for the parent's pid to change would not do:
+/// that happens when the thread that started the keeper exits, while
+/// another thread of this process may still hold the table and would then
+/// be the one to close the copies.
 pub(crate) fn spawn(left_open: &[i32]) -> io::Result<()> {
-    let parent = std::process::id() as libc::pid_t;
+    let me = rustix::process::getpid();
+    let pidfd = rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty())?;
+    // Left in the shared table: the keeper closes it with the rest.
+    let pidfd = rustix::fd::IntoRawFd::into_raw_fd(pidfd);
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .map_or(1 << 20, |l| l.min(1 << 20)) as i32;
@@ -42,26 +50,25 @@ pub(crate) fn spawn(left_open: &[i32]) -> io::Result<()> {
     };
     match pid {
         p if p < 0 => Err(io::Error::last_os_error()),
-        0 => keep(parent, left_open, limit),
+        0 => keep(pidfd, left_open, limit),
         _ => Ok(()),
     }
 }
 
-/// The keeper's life: wait for the parent to go, close all but
-/// `left_open`, exit.
-fn keep(parent: libc::pid_t, left_open: &[i32], limit: i32) -> ! {
+/// The keeper's life: wait for the parent to be gone (`parent`: its
+/// pidfd), close all but `left_open`, exit.
+fn keep(parent: i32, left_open: &[i32], limit: i32) -> ! {
     let name = b"kcmp-keeper\0";
     // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated buffer we own.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
-    let tick = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 10_000_000,
+    let mut ready = libc::pollfd {
+        fd: parent,
+        events: libc::POLLIN,
+        revents: 0,
     };
-    // SAFETY: getppid takes nothing.
-    while unsafe { libc::getppid() } == parent {
-        // SAFETY: nanosleep reads a timespec we own.
-        unsafe { libc::nanosleep(&tick, std::ptr::null_mut()) };
-    }
+    // A pidfd is readable once its process and all its threads exited.
+    // SAFETY: poll reads and writes one pollfd we own.
+    while unsafe { libc::poll(&mut ready, 1, -1) } <= 0 {}
     let mut from = 0i32;
     for &fd in left_open {
         if fd > from {

@@ -200,7 +200,9 @@ impl Budget {
             Err(e) if e.errno() == Some(Errno::SRCH) => return Err(Errno::SRCH),
             Err(_) => return Ok(false),
         };
-        Ok(self.mount_never_blocks(pid, info.mnt_id))
+        // The table as last read: a stale answer is caught by the check of
+        // the copy, which reads it again if mounts changed.
+        Ok(self.mount_never_blocks(pid, info.mnt_id, false))
     }
 
     /// Whether closing `copy` (of an fd of `pid`) cannot wait on a server,
@@ -236,25 +238,29 @@ impl Budget {
         let Some(mnt_id) = mnt_id else {
             return false;
         };
-        self.mount_never_blocks(pid, mnt_id)
+        self.mount_never_blocks(pid, mnt_id, true)
     }
 
     /// Whether closing a file on mount `mnt_id` cannot wait: a local
     /// filesystem in `pid`'s mount table, or one of the kernel's internal
     /// mounts that never wait ([`crate::mounts::internal_mount_ids`]).
-    fn mount_never_blocks(&self, pid: Pid, mnt_id: u64) -> bool {
-        let listed = self.mount_table(pid);
+    /// With `current`, the table is read again first if the namespace's
+    /// mounts changed since it was read.
+    fn mount_never_blocks(&self, pid: Pid, mnt_id: u64, current: bool) -> bool {
+        let listed = self.mount_table(pid, current);
         match listed.as_ref().and_then(|t| t.get(mnt_id)) {
             Some(mount) => mount.never_blocks(),
             None => crate::mounts::internal_mount_ids().contains(&mnt_id),
         }
     }
 
-    /// The mount table of `pid`'s mount namespace, read once per namespace;
-    /// which namespace a task is in is read once per task (a mount id names
-    /// one mount on the whole host, so a task that changed namespace since
-    /// finds its mounts, or none: unsafe).
-    fn mount_table(&self, pid: Pid) -> Option<Arc<MountTable>> {
+    /// The mount table of `pid`'s mount namespace, read once per namespace
+    /// and, when `current` is asked, again whenever the namespace's mounts
+    /// changed ([`WatchedTable`]); which namespace a task is in is read
+    /// once per task (a mount id names one live mount on the whole host, so
+    /// a task that changed namespace since finds its mounts, or none:
+    /// unsafe).
+    fn mount_table(&self, pid: Pid, current: bool) -> Option<Arc<MountTable>> {
         let cached = self
             .ns_of
             .lock()
@@ -273,7 +279,9 @@ impl Budget {
         };
         let mut cache = self.mounts.lock().unwrap_or_else(|e| e.into_inner());
         let watched = cache.entry(ns).or_insert_with(|| WatchedTable::open(pid));
-        watched.refresh_if_changed();
+        if current {
+            watched.refresh_if_changed();
+        }
         watched.table.clone()
     }
 

@@ -47,7 +47,8 @@ struct ReadmeDoctests;
 /// process switched an fd onto such a file (a FUSE file whose server hangs)
 /// between the check and the copy, the copy is left open: closing it, as
 /// the kernel does at exit, would wait for the server, maybe forever. If
-/// there is any, this starts a keeper child (named `kcmp-keeper`) that
+/// there is any (or a copy's close is still waiting, on a lingering
+/// socket say), this starts a keeper child (named `kcmp-keeper`) that
 /// shares this process's fd table, so that this exit closes nothing; once
 /// this process is gone, the keeper closes those copies, and only it waits.
 /// Programs that scan hosts with FUSE mounts should exit through this (the
@@ -58,8 +59,13 @@ struct ReadmeDoctests;
 /// kcmp_map::exit(if map.is_ok() { 0 } else { 2 });
 /// ```
 pub fn exit(code: i32) -> ! {
+    // Copies still queued for the closer are in the fd table too: give
+    // them a moment, then count what is left.
+    pipeline::closer::settle(std::time::Duration::from_millis(100));
     let left_open = pipeline::anchor::left_open();
-    if !left_open.is_empty() {
+    // A close still waiting (a lingering socket) would make the exit wait
+    // on the copies queued behind it: the keeper closes those too.
+    if !left_open.is_empty() || pipeline::closer::pending() > 0 {
         let _ = sys::keeper::spawn(&left_open);
     }
     std::process::exit(code)

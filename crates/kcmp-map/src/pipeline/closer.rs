@@ -4,8 +4,11 @@
 //! closed its fd or exited while the scan held the copy. Its close then
 //! runs the file's `release`, which can wait: a TCP socket with `SO_LINGER`
 //! waits for its send queue to drain, a serial tty for its output. So the
-//! copies are closed by one closer thread, started once and never joined: a
-//! close that waits stalls that thread alone, never a scan.
+//! copies are closed by a closer thread, never joined: a close that waits
+//! stalls that thread alone, never a scan. The thread ends after 100 ms
+//! without work (a library caller's process does not stay multi-threaded
+//! for it: `setns(CLONE_NEWNS)` wants a single thread) and starts again
+//! when needed.
 //!
 //! Closing any fd of a file also releases the POSIX locks this process
 //! holds on it. The scan never copies a file this process had locked when
@@ -18,52 +21,80 @@
 use super::anchor::{leave_open, OwnLocks};
 use rustix::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Copies sent to the closer and not closed yet.
+/// Copies handed to the closer and not closed yet.
 static PENDING: AtomicUsize = AtomicUsize::new(0);
 
-/// The closer's queue (`None` when its thread could not start).
-fn queue() -> Option<&'static Mutex<Sender<OwnedFd>>> {
-    static QUEUE: OnceLock<Option<Mutex<Sender<OwnedFd>>>> = OnceLock::new();
-    QUEUE
-        .get_or_init(|| {
-            let (tx, rx) = channel::<OwnedFd>();
-            let started = std::thread::Builder::new()
-                .name("kcmp-closer".into())
-                .spawn(move || {
-                    for copy in rx {
-                        close_unless_locked(copy);
-                        PENDING.fetch_sub(1, Ordering::SeqCst);
-                    }
-                });
-            started.ok().map(|_| Mutex::new(tx))
-        })
-        .as_ref()
-}
+/// The running closer's queue, if one runs. Sends happen under this lock,
+/// and the closer ends only under it with its queue empty: no copy is ever
+/// sent to a closer that ended.
+static QUEUE: Mutex<Option<Sender<OwnedFd>>> = Mutex::new(None);
 
-/// Closes `copy` on the closer thread (here when that thread could not
-/// start).
+/// How long the closer waits for work before it ends.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// Closes `copy` on the closer thread (here when no thread can start).
 pub(crate) fn close_later(copy: OwnedFd) {
-    let Some(queue) = queue() else {
-        return close_unless_locked(copy);
-    };
+    let mut queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    if queue.is_none() {
+        let (tx, rx) = channel::<OwnedFd>();
+        let started = std::thread::Builder::new()
+            .name("kcmp-closer".into())
+            .spawn(move || closer(rx));
+        if started.is_err() {
+            drop(queue);
+            return close_unless_locked(copy);
+        }
+        *queue = Some(tx);
+    }
     PENDING.fetch_add(1, Ordering::SeqCst);
-    let sent = queue.lock().unwrap_or_else(|e| e.into_inner()).send(copy);
-    if let Err(unsent) = sent {
+    if let Some(Err(unsent)) = queue.as_ref().map(|tx| tx.send(copy)) {
+        *queue = None;
         PENDING.fetch_sub(1, Ordering::SeqCst);
+        drop(queue);
         close_unless_locked(unsent.0);
     }
 }
 
-/// Waits until every copy sent so far is closed, at most `limit` (a close
-/// that waits on a socket's linger or a tty's drain is left to finish
+/// The closer thread: closes what it receives; after [`IDLE`] without
+/// work, ends (under the queue's lock, after a last look at its queue).
+fn closer(rx: Receiver<OwnedFd>) {
+    loop {
+        match rx.recv_timeout(IDLE) {
+            Ok(copy) => {
+                close_unless_locked(copy);
+                PENDING.fetch_sub(1, Ordering::SeqCst);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let mut queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+                if let Ok(copy) = rx.try_recv() {
+                    drop(queue);
+                    close_unless_locked(copy);
+                    PENDING.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+                *queue = None;
+                return;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Copies handed to the closer and not closed yet.
+pub(crate) fn pending() -> usize {
+    PENDING.load(Ordering::SeqCst)
+}
+
+/// Waits until every copy handed over so far is closed, at most `limit` (a
+/// close that waits on a socket's linger or a tty's drain is left to finish
 /// alone): a scan returns with its copies closed, as its caller expects.
 pub(crate) fn settle(limit: Duration) {
     let deadline = Instant::now() + limit;
-    while PENDING.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+    while pending() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_micros(200));
     }
 }
@@ -80,12 +111,15 @@ fn close_unless_locked(copy: OwnedFd) {
 /// Whether this process holds a POSIX lock on `copy`'s file: an OFD
 /// write-lock test conflicts with every lock of another owner, and reports
 /// a POSIX lock's owner pid (an OFD lock reports -1). When another owner's
-/// lock is reported, ours may hide behind it: this process's locks are
-/// read then (rare).
+/// lock is reported, ours may hide behind it, and when the test fails
+/// (a seccomp filter, say), nothing is known: this process's locks are
+/// read then (rare). A file that takes no lock (`EINVAL`) or an `O_PATH`
+/// copy (`EBADF`; its close releases no lock) holds none.
 fn holds_posix_lock_on(copy: &OwnedFd) -> bool {
+    use rustix::io::Errno;
     match crate::sys::process::ofd_write_lock_owner(copy.as_fd()) {
-        Ok(None) | Err(_) => false, // no lock, or a file that takes none
+        Ok(None) | Err(Errno::INVAL | Errno::BADF) => false,
         Ok(Some(pid)) if pid == std::process::id() as i32 => true,
-        Ok(Some(_)) => OwnLocks::read().covers(copy.as_fd()),
+        Ok(Some(_)) | Err(_) => OwnLocks::read().covers(copy.as_fd()),
     }
 }

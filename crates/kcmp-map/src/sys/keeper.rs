@@ -33,25 +33,44 @@ pub(crate) fn spawn(left_open: &[i32]) -> io::Result<()> {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .map_or(1 << 20, |l| l.min(1 << 20)) as i32;
+    // The child starts with every signal blocked (the caller's handlers
+    // must not run in it); this thread's mask is restored right after.
+    // SAFETY: an all-zero sigset_t is valid storage for sigfillset and
+    // pthread_sigmask, which write it.
+    let (mut all, mut before): (libc::sigset_t, libc::sigset_t) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: sigfillset and pthread_sigmask write sigsets we own.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before);
+    }
+    let pid = clone_files();
+    if pid == 0 {
+        keep(pidfd, left_open, limit);
+    }
+    let failed = (pid < 0).then(io::Error::last_os_error);
+    // SAFETY: pthread_sigmask reads the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    failed.map_or(Ok(()), Err)
+}
+
+/// `clone(CLONE_FILES)` with exit signal 0 and no new stack: 0 in the
+/// child, its pid in the parent, -1 on failure.
+fn clone_files() -> libc::c_long {
+    let flags = libc::CLONE_FILES as libc::c_ulong;
     // SAFETY: clone without CLONE_VM and with a null stack runs the child on
     // a copy of this address space and of this thread's stack, as fork
-    // does; exit signal 0, so that no caller's wait(2) sees it. The child
-    // runs `keep` only: raw syscalls on integers and on memory it owns (its
-    // copy of `left_open`), no allocation, no lock, and it never returns.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::CLONE_FILES as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    match pid {
-        p if p < 0 => Err(io::Error::last_os_error()),
-        0 => keep(pidfd, left_open, limit),
-        _ => Ok(()),
+    // does; exit signal 0, so that no caller's wait(2) sees it while this
+    // process lives. The child runs `keep` only: raw syscalls on integers
+    // and on memory it owns (its copy of `left_open`), no allocation, no
+    // lock, no libc wrapper that is a cancellation point, and it never
+    // returns. s390 takes the stack first (CLONE_BACKWARDS2).
+    unsafe {
+        #[cfg(target_arch = "s390x")]
+        let pid = libc::syscall(libc::SYS_clone, 0usize, flags, 0usize, 0usize, 0usize);
+        #[cfg(not(target_arch = "s390x"))]
+        let pid = libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize);
+        pid
     }
 }
 
@@ -60,15 +79,37 @@ pub(crate) fn spawn(left_open: &[i32]) -> io::Result<()> {
 fn keep(parent: i32, left_open: &[i32], limit: i32) -> ! {
     let name = b"kcmp-keeper\0";
     // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated buffer we own.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    unsafe { libc::syscall(libc::SYS_prctl, libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
     let mut ready = libc::pollfd {
         fd: parent,
         events: libc::POLLIN,
         revents: 0,
     };
     // A pidfd is readable once its process and all its threads exited.
-    // SAFETY: poll reads and writes one pollfd we own.
-    while unsafe { libc::poll(&mut ready, 1, -1) } <= 0 {}
+    loop {
+        // SAFETY: ppoll reads and writes one pollfd we own; no timeout, no
+        // signal mask (every signal is blocked here).
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_ppoll,
+                &mut ready,
+                1,
+                std::ptr::null::<u8>(),
+                std::ptr::null::<u8>(),
+                0,
+            )
+        };
+        if n > 0 && ready.revents & libc::POLLIN != 0 {
+            break;
+        }
+        if n > 0 || (n < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)) {
+            // The pidfd is not what it was (POLLNVAL) or poll fails: close
+            // nothing; exiting closes nothing either unless this keeper
+            // holds the table's last reference, and then the parent is gone.
+            // SAFETY: exit_group takes an integer and does not return.
+            unsafe { libc::syscall(libc::SYS_exit_group, 0) };
+        }
+    }
     let mut from = 0i32;
     for &fd in left_open {
         if fd > from {
@@ -77,9 +118,11 @@ fn keep(parent: i32, left_open: &[i32], limit: i32) -> ! {
         from = from.max(fd.saturating_add(1));
     }
     close_between(from, i32::MAX - 1, limit);
-    // SAFETY: _exit takes an integer and does not return; it closes the
-    // copies left open (a hung server makes this orphan wait, no one else).
-    unsafe { libc::_exit(0) }
+    // SAFETY: exit_group takes an integer and does not return; it closes
+    // the copies left open (a hung server makes this orphan wait, no one
+    // else).
+    unsafe { libc::syscall(libc::SYS_exit_group, 0) };
+    unreachable!("exit_group returned")
 }
 
 /// Closes fds `first..=last` (`close_range`, or one by one below `limit`
@@ -91,7 +134,7 @@ fn close_between(first: i32, last: i32, limit: i32) {
     if r < 0 {
         for fd in first..=last.min(limit) {
             // SAFETY: close takes an integer; a closed fd gives EBADF.
-            unsafe { libc::close(fd) };
+            unsafe { libc::syscall(libc::SYS_close, fd) };
         }
     }
 }

@@ -540,7 +540,9 @@ impl Freezer {
                 std::thread::sleep(Duration::from_millis(5));
             }
             sys::kill(self.pid);
-            sys::reap(self.pid);
+            // One that cannot die (its exit closes an inherited copy of a
+            // FUSE file an earlier scan left open) is left behind.
+            sys::reap_within(self.pid, Duration::from_secs(2));
         }
     }
 }

@@ -24,6 +24,11 @@ use kcmp::Pid;
 use rustix::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+/// How long a killed sentinel is waited for: one that cannot die (its exit
+/// closes a copy of a FUSE file left open by an earlier scan, see
+/// [`crate::exit`]) is left behind rather than hang the scan.
+const REAP_LIMIT: Duration = Duration::from_secs(2);
+
 /// Two live sentinel tasks and one zombie, children of this process.
 /// Dropping it ends and reaps them.
 #[derive(Debug)]
@@ -78,7 +83,7 @@ impl Drop for Idle {
     fn drop(&mut self) {
         drop(self.pipe.take());
         sys::kill(self.pid);
-        sys::reap(self.pid);
+        sys::reap_within(self.pid, REAP_LIMIT);
     }
 }
 
@@ -145,7 +150,7 @@ impl Sentinels {
             if Instant::now() > deadline {
                 if let Some(z) = self.zombie.take() {
                     sys::kill(z);
-                    sys::reap(z);
+                    sys::reap_within(z, REAP_LIMIT);
                 }
                 break;
             }
@@ -179,10 +184,10 @@ impl Drop for Sentinels {
         for (pid, w) in &mut self.live {
             drop(w.take()); // the sentinel sees EOF and exits
             sys::kill(*pid);
-            sys::reap(*pid);
+            sys::reap_within(*pid, REAP_LIMIT);
         }
         if let Some(z) = self.zombie.take() {
-            sys::reap(z);
+            sys::reap_within(z, REAP_LIMIT);
         }
     }
 }

@@ -123,18 +123,19 @@ pub fn read_until_eof(fd: i32) {
     }
 }
 
-/// `waitpid(pid, 0)`, retried on EINTR. Returns false on ECHILD.
-pub fn reap(pid: i32) -> bool {
+/// `waitpid(pid)` for at most `limit`: a child that cannot die (it inherited a
+/// copy of a FUSE file that the engine left open, and its exit waits on
+/// the server) is left unreaped rather than waited for. True once reaped.
+pub fn reap_within(pid: i32, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
     loop {
-        let mut status = 0;
-        // SAFETY: `status` is a valid writable int.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
-        if r >= 0 {
+        if try_reap(pid) {
             return true;
         }
-        if last_errno() != Errno::INTR {
+        if std::time::Instant::now() > deadline {
             return false;
         }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 

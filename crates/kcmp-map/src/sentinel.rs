@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 /// How long a killed sentinel is waited for: one that cannot die (its exit
 /// closes a copy of a FUSE file left open by an earlier scan, see
 /// [`crate::exit`]) is left behind rather than hang the scan.
-const REAP_LIMIT: Duration = Duration::from_secs(2);
+const REAP_LIMIT: Duration = Duration::from_millis(500);
 
 /// Two live sentinel tasks and one zombie, children of this process.
 /// Dropping it ends and reaps them.

@@ -7,11 +7,11 @@
 //! they fail on an older one).
 
 use kcmp_testkit::cli::{testkit_bin_next_to, text};
-use kcmp_testkit::process::read_line_within;
+use kcmp_testkit::process::JsonFixture;
 use serde_json::Value;
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn kcmp() -> PathBuf {
@@ -21,50 +21,23 @@ fn kcmp() -> PathBuf {
 }
 
 /// A kcmp-hang-fixture; ended (stdin closed, then killed) on drop.
-struct Fixture {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    truth: Value,
-}
+struct Fixture(JsonFixture);
 
 impl Fixture {
     fn start(mode: &str) -> Fixture {
         let bin = testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), "kcmp-hang-fixture");
-        let mut child = Command::new(bin)
-            .arg(mode)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kcmp-hang-fixture");
-        let stdin = child.stdin.take();
-        let out = child.stdout.take().unwrap();
-        let line = read_line_within(out, Duration::from_secs(10)).unwrap_or_default();
-        let truth = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("fixture {mode} said {line:?}: {e}"));
-        Fixture {
-            child,
-            stdin,
-            truth,
-        }
+        let mut command = Command::new(bin);
+        command.arg(mode);
+        Fixture(JsonFixture::start(&mut command, Duration::from_secs(10)))
     }
 
     fn pid(&self, key: &str) -> i32 {
-        self.truth[key].as_i64().unwrap() as i32
+        self.0.json[key].as_i64().unwrap() as i32
     }
 
     fn sleepers(&self) -> Vec<i32> {
-        let s = self.truth["sleepers"].as_array().unwrap();
+        let s = self.0.json["sleepers"].as_array().unwrap();
         s.iter().map(|v| v.as_i64().unwrap() as i32).collect()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        kcmp_testkit::process::close_and_reap(
-            &mut self.child,
-            self.stdin.take(),
-            Duration::from_secs(5),
-        );
     }
 }
 
@@ -158,7 +131,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 fn a_fuse_server_that_stops_answering_hangs_neither_scan_nor_epoll_targets() {
     let fx = Fixture::start("fuse");
     let (holder, server, epfd) = (fx.pid("holder"), fx.pid("server"), fx.pid("epfd"));
-    let fifo = fx.truth["fifo_fd"].as_i64().unwrap();
+    let fifo = fx.0.json["fifo_fd"].as_i64().unwrap();
     for freeze in [false, true] {
         let mut a = args(&["scan", "--json"], &[holder, server]);
         if freeze {
@@ -172,7 +145,7 @@ fn a_fuse_server_that_stops_answering_hangs_neither_scan_nor_epoll_targets() {
             .find(|e| e["pid"] == holder && e["epfd"] == epfd)
             .unwrap_or_else(|| panic!("{what}: no epoll {epfd} of {holder}: {epoll:?}"));
         // Both registrations resolved: the FIFO and the FUSE file.
-        let fuse_fd = fx.truth["fuse_fd"].as_i64().unwrap();
+        let fuse_fd = fx.0.json["fuse_fd"].as_i64().unwrap();
         let mut fds: Vec<i64> = mine["targets"]
             .as_array()
             .unwrap()
@@ -185,7 +158,7 @@ fn a_fuse_server_that_stops_answering_hangs_neither_scan_nor_epoll_targets() {
         assert_eq!(fds, want, "{what}: {mine}");
         // The FUSE file and its dup: one description, grouped without
         // closing anything on the hung mount (a copy's close would FLUSH).
-        let dup = fx.truth["fuse_dup"].as_i64().unwrap();
+        let dup = fx.0.json["fuse_dup"].as_i64().unwrap();
         let holds = |d: &serde_json::Value, fd: i64| {
             let m = d["members"].as_array().unwrap();
             m.iter().any(|m| m["pid"] == holder && m["fd"] == fd)

@@ -10,11 +10,11 @@
 //! fails on an older one).
 
 use kcmp_testkit::cli::{testkit_bin_next_to, text};
-use kcmp_testkit::process::{close_and_reap, read_line_within};
+use kcmp_testkit::process::JsonFixture;
 use serde_json::Value;
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The longest one kcmp run may take (a scan of one process takes
@@ -45,41 +45,14 @@ fn no_fuse() -> Option<&'static str> {
 
 /// The fixture; its stdin is closed (it aborts the FUSE connection and
 /// kills its server: every waiter is released), then it is reaped.
-struct Fixture {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    truth: Value,
-}
+struct Fixture(JsonFixture);
 
 impl Fixture {
     fn start() -> Fixture {
         let bin = testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), "kcmp-hang-fixture");
-        let mut child = Command::new(bin)
-            .arg("fuse-swap")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kcmp-hang-fixture");
-        let stdin = child.stdin.take();
-        let out = child.stdout.take().unwrap();
-        let line = read_line_within(out, Duration::from_secs(10)).unwrap_or_default();
-        let truth = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("fixture fuse-swap said {line:?}: {e}"));
-        Fixture {
-            child,
-            stdin,
-            truth,
-        }
-    }
-
-    fn end(&mut self) {
-        close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(5));
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.end();
+        let mut command = Command::new(bin);
+        command.arg("fuse-swap");
+        Fixture(JsonFixture::start(&mut command, Duration::from_secs(10)))
     }
 }
 
@@ -210,8 +183,8 @@ fn an_fd_switched_onto_a_hung_fuse_file_under_the_scan_never_hangs_kcmp() {
         return;
     }
     let mut fx = Fixture::start();
-    let holder = fx.truth["holder"].as_i64().unwrap();
-    let swap: Vec<i64> = fx.truth["swap_fds"]
+    let holder = fx.0.json["holder"].as_i64().unwrap();
+    let swap: Vec<i64> = fx.0.json["swap_fds"]
         .as_array()
         .unwrap()
         .iter()
@@ -228,7 +201,7 @@ fn an_fd_switched_onto_a_hung_fuse_file_under_the_scan_never_hangs_kcmp() {
         }
     }
     // Abort the FUSE connection: the hung runs end and can be reaped.
-    fx.end();
+    fx.0.end();
     let report: Vec<String> = hung
         .into_iter()
         .map(|(what, mut child, stacks)| {

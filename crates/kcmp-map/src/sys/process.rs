@@ -131,9 +131,8 @@ pub fn reap_within(pid: i32, limit: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + limit;
     // A pidfd turns readable the moment the child exits: no sleeping in
     // steps (Linux 5.3+; before it, steps of 50 µs).
-    let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
-        rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-    });
+    let pidfd = rustix::process::Pid::from_raw(pid)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     loop {
         if try_reap(pid) {
             return true;

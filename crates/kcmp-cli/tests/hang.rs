@@ -6,12 +6,11 @@
 //! `KCMP_TEST_BIN` runs these against another kcmp binary (to check that
 //! they fail on an older one).
 
-use kcmp_testkit::cli::{testkit_bin_next_to, text};
+use kcmp_testkit::cli::{testkit_bin_next_to, text, Spawned};
 use kcmp_testkit::process::JsonFixture;
 use serde_json::Value;
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn kcmp() -> PathBuf {
@@ -42,51 +41,20 @@ impl Fixture {
 }
 
 /// A running kcmp whose output is collected on threads.
-struct Run {
-    child: Child,
-    out: std::thread::JoinHandle<String>,
-    err: std::thread::JoinHandle<String>,
-}
+struct Run(Spawned);
 
 fn spawn(args: &[String]) -> Run {
-    let mut child = Command::new(kcmp())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kcmp");
-    let mut o = child.stdout.take().unwrap();
-    let mut e = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = o.read_to_end(&mut s);
-        text(&s)
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = e.read_to_end(&mut s);
-        text(&s)
-    });
-    Run { child, out, err }
+    Run(Spawned::start(kcmp(), args))
 }
 
 impl Run {
     /// Waits at most `limit`; kills kcmp and panics when it hangs.
-    fn finish(mut self, what: &str, limit: Duration) -> (i32, String, String) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                let (out, err) = (self.out.join().unwrap(), self.err.join().unwrap());
-                return (st.code().unwrap_or(-1), out, err);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("{what}: kcmp hung for {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    fn finish(self, what: &str, limit: Duration) -> (i32, String, String) {
+        self.0.wait_within(limit).unwrap_or_else(|mut child| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: kcmp hung for {limit:?}");
+        })
     }
 }
 
@@ -325,7 +293,7 @@ fn stopped_mid_freeze(sig: libc::c_int) {
     let mut pids = sleepers.clone();
     pids.push(fx.pid("vfork_parent"));
     let run = spawn(&args(&["scan", "--json", "--freeze"], &pids));
-    let kpid = run.child.id() as i32;
+    let kpid = run.0.id() as i32;
     let frozen = wait_until(Duration::from_secs(10), || {
         sleepers.iter().all(|&p| stopped(p))
     });
@@ -371,7 +339,7 @@ fn sigkill_of_kcmp_mid_freeze_releases_every_process_within_a_second() {
     });
     assert!(frozen.is_some(), "the sleepers were never frozen");
     // kcmp's freezer: its child named kcmp-freezer.
-    let kpid = run.child.id() as i32;
+    let kpid = run.0.id() as i32;
     let freezer = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -385,11 +353,11 @@ fn sigkill_of_kcmp_mid_freeze_releases_every_process_within_a_second() {
             stat.contains("(kcmp-freezer)") && ppid == Some(&kpid.to_string())
         })
         .expect("kcmp's freezer");
-    run.child.kill().unwrap();
+    run.0.child().kill().unwrap();
     let released = wait_until(Duration::from_secs(3), || {
         sleepers.iter().all(|&p| !stopped(p))
     });
-    let _ = run.child.wait();
+    let _ = run.0.child().wait();
     let took = released.expect("still stopped 3 s after kcmp was killed");
     assert!(took < Duration::from_secs(1), "released after {took:?}");
     // The freezer ends too.

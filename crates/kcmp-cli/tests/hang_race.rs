@@ -9,12 +9,11 @@
 //! `KCMP_TEST_BIN` runs this against another kcmp binary (to check that it
 //! fails on an older one).
 
-use kcmp_testkit::cli::{testkit_bin_next_to, text};
+use kcmp_testkit::cli::{testkit_bin_next_to, Spawned};
 use kcmp_testkit::process::JsonFixture;
 use serde_json::Value;
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The longest one kcmp run may take (a scan of one process takes
@@ -57,31 +56,8 @@ impl Fixture {
 }
 
 /// A kcmp run whose output is collected on threads.
-struct Run {
-    child: Child,
-    out: std::thread::JoinHandle<String>,
-    err: std::thread::JoinHandle<String>,
-}
-
-fn collect(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = from.read_to_end(&mut s);
-        text(&s)
-    })
-}
-
-fn spawn(args: &[String]) -> Run {
-    let mut child = Command::new(kcmp())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kcmp");
-    let out = collect(child.stdout.take().unwrap());
-    let err = collect(child.stderr.take().unwrap());
-    Run { child, out, err }
+fn spawn(args: &[String]) -> Spawned {
+    Spawned::start(kcmp(), args)
 }
 
 /// How a run ended.
@@ -93,19 +69,14 @@ enum Ended {
     Hung(Child, String),
 }
 
-fn finish(mut run: Run) -> Ended {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(st) = run.child.try_wait().unwrap() {
-            let (out, err) = (run.out.join().unwrap(), run.err.join().unwrap());
-            return Ended::Exited(st.code().unwrap_or(-1), out, err);
+fn finish(run: Spawned) -> Ended {
+    match run.wait_within(LIMIT) {
+        Ok((code, out, err)) => Ended::Exited(code, out, err),
+        Err(mut child) => {
+            let stacks = stacks_of(child.id());
+            let _ = child.kill();
+            Ended::Hung(child, stacks)
         }
-        if Instant::now() > deadline {
-            let stacks = stacks_of(run.child.id());
-            let _ = run.child.kill();
-            return Ended::Hung(run.child, stacks);
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -86,3 +86,73 @@ pub fn testkit_bin_next_to(sibling: impl AsRef<Path>, name: &str) -> PathBuf {
     assert!(path.is_file(), "{} missing", path.display());
     path
 }
+
+/// A program started with stdin empty and its stdout and stderr collected
+/// on threads, waited for with a limit (a run that hangs is the finding).
+///
+/// ```no_run
+/// use kcmp_testkit::cli::Spawned;
+/// let run = Spawned::start("/bin/echo", &["hi".to_string()]);
+/// let (code, out, _err) = run.wait_within(std::time::Duration::from_secs(5)).unwrap();
+/// assert_eq!((code, out.as_str()), (0, "hi\n"));
+/// ```
+#[derive(Debug)]
+pub struct Spawned {
+    child: std::process::Child,
+    out: std::thread::JoinHandle<String>,
+    err: std::thread::JoinHandle<String>,
+}
+
+impl Spawned {
+    /// Starts `bin args`. Panics when it cannot be started.
+    pub fn start(bin: impl AsRef<OsStr>, args: &[String]) -> Spawned {
+        use std::process::Stdio;
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the program");
+        let collect = |mut from: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut s = Vec::new();
+                let _ = from.read_to_end(&mut s);
+                text(&s)
+            })
+        };
+        let out = collect(Box::new(child.stdout.take().expect("piped stdout")));
+        let err = collect(Box::new(child.stderr.take().expect("piped stderr")));
+        Spawned { child, out, err }
+    }
+
+    /// Its pid.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child itself (to signal it, say).
+    pub fn child(&mut self) -> &mut std::process::Child {
+        &mut self.child
+    }
+
+    /// (exit code, stdout, stderr) once it exits within `limit` (code -1
+    /// for a death by signal); the still running child otherwise (not
+    /// killed: the caller decides).
+    pub fn wait_within(
+        mut self,
+        limit: std::time::Duration,
+    ) -> Result<(i32, String, String), std::process::Child> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait for the program") {
+                let (out, err) = (self.out.join().unwrap(), self.err.join().unwrap());
+                return Ok((st.code().unwrap_or(-1), out, err));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(self.child);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}

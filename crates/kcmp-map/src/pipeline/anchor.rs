@@ -95,6 +95,9 @@ impl Budget {
             .min(1 << 20) as i64;
         let free = limit - open_now as i64 - 64;
         let share = if all_free { free - 192 } else { free / 2 };
+        // Learnt now, while fds are free: its probes need a few, and a list
+        // learnt short would leave every copy of the missing kinds open.
+        crate::mounts::internal_mount_ids();
         Budget {
             left: AtomicI64::new(share.max(0)),
             me: Pid::this(),

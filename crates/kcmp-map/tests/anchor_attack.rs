@@ -8,11 +8,11 @@
 
 use kcmp::{FdNum, Pid};
 use kcmp_map::{scan, ScanOptions, SharingMap};
-use kcmp_testkit::process::{close_and_reap, read_line_within};
+use kcmp_testkit::process::{close_and_reap, JsonFixture, TempDir};
 use rustix::fd::{AsFd, AsRawFd};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,41 +33,25 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A running `kcmp-anchor-zoo`; dropping it ends it and its children.
+/// A running `kcmp-anchor-zoo` (ended, then its directory removed, when
+/// dropped: fields drop in order).
 struct Zoo {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    truth: Value,
-    dir: std::path::PathBuf,
+    running: JsonFixture,
+    _dir: TempDir,
 }
 
 impl Zoo {
     fn spawn(tag: &str, kinds: &[&str]) -> Zoo {
-        let dir = std::env::temp_dir().join(format!("kcmp-zoo-{}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut child = Command::new(kcmp_testkit::workspace_bin("kcmp-anchor-zoo"))
-            .arg(&dir)
-            .args(kinds)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn kcmp-anchor-zoo");
-        let stdin = child.stdin.take();
-        let line = read_line_within(child.stdout.take().unwrap(), Duration::from_secs(30));
-        let truth = line
-            .and_then(|l| serde_json::from_str(&l).ok())
-            .unwrap_or(Value::Null);
-        let zoo = Zoo {
-            child,
-            stdin,
-            truth,
-            dir,
-        };
-        assert!(zoo.truth.is_object(), "kcmp-anchor-zoo gave no truth");
-        zoo
+        let dir = TempDir::new(&format!("kcmp-zoo-{tag}"));
+        let mut command = Command::new(kcmp_testkit::workspace_bin("kcmp-anchor-zoo"));
+        command.arg(dir.path()).args(kinds);
+        let running = JsonFixture::start(&mut command, Duration::from_secs(30));
+        assert!(running.json.is_object(), "kcmp-anchor-zoo gave no truth");
+        Zoo { running, _dir: dir }
     }
 
     fn root(&self) -> Pid {
-        Pid::new(self.truth["root"].as_i64().unwrap() as i32).unwrap()
+        Pid::new(self.running.json["root"].as_i64().unwrap() as i32).unwrap()
     }
 
     /// Each built kind with its descriptions (lists of (pid, fd)).
@@ -76,7 +60,7 @@ impl Zoo {
             let pid = Pid::new(p[0].as_i64().unwrap() as i32).unwrap();
             (pid, FdNum::new(p[1].as_i64().unwrap() as i32).unwrap())
         };
-        let kinds = self.truth["kinds"].as_array().unwrap();
+        let kinds = self.running.json["kinds"].as_array().unwrap();
         kinds
             .iter()
             .map(|k| {
@@ -91,7 +75,7 @@ impl Zoo {
     }
 
     fn skipped(&self) -> Vec<String> {
-        let skipped = self.truth["skipped"].as_array().unwrap();
+        let skipped = self.running.json["skipped"].as_array().unwrap();
         skipped.iter().map(|s| s.to_string()).collect()
     }
 
@@ -102,13 +86,6 @@ impl Zoo {
             ..ScanOptions::default()
         })
         .expect("scan")
-    }
-}
-
-impl Drop for Zoo {
-    fn drop(&mut self) {
-        close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(30));
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -263,9 +240,8 @@ fn callers_posix_locks_survive(extra_fds: usize) {
     let extra: Vec<rustix::fd::OwnedFd> = (0..extra_fds)
         .map(|_| rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap())
         .collect();
-    let tag = format!("{}-{extra_fds}", std::process::id());
-    let dir = std::env::temp_dir().join(format!("kcmp-attack-locks-{tag}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new(&format!("kcmp-attack-locks-{extra_fds}"));
+    let dir = tmp.path();
     let (file_path, opath_path) = (dir.join("locked"), dir.join("locked-opath"));
     let file = open_rw(&file_path);
     let opath_file = open_rw(&opath_path);
@@ -293,7 +269,6 @@ fn callers_posix_locks_survive(extra_fds: usize) {
     assert_eq!(map.stats.descriptions_without_anchor, 6);
     drop(zoo);
     drop(extra);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Point 3: OFD locks, flock locks and POSIX locks held by the *scanned*
@@ -303,8 +278,8 @@ fn callers_posix_locks_survive(extra_fds: usize) {
 #[test]
 fn other_locks_do_not_prevent_anchors_and_survive() {
     let _one = serial();
-    let dir = std::env::temp_dir().join(format!("kcmp-attack-other-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("kcmp-attack-other");
+    let dir = tmp.path();
     let (a, b, c) = (dir.join("posix"), dir.join("ofd"), dir.join("flock"));
     let files: Vec<std::fs::File> = [&a, &b, &c].iter().map(|p| open_rw(p)).collect();
     let inodes: Vec<u64> = files.iter().map(inode).collect();
@@ -326,7 +301,6 @@ fn other_locks_do_not_prevent_anchors_and_survive() {
     assert!(grouping_errors(&map, &zoo.kinds()).is_empty());
     assert_eq!(map.stats.descriptions_without_anchor, 0);
     drop(zoo);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A POSIX lock this process takes *during* a scan (another thread of a
@@ -341,8 +315,8 @@ fn other_locks_do_not_prevent_anchors_and_survive() {
 #[test]
 fn a_posix_lock_taken_during_the_scan_survives_it() {
     let _one = serial();
-    let dir = std::env::temp_dir().join(format!("kcmp-attack-midlock-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("kcmp-attack-midlock");
+    let dir = tmp.path();
     let path = dir.join("locked-later");
     let ino = inode(&open_rw(&path));
     let zoo = Zoo::spawn("midlock", &[&format!("open:{}", path.display())]);
@@ -366,7 +340,6 @@ fn a_posix_lock_taken_during_the_scan_survives_it() {
     assert!(grouping_errors(&map, &zoo.kinds()).is_empty());
     let held = holds_posix_lock_on(ino);
     drop(zoo);
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         held,
         "the scan released a POSIX lock this process took meanwhile"
@@ -562,10 +535,10 @@ fn swap_during_scan(
 ) {
     use std::io::{BufRead, Write};
     let _one = serial();
-    let dir = std::env::temp_dir().join(format!("kcmp-attack-mntid-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("kcmp-attack-mntid");
+    let dir = tmp.path();
     let mut child = Command::new(kcmp_testkit::workspace_bin("kcmp-mount-swap"))
-        .arg(&dir)
+        .arg(dir)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -602,6 +575,5 @@ fn swap_during_scan(
         stdin.lock().unwrap().take(),
         Duration::from_secs(30),
     );
-    let _ = std::fs::remove_dir_all(&dir);
     (answer, truth, during.expect("scan"), after.expect("scan"))
 }

@@ -11,10 +11,10 @@
 //! assert!(!fx.expected().is_empty());
 //! ```
 
-use crate::process::{close_and_reap, read_line_within};
+use crate::process::JsonFixture;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A running `kcmp-audit-fixture`. Dropping it closes its stdin and waits
@@ -22,54 +22,32 @@ use std::time::Duration;
 /// its files itself.
 #[derive(Debug)]
 pub struct AuditFixture {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    truth: Value,
+    running: JsonFixture,
 }
 
 impl AuditFixture {
     /// Starts `BIN MODE` and waits at most a minute for its truth. Panics
-    /// on failure (a test helper); the fixture must run as root.
+    /// on failure (a test helper; the fixture must run as root).
     pub fn spawn(bin: &Path, mode: &str) -> AuditFixture {
-        let mut child = Command::new(bin)
-            .arg(mode)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn kcmp-audit-fixture");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let line = read_line_within(stdout, Duration::from_secs(60)).unwrap_or_default();
-        let truth: Value = match serde_json::from_str(line.trim()) {
-            Ok(v) => v,
-            Err(_) => {
-                close_and_reap(&mut child, stdin, Duration::from_secs(10));
-                panic!(
-                    "kcmp-audit-fixture {mode} printed no truth (it must run as root): {line:?}"
-                );
-            }
-        };
-        AuditFixture {
-            child,
-            stdin,
-            truth,
-        }
+        let mut command = Command::new(bin);
+        command.arg(mode).stderr(Stdio::inherit());
+        let running = JsonFixture::start(&mut command, Duration::from_secs(60));
+        AuditFixture { running }
     }
 
     /// The whole truth JSON.
     pub fn truth(&self) -> &Value {
-        &self.truth
+        &self.running.json
     }
 
     /// The root's pid.
     pub fn root(&self) -> i64 {
-        self.truth["root"].as_i64().unwrap()
+        self.running.json["root"].as_i64().unwrap()
     }
 
     /// A child's pid by name (`ns_child`, `pipe_writer`, …).
     pub fn child_pid(&self, name: &str) -> i64 {
-        self.truth["children"][name]
+        self.running.json["children"][name]
             .as_i64()
             .unwrap_or_else(|| panic!("no child {name} in the truth"))
     }
@@ -77,12 +55,6 @@ impl AuditFixture {
     /// The findings expected (`[{"rule", "severity", "target", "kind",
     /// "holders": [{"pid", "fd"}]}]`).
     pub fn expected(&self) -> &[Value] {
-        self.truth["expected"].as_array().unwrap()
-    }
-}
-
-impl Drop for AuditFixture {
-    fn drop(&mut self) {
-        close_and_reap(&mut self.child, self.stdin.take(), Duration::from_secs(30));
+        self.running.json["expected"].as_array().unwrap()
     }
 }

@@ -250,11 +250,16 @@ impl Budget {
     /// With `current`, the table is read again first if the namespace's
     /// mounts changed since it was read.
     fn mount_never_blocks(&self, pid: Pid, mnt_id: u64, current: bool) -> bool {
-        let listed = self.mount_table(pid, current);
-        match listed.as_ref().and_then(|t| t.get(mnt_id)) {
-            Some(mount) => mount.never_blocks(),
-            None => crate::mounts::internal_mount_ids().contains(&mnt_id),
+        // The internal mounts live as long as the kernel, so their ids are
+        // never given to another mount: no table (and no poll) is needed.
+        if crate::mounts::internal_mount_ids().contains(&mnt_id) {
+            return true;
         }
+        let listed = self.mount_table(pid, current);
+        listed
+            .as_ref()
+            .and_then(|t| t.get(mnt_id))
+            .is_some_and(|mount| mount.never_blocks())
     }
 
     /// The mount table of `pid`'s mount namespace, read once per namespace

@@ -55,9 +55,17 @@ impl Fixture {
     }
 }
 
-/// A kcmp run whose output is collected on threads.
-fn spawn(args: &[String]) -> Spawned {
-    Spawned::start(kcmp(), args)
+/// A kcmp run whose output is collected on threads; `with_fusectl`: in a
+/// mount namespace where fusectl is mounted (`kcmp-with-fusectl`), as on a
+/// systemd host, where kcmp can count FUSE connections.
+fn spawn(args: &[String], with_fusectl: bool) -> Spawned {
+    if !with_fusectl {
+        return Spawned::start(kcmp(), args);
+    }
+    let wrapper = testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), "kcmp-with-fusectl");
+    let mut all = vec![kcmp().to_string_lossy().into_owned()];
+    all.extend(args.iter().cloned());
+    Spawned::start(wrapper, &all)
 }
 
 /// How a run ended.
@@ -144,11 +152,24 @@ fn check_exited(what: &str, code: i32, out: &str, err: &str, holder: i64, args: 
         // description: only the shape is checked.
         assert!(v["open_files"].is_array(), "{what}: {v}");
         assert_eq!(v["tasks"], 1, "{what}: {v}");
+        // A FUSE connection is live: no copy skips its mount check.
+        assert_eq!(v["stats"]["copies_on_server_free_host"], 0, "{what}: {v}");
     }
 }
 
 #[test]
 fn an_fd_switched_onto_a_hung_fuse_file_under_the_scan_never_hangs_kcmp() {
+    race(false);
+}
+
+/// The same where kcmp can count FUSE connections (fusectl mounted): the
+/// live connection of the fixture's server keeps every copy's mount check.
+#[test]
+fn with_fusectl_mounted_a_live_fuse_connection_keeps_the_mount_checks() {
+    race(true);
+}
+
+fn race(with_fusectl: bool) {
     if let Some(why) = no_fuse() {
         eprintln!("skipped: {why}");
         return;
@@ -166,7 +187,7 @@ fn an_fd_switched_onto_a_hung_fuse_file_under_the_scan_never_hangs_kcmp() {
         let args = args_of(runs, holder, &swap);
         let what = format!("run {runs}: kcmp {}", args.join(" "));
         runs += 1;
-        match finish(spawn(&args)) {
+        match finish(spawn(&args, with_fusectl)) {
             Ended::Exited(code, out, err) => check_exited(&what, code, &out, &err, holder, &args),
             Ended::Hung(child, stacks) => hung.push((what, child, stacks)),
         }
@@ -187,6 +208,68 @@ fn an_fd_switched_onto_a_hung_fuse_file_under_the_scan_never_hangs_kcmp() {
         report.join("\n")
     );
     eprintln!("{runs} runs, none hung, in {:?}", start.elapsed());
+}
+
+/// A FUSE connection made during a scan that found the host server-free
+/// (fusectl mounted, no connection): the copies taken after it keep their
+/// mount checks, since the connections are counted again after each copy
+/// (a FUSE file keeps its connection alive). The holder's fds A and B hold
+/// a pipe and a file on /tmp, then, at "go", are switched onto the FUSE
+/// file of a server that answers nobody else, while kcmp scans the holder
+/// and a topology of 20,000 fds (grouped first: bigger buckets); "go" is
+/// sent at several points of the scan. A copy of the FUSE file kept
+/// without its check would be closed, and wait forever.
+#[test]
+fn with_fusectl_mounted_a_fuse_connection_made_during_the_scan_never_hangs_kcmp() {
+    if let Some(why) = no_fuse() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let topology = testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), "kcmp-topology");
+    let topo = JsonFixture::spawn(topology, &["shape", "--procs", "200", "--fds", "100"]);
+    let root = topo.json["root"].to_string();
+    let bin = testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), "kcmp-hang-fixture");
+    let mut report = Vec::new();
+    let mut left_open = 0;
+    for delay in [0u64, 10, 25, 50, 75, 100, 125, 150, 200, 250, 300, 400] {
+        let mut command = Command::new(&bin);
+        command.arg("fuse-swap-late");
+        let mut fx = JsonFixture::start(&mut command, Duration::from_secs(10));
+        let holder = fx.json["holder"].as_i64().unwrap();
+        let args: Vec<String> = [
+            "scan",
+            "--json",
+            "--pid",
+            &holder.to_string(),
+            "--tree",
+            &root,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let run = spawn(&args, true);
+        std::thread::sleep(Duration::from_millis(delay));
+        fx.send_line("go")
+            .expect("tell the fixture to start its server");
+        let what = format!("\"go\" after {delay} ms");
+        match finish(run) {
+            Ended::Exited(code, out, err) => {
+                assert_eq!(code, 0, "{what}: exit {code}: {err}");
+                let v: Value = serde_json::from_str(&out).expect("JSON");
+                left_open += v["stats"]["copies_left_open"].as_u64().unwrap();
+            }
+            Ended::Hung(mut child, stacks) => {
+                fx.end();
+                let reaped = wait_within(&mut child, Duration::from_secs(5));
+                report.push(format!(
+                    "{what}: hung (reaped after the abort: {reaped})\n{stacks}"
+                ));
+            }
+        }
+        fx.end();
+    }
+    assert!(report.is_empty(), "{}", report.join("\n"));
+    eprintln!("no scan hung; copies left open (FUSE files caught by their check): {left_open}");
 }
 
 /// Waits at most `limit` for `child` to be reaped.

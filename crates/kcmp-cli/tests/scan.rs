@@ -431,3 +431,53 @@ fn a_big_bucket_keeps_an_anchor_per_description_under_a_low_fd_limit() {
         scan["stats"]
     );
 }
+
+/// On a host where no close can wait on a server (no FUSE connection, no
+/// network filesystem type; fusectl mounted, as systemd does, so that FUSE
+/// connections can be counted: `kcmp-with-fusectl`), copies skip the
+/// per-copy mount check (fdinfo and mount table). The answer stays exact,
+/// every description keeps its anchor, and the stats say how many copies
+/// were kept that way.
+#[test]
+fn a_server_free_host_scan_skips_mount_checks_and_matches_the_truth() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: not root (a mount namespace with fusectl)");
+        return;
+    }
+    let topo = Topology::spawn("general", &[]);
+    let root = topo.root().to_string();
+    let wrapper = cli::testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), "kcmp-with-fusectl");
+    let args = [
+        env!("CARGO_BIN_EXE_kcmp"),
+        "scan",
+        "--tree",
+        &root,
+        "--json",
+        "--include-unshared",
+    ];
+    let (code, out, err) = cli::run(&wrapper, &args);
+    if code == 77 {
+        eprintln!("skipped: {err}");
+        return;
+    }
+    let scan = cli::success_json("kcmp scan under kcmp-with-fusectl", (code, out, err));
+    assert_matches_truth(&scan, topo.truth());
+    let stats = &scan["stats"];
+    // The FUSE connections as the wrapper's namespace shows them.
+    let (_, listed, _) = cli::run(&wrapper, &["/bin/ls", "/sys/fs/fuse/connections"]);
+    let fuse_conns = listed.lines().count();
+    let types = std::fs::read_to_string("/proc/filesystems").unwrap();
+    let network = ["nfs", "nfs4", "cifs", "smb3", "9p", "ceph", "virtiofs"];
+    let has_network = types
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .any(|t| network.contains(&t));
+    if fuse_conns == 0 && !has_network {
+        assert!(
+            stats["copies_on_server_free_host"].as_u64().unwrap() > 0,
+            "{stats}"
+        );
+    }
+    assert_eq!(stats["descriptions_without_anchor"], 0, "{stats}");
+    assert_eq!(stats["copies_left_open"], 0, "{stats}");
+}

@@ -21,6 +21,7 @@ pub mod doctor;
 pub mod epoll;
 pub mod freeze;
 pub mod holders;
+mod hostfs;
 pub mod model;
 pub mod mounts;
 mod parallel;

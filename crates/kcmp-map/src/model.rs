@@ -186,6 +186,10 @@ pub struct ScanStats {
     /// network server between the engine's check and its copy. Exit
     /// through [`crate::exit`] so that no exit waits on that server.
     pub copies_left_open: u64,
+    /// Copies kept without a look at their mount (fdinfo, mount table):
+    /// the host had no FUSE connection and no network filesystem type
+    /// while each was taken, so no close could wait on a server.
+    pub copies_on_server_free_host: u64,
     /// How equality was decided: `"kcmp"` (ordered) or a fallback.
     pub method: String,
     /// Wall time of each phase, in milliseconds: `select`, `pin`,

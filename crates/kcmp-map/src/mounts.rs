@@ -49,6 +49,12 @@ const LOCAL_FILESYSTEMS: &[&str] = &[
     "anon_inodefs",
 ];
 
+/// Whether `fstype` is one of the local filesystem types of
+/// [`Mount::never_blocks`].
+pub(crate) fn is_local_type(fstype: &str) -> bool {
+    LOCAL_FILESYSTEMS.contains(&fstype)
+}
+
 /// Mount ids of the kernel's internal mounts whose files never wait on
 /// close or `getattr`: shmem and hugetlbfs (memfds), anon_inodefs (eventfd,
 /// epoll, timerfd, signalfd, inotify, io_uring, bpf, …), pidfs (pidfds)

@@ -133,6 +133,14 @@ impl JsonFixture {
         fixture
     }
 
+    /// Writes `line` and a newline to its stdin (a command to the fixture).
+    pub fn send_line(&mut self, line: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().ok_or(std::io::ErrorKind::BrokenPipe)?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()
+    }
+
     /// Closes its stdin and waits up to 30 s for it to exit (then kills
     /// it): its exit code, `None` when it had to be killed.
     pub fn end(&mut self) -> Option<i32> {

@@ -28,8 +28,12 @@
 //! and the copy, so each copy is checked again before it is kept
 //! ([`Budget::copy`]); and a copy can become the last reference of its
 //! file, whose close then runs its `release` (a lingering socket waits):
-//! copies are closed on a thread of their own ([`super::closer`]).
+//! copies are closed on a thread of their own ([`super::closer`]). On a
+//! host where no close can wait at all (no FUSE connection, no network
+//! filesystem type: [`ServerFreeHost`]) both checks are skipped, so long as
+//! that still holds once the copy is taken.
 
+use crate::hostfs::ServerFreeHost;
 use crate::mounts::MountTable;
 use kcmp::{FdNum, Pid};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -78,6 +82,11 @@ pub(crate) struct Budget {
     mounts: Mutex<HashMap<String, WatchedTable>>,
     /// Each task's mount namespace link, read once.
     ns_of: Mutex<HashMap<Pid, String>>,
+    /// Set when no file of this host could wait on a server as the budget
+    /// was made: copies need no mount check while it still holds.
+    server_free: Option<ServerFreeHost>,
+    /// Copies kept on its word.
+    kept_server_free: std::sync::atomic::AtomicU64,
 }
 
 impl Budget {
@@ -105,7 +114,20 @@ impl Budget {
             locks,
             mounts: Mutex::new(HashMap::new()),
             ns_of: Mutex::new(HashMap::new()),
+            server_free: ServerFreeHost::probe(),
+            kept_server_free: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many copies were kept without a mount check
+    /// ([`ServerFreeHost`]).
+    pub(crate) fn kept_server_free(&self) -> u64 {
+        self.kept_server_free.load(Ordering::Relaxed)
+    }
+
+    /// Whether no file of this host can wait on a server now.
+    fn server_free_now(&self) -> bool {
+        self.server_free.as_ref().is_some_and(|h| h.still_holds())
     }
 
     /// How many copies this budget left open ([`crate::exit`]).
@@ -173,12 +195,21 @@ impl Budget {
         fd: FdNum,
         path: bool,
     ) -> Result<Option<OwnedFd>, Errno> {
-        if path && !self.path_copy_is_safe(pid, fd)? {
+        // On a host where no close can wait (no FUSE connection, no network
+        // filesystem), neither check is needed, so long as that still
+        // holds once the copy is taken (a FUSE file would keep its
+        // connection alive): no fdinfo, no mount table.
+        let server_free = self.server_free_now();
+        if path && !server_free && !self.path_copy_is_safe(pid, fd)? {
             return Ok(None);
         }
         let Some(copy) = self.try_anchor(pidfd, pid, fd)? else {
             return Ok(None);
         };
+        if server_free && self.server_free_now() {
+            self.kept_server_free.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(copy));
+        }
         if self.closes_safely(pid, copy.as_fd()) {
             return Ok(Some(copy));
         }

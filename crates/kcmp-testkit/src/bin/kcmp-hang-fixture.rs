@@ -17,6 +17,10 @@
 //! FUSE file and a pipe / a regular file. Prints `{"server": S, "holder":
 //! H, "swap_fds": [A, B], …}`.
 //!
+//! `kcmp-hang-fixture fuse-swap-late`: the holder holds a pipe and a file
+//! at A and B, and no FUSE filesystem exists until a line arrives on stdin;
+//! then as `fuse-swap`. Prints `{"holder": H, "swap_fds": [A, B]}`.
+//!
 //! All run until stdin closes, then end every process they started (and
 //! those die with the fixture: `PR_SET_PDEATHSIG`).
 
@@ -125,8 +129,9 @@ fn main() {
         Some("vfork") => vfork_mode(),
         Some("fuse") => fuse::run(),
         Some("fuse-swap") => swap::run(),
+        Some("fuse-swap-late") => swap::run_late(),
         _ => {
-            eprintln!("usage: kcmp-hang-fixture vfork|fuse|fuse-swap");
+            eprintln!("usage: kcmp-hang-fixture vfork|fuse|fuse-swap|fuse-swap-late");
             std::process::exit(2);
         }
     }

@@ -112,50 +112,127 @@ fn switch_until_eof(fuse_fd: i32, pipe_r: i32, file: i32) {
 }
 
 pub fn run() {
-    let (dir, dev) = fuse::mount();
-    let holder = std::process::id();
-    let server = fork_with(|| serve(dev, holder));
-    // SAFETY: closing an fd this process owns: from now on the server is
-    // the only holder of the device.
-    unsafe { libc::close(dev) };
-    let abort = abort_path(&dir);
-    let file_path = format!("{dir}.file");
-    let mut pipe = [0i32; 2];
-    // SAFETY: open/pipe with valid C strings and a valid array.
-    let (fuse_fd, file) = unsafe {
-        check("pipe", libc::pipe(pipe.as_mut_ptr()));
-        let fuse_fd = check(
-            "open the FUSE file",
-            libc::open(fuse::cstr(&format!("{dir}/f")).as_ptr(), libc::O_RDONLY),
-        );
-        let flags = libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC;
-        let file = libc::open(fuse::cstr(&file_path).as_ptr(), flags, 0o600);
-        (fuse_fd, check("open the file on /tmp", file))
-    };
+    let plain = Plain::open();
+    let fuse = Fuse::start();
     println!(
-        "{{\"server\": {server}, \"holder\": {holder}, \"swap_fds\": [{SWAP_A}, {SWAP_B}], \
-         \"fuse_fd\": {fuse_fd}, \"pipe\": [{}, {}], \"file_fd\": {file}, \"mount\": \"{dir}\", \
+        "{{\"server\": {}, \"holder\": {}, \"swap_fds\": [{SWAP_A}, {SWAP_B}], \
+         \"fuse_fd\": {}, \"pipe\": [{}, {}], \"file_fd\": {}, \"mount\": \"{}\", \
          \"abort\": {}}}",
-        pipe[0],
-        pipe[1],
-        abort.is_some()
+        fuse.server,
+        std::process::id(),
+        fuse.fd,
+        plain.pipe[0],
+        plain.pipe[1],
+        plain.file,
+        fuse.dir,
+        fuse.abort.is_some()
     );
-    switch_until_eof(fuse_fd, pipe[0], file);
-    // Abort the connection, then kill the server (which aborts it too,
-    // unless someone else holds a copy of the device): every request still
-    // waiting ends, and the closes below do not wait either.
-    if let Some(abort) = abort {
-        let _ = std::fs::write(abort, "1");
-    }
-    // SAFETY: kill/waitpid/close/umount2 with integers and a valid C string.
+    switch_until_eof(fuse.fd, plain.pipe[0], plain.file);
+    fuse.end();
+    plain.end();
+}
+
+/// `fuse-swap-late`: A holds the pipe's read end and B the file, and no
+/// FUSE filesystem exists, until a line arrives on stdin; then the server
+/// starts and the switching begins. Prints `{"holder": H, "swap_fds": [A,
+/// B]}` at once.
+pub fn run_late() {
+    let plain = Plain::open();
+    // SAFETY: dup2 of fds this process owns.
     unsafe {
-        libc::kill(server, libc::SIGKILL);
-        libc::waitpid(server, std::ptr::null_mut(), 0);
-        for fd in [SWAP_A, SWAP_B, fuse_fd, file] {
-            libc::close(fd);
-        }
-        libc::umount2(fuse::cstr(&dir).as_ptr(), libc::MNT_DETACH);
+        check("dup2 pipe -> A", libc::dup2(plain.pipe[0], SWAP_A));
+        check("dup2 file -> B", libc::dup2(plain.file, SWAP_B));
     }
-    let _ = std::fs::remove_dir(&dir);
-    let _ = std::fs::remove_file(file_path);
+    println!(
+        "{{\"holder\": {}, \"swap_fds\": [{SWAP_A}, {SWAP_B}]}}",
+        std::process::id()
+    );
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).unwrap_or(0) == 0 {
+        plain.end();
+        return;
+    }
+    let fuse = Fuse::start();
+    switch_until_eof(fuse.fd, plain.pipe[0], plain.file);
+    fuse.end();
+    plain.end();
+}
+
+/// The pipe and the regular file on /tmp.
+struct Plain {
+    pipe: [i32; 2],
+    file: i32,
+    path: String,
+}
+
+impl Plain {
+    fn open() -> Plain {
+        let path = format!("/tmp/kcmp-hang-fixture-{}.file", std::process::id());
+        let mut pipe = [0i32; 2];
+        // SAFETY: open/pipe with a valid C string and a valid array.
+        let file = unsafe {
+            check("pipe", libc::pipe(pipe.as_mut_ptr()));
+            let flags = libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC;
+            let file = libc::open(fuse::cstr(&path).as_ptr(), flags, 0o600);
+            check("open the file on /tmp", file)
+        };
+        Plain { pipe, file, path }
+    }
+
+    fn end(self) {
+        for fd in [SWAP_A, SWAP_B, self.file, self.pipe[0], self.pipe[1]] {
+            // SAFETY: closing fds this process owns.
+            unsafe { libc::close(fd) };
+        }
+        let _ = std::fs::remove_file(self.path);
+    }
+}
+
+/// The FUSE filesystem, its server and an fd of its file.
+struct Fuse {
+    dir: String,
+    server: i32,
+    abort: Option<String>,
+    fd: i32,
+}
+
+impl Fuse {
+    fn start() -> Fuse {
+        let (dir, dev) = fuse::mount();
+        let holder = std::process::id();
+        let server = fork_with(|| serve(dev, holder));
+        // SAFETY: closing an fd this process owns: from now on the server
+        // is the only holder of the device.
+        unsafe { libc::close(dev) };
+        let abort = abort_path(&dir);
+        // SAFETY: open with a valid C string.
+        let fd = check("open the FUSE file", unsafe {
+            libc::open(fuse::cstr(&format!("{dir}/f")).as_ptr(), libc::O_RDONLY)
+        });
+        Fuse {
+            dir,
+            server,
+            abort,
+            fd,
+        }
+    }
+
+    /// Aborts the connection, then kills the server (which aborts it too,
+    /// unless someone else holds a copy of the device): every request still
+    /// waiting ends, and the closes after it do not wait either.
+    fn end(self) {
+        if let Some(abort) = self.abort {
+            let _ = std::fs::write(abort, "1");
+        }
+        // SAFETY: kill/waitpid/close/umount2 with integers and a valid C string.
+        unsafe {
+            libc::kill(self.server, libc::SIGKILL);
+            libc::waitpid(self.server, std::ptr::null_mut(), 0);
+            for fd in [SWAP_A, SWAP_B, self.fd] {
+                libc::close(fd);
+            }
+            libc::umount2(fuse::cstr(&self.dir).as_ptr(), libc::MNT_DETACH);
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }

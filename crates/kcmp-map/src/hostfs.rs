@@ -1,0 +1,105 @@
+//! Whether any file on this host can make a close wait on a server.
+//!
+//! Closing a copy of a file calls its `flush`, which on FUSE waits for the
+//! FUSE server and on NFS, CIFS or 9p for the network. The engine checks
+//! each copy's mount for that ([`crate::pipeline::anchor`]): a read of the
+//! holder's fdinfo (about 8 µs, a fifth of a scan where most descriptions
+//! are new) and a look at its mount table. A host may instead say at once
+//! that *no* file of *any* mount can wait, in any mount namespace, detached
+//! or not: when every filesystem type the kernel has (`/proc/filesystems`)
+//! is a local one or FUSE, and no FUSE connection exists. FUSE connections
+//! are the subdirectories of the fusectl mount (`/sys/fs/fuse/connections`,
+//! mounted at boot by systemd); its root's link count is 2 plus their
+//! number, and a connection lives as long as its superblock, so as long as
+//! any file of it is open (a copy included).
+
+use rustix::fd::OwnedFd;
+
+/// fusectl's `f_type`.
+const FUSECTL_MAGIC: u64 = 0x6573_5543;
+
+/// Filesystem types whose files never wait on close, besides
+/// [`crate::mounts::Mount::never_blocks`]'s: read-only images, automount
+/// points, control filesystems. Overlayfs forwards `flush` to its layers,
+/// whose types are in this list too when it is used.
+const ALSO_LOCAL: &[&str] = &[
+    "cpuset", "squashfs", "erofs", "iso9660", "udf", "autofs", "fusectl", "overlay", "msdos",
+    "ntfs3", "nsfs", "pidfs",
+];
+
+/// A host on which closing any file cannot wait on a server, as long as
+/// [`still_holds`](Self::still_holds) says so.
+#[derive(Debug)]
+pub(crate) struct ServerFreeHost {
+    /// The fusectl root (`O_PATH`), when the kernel has FUSE.
+    fusectl: Option<OwnedFd>,
+}
+
+impl ServerFreeHost {
+    /// The host as it is now: `None` when a filesystem type that may wait
+    /// (NFS, CIFS, 9p, Ceph, virtiofs, any type not known here) is
+    /// registered, or FUSE is and its connections cannot be counted
+    /// (fusectl not mounted) or exist.
+    pub(crate) fn probe() -> Option<ServerFreeHost> {
+        let types = std::fs::read_to_string("/proc/filesystems").ok()?;
+        let mut fuse = false;
+        for fstype in types.lines().filter_map(|l| l.split_whitespace().last()) {
+            match fstype {
+                "fuse" | "fuseblk" => fuse = true,
+                t if crate::mounts::is_local_type(t) || ALSO_LOCAL.contains(&t) => {}
+                _ => return None,
+            }
+        }
+        let host = ServerFreeHost {
+            fusectl: if fuse { Some(open_fusectl()?) } else { None },
+        };
+        host.still_holds().then_some(host)
+    }
+
+    /// Whether no FUSE connection exists now (one `fstat`). Asked after a
+    /// copy was taken, a yes covers the copy: a FUSE file keeps its
+    /// connection alive.
+    pub(crate) fn still_holds(&self) -> bool {
+        match &self.fusectl {
+            None => true,
+            Some(root) => rustix::fs::fstat(root).is_ok_and(|st| st.st_nlink == 2),
+        }
+    }
+}
+
+/// `/sys/fs/fuse/connections`, when fusectl is mounted there.
+fn open_fusectl() -> Option<OwnedFd> {
+    use rustix::fs::{fstatfs, open, Mode, OFlags};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let root = open("/sys/fs/fuse/connections", flags, Mode::empty()).ok()?;
+    let fs = fstatfs(&root).ok()?;
+    (fs.f_type as u64 == FUSECTL_MAGIC).then_some(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_free_answer_matches_the_host() {
+        let types = std::fs::read_to_string("/proc/filesystems").unwrap();
+        let network = ["nfs", "nfs4", "cifs", "smb3", "9p", "ceph", "virtiofs"];
+        let has_network = types
+            .lines()
+            .filter_map(|l| l.split_whitespace().last())
+            .any(|t| network.contains(&t));
+        let probed = ServerFreeHost::probe();
+        if has_network {
+            assert!(probed.is_none());
+        }
+        let fuse_conns = std::fs::read_dir("/sys/fs/fuse/connections")
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if fuse_conns > 0 {
+            assert!(probed.is_none(), "{fuse_conns} FUSE connections");
+        }
+        if let Some(host) = probed {
+            assert!(host.still_holds());
+        }
+    }
+}

@@ -38,14 +38,18 @@ pub(crate) fn assemble_files(
         }
     };
     let mut rows = rows;
-    // (bucket, position in kcmp order) of each description, for the index.
-    let mut origin: Vec<Vec<(usize, usize)>> = Vec::new();
-    let mut seen: HashMap<u32, usize> = HashMap::new();
+    // (description, bucket, position in kcmp order) of each description
+    // and each further name of one, for the index; the description of each
+    // first row. Flat, not a collection per description: 50k descriptions
+    // would cost megabytes of small allocations at the scan's peak.
+    let mut origin: Vec<(u32, u32, u32)> = Vec::new();
+    let mut seen: Vec<u32> = vec![u32::MAX; rows.len()];
     for (bucket, groups) in groups.into_iter().enumerate() {
         for (position, g) in groups.into_iter().enumerate() {
             let Some(&first) = g.first() else { continue };
-            if let Some(&d) = seen.get(&first) {
-                origin[d].push((bucket, position));
+            let (bucket, position) = (bucket as u32, position as u32);
+            if seen[first as usize] != u32::MAX {
+                origin.push((seen[first as usize], bucket, position));
                 continue;
             }
             let mut members: Vec<FdRef> = g
@@ -64,12 +68,13 @@ pub(crate) fn assemble_files(
             let mut description = OpenFileDescription::new(target, raw, members);
             description.file_type = file_types.get(&first).copied();
             description.without_anchor = without_anchor.contains(&first);
-            seen.insert(first, map.open_files.len());
+            seen[first as usize] = map.open_files.len() as u32;
+            origin.push((seen[first as usize], bucket, position));
             map.open_files.push(description);
-            origin.push(vec![(bucket, position)]);
         }
     }
-    sort_and_index(map, &origin, keys);
+    drop(seen);
+    sort_and_index(map, &mut origin, keys);
     map.unordered_keys = unordered_keys;
     map.skipped_fds = bad_fds
         .into_iter()
@@ -90,30 +95,33 @@ pub(crate) fn assemble_files(
 }
 
 /// Sorts `map.open_files` by first member and builds, for each bucket key,
-/// the indices of its descriptions in kcmp order (`origin`: each
-/// description's (bucket, position) pairs).
-fn sort_and_index(map: &mut SharingMap, origin: &[Vec<(usize, usize)>], keys: Vec<String>) {
+/// the indices of its descriptions in kcmp order (`origin`: (description,
+/// bucket, position) of every description under every key it has).
+fn sort_and_index(map: &mut SharingMap, origin: &mut [(u32, u32, u32)], keys: Vec<String>) {
     // In place (a host's worth of descriptions is not copied twice): each
     // description's first member is its own (an fd is in one description),
     // so sorting the old indices by it gives the order the sort makes.
-    let mut permutation: Vec<(FdRef, usize)> = map
+    let mut permutation: Vec<(FdRef, u32)> = map
         .open_files
         .iter()
         .enumerate()
-        .map(|(i, d)| (d.members[0], i))
+        .map(|(i, d)| (d.members[0], i as u32))
         .collect();
     permutation.sort_unstable();
     map.open_files.sort_unstable_by_key(|d| d.members[0]);
-    let mut by_bucket: Vec<Vec<(usize, usize)>> = vec![Vec::new(); keys.len()];
-    for (new_index, &(_, old)) in permutation.iter().enumerate() {
-        for &(bucket, position) in &origin[old] {
-            by_bucket[bucket].push((position, new_index));
-        }
+    let mut new_index = vec![0u32; permutation.len()];
+    for (new, &(_, old)) in permutation.iter().enumerate() {
+        new_index[old as usize] = new as u32;
     }
-    for (key, mut entries) in keys.into_iter().zip(by_bucket) {
-        entries.sort_unstable();
-        map.order
-            .insert(key, entries.into_iter().map(|(_, i)| i).collect());
+    drop(permutation);
+    origin.sort_unstable_by_key(|&(_, bucket, position)| (bucket, position));
+    let mut entries = origin.iter().peekable();
+    for (bucket, key) in keys.into_iter().enumerate() {
+        let mut indices = Vec::new();
+        while let Some(&(d, _, _)) = entries.next_if(|e| e.1 as usize == bucket) {
+            indices.push(new_index[d as usize] as usize);
+        }
+        map.order.insert(key, indices);
     }
 }
 

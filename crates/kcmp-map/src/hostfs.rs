@@ -14,6 +14,7 @@
 //! any file of it is open (a copy included).
 
 use rustix::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// fusectl's `f_type`.
 const FUSECTL_MAGIC: u64 = 0x6573_5543;
@@ -33,6 +34,8 @@ const ALSO_LOCAL: &[&str] = &[
 pub(crate) struct ServerFreeHost {
     /// The fusectl root (`O_PATH`), when the kernel has FUSE.
     fusectl: Option<OwnedFd>,
+    /// What [`still_holds`](Self::still_holds) answered last.
+    last: AtomicBool,
 }
 
 impl ServerFreeHost {
@@ -52,6 +55,7 @@ impl ServerFreeHost {
         }
         let host = ServerFreeHost {
             fusectl: if fuse { Some(open_fusectl()?) } else { None },
+            last: AtomicBool::new(true),
         };
         host.still_holds().then_some(host)
     }
@@ -60,10 +64,19 @@ impl ServerFreeHost {
     /// copy was taken, a yes covers the copy: a FUSE file keeps its
     /// connection alive.
     pub(crate) fn still_holds(&self) -> bool {
-        match &self.fusectl {
+        let holds = match &self.fusectl {
             None => true,
             Some(root) => rustix::fs::fstat(root).is_ok_and(|st| st.st_nlink == 2),
-        }
+        };
+        self.last.store(holds, Ordering::Relaxed);
+        holds
+    }
+
+    /// What [`still_holds`](Self::still_holds) answered last (no syscall):
+    /// a guess, good enough to choose whether to check an fd before its
+    /// copy is taken, never to keep the copy.
+    pub(crate) fn held_last(&self) -> bool {
+        self.last.load(Ordering::Relaxed)
     }
 }
 

@@ -198,15 +198,18 @@ impl Budget {
         // On a host where no close can wait (no FUSE connection, no network
         // filesystem), neither check is needed, so long as that still
         // holds once the copy is taken (a FUSE file would keep its
-        // connection alive): no fdinfo, no mount table.
-        let server_free = self.server_free_now();
+        // connection alive): no fdinfo, no mount table. Whether to check
+        // before the copy follows the last answer (one `fstat` a copy, not
+        // two): when a FUSE connection appears, the copies already under
+        // way go through the check after the copy, and may be left open.
+        let server_free = self.server_free.as_ref().is_some_and(|h| h.held_last());
         if path && !server_free && !self.path_copy_is_safe(pid, fd)? {
             return Ok(None);
         }
         let Some(copy) = self.try_anchor(pidfd, pid, fd)? else {
             return Ok(None);
         };
-        if server_free && self.server_free_now() {
+        if self.server_free_now() {
             self.kept_server_free.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(copy));
         }

@@ -18,6 +18,10 @@ use rustix::fd::OwnedFd;
 /// fusectl's `f_type`.
 const FUSECTL_MAGIC: u64 = 0x6573_5543;
 
+/// The inode number of fusectl's root (`simple_fill_super` numbers it 1;
+/// each connection's directory gets a number of `get_next_ino`).
+const FUSECTL_ROOT_INO: u64 = 1;
+
 /// Filesystem types whose files never wait on close, besides
 /// [`crate::mounts::Mount::never_blocks`]'s: read-only images, automount
 /// points, control filesystems. Overlayfs forwards `flush` to its layers,
@@ -67,13 +71,16 @@ impl ServerFreeHost {
     }
 }
 
-/// `/sys/fs/fuse/connections`, when fusectl is mounted there.
+/// `/sys/fs/fuse/connections`, when fusectl's root is mounted there. A
+/// connection's own directory (bind-mounted there) has fusectl's `f_type`
+/// and a link count of 2 too, whatever the connections: it is not taken.
 fn open_fusectl() -> Option<OwnedFd> {
-    use rustix::fs::{fstatfs, open, Mode, OFlags};
+    use rustix::fs::{fstat, fstatfs, open, Mode, OFlags};
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let root = open("/sys/fs/fuse/connections", flags, Mode::empty()).ok()?;
     let fs = fstatfs(&root).ok()?;
-    (fs.f_type as u64 == FUSECTL_MAGIC).then_some(root)
+    let is_root = fstat(&root).is_ok_and(|st| st.st_ino == FUSECTL_ROOT_INO);
+    (fs.f_type as u64 == FUSECTL_MAGIC && is_root).then_some(root)
 }
 
 #[cfg(test)]

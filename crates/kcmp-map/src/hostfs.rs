@@ -12,6 +12,13 @@
 //! mounted at boot by systemd); its root's link count is 2 plus their
 //! number, and a connection lives as long as its superblock, so as long as
 //! any file of it is open (a copy included).
+//!
+//! Not covered: CUSE devices (character devices served through `/dev/cuse`)
+//! are FUSE connections fusectl never lists; their files have no `flush`,
+//! and only the last close of one waits for its server (a RELEASE), as for
+//! a device file on the checked path. And the types are read once: a type
+//! registered during the scan (a module loaded: `nfs`, or `fuse` itself
+//! when it was not loaded at the probe) goes unseen until the next scan.
 
 use rustix::fd::OwnedFd;
 

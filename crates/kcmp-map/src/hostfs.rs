@@ -12,12 +12,23 @@
 //! mounted at boot by systemd); its root's link count is 2 plus their
 //! number, and a connection lives as long as its superblock, so as long as
 //! any file of it is open (a copy included).
+//!
+//! Not covered: CUSE devices (character devices served through `/dev/cuse`)
+//! are FUSE connections fusectl never lists; their files have no `flush`,
+//! and only the last close of one waits for its server (a RELEASE), as for
+//! a device file on the checked path. And the types are read once: a type
+//! registered during the scan (a module loaded: `nfs`, or `fuse` itself
+//! when it was not loaded at the probe) goes unseen until the next scan.
 
 use rustix::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// fusectl's `f_type`.
 const FUSECTL_MAGIC: u64 = 0x6573_5543;
+
+/// The inode number of fusectl's root (`simple_fill_super` numbers it 1;
+/// each connection's directory gets a number of `get_next_ino`).
+const FUSECTL_ROOT_INO: u64 = 1;
 
 /// Filesystem types whose files never wait on close, besides
 /// [`crate::mounts::Mount::never_blocks`]'s: read-only images, automount
@@ -80,13 +91,16 @@ impl ServerFreeHost {
     }
 }
 
-/// `/sys/fs/fuse/connections`, when fusectl is mounted there.
+/// `/sys/fs/fuse/connections`, when fusectl's root is mounted there. A
+/// connection's own directory (bind-mounted there) has fusectl's `f_type`
+/// and a link count of 2 too, whatever the connections: it is not taken.
 fn open_fusectl() -> Option<OwnedFd> {
-    use rustix::fs::{fstatfs, open, Mode, OFlags};
+    use rustix::fs::{fstat, fstatfs, open, Mode, OFlags};
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let root = open("/sys/fs/fuse/connections", flags, Mode::empty()).ok()?;
     let fs = fstatfs(&root).ok()?;
-    (fs.f_type as u64 == FUSECTL_MAGIC).then_some(root)
+    let is_root = fstat(&root).is_ok_and(|st| st.st_ino == FUSECTL_ROOT_INO);
+    (fs.f_type as u64 == FUSECTL_MAGIC && is_root).then_some(root)
 }
 
 #[cfg(test)]

@@ -174,9 +174,6 @@ fn a_fusectl_connection_directory_over_the_connections_root_is_not_a_server_free
 /// two fds of the hung FUSE file, and a scan of their holder, answer
 /// (or fail) within the limit, without closing a copy of the FUSE file.
 #[test]
-#[ignore = "hangs: kcmp::fallback::same_description_without_kcmp copies both fds with \
-            pidfd_getfd and closes the copies (FLUSH to the hung server); the fallback \
-            needs the engine's mount check or must leave such copies open"]
 fn without_kcmp_a_hung_fuse_file_never_hangs_a_comparison_or_a_scan() {
     if let Some(why) = no_fuse() {
         eprintln!("skipped: {why}");

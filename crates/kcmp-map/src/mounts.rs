@@ -13,41 +13,9 @@
 use kcmp::{Error, FdNum, Pid, Result};
 use std::collections::HashMap;
 
-/// Filesystem types whose `getattr` never waits for another process or the
-/// network. Overlayfs is left out: its `getattr` goes to its layers, and a
-/// layer may be a FUSE or network filesystem.
-const LOCAL_FILESYSTEMS: &[&str] = &[
-    "ext2",
-    "ext3",
-    "ext4",
-    "xfs",
-    "btrfs",
-    "f2fs",
-    "vfat",
-    "exfat",
-    "tmpfs",
-    "ramfs",
-    "devtmpfs",
-    "proc",
-    "sysfs",
-    "devpts",
-    "mqueue",
-    "hugetlbfs",
-    "cgroup",
-    "cgroup2",
-    "debugfs",
-    "tracefs",
-    "securityfs",
-    "pstore",
-    "bpf",
-    "configfs",
-    "binfmt_misc",
-    "efivarfs",
-    "nsfs",
-    "pipefs",
-    "sockfs",
-    "anon_inodefs",
-];
+/// Filesystem types whose `getattr` and close never wait for another
+/// process or the network ([`kcmp::fallback::LOCAL_FILESYSTEMS`]).
+use kcmp::fallback::LOCAL_FILESYSTEMS;
 
 /// Whether `fstype` is one of the local filesystem types of
 /// [`Mount::never_blocks`].

@@ -15,7 +15,11 @@
 //! - across processes: `pidfd_open` + `pidfd_getfd` (Linux 5.6; needs ptrace
 //!   *attach* rights, stricter than kcmp's *read*) bring both fds into this
 //!   process, then the same-process methods; the fetched fds are closed at
-//!   once.
+//!   once. Only pipes, sockets, anonymous inodes and files on mounts of
+//!   [`LOCAL_FILESYSTEMS`] are fetched (read from /proc before the copy and
+//!   for the copy itself): closing a copy of a FUSE or NFS file could wait
+//!   for its server forever. Other files give `EOPNOTSUPP` (a copy found
+//!   unsafe after an fd was switched under the check is left open).
 //!
 //! These give equality without order: grouping n fds into g descriptions
 //! costs up to n × g comparisons instead of kcmp's n log g
@@ -386,6 +390,53 @@ pub fn same_own_description(a: impl AsFd, b: impl AsFd) -> Result<SameDescriptio
     }
 }
 
+/// Filesystem types whose files never make a close (or a `getattr`) wait
+/// for another process or the network: local disk filesystems, memory
+/// filesystems and the kernel's own. FUSE (`fuse`, `fuse.*`, `fuseblk`),
+/// NFS, CIFS, 9p, Ceph and overlayfs (its layers may be any of those) are
+/// not among them. The fallbacks copy another process's fd only when it is
+/// a pipe, a socket, an anonymous inode or a file on a mount of one of
+/// these types: closing the copy of a FUSE file sends `FLUSH` to its server
+/// and waits, uninterruptibly, for as long as the server does not answer.
+///
+/// ```
+/// use kcmp::fallback::LOCAL_FILESYSTEMS;
+/// assert!(LOCAL_FILESYSTEMS.contains(&"ext4"));
+/// assert!(!LOCAL_FILESYSTEMS.contains(&"fuse.sshfs") && !LOCAL_FILESYSTEMS.contains(&"nfs4"));
+/// ```
+pub const LOCAL_FILESYSTEMS: &[&str] = &[
+    "ext2",
+    "ext3",
+    "ext4",
+    "xfs",
+    "btrfs",
+    "f2fs",
+    "vfat",
+    "exfat",
+    "tmpfs",
+    "ramfs",
+    "devtmpfs",
+    "proc",
+    "sysfs",
+    "devpts",
+    "mqueue",
+    "hugetlbfs",
+    "cgroup",
+    "cgroup2",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "configfs",
+    "binfmt_misc",
+    "efivarfs",
+    "nsfs",
+    "pipefs",
+    "sockfs",
+    "anon_inodefs",
+];
+
 /// Brings fd `fd` of another process into this one with `pidfd_getfd`
 /// (needs ptrace attach rights); `None` for the calling process, whose fd
 /// numbers are compared in place.
@@ -396,6 +447,19 @@ fn fetch(pid: Pid, fd: FdNum) -> Result<Option<OwnedFd>> {
     let rpid = rustix::process::Pid::from_raw(pid.get()).expect("Pid is positive");
     let pidfd = rustix::process::pidfd_open(rpid, rustix::process::PidfdFlags::empty())
         .map_err(|e| Error::os(format!("pidfd_open({pid})"), e))?;
+    let unsafe_to_close = || {
+        Error::os(
+            format!(
+                "fd {fd} of process {pid}: comparing it without kcmp(2) means closing a copy \
+                 of it, and its file is not known to close without waiting on a server \
+                 (FUSE, NFS, …; kcmp::fallback::LOCAL_FILESYSTEMS)"
+            ),
+            Errno::OPNOTSUPP,
+        )
+    };
+    if !crate::copy_guard::close_never_waits(pid, fd, pid)? {
+        return Err(unsafe_to_close());
+    }
     let owned =
         rustix::process::pidfd_getfd(&pidfd, fd.get(), rustix::process::PidfdGetfdFlags::empty())
             .map_err(|e| {
@@ -404,6 +468,14 @@ fn fetch(pid: Pid, fd: FdNum) -> Result<Option<OwnedFd>> {
                 e,
             )
         })?;
+    // The fd may have been switched (dup2) onto another file since the
+    // check: the copy itself is checked too, and left open (never closed,
+    // so never waited on) when it fails.
+    let own = FdNum::new(owned.as_raw_fd()).expect("an open fd is non-negative");
+    if !crate::copy_guard::close_never_waits(Pid::this(), own, pid).unwrap_or(false) {
+        std::mem::forget(owned);
+        return Err(unsafe_to_close());
+    }
     Ok(Some(owned))
 }
 

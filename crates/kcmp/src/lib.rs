@@ -60,6 +60,7 @@
 
 #[path = "compare.rs"]
 mod calls;
+mod copy_guard;
 mod deprecated;
 #[path = "error.rs"]
 mod errors;

@@ -481,3 +481,35 @@ fn a_server_free_host_scan_skips_mount_checks_and_matches_the_truth() {
     assert_eq!(stats["descriptions_without_anchor"], 0, "{stats}");
     assert_eq!(stats["copies_left_open"], 0, "{stats}");
 }
+
+/// Few processes with thousands of fds each: their links are read in
+/// chunks on all workers (`pipeline::list`), and put back together. The
+/// scan finds exactly the fixture's fds and descriptions: none lost, none
+/// listed twice.
+#[test]
+fn few_processes_with_thousands_of_fds_each_are_listed_whole() {
+    let bin = cli::testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), "kcmp-topology");
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if limit.maximum.is_some_and(|m| m < 4000) {
+        eprintln!("skipped: the fd limit ({:?}) is below 4000", limit.maximum);
+        return;
+    }
+    let fx = JsonFixture::spawn(bin, &["shape", "--procs", "3", "--fds", "3000"]);
+    let root = fx.json["root"].to_string();
+    let scan = scan_json(&["scan", "--tree", &root, "--json", "--include-unshared"]);
+    assert_eq!(scan["fds"], fx.json["fds"], "{}", scan["stats"]);
+    let descriptions = scan["open_files"].as_array().unwrap().len();
+    assert_eq!(Some(descriptions as u64), fx.json["descriptions"].as_u64());
+    assert_eq!(scan["skipped_fds"].as_array().unwrap().len(), 0);
+    let mut members: Vec<(i64, i64)> = scan["open_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["members"].as_array().unwrap().clone())
+        .map(|m| (m["pid"].as_i64().unwrap(), m["fd"].as_i64().unwrap()))
+        .collect();
+    let all = members.len();
+    members.sort_unstable();
+    members.dedup();
+    assert_eq!(members.len(), all, "an fd listed twice");
+}

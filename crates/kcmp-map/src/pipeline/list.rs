@@ -115,9 +115,103 @@ pub(crate) fn list_fds(
         listing
     };
     match eager {
+        true if workers > 1 => {
+            let listed = list_in_chunks(tasks, workers, &one);
+            progress(ScanProgress {
+                phase: 0,
+                done: total,
+                total,
+            });
+            listed
+        }
         true => parallel_map(tasks.len(), workers, one),
         false => parallel_map_lazy(tasks.len(), workers, one),
     }
+}
+
+/// Fds whose links one worker reads at a time, of a task with more.
+const CHUNK: usize = 2048;
+
+/// [`list_fds`] for few tasks, which may each hold very many fds (4 tasks
+/// of 15,000 on 2 cores left one core idle for a third of the phase): each
+/// task's fd directory is read first, then its links in chunks of
+/// [`CHUNK`] on all workers. `one` lists a task whole (tasks with fewer).
+fn list_in_chunks(
+    tasks: &[SelectedTask],
+    workers: usize,
+    one: &(dyn Fn(usize) -> Listing + Sync),
+) -> Vec<Listing> {
+    let numbers: Vec<Option<(procfs::FdDir, Vec<FdNum>)>> =
+        parallel_map(tasks.len(), workers, |t| {
+            let r = &tasks[t].record;
+            if r.kernel_thread || r.is_zombie() {
+                return None;
+            }
+            let dir = procfs::FdDir::open(tasks[t].via).ok()?;
+            let fds = dir.fds().ok()?;
+            let skip = (r.tgid == Pid::this()).then(|| dir.own_number());
+            let fds = fds.into_iter().filter(|&fd| Some(fd) != skip).collect();
+            Some((dir, fds))
+        });
+    // (task, range of its fds), or (task, None): listed whole by `one`.
+    let mut parts: Vec<(usize, Option<std::ops::Range<usize>>)> = Vec::new();
+    for (t, n) in numbers.iter().enumerate() {
+        match n {
+            Some((_, fds)) if fds.len() > CHUNK => {
+                parts.extend(
+                    (0..fds.len())
+                        .step_by(CHUNK)
+                        .map(|a| (t, Some(a..(a + CHUNK).min(fds.len())))),
+                );
+            }
+            _ => parts.push((t, None)),
+        }
+    }
+    let listed = parallel_map(parts.len(), workers, |p| match &parts[p] {
+        (t, None) => one(*t),
+        (t, Some(range)) => {
+            let (dir, fds) = numbers[*t].as_ref().expect("chunked tasks were read");
+            links(dir, &fds[range.clone()])
+        }
+    });
+    let mut out: Vec<Listing> = Vec::with_capacity(tasks.len());
+    for ((t, _), part) in parts.iter().zip(listed) {
+        if out.len() == *t {
+            out.push(part);
+            continue;
+        }
+        let whole = out.last_mut().expect("a task's first part came first");
+        whole.bad.extend(part.bad);
+        match (&mut whole.fds, part.fds) {
+            (Ok(entries), Ok(more)) => entries.extend(more),
+            (Ok(_), Err(e)) => whole.fds = Err(e),
+            (Err(_), _) => {}
+        }
+    }
+    out
+}
+
+/// The entries of `fds` in `dir`: closed ones left out, unreadable links
+/// as bad fds, an error when the task is gone.
+fn links(dir: &procfs::FdDir, fds: &[FdNum]) -> Listing {
+    let mut out = Listing {
+        fds: Ok(Vec::new()),
+        bad: Vec::new(),
+    };
+    let mut entries = Vec::with_capacity(fds.len());
+    for &fd in fds {
+        match dir.entry(fd) {
+            Ok(Some(entry)) => entries.push(entry),
+            Ok(None) => {} // closed meanwhile
+            Err(e) if e.is_gone() => {
+                out.fds = Err(e);
+                return out;
+            }
+            Err(e) => out.bad.push((fd, e)),
+        }
+    }
+    out.fds = Ok(entries);
+    out
 }
 
 /// From this many tasks on, listing starts alone and adds workers once it
@@ -134,23 +228,27 @@ pub(crate) fn list_task(task: &SelectedTask) -> Listing {
     if r.kernel_thread || r.is_zombie() {
         return out;
     }
-    out.fds = procfs::FdDir::open(task.via).and_then(|dir| {
-        let mut entries = Vec::new();
-        let this = task.record.tgid == Pid::this();
-        for fd in dir.fds()? {
-            if this && fd == dir.own_number() {
-                continue; // the directory being read
-            }
-            match dir.entry(fd) {
-                Ok(Some(entry)) => entries.push(entry),
-                Ok(None) => {} // closed meanwhile
-                Err(e) if e.is_gone() => return Err(e),
-                Err(e) => out.bad.push((fd, e)),
-            }
+    let dir = match procfs::FdDir::open(task.via) {
+        Ok(dir) => dir,
+        Err(e) => {
+            out.fds = Err(e);
+            return out;
         }
-        Ok(entries)
-    });
-    out
+    };
+    let this = task.record.tgid == Pid::this();
+    match dir.fds() {
+        // Without the directory being read, in a listing of this process.
+        Ok(fds) => links(
+            &dir,
+            &fds.into_iter()
+                .filter(|&fd| !(this && fd == dir.own_number()))
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => {
+            out.fds = Err(e);
+            out
+        }
+    }
 }
 
 /// This process's own fds and their links, read before the engine opens

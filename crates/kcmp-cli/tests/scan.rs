@@ -513,3 +513,35 @@ fn few_processes_with_thousands_of_fds_each_are_listed_whole() {
     members.dedup();
     assert_eq!(members.len(), all, "an fd listed twice");
 }
+
+/// With more than 2,048 tasks, vm, files and fs are sorted in parts on all
+/// workers and the parts merged in kcmp order (`pipeline::kinds`; tasks are
+/// split in pid order). Two topologies with every kind of process-level
+/// sharing, started before and after 2,100 prefork children (so in the
+/// first part and the last, unless pids wrapped), scanned together with
+/// them, still match their truths exactly, and so do the children.
+#[test]
+fn process_kinds_sorted_in_parts_match_the_truth() {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if limit.maximum.is_some_and(|m| m < 8192) {
+        eprintln!("skipped: the fd limit ({:?}) is below 8192", limit.maximum);
+        return;
+    }
+    let first = Topology::spawn("general", &[]);
+    let many = Topology::spawn("prefork", &["--procs", "2100"]);
+    let last = Topology::spawn("general", &[]);
+    let roots = [&first, &many, &last].map(|t| t.root().to_string());
+    let mut args = vec!["scan", "--json", "--include-unshared"];
+    for root in &roots {
+        args.extend(["--tree", root.as_str()]);
+    }
+    let scan = scan_json(&args);
+    assert!(scan["tasks"].as_u64().unwrap() > 2048, "{}", scan["tasks"]);
+    scan_json::assert_exact(
+        &scan,
+        first.truth(),
+        "general (first), with 2,100 more tasks",
+    );
+    scan_json::assert_exact(&scan, last.truth(), "general (last), with 2,100 more tasks");
+    scan_json::assert_exact(&scan, many.truth(), "2,100 prefork children");
+}

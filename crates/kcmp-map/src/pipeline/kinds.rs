@@ -9,7 +9,7 @@ use crate::parallel::{parallel_map, CallCounter};
 use crate::sentinel::Sentinels;
 use kcmp::fallback::Availability;
 use kcmp::grouping::OrderedGroups;
-use kcmp::{compare_process, Error, Pid, ProcessResource};
+use kcmp::{compare_process, Error, KcmpOrdering, Pid, ProcessResource};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
@@ -55,8 +55,40 @@ fn process_kinds(
     // Five items, each as big as the task count: threads pay from a few
     // hundred tasks on.
     let workers = if candidates.len() < 256 { 1 } else { workers };
+    // Work items (kind, part, parts): vm, files and fs, whose objects are
+    // mostly one per process (each sort costs about log2(N!) calls), are
+    // split in `workers` parts when big (three whole sorts on two cores
+    // left one core idle for a third of the phase); the parts are merged
+    // in kcmp order after (N calls more).
+    let parts_of = |k: ProcessResource| match k {
+        ProcessResource::Vm | ProcessResource::Files | ProcessResource::Fs
+            if workers > 1 && candidates.len() >= SPLIT_KIND =>
+        {
+            workers
+        }
+        _ => 1,
+    };
+    let items: Vec<(usize, usize, usize)> = (0..kinds.len())
+        .flat_map(|k| {
+            let n = parts_of(kinds[k]);
+            (0..n).map(move |p| (k, p, n))
+        })
+        .collect();
+    let sorted = parallel_map(items.len(), workers, |i| {
+        let (k, p, n) = items[i];
+        let chunk = candidates.len().div_ceil(n);
+        let at = |x: usize| (x * chunk).min(candidates.len());
+        let part = &candidates[at(p)..at(p + 1)];
+        sort_part(kinds[k], tasks, part, sentinels, p == 0, calls)
+    });
+    let mut by_kind: Vec<std::sync::Mutex<Vec<Result<Part, String>>>> =
+        kinds.iter().map(|_| Default::default()).collect();
+    for (&(k, _, _), part) in items.iter().zip(sorted) {
+        by_kind[k].get_mut().expect("not shared yet").push(part);
+    }
     let results = parallel_map(kinds.len(), workers, |k| {
-        let outcome = one_kind(kinds[k], tasks, candidates, sentinels, calls, repaired);
+        let parts = std::mem::take(&mut *by_kind[k].lock().unwrap_or_else(|e| e.into_inner()));
+        let outcome = finish(kinds[k], tasks, parts, sentinels, calls, repaired);
         report();
         outcome
     });
@@ -139,6 +171,31 @@ fn sentinel_items(
     })
 }
 
+/// Candidates at which vm, files and fs are sorted in parts.
+const SPLIT_KIND: usize = 2048;
+
+/// One kind sorted over part of the candidates.
+struct Part {
+    groups: OrderedGroups<KindItem>,
+    failures: Vec<(u32, Error)>,
+}
+
+/// kcmp of two items on `kind`, counted.
+fn comparator<'a>(
+    kind: ProcessResource,
+    tasks: &'a [SelectedTask],
+    calls: &'a CallCounter,
+) -> impl FnMut(KindItem, KindItem) -> kcmp::Result<KcmpOrdering> + 'a {
+    let pid_of = |item: KindItem| match item {
+        KindItem::Task(t) => tasks[t as usize].via,
+        KindItem::Sentinel(p) => p,
+    };
+    move |a, b| {
+        calls.add();
+        compare_process(kind, pid_of(a), pid_of(b))
+    }
+}
+
 /// Groups the candidates on one kind, with its sentinels.
 fn one_kind(
     kind: ProcessResource,
@@ -148,25 +205,27 @@ fn one_kind(
     calls: &CallCounter,
     repaired: &AtomicU64,
 ) -> KindOutcome {
-    let pid_of = |item: KindItem| match item {
-        KindItem::Task(t) => tasks[t as usize].via,
-        KindItem::Sentinel(p) => p,
-    };
-    let mut c = |a: KindItem, b: KindItem| {
-        calls.add();
-        compare_process(kind, pid_of(a), pid_of(b))
-    };
-    let (live, zombie) = match sentinel_items(kind, sentinels) {
-        Ok(s) => s,
-        Err(why) => return KindOutcome::Unavailable(why),
-    };
+    let part = sort_part(kind, tasks, candidates, sentinels, true, calls);
+    finish(kind, tasks, vec![part], sentinels, calls, repaired)
+}
+
+/// Sorts `candidates` on `kind` (after its sentinels, `with_sentinels`).
+/// `Err` when the sentinels are missing or cannot be compared.
+fn sort_part(
+    kind: ProcessResource,
+    tasks: &[SelectedTask],
+    candidates: &[u32],
+    sentinels: Option<&Sentinels>,
+    with_sentinels: bool,
+    calls: &CallCounter,
+) -> Result<Part, String> {
+    let (live, zombie) = sentinel_items(kind, sentinels)?;
+    let mut c = comparator(kind, tasks, calls);
     let mut groups = OrderedGroups::new();
-    for item in live.iter().chain(zombie.iter()) {
+    for item in live.iter().chain(zombie.iter()).filter(|_| with_sentinels) {
         if groups.insert(*item, &mut c).is_err() {
-            return KindOutcome::Unavailable(format!(
-                "a sentinel task could not be compared on {}",
-                kind.name()
-            ));
+            let kind = kind.name();
+            return Err(format!("a sentinel task could not be compared on {kind}"));
         }
     }
     let mut failures = Vec::new();
@@ -175,6 +234,46 @@ fn one_kind(
             failures.push((t, e.error));
         }
     }
+    Ok(Part { groups, failures })
+}
+
+/// Merges one kind's parts (in kcmp order), checks and repairs the
+/// grouping, and leaves out the sentinels' group (the absent object).
+fn finish(
+    kind: ProcessResource,
+    tasks: &[SelectedTask],
+    parts: Vec<Result<Part, String>>,
+    sentinels: Option<&Sentinels>,
+    calls: &CallCounter,
+    repaired: &AtomicU64,
+) -> KindOutcome {
+    let (live, zombie) = match sentinel_items(kind, sentinels) {
+        Ok(s) => s,
+        Err(why) => return KindOutcome::Unavailable(why),
+    };
+    let mut c = comparator(kind, tasks, calls);
+    let mut merged: Option<Part> = None;
+    for part in parts {
+        let part = match part {
+            Ok(part) => part,
+            Err(why) => return KindOutcome::Unavailable(why),
+        };
+        merged = Some(match merged {
+            None => part,
+            Some(mut m) => {
+                m.groups = m.groups.merge(part.groups, &mut c);
+                m.failures.extend(part.failures);
+                m
+            }
+        });
+    }
+    let Some(Part {
+        mut groups,
+        failures,
+    }) = merged
+    else {
+        return KindOutcome::Groups(Vec::new(), Vec::new());
+    };
     // A task may have exec'd or exited under the search: check, repair.
     if groups.check_and_repair(&mut c, 3) > 0 {
         repaired.fetch_add(1, AtomicOrdering::Relaxed);

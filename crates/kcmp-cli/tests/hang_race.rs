@@ -283,3 +283,47 @@ fn wait_within(child: &mut Child, limit: Duration) -> bool {
     }
     false
 }
+
+/// Without kcmp(2) (`kcmp-seccomp-run enosys`), `kcmp file` compares by
+/// `pidfd_getfd` copies: an fd checked as a pipe or a local file may be the
+/// FUSE file once copied. The fallback then leaves that copy open, and the
+/// exit must not close it either (closing sends FLUSH, never answered).
+#[test]
+fn without_kcmp_a_switched_copy_left_open_never_hangs_the_exit_of_kcmp_file() {
+    if let Some(why) = no_fuse() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let seccomp = testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), "kcmp-seccomp-run");
+    let mut fx = Fixture::start();
+    let h = fx.0.json["holder"].as_i64().unwrap().to_string();
+    let swap = &fx.0.json["swap_fds"];
+    let (a, b) = (swap[0].to_string(), swap[1].to_string());
+    let (start, mut hung, mut runs) = (Instant::now(), Vec::new(), 0);
+    while runs < 40 && start.elapsed() < BUDGET {
+        let args: Vec<String> = ["enosys", "--", &kcmp().to_string_lossy(), "file"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([h.clone(), a.clone(), h.clone(), b.clone()])
+            .collect();
+        runs += 1;
+        match finish(Spawned::start(&seccomp, &args)) {
+            Ended::Exited(_, _, err) => assert!(!err.contains("panicked"), "{err}"),
+            Ended::Hung(child, stacks) => hung.push((runs, child, stacks)),
+        }
+    }
+    fx.0.end();
+    let report: Vec<String> = hung
+        .into_iter()
+        .map(|(run, mut child, stacks)| {
+            let reaped = wait_within(&mut child, Duration::from_secs(5));
+            format!("run {run}: hung for {LIMIT:?} (reaped after the abort: {reaped})\n{stacks}")
+        })
+        .collect();
+    assert!(
+        report.is_empty(),
+        "{} of {runs} runs hung:\n{}",
+        report.len(),
+        report.join("\n")
+    );
+}

@@ -63,7 +63,10 @@ pub fn exit(code: i32) -> ! {
     // Copies still queued for the closer are in the fd table too: give
     // them a moment, then count what is left.
     pipeline::closer::settle(std::time::Duration::from_millis(100));
-    let left_open = pipeline::anchor::left_open();
+    let mut left_open = pipeline::anchor::left_open();
+    // And the copies the fallbacks (no kcmp(2)) left open.
+    left_open.extend(kcmp::fallback::copies_left_open());
+    left_open.sort_unstable();
     // A close still waiting (a lingering socket) would make the exit wait
     // on the copies queued behind it: the keeper closes those too.
     if !left_open.is_empty() || pipeline::closer::pending() > 0 {

@@ -473,10 +473,28 @@ fn fetch(pid: Pid, fd: FdNum) -> Result<Option<OwnedFd>> {
     // so never waited on) when it fails.
     let own = FdNum::new(owned.as_raw_fd()).expect("an open fd is non-negative");
     if !crate::copy_guard::close_never_waits(Pid::this(), own, pid).unwrap_or(false) {
-        std::mem::forget(owned);
+        let raw = rustix::fd::IntoRawFd::into_raw_fd(owned);
+        LEFT_OPEN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(raw);
         return Err(unsafe_to_close());
     }
     Ok(Some(owned))
+}
+
+/// The copies [`fetch`] left open.
+static LEFT_OPEN: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// The fds of this process that the fallbacks left open, sorted: copies
+/// taken with `pidfd_getfd` of an fd switched, between its check and the
+/// copy, onto a file whose close could wait on a server (FUSE, NFS). The
+/// process's exit would close them and wait: `kcmp_map::exit` leaves them
+/// to a keeper child.
+pub fn copies_left_open() -> Vec<i32> {
+    let mut fds = LEFT_OPEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    fds.sort_unstable();
+    fds
 }
 
 /// Decides without kcmp whether fd1 of pid1 and fd2 of pid2 are one open

@@ -196,7 +196,17 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         others,
         failed,
         skipped_fds,
-    } = compare_all(&tasks, &listed, &key, &*cmp, rep)?;
+    } = match compare_all(&tasks, &listed, &key, &*cmp, rep) {
+        Ok(sorted) => sorted,
+        Err(e) => {
+            // Closed on the closer thread, after its lock check, like any copy.
+            if let Some(own) = anchor {
+                budget.release(crate::pipeline::anchor::Rep::Own(own));
+                crate::pipeline::closer::settle(std::time::Duration::from_secs(1));
+            }
+            return Err(e);
+        }
+    };
     let queried_changed = !same.iter().any(|&(i, f)| tasks[i].via == via && f == fd);
 
     let peer = if options.peer {

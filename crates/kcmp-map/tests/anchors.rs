@@ -68,3 +68,49 @@ fn the_closer_thread_ends_after_a_scan() {
         "a kcmp-closer thread outlived the scan by 5 s"
     );
 }
+
+/// A scan that fails after its grouping released the engine's copies (its
+/// only process died before the end: "nothing could be scanned") still
+/// hands them to the closer: a copy of a pipe's write end left in a batch
+/// would keep the reader from ever seeing EOF.
+#[test]
+fn a_scan_that_fails_late_still_closes_its_copies() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let writer2 = writer.try_clone().expect("dup");
+    let kid =
+        kcmp_testkit::process::sleeper(Stdio::null(), Stdio::from(writer), Stdio::from(writer2));
+    let pid = Pid::new(kid.pid()).unwrap();
+    let kid = std::sync::Mutex::new(kid);
+    let killed = std::sync::atomic::AtomicBool::new(false);
+    let kill_once = |p: kcmp_map::scan::ScanProgress| {
+        if p.phase == 2 && !killed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let mut kid = kid.lock().unwrap();
+            let _ = kid.0.kill();
+            let _ = kid.0.wait(); // gone before the scan verifies it
+        }
+    };
+    let options = ScanOptions {
+        pids: vec![pid],
+        skip_epoll: true,
+        ..ScanOptions::default()
+    };
+    let answer = kcmp_map::scan::scan_with_progress(&options, &kill_once);
+    assert!(
+        answer.is_err(),
+        "the scan of a process killed under it succeeded"
+    );
+    // Every write end is closed now or soon (the closer thread): EOF.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut reader = reader;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16];
+        let _ = tx.send(reader.read(&mut buf).map(|n| n == 0));
+    });
+    let eof = rx.recv_timeout(std::time::Duration::from_secs(5));
+    assert!(
+        matches!(eof, Ok(Ok(true))),
+        "no EOF on the pipe: a copy of its write end stayed open ({eof:?})"
+    );
+}

@@ -63,6 +63,17 @@ pub(crate) fn close_later(copy: OwnedFd) {
     }
 }
 
+/// Sends the copies released so far to the closer thread when dropped: a
+/// scan that returns early (an error after grouping) leaves none in a
+/// batch, where it would stay open until the next scan.
+pub(crate) struct FlushOnReturn;
+
+impl Drop for FlushOnReturn {
+    fn drop(&mut self) {
+        flush();
+    }
+}
+
 /// Sends the copies gathered so far to the closer thread.
 pub(crate) fn flush() {
     send(QUEUE.lock().unwrap_or_else(|e| e.into_inner()));

@@ -75,6 +75,7 @@ pub(crate) fn run(
     progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Result<SharingMap> {
     crate::pidns::check()?; // /proc's pids must be kcmp(2)'s
+    let _flush = closer::FlushOnReturn; // released copies never wait in a batch
     let own_fds = list::own_fds(); // the caller's, before the engine opens any
     let own_locks = anchor::OwnLocks::read_among(own_fds.keys().copied().collect());
     // Grow the fd table now, while this process may still be single-threaded:

@@ -6,8 +6,8 @@
 //! waits for its send queue to drain, a serial tty for its output. So the
 //! copies are closed by a closer thread, never joined: a close that waits
 //! stalls that thread alone, never a scan. Copies reach it in batches of
-//! [`BATCH`] (and whatever is left when the scan settles): one wake-up per
-//! batch. The thread ends after 100 ms
+//! [`BATCH`] (or [`BATCH_AGE`] old; the rest at the end of the grouping and
+//! when the scan returns): one wake-up per batch. The thread ends after 100 ms
 //! without work (a library caller's process does not stay multi-threaded
 //! for it: `setns(CLONE_NEWNS)` wants a single thread) and starts again
 //! when needed.
@@ -37,11 +37,14 @@ static PENDING: AtomicUsize = AtomicUsize::new(0);
 static QUEUE: Mutex<Queue> = Mutex::new(Queue {
     tx: None,
     batch: Vec::new(),
+    since: None,
 });
 
 struct Queue {
     tx: Option<Sender<Vec<OwnedFd>>>,
     batch: Vec<OwnedFd>,
+    /// When the batch's first copy was added.
+    since: Option<Instant>,
 }
 
 /// How long the closer waits for work before it ends.
@@ -52,13 +55,20 @@ const IDLE: Duration = Duration::from_millis(100);
 /// time waking it).
 const BATCH: usize = 32;
 
+/// The longest a copy waits in a batch while copies keep coming (a copy of
+/// a pipe's write end delays its reader's EOF); the scan sends what is
+/// left at the end of the grouping and when it returns.
+const BATCH_AGE: Duration = Duration::from_millis(5);
+
 /// Closes `copy` on the closer thread, with the next batch (here when no
 /// thread can start). [`flush`] sends a batch not yet full.
 pub(crate) fn close_later(copy: OwnedFd) {
     PENDING.fetch_add(1, Ordering::SeqCst);
+    let now = Instant::now();
     let mut queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
     queue.batch.push(copy);
-    if queue.batch.len() >= BATCH {
+    let since = *queue.since.get_or_insert(now);
+    if queue.batch.len() >= BATCH || now.duration_since(since) >= BATCH_AGE {
         send(queue);
     }
 }
@@ -83,6 +93,7 @@ pub(crate) fn flush() {
 /// closing the batch here if none can start).
 fn send(mut queue: std::sync::MutexGuard<'_, Queue>) {
     let batch = std::mem::take(&mut queue.batch);
+    queue.since = None;
     if batch.is_empty() {
         return;
     }

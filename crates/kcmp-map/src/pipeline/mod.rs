@@ -116,6 +116,7 @@ pub(crate) fn run(
     let budget = anchor::Budget::new(tasks.len(), own_locks, options.all_free_fds);
     let grouped = group::group_files(&tasks, &family, listed, &*cmp, &budget, workers, progress);
     let mut failed = grouped.failed_tasks(&tasks);
+    closer::flush(); // the grouping's copies are closed while the kinds run
     phases.mark("group_fds");
 
     if let Ok(s) = &mut sentinels {

@@ -15,25 +15,14 @@
 //! until then) when the fixture aborts the connection, and is reaped then.
 
 use kcmp_testkit::cli::{testkit_bin_next_to, Spawned};
-use kcmp_testkit::process::JsonFixture;
+use kcmp_testkit::process::{kernel_stacks, no_fuse, reap_within, JsonFixture};
 use serde_json::Value;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// The longest one kcmp run may take (a scan of one process takes
 /// milliseconds).
 const LIMIT: Duration = Duration::from_secs(10);
-
-/// Why FUSE cannot be mounted here, if it cannot.
-fn no_fuse() -> Option<&'static str> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("not root: cannot mount a FUSE filesystem");
-    }
-    if !std::path::Path::new("/dev/fuse").exists() {
-        return Some("no /dev/fuse");
-    }
-    None
-}
 
 fn bin(name: &str) -> std::path::PathBuf {
     testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), name)
@@ -61,55 +50,15 @@ fn run_limited(
     match run.wait_within(LIMIT) {
         Ok(done) => Ok(done),
         Err(mut child) => {
-            let stacks = stacks_of(child.id());
+            let stacks = kernel_stacks(child.id());
             let _ = child.kill();
             fx.end();
-            let reaped = wait_within(&mut child, Duration::from_secs(5));
+            let reaped = reap_within(&mut child, Duration::from_secs(5));
             Err(format!(
                 "{program} {args:?}: hung for {LIMIT:?} (reaped after the abort: {reaped})\n{stacks}"
             ))
         }
     }
-}
-
-/// Where each thread of `pid` and its children wait.
-fn stacks_of(pid: u32) -> String {
-    let mut s = String::new();
-    let mut pids = vec![pid.to_string()];
-    let children = format!("/proc/{pid}/task/{pid}/children");
-    pids.extend(
-        std::fs::read_to_string(children)
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string),
-    );
-    for p in pids {
-        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
-            .into_iter()
-            .flatten();
-        for t in tasks.flatten() {
-            let path = t.path();
-            let read = |f: &str| std::fs::read_to_string(path.join(f)).unwrap_or_default();
-            s += &format!(
-                "{}: wchan {}\n{}",
-                path.display(),
-                read("wchan"),
-                read("stack")
-            );
-        }
-    }
-    s
-}
-
-fn wait_within(child: &mut Child, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
 }
 
 /// `mount(8)` by its absolute path (never looked up in PATH as root).

@@ -10,7 +10,7 @@
 //! fails on an older one).
 
 use kcmp_testkit::cli::{testkit_bin_next_to, Spawned};
-use kcmp_testkit::process::JsonFixture;
+use kcmp_testkit::process::{kernel_stacks, no_fuse, reap_within, JsonFixture};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -28,18 +28,6 @@ fn kcmp() -> PathBuf {
     std::env::var_os("KCMP_TEST_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kcmp")))
-}
-
-/// Why FUSE cannot be mounted here, if it cannot.
-fn no_fuse() -> Option<&'static str> {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root: cannot mount a FUSE filesystem");
-    }
-    if !std::path::Path::new("/dev/fuse").exists() {
-        return Some("no /dev/fuse");
-    }
-    None
 }
 
 /// The fixture; its stdin is closed (it aborts the FUSE connection and
@@ -81,34 +69,11 @@ fn finish(run: Spawned) -> Ended {
     match run.wait_within(LIMIT) {
         Ok((code, out, err)) => Ended::Exited(code, out, err),
         Err(mut child) => {
-            let stacks = stacks_of(child.id());
+            let stacks = kernel_stacks(child.id());
             let _ = child.kill();
             Ended::Hung(child, stacks)
         }
     }
-}
-
-/// Where each thread of `pid` waits: its state, wait channel and kernel
-/// stack (when readable).
-fn stacks_of(pid: u32) -> String {
-    let mut s = String::new();
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten();
-    for t in tasks.flatten() {
-        let p = t.path();
-        let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_else(|e| format!("{e}"));
-        let stat = read("stat");
-        let state = stat.rsplit(") ").next().unwrap_or("").split(' ').next();
-        s += &format!(
-            "{}: state {}, wchan {}\n{}",
-            p.display(),
-            state.unwrap_or("?"),
-            read("wchan"),
-            read("stack")
-        );
-    }
-    s
 }
 
 /// The args of run `i`: mostly whole scans of the holder, every fourth a
@@ -194,19 +159,7 @@ fn race(with_fusectl: bool) {
     }
     // Abort the FUSE connection: the hung runs end and can be reaped.
     fx.0.end();
-    let report: Vec<String> = hung
-        .into_iter()
-        .map(|(what, mut child, stacks)| {
-            let reaped = wait_within(&mut child, Duration::from_secs(5));
-            format!("{what}: hung for {LIMIT:?} (reaped after the abort: {reaped})\n{stacks}")
-        })
-        .collect();
-    assert!(
-        report.is_empty(),
-        "{} of {runs} runs hung:\n{}",
-        report.len(),
-        report.join("\n")
-    );
+    assert_none_hung(hung, runs);
     eprintln!("{runs} runs, none hung, in {:?}", start.elapsed());
 }
 
@@ -260,7 +213,7 @@ fn with_fusectl_mounted_a_fuse_connection_made_during_the_scan_never_hangs_kcmp(
             }
             Ended::Hung(mut child, stacks) => {
                 fx.end();
-                let reaped = wait_within(&mut child, Duration::from_secs(5));
+                let reaped = reap_within(&mut child, Duration::from_secs(5));
                 report.push(format!(
                     "{what}: hung (reaped after the abort: {reaped})\n{stacks}"
                 ));
@@ -270,18 +223,6 @@ fn with_fusectl_mounted_a_fuse_connection_made_during_the_scan_never_hangs_kcmp(
     }
     assert!(report.is_empty(), "{}", report.join("\n"));
     eprintln!("no scan hung; copies left open (FUSE files caught by their check): {left_open}");
-}
-
-/// Waits at most `limit` for `child` to be reaped.
-fn wait_within(child: &mut Child, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
 }
 
 /// Without kcmp(2) (`kcmp-seccomp-run enosys`), `kcmp file` compares by
@@ -309,15 +250,22 @@ fn without_kcmp_a_switched_copy_left_open_never_hangs_the_exit_of_kcmp_file() {
         runs += 1;
         match finish(Spawned::start(&seccomp, &args)) {
             Ended::Exited(_, _, err) => assert!(!err.contains("panicked"), "{err}"),
-            Ended::Hung(child, stacks) => hung.push((runs, child, stacks)),
+            Ended::Hung(child, stacks) => hung.push((format!("run {runs}"), child, stacks)),
         }
     }
     fx.0.end();
+    assert_none_hung(hung, runs);
+}
+
+/// Fails, listing the runs that hung (`what`, the killed child, where its
+/// threads waited), once the fixture has ended: each is reaped then if it
+/// can be (a wait on FUSE ends when the connection is aborted).
+fn assert_none_hung(hung: Vec<(String, Child, String)>, runs: usize) {
     let report: Vec<String> = hung
         .into_iter()
-        .map(|(run, mut child, stacks)| {
-            let reaped = wait_within(&mut child, Duration::from_secs(5));
-            format!("run {run}: hung for {LIMIT:?} (reaped after the abort: {reaped})\n{stacks}")
+        .map(|(what, mut child, stacks)| {
+            let reaped = reap_within(&mut child, Duration::from_secs(5));
+            format!("{what}: hung for {LIMIT:?} (reaped after the abort: {reaped})\n{stacks}")
         })
         .collect();
     assert!(

@@ -466,13 +466,7 @@ fn a_server_free_host_scan_skips_mount_checks_and_matches_the_truth() {
     // The FUSE connections as the wrapper's namespace shows them.
     let (_, listed, _) = cli::run(&wrapper, &["/bin/ls", "/sys/fs/fuse/connections"]);
     let fuse_conns = listed.lines().count();
-    let types = std::fs::read_to_string("/proc/filesystems").unwrap();
-    let network = ["nfs", "nfs4", "cifs", "smb3", "9p", "ceph", "virtiofs"];
-    let has_network = types
-        .lines()
-        .filter_map(|l| l.split_whitespace().last())
-        .any(|t| network.contains(&t));
-    if fuse_conns == 0 && !has_network {
+    if fuse_conns == 0 && !kcmp_testkit::process::network_filesystem_registered() {
         assert!(
             stats["copies_on_server_free_host"].as_u64().unwrap() > 0,
             "{stats}"

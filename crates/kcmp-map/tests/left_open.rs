@@ -11,18 +11,8 @@
 
 use kcmp::Pid;
 use kcmp_map::{scan, ScanOptions};
-use kcmp_testkit::process::JsonFixture;
+use kcmp_testkit::process::{no_fuse, JsonFixture};
 use std::time::Duration;
-
-fn no_fuse() -> Option<&'static str> {
-    if !rustix::process::geteuid().is_root() {
-        return Some("not root: cannot mount a FUSE filesystem");
-    }
-    if !std::path::Path::new("/dev/fuse").exists() {
-        return Some("no /dev/fuse");
-    }
-    None
-}
 
 /// Runs `scan(options)` on a thread: its answer, or `None` after `limit`.
 fn scan_within(options: ScanOptions, limit: Duration) -> Option<kcmp::Result<u64>> {

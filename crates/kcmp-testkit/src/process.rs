@@ -178,3 +178,71 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Why a FUSE filesystem cannot be mounted here (not root, no `/dev/fuse`),
+/// if it cannot: tests that need one skip with that reason.
+pub fn no_fuse() -> Option<&'static str> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("not root: cannot mount a FUSE filesystem");
+    }
+    if !std::path::Path::new("/dev/fuse").exists() {
+        return Some("no /dev/fuse");
+    }
+    None
+}
+
+/// Whether the kernel has a network filesystem type (NFS, CIFS, 9p, Ceph,
+/// virtiofs) in `/proc/filesystems`: then no host is server-free.
+pub fn network_filesystem_registered() -> bool {
+    let types = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    let network = ["nfs", "nfs4", "cifs", "smb3", "9p", "ceph", "virtiofs"];
+    types
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .any(|t| network.contains(&t))
+}
+
+/// Where each thread of `pid` and of its children waits (state, wait
+/// channel, kernel stack when readable): the report of a run that hung.
+pub fn kernel_stacks(pid: u32) -> String {
+    let mut s = String::new();
+    let mut pids = vec![pid.to_string()];
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    pids.extend(
+        std::fs::read_to_string(children)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string),
+    );
+    for p in pids {
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten();
+        for t in tasks.flatten() {
+            let path = t.path();
+            let read = |f: &str| std::fs::read_to_string(path.join(f)).unwrap_or_default();
+            let stat = read("stat");
+            let state = stat.rsplit(") ").next().unwrap_or("").split(' ').next();
+            s += &format!(
+                "{}: state {}, wchan {}\n{}",
+                path.display(),
+                state.unwrap_or("?"),
+                read("wchan"),
+                read("stack")
+            );
+        }
+    }
+    s
+}
+
+/// Waits at most `limit` for `child` to be reaped: whether it was.
+pub fn reap_within(child: &mut Child, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}

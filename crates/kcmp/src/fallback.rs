@@ -491,6 +491,11 @@ static LEFT_OPEN: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new())
 /// copy, onto a file whose close could wait on a server (FUSE, NFS). The
 /// process's exit would close them and wait: `kcmp_map::exit` leaves them
 /// to a keeper child.
+///
+/// ```
+/// // A process that compared nothing without kcmp(2) left nothing open.
+/// assert!(kcmp::fallback::copies_left_open().is_empty());
+/// ```
 pub fn copies_left_open() -> Vec<i32> {
     let mut fds = LEFT_OPEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
     fds.sort_unstable();

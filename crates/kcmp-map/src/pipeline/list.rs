@@ -135,7 +135,8 @@ const CHUNK: usize = 2048;
 /// [`list_fds`] for few tasks, which may each hold very many fds (4 tasks
 /// of 15,000 on 2 cores left one core idle for a third of the phase): each
 /// task's fd directory is read first, then its links in chunks of
-/// [`CHUNK`] on all workers. `one` lists a task whole (tasks with fewer).
+/// [`CHUNK`] on all workers. `one` lists a task whose directory could not
+/// be read (again, for its error) or is empty.
 fn list_in_chunks(
     tasks: &[SelectedTask],
     workers: usize,
@@ -153,11 +154,12 @@ fn list_in_chunks(
             let fds = fds.into_iter().filter(|&fd| Some(fd) != skip).collect();
             Some((dir, fds))
         });
-    // (task, range of its fds), or (task, None): listed whole by `one`.
+    // (task, range of its fds), or (task, None): listed by `one` (its
+    // directory could not be read above: `one` says why).
     let mut parts: Vec<(usize, Option<std::ops::Range<usize>>)> = Vec::new();
     for (t, n) in numbers.iter().enumerate() {
         match n {
-            Some((_, fds)) if fds.len() > CHUNK => {
+            Some((_, fds)) if !fds.is_empty() => {
                 parts.extend(
                     (0..fds.len())
                         .step_by(CHUNK)

@@ -13,9 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn kcmp() -> PathBuf {
-    std::env::var_os("KCMP_TEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kcmp")))
+    kcmp_testkit::cli::kcmp_under_test(env!("CARGO_BIN_EXE_kcmp"))
 }
 
 fn state(pid: i32) -> Option<char> {

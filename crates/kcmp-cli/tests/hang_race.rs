@@ -25,9 +25,7 @@ const RUNS: usize = 100;
 const BUDGET: Duration = Duration::from_secs(20);
 
 fn kcmp() -> PathBuf {
-    std::env::var_os("KCMP_TEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kcmp")))
+    kcmp_testkit::cli::kcmp_under_test(env!("CARGO_BIN_EXE_kcmp"))
 }
 
 /// The fixture; its stdin is closed (it aborts the FUSE connection and

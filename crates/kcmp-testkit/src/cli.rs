@@ -59,6 +59,20 @@ pub fn assert_success(what: &str, out: &Output) {
     );
 }
 
+/// The kcmp binary under test: `$KCMP_TEST_BIN` when set (to run a test
+/// against another build, e.g. an older one that should fail it), else
+/// `built` (pass `env!("CARGO_BIN_EXE_kcmp")`).
+///
+/// ```
+/// let bin = kcmp_testkit::cli::kcmp_under_test("/usr/bin/kcmp");
+/// assert!(bin.is_absolute());
+/// ```
+pub fn kcmp_under_test(built: &str) -> PathBuf {
+    std::env::var_os("KCMP_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(built))
+}
+
 /// The path of the kcmp-testkit binary `name` in the directory of
 /// `sibling` (a binary cargo built, e.g. `env!("CARGO_BIN_EXE_kcmp")`),
 /// building it with `cargo build -p kcmp-testkit --bin NAME` into the same

@@ -228,9 +228,7 @@ impl Fuse {
         unsafe {
             libc::kill(self.server, libc::SIGKILL);
             libc::waitpid(self.server, std::ptr::null_mut(), 0);
-            for fd in [SWAP_A, SWAP_B, self.fd] {
-                libc::close(fd);
-            }
+            libc::close(self.fd); // A and B: closed by `Plain::end`
             libc::umount2(fuse::cstr(&self.dir).as_ptr(), libc::MNT_DETACH);
         }
         let _ = std::fs::remove_dir(&self.dir);

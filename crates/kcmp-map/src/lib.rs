@@ -63,7 +63,7 @@ pub fn exit(code: i32) -> ! {
     // Copies still queued for the closer are in the fd table too: give
     // them a moment, then count what is left.
     pipeline::closer::settle(std::time::Duration::from_millis(100));
-    let mut left_open = pipeline::anchor::left_open();
+    let mut left_open = pipeline::closer::left_open();
     // And the copies the fallbacks (no kcmp(2)) left open.
     left_open.extend(kcmp::fallback::copies_left_open());
     left_open.sort_unstable();

@@ -33,14 +33,14 @@
 //! filesystem type: [`ServerFreeHost`]) both checks are skipped, so long as
 //! that still holds once the copy is taken.
 
+use super::closer::leave_open;
+use super::mount_watch::MountTables;
+pub(crate) use super::own_locks::OwnLocks;
 use crate::hostfs::ServerFreeHost;
-use crate::mounts::MountTable;
 use kcmp::{FdNum, Pid};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 
 /// A description's representative.
 #[derive(Debug)]
@@ -78,10 +78,8 @@ pub(crate) struct Budget {
     left_open: std::sync::atomic::AtomicU64,
     /// The POSIX locks this process holds: their files are not copied.
     locks: OwnLocks,
-    /// Mount tables by mount namespace (the `/proc/PID/ns/mnt` link).
-    mounts: Mutex<HashMap<String, WatchedTable>>,
-    /// Each task's mount namespace link, read once.
-    ns_of: Mutex<HashMap<Pid, String>>,
+    /// The mount tables of the holders' namespaces.
+    mounts: MountTables,
     /// Set when no file of this host could wait on a server as the budget
     /// was made: copies need no mount check while it still holds.
     server_free: Option<ServerFreeHost>,
@@ -112,8 +110,7 @@ impl Budget {
             me: Pid::this(),
             left_open: std::sync::atomic::AtomicU64::new(0),
             locks,
-            mounts: Mutex::new(HashMap::new()),
-            ns_of: Mutex::new(HashMap::new()),
+            mounts: MountTables::default(),
             server_free: ServerFreeHost::probe(),
             kept_server_free: std::sync::atomic::AtomicU64::new(0),
         }
@@ -165,7 +162,13 @@ impl Budget {
             fd.get(),
             rustix::process::PidfdGetfdFlags::empty(),
         ) {
-            Ok(own) => Ok(self.locks.keep_unless_locked(own)),
+            Ok(own) => match self.locks.keep_unless_locked(own) {
+                Ok(own) => Ok(Some(own)),
+                Err(locked) => {
+                    leave_open(locked);
+                    Ok(None)
+                }
+            },
             Err(e) => {
                 self.left.fetch_add(1, Ordering::Relaxed);
                 if e == Errno::BADF || e == Errno::SRCH {
@@ -289,42 +292,11 @@ impl Budget {
         if crate::mounts::internal_mount_ids().contains(&mnt_id) {
             return true;
         }
-        let listed = self.mount_table(pid, current);
+        let listed = self.mounts.table(pid, current);
         listed
             .as_ref()
             .and_then(|t| t.get(mnt_id))
             .is_some_and(|mount| mount.never_blocks())
-    }
-
-    /// The mount table of `pid`'s mount namespace, read once per namespace
-    /// and, when `current` is asked, again whenever the namespace's mounts
-    /// changed ([`WatchedTable`]); which namespace a task is in is read
-    /// once per task (a mount id names one live mount on the whole host, so
-    /// a task that changed namespace since finds its mounts, or none:
-    /// unsafe).
-    fn mount_table(&self, pid: Pid, current: bool) -> Option<Arc<MountTable>> {
-        let cached = self
-            .ns_of
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&pid)
-            .cloned();
-        let ns = match cached {
-            Some(ns) => ns,
-            None => {
-                let link = rustix::fs::readlink(format!("/proc/{pid}/ns/mnt"), Vec::new()).ok()?;
-                let ns = link.to_string_lossy().into_owned();
-                let mut of = self.ns_of.lock().unwrap_or_else(|e| e.into_inner());
-                of.insert(pid, ns.clone());
-                ns
-            }
-        };
-        let mut cache = self.mounts.lock().unwrap_or_else(|e| e.into_inner());
-        let watched = cache.entry(ns).or_insert_with(|| WatchedTable::open(pid));
-        if current {
-            watched.refresh_if_changed();
-        }
-        watched.table.clone()
     }
 
     /// A second copy of an anchor (for another worker), within the budget.
@@ -351,229 +323,6 @@ impl Budget {
         }
     }
 }
-
-/// A mount namespace's table and a watch on it: a mount id names one live
-/// mount, but an id freed by an unmount is given to the next mount, so a
-/// table read earlier can name the wrong mount. Every mount or unmount in
-/// the namespace makes `poll` on an open `/proc/PID/mountinfo` report
-/// `POLLPRI`, and the table is read again then: a mount id looked up just
-/// after a copy was taken (the copy keeps its mount, and so its id) is
-/// judged by a table that is current.
-struct WatchedTable {
-    table: Option<Arc<MountTable>>,
-    watch: Option<OwnedFd>,
-}
-
-impl WatchedTable {
-    /// Opens the watch, then reads the table (a change in between is seen
-    /// as a change by the first poll).
-    fn open(pid: Pid) -> WatchedTable {
-        use rustix::fs::{open, Mode, OFlags};
-        let path = format!("/proc/{pid}/mountinfo");
-        let watch = open(
-            path.as_str(),
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ok();
-        let table = watch.as_ref().and_then(|fd| read_table(fd.as_fd()));
-        WatchedTable { table, watch }
-    }
-
-    /// Reads the table again when the namespace's mounts changed since.
-    fn refresh_if_changed(&mut self) {
-        use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let Some(watch) = &self.watch else { return };
-        let mut fds = [PollFd::new(watch, PollFlags::PRI)];
-        let now = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        let changed = match poll(&mut fds, Some(&now)) {
-            Ok(_) => !fds[0].revents().is_empty(),
-            Err(_) => true,
-        };
-        if changed {
-            self.table = read_table(watch.as_fd());
-        }
-    }
-}
-
-impl std::fmt::Debug for WatchedTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mounts = self.table.as_ref().map(|t| t.len());
-        f.debug_struct("WatchedTable")
-            .field("mounts", &mounts)
-            .finish()
-    }
-}
-
-/// The mount table from an open `/proc/PID/mountinfo`, from its start.
-fn read_table(fd: BorrowedFd<'_>) -> Option<Arc<MountTable>> {
-    rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(0)).ok()?;
-    let mut text = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match rustix::io::read(fd, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
-            Err(Errno::INTR) => continue,
-            Err(_) => return None,
-        }
-    }
-    Some(Arc::new(MountTable::parse(&String::from_utf8_lossy(&text))))
-}
-
-/// Copies this process must not close (their close could wait on a server
-/// or release a lock), left open until [`crate::exit`] hands them to the
-/// keeper ([`crate::sys::keeper`]).
-static LEFT_OPEN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-
-/// Leaves `copy` open for the rest of this process's life.
-pub(crate) fn leave_open(copy: OwnedFd) {
-    let fd = rustix::fd::IntoRawFd::into_raw_fd(copy);
-    LEFT_OPEN.lock().unwrap_or_else(|e| e.into_inner()).push(fd);
-}
-
-/// The copies left open so far, sorted.
-pub(crate) fn left_open() -> Vec<i32> {
-    let mut fds = LEFT_OPEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    fds.sort_unstable();
-    fds
-}
-
-/// The POSIX (fcntl, not OFD) record locks this process holds, by inode:
-/// closing any fd of a locked file, a copy included, releases them.
-#[derive(Debug)]
-pub(crate) enum OwnLocks {
-    /// None: every file may be copied.
-    None,
-    /// The inode numbers of the locked files. The device is left out: a
-    /// file of another device with the same number is merely not copied.
-    On(HashSet<u64>),
-    /// They could not be read: nothing is copied.
-    Unknown,
-}
-
-impl OwnLocks {
-    /// This process's locks, read once per scan: from the fdinfo of each of
-    /// its fds (`lock:` lines list the locks this process holds on that
-    /// fd's file; a POSIX lock needs an open fd on its file), which takes no
-    /// global lock, unlike /proc/locks (whose reader waits for an RCU grace
-    /// period: about 10 ms here, a third of a small host's scan).
-    pub(crate) fn read() -> OwnLocks {
-        match crate::procfs::FdDir::open(Pid::this()).and_then(|d| d.fds()) {
-            Ok(fds) => Self::read_among(fds),
-            Err(_) => Self::from_proc_locks(),
-        }
-    }
-
-    /// [`read`](Self::read), given this process's fds: those it had before
-    /// the scan opened any (its pidfds hold no locks).
-    pub(crate) fn read_among(fds: Vec<FdNum>) -> OwnLocks {
-        if fds.len() > OWN_FDS_READ {
-            return Self::from_proc_locks();
-        }
-        let me = Pid::this();
-        let mut inodes = HashSet::new();
-        for fd in fds {
-            match crate::procfs::read_fdinfo_text(me, fd) {
-                Ok(text) => {
-                    let locks = text.lines().filter_map(|l| l.strip_prefix("lock:"));
-                    inodes.extend(locks.filter_map(posix_lock_inode));
-                }
-                // The fd closed since the listing (the listing's own directory fd).
-                Err(e) if e.errno() == Some(Errno::NOENT) => {}
-                Err(_) => return OwnLocks::Unknown,
-            }
-        }
-        Self::of(inodes)
-    }
-
-    /// [`read`](Self::read) from /proc/locks, for a process with many fds.
-    fn from_proc_locks() -> OwnLocks {
-        let me = std::process::id().to_string();
-        let Ok(text) = std::fs::read_to_string("/proc/locks") else {
-            return OwnLocks::Unknown;
-        };
-        let inodes = text.lines().filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
-            (f.get(4) == Some(&me.as_str())).then(|| posix_lock_inode(line))?
-        });
-        Self::of(inodes.collect())
-    }
-
-    /// Whether `copy`'s file (by its inode, from this process's fdinfo) is
-    /// one of these; true when unknown.
-    pub(crate) fn covers(&self, copy: BorrowedFd<'_>) -> bool {
-        match self {
-            OwnLocks::None => false,
-            OwnLocks::Unknown => true,
-            OwnLocks::On(inodes) => {
-                let own = FdNum::new(copy.as_raw_fd()).ok();
-                match own.map(|own| crate::procfs::read_fdinfo(Pid::this(), own)) {
-                    Some(Ok(info)) => info.ino == 0 || inodes.contains(&info.ino),
-                    _ => true,
-                }
-            }
-        }
-    }
-
-    fn of(inodes: HashSet<u64>) -> OwnLocks {
-        match inodes.is_empty() {
-            true => OwnLocks::None,
-            false => OwnLocks::On(inodes),
-        }
-    }
-
-    /// Whether `fd` of `pid` may be copied: its inode (from fdinfo) is not
-    /// one this process has locked. `Err` when the fd or task is gone.
-    fn may_copy(&self, pid: Pid, fd: FdNum) -> Result<bool, Errno> {
-        match self {
-            OwnLocks::None => Ok(true),
-            OwnLocks::Unknown => Ok(false),
-            OwnLocks::On(inodes) => match crate::procfs::read_fdinfo(pid, fd) {
-                Ok(info) => Ok(info.ino != 0 && !inodes.contains(&info.ino)),
-                Err(e) if e.errno() == Some(Errno::NOENT) => Err(Errno::BADF),
-                Err(e) if e.errno() == Some(Errno::SRCH) => Err(Errno::SRCH),
-                Err(_) => Ok(false),
-            },
-        }
-    }
-
-    /// The copy, unless `fd` was switched to a locked file between
-    /// [`may_copy`](Self::may_copy) and the copy: then the copy is left open
-    /// for the rest of this process's life (closing it would release the
-    /// lock) and `None` is returned.
-    fn keep_unless_locked(&self, copy: OwnedFd) -> Option<OwnedFd> {
-        let OwnLocks::On(inodes) = self else {
-            return Some(copy);
-        };
-        let own = FdNum::new(copy.as_raw_fd()).ok();
-        match own.map(|own| crate::procfs::read_fdinfo(Pid::this(), own)) {
-            Some(Ok(info)) if info.ino != 0 && !inodes.contains(&info.ino) => Some(copy),
-            _ => {
-                leave_open(copy);
-                None
-            }
-        }
-    }
-}
-
-/// The inode of a POSIX lock line (`1: POSIX  ADVISORY  WRITE 1234
-/// 00:2a:3482 0 EOF`, as in /proc/locks and after fdinfo's `lock:`);
-/// `None` for other kinds (FLOCK, OFDLCK, LEASE).
-fn posix_lock_inode(line: &str) -> Option<u64> {
-    let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
-    if f.get(1) != Some(&"POSIX") {
-        return None;
-    }
-    f.get(5)?.rsplit(':').next()?.parse().ok()
-}
-
-/// Own fds whose fdinfo [`OwnLocks::read`] reads at most; with more it
-/// reads /proc/locks once.
-const OWN_FDS_READ: usize = 256;
 
 /// `(mnt_id, ino)` of a representative from fdinfo (never touches the
 /// file), or `None` when it cannot be read (the fd closed, a kernel
@@ -604,27 +353,5 @@ pub(crate) fn own_mount_inode_type(fd: BorrowedFd<'_>) -> (Option<(u64, u64)>, O
             let own = FdNum::new(fd.as_raw_fd()).ok();
             (own.and_then(|f| mount_and_inode(Pid::this(), f)), None)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::posix_lock_inode;
-
-    #[test]
-    fn lock_lines_give_the_inode_of_posix_locks_only() {
-        let posix = " 1: POSIX  ADVISORY  WRITE 3290 00:2a:3482 0 EOF";
-        assert_eq!(posix_lock_inode(posix), Some(3482));
-        let waiter = "1: -> POSIX  ADVISORY  WRITE 3291 fd:01:77 0 EOF";
-        assert_eq!(posix_lock_inode(waiter), Some(77));
-        assert_eq!(
-            posix_lock_inode("2: FLOCK  ADVISORY  WRITE 3290 00:2a:9 0 EOF"),
-            None
-        );
-        assert_eq!(
-            posix_lock_inode("3: OFDLCK ADVISORY  READ  -1 00:2a:9 0 EOF"),
-            None
-        );
-        assert_eq!(posix_lock_inode("4: POSIX"), None);
     }
 }

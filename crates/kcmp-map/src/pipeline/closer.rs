@@ -17,10 +17,10 @@
 //! it began ([`super::anchor`]), and just before closing a copy the closer
 //! asks the kernel whether this process holds such a lock now
 //! (`F_OFD_GETLK`): a lock its caller took during the scan keeps the copy
-//! open ([`super::anchor::leave_open`]). Between that question and the
+//! open ([`leave_open`]). Between that question and the
 //! close remains a window of a few microseconds.
 
-use super::anchor::{leave_open, OwnLocks};
+use super::own_locks::OwnLocks;
 use rustix::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -186,4 +186,22 @@ fn holds_posix_lock_on(copy: &OwnedFd) -> bool {
         Ok(Some(pid)) if pid == std::process::id() as i32 => true,
         Ok(Some(_)) | Err(_) => OwnLocks::read().covers(copy.as_fd()),
     }
+}
+
+/// Copies this process must not close (their close could wait on a server
+/// or release a lock), left open until [`crate::exit`] hands them to the
+/// keeper ([`crate::sys::keeper`]).
+static LEFT_OPEN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Leaves `copy` open for the rest of this process's life.
+pub(crate) fn leave_open(copy: OwnedFd) {
+    let fd = rustix::fd::IntoRawFd::into_raw_fd(copy);
+    LEFT_OPEN.lock().unwrap_or_else(|e| e.into_inner()).push(fd);
+}
+
+/// The copies left open so far, sorted.
+pub(crate) fn left_open() -> Vec<i32> {
+    let mut fds = LEFT_OPEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    fds.sort_unstable();
+    fds
 }

@@ -20,6 +20,8 @@ pub(crate) mod group;
 pub(crate) mod kinds;
 pub(crate) mod list;
 pub(crate) mod map;
+pub(crate) mod mount_watch;
+pub(crate) mod own_locks;
 pub(crate) mod pin;
 pub(crate) mod select;
 pub(crate) mod sorted;

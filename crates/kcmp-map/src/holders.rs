@@ -271,14 +271,15 @@ fn candidates(
     workers: usize,
 ) -> Result<(Vec<SelectedTask>, Vec<Skipped>)> {
     let mut skipped = Vec::new();
-    let mut procs = select_processes(&ScanOptions::default(), &HashSet::new(), &mut skipped)?;
+    let (mut procs, early) =
+        select_processes(&ScanOptions::default(), &HashSet::new(), &mut skipped)?;
     if pid == Pid::this() || options.include_self {
         procs.push(procfs::read_stat(Pid::this())?);
     }
     // Threads with their own fd table are tasks of their own: pinning
     // expands every multi-threaded process into them.
     crate::pipeline::pin::reserve_fds(procs.len());
-    let (tasks, pin_skipped) = pin_tasks(&procs, false, workers, &CallCounter::default());
+    let (tasks, pin_skipped) = pin_tasks(&procs, early, false, workers, &CallCounter::default());
     skipped.extend(pin_skipped);
     Ok((tasks, skipped))
 }

@@ -60,19 +60,7 @@ impl ProcessHandle {
     /// assert!(ProcessHandle::pin(me, 1).is_err());
     /// ```
     pub fn pin(pid: Pid, start_time: u64) -> Result<Self> {
-        let raw = rustix::process::Pid::from_raw(pid.get()).expect("Pid is positive");
-        let pidfd = match pidfd_open(raw, PidfdFlags::empty()) {
-            Ok(fd) => Some(fd),
-            // A thread that is not a group leader: try PIDFD_THREAD.
-            Err(e) if e == rustix::io::Errno::INVAL => {
-                pidfd_open(raw, PidfdFlags::from_bits_retain(PIDFD_THREAD)).ok()
-            }
-            Err(e) if e == rustix::io::Errno::SRCH => {
-                return Err(Error::os(format!("pidfd_open({pid})"), e))
-            }
-            // ENOSYS (before 5.3) or a sandbox: fall back to the start time.
-            Err(_) => None,
-        };
+        let pidfd = open_pidfd(pid)?;
         let mut handle = ProcessHandle {
             pid,
             pidfd,
@@ -92,6 +80,48 @@ impl ProcessHandle {
             }
         }
         Ok(handle)
+    }
+
+    /// Pins `pid` by opening its pidfd first and then calling `read`, which
+    /// reads the task's start time from /proc (with whatever else the
+    /// caller wants from the same read, returned as `T`). A pidfd still
+    /// not readable after `read` proves the task lived through the read,
+    /// so `read` saw that very task: no second read of /proc is needed,
+    /// unlike [`pin`](Self::pin) after a read of the caller's own. A task
+    /// that exited meanwhile (or was a zombie) is pinned as by `pin`.
+    ///
+    /// `read` must read /proc itself, when called: a start time read
+    /// before the call could name a task that held the pid earlier.
+    ///
+    /// ```
+    /// use kcmp::{Pid, ProcessHandle};
+    /// let me = Pid::this();
+    /// let (h, comm) = ProcessHandle::open_with(me, || {
+    ///     let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+    ///     let (left, fields) = stat.rsplit_once(')').unwrap();
+    ///     let start = fields.split_whitespace().nth(19).unwrap().parse().unwrap();
+    ///     Ok((start, left.split_once('(').unwrap().1.to_string()))
+    /// })
+    /// .unwrap();
+    /// assert!(h.verify().is_ok() && !comm.is_empty());
+    /// assert_eq!(h.start_time(), ProcessHandle::open(me).unwrap().start_time());
+    /// ```
+    pub fn open_with<T>(pid: Pid, read: impl FnOnce() -> Result<(u64, T)>) -> Result<(Self, T)> {
+        let pidfd = open_pidfd(pid)?;
+        let (start_time, extra) = read()?;
+        let handle = ProcessHandle {
+            pid,
+            pidfd,
+            start_time,
+            exited_at_open: false,
+        };
+        match handle.pidfd_readable() {
+            // Alive after the read: the read was of the task pinned.
+            Some(false) => Ok((handle, extra)),
+            // Exited, maybe reaped and its pid reused before the read.
+            Some(true) => Ok((Self::pin(pid, start_time)?, extra)),
+            None => Ok((handle, extra)),
+        }
     }
 
     fn pidfd_readable(&self) -> Option<bool> {
@@ -196,5 +226,22 @@ impl ProcessHandle {
         self.verify()?;
         other.verify()?;
         result
+    }
+}
+
+/// A pidfd for `pid` (`PIDFD_THREAD` for a thread that is not a group
+/// leader); `None` when the kernel offers none (before 5.3, a sandbox),
+/// [`Error::Os`] `ESRCH` when there is no such task.
+fn open_pidfd(pid: Pid) -> Result<Option<OwnedFd>> {
+    let raw = rustix::process::Pid::from_raw(pid.get()).expect("Pid is positive");
+    match pidfd_open(raw, PidfdFlags::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        // A thread that is not a group leader: try PIDFD_THREAD.
+        Err(e) if e == rustix::io::Errno::INVAL => {
+            Ok(pidfd_open(raw, PidfdFlags::from_bits_retain(PIDFD_THREAD)).ok())
+        }
+        Err(e) if e == rustix::io::Errno::SRCH => Err(Error::os(format!("pidfd_open({pid})"), e)),
+        // ENOSYS (before 5.3) or a sandbox: fall back to the start time.
+        Err(_) => Ok(None),
     }
 }

@@ -71,3 +71,65 @@ fn a_reused_pid_is_reported_as_vanished_never_attributed_to_the_newcomer() {
     newcomer.wait().unwrap();
     assert!(fresh.verify().is_err(), "an exited process is vanished too");
 }
+
+/// Field 22 of /proc/PID/stat, read now.
+fn start_time_now(pid: Pid) -> kcmp::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| Error::io(format!("read /proc/{pid}/stat"), &e))?;
+    let (_, fields) = text.rsplit_once(')').expect("a stat line");
+    Ok(fields.split_whitespace().nth(19).unwrap().parse().unwrap())
+}
+
+#[test]
+fn open_with_pins_the_task_its_read_saw_even_when_the_pid_was_reused_in_between() {
+    let mut old = sleeper();
+    let pid = Pid::new(old.id() as i32).unwrap();
+    let old_start = start_time_now(pid).unwrap();
+    let mut newcomer = None;
+    // The pidfd is opened on the old process; between that and the read
+    // the old one is reaped and its pid given to a newcomer, which the read
+    // sees.
+    let (handle, read_start) = ProcessHandle::open_with(pid, || {
+        old.kill().unwrap();
+        old.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let child = spawn_with_pid(pid.get());
+        newcomer = Some(child);
+        let start = start_time_now(pid)?;
+        Ok((start, start))
+    })
+    .unwrap();
+    let mut newcomer = newcomer.expect("the read ran");
+    assert_eq!(handle.start_time(), read_start);
+    // The handle names the task the read saw (the newcomer): it verifies
+    // while the newcomer lives, and not after.
+    assert!(handle.verify().is_ok(), "the newcomer is alive and pinned");
+    assert!(!handle.was_exited_at_open());
+    let _ = old_start;
+    newcomer.kill().unwrap();
+    newcomer.wait().unwrap();
+    assert!(handle.verify().is_err(), "the pinned newcomer exited");
+}
+
+#[test]
+fn open_with_trusts_a_single_read_while_the_task_lives_and_reports_a_failed_read() {
+    let mut child = sleeper();
+    let pid = Pid::new(child.id() as i32).unwrap();
+    let mut reads = 0;
+    let (handle, ()) = ProcessHandle::open_with(pid, || {
+        reads += 1;
+        Ok((start_time_now(pid)?, ()))
+    })
+    .unwrap();
+    assert_eq!(reads, 1);
+    assert_eq!(handle.start_time(), start_time_now(pid).unwrap());
+    assert!(handle.pidfd().is_some() && handle.verify().is_ok());
+    // A read that fails (the task exited meanwhile) is the error returned.
+    let failed = ProcessHandle::open_with(pid, || -> kcmp::Result<(u64, ())> {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        Ok((start_time_now(pid)?, ()))
+    });
+    assert!(failed.is_err());
+    assert!(handle.verify().is_err());
+}

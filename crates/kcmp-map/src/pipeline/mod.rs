@@ -96,7 +96,8 @@ pub(crate) fn run(
     phases.mark("sentinels");
 
     let mut skipped = Vec::new();
-    let procs = select::select_processes(options, &sentinel_pids(&sentinels), &mut skipped)?;
+    let (procs, early) =
+        select::select_processes(options, &sentinel_pids(&sentinels), &mut skipped)?;
     phases.mark("select");
     if procs.is_empty() && skipped.is_empty() {
         return Err(Error::InvalidArgument(
@@ -105,7 +106,8 @@ pub(crate) fn run(
     }
     pin::reserve_fds(procs.len() * if options.threads { 4 } else { 1 });
     let freeze_guard = freeze(options, &procs, &mut map)?;
-    let (tasks, pin_skipped) = pin::pin_tasks(&procs, options.threads, workers, &calls.kinds);
+    let (tasks, pin_skipped) =
+        pin::pin_tasks(&procs, early, options.threads, workers, &calls.kinds);
     skipped.extend(pin_skipped);
     map.own_fd_tables = own_fd_tables(options, &tasks);
     phases.mark("pin");

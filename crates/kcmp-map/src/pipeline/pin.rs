@@ -2,12 +2,13 @@
 //! that an answer about a task that exited, or whose pid was reused, is
 //! discarded rather than attributed to a newcomer.
 
-use super::select::skipped_from;
+use super::select::{skipped_from, EarlyPins};
 use crate::model::{Skipped, TaskRecord};
 use crate::parallel::{parallel_map_lazy, CallCounter};
 use crate::procfs::{self, TaskStat};
 use kcmp::{Error, Pid, ProcessHandle, Result};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Mutex;
 
 /// A task selected for inspection, with its handle.
 pub(crate) struct SelectedTask {
@@ -62,7 +63,7 @@ fn same_start(tid: Pid, start_time: u64) -> Result<()> {
 /// Pidfds that may be open at once for pinning: three quarters of the fds
 /// still free under the soft `RLIMIT_NOFILE` (the library never raises
 /// it), keeping 128 for /proc reads and anchors.
-fn pidfd_budget() -> usize {
+pub(crate) fn pidfd_budget() -> usize {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(1 << 20)
@@ -139,13 +140,19 @@ fn own_table_threads(st: &TaskStat, calls: &CallCounter) -> Vec<Pid> {
 /// `calls` (the process-level kinds: they compare `KCMP_FILES`).
 pub(crate) fn pin_tasks(
     procs: &[TaskStat],
+    early: EarlyPins,
     threads: bool,
     workers: usize,
     calls: &CallCounter,
 ) -> (Vec<SelectedTask>, Vec<Skipped>) {
     let budget = AtomicUsize::new(pidfd_budget());
+    let early = Mutex::new(early);
     let results = parallel_map_lazy(procs.len(), workers, |i| {
         let st = &procs[i];
+        let mut early = early
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&st.pid);
         let tids = if threads {
             procfs::list_tids(st.pid).unwrap_or_else(|_| vec![st.pid])
         } else {
@@ -166,8 +173,15 @@ pub(crate) fn pin_tasks(
             } else {
                 procfs::read_task_stat(st.pid, tid).map(|s| (tid, s))
             };
-            let pinned = stat
-                .and_then(|(via, stat)| pin(via, stat.start_time, &budget).map(|p| (via, stat, p)));
+            let pinned = stat.and_then(|(via, stat)| {
+                // Pinned as it was selected, when it is inspected through itself.
+                let pinned = early.take().filter(|_| via == st.pid && tid == st.pid);
+                let pin = match pinned {
+                    Some(h) => Ok(Pin::Handle(h)),
+                    None => pin(via, stat.start_time, &budget),
+                };
+                pin.map(|p| (via, stat, p))
+            });
             out.push(match pinned {
                 Ok((via, stat, pin)) => Ok(SelectedTask {
                     record: TaskRecord {
@@ -197,15 +211,19 @@ pub(crate) fn pin_tasks(
     (tasks, skipped)
 }
 
-/// Pins `tid` with a pidfd while the budget lasts, by start time after.
-fn pin(tid: Pid, start_time: u64, budget: &AtomicUsize) -> Result<Pin> {
-    crate::freeze::step();
-    let took = budget
+/// Takes one pidfd from `budget`: false when it is spent.
+pub(crate) fn take_pidfd(budget: &AtomicUsize) -> bool {
+    budget
         .fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |b| {
             b.checked_sub(1)
         })
-        .is_ok();
-    if took {
+        .is_ok()
+}
+
+/// Pins `tid` with a pidfd while the budget lasts, by start time after.
+fn pin(tid: Pid, start_time: u64, budget: &AtomicUsize) -> Result<Pin> {
+    crate::freeze::step();
+    if take_pidfd(budget) {
         ProcessHandle::pin(tid, start_time).map(Pin::Handle)
     } else {
         same_start(tid, start_time).map(|()| Pin::StartTime(start_time))

@@ -5,8 +5,9 @@ use super::ScanOptions;
 use crate::model::Skipped;
 use crate::parallel::{parallel_map_lazy, workers};
 use crate::procfs::{self, TaskStat};
-use kcmp::{Error, Pid, Result};
+use kcmp::{Error, Pid, ProcessHandle, Result};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
 
 /// A [`Skipped`] entry for `pid` from the error of `what`.
 pub(crate) fn skipped_from(pid: Pid, err: &Error, what: &str) -> Skipped {
@@ -31,14 +32,32 @@ pub(crate) fn skipped_from(pid: Pid, err: &Error, what: &str) -> Skipped {
     }
 }
 
-/// Every process's stat, for selection (ppid links) and records.
-fn all_stats(workers: usize) -> Result<HashMap<Pid, TaskStat>> {
+/// Processes pinned as they were selected, by pid ([`select_processes`]).
+pub(crate) type EarlyPins = HashMap<Pid, ProcessHandle>;
+
+/// Every process's stat, for selection (ppid links) and records. With
+/// `pin`, every process is pinned as its stat is read, while `pin`'s
+/// budget of pidfds lasts ([`ProcessHandle::open_with`]: the pidfd first,
+/// then the stat, which names the same task when the pidfd shows it alive
+/// after), so that pinning needs no second read.
+fn all_stats(
+    workers: usize,
+    pin: Option<&AtomicUsize>,
+) -> Result<HashMap<Pid, (TaskStat, Option<ProcessHandle>)>> {
     let pids = procfs::list_pids()?;
     let chunk = pids.len().div_ceil(workers * 4).max(1);
+    let stat_of = |p: Pid| {
+        if pin.is_some_and(super::pin::take_pidfd) {
+            let read = || procfs::read_stat(p).map(|s| (s.start_time, s));
+            ProcessHandle::open_with(p, read).map(|(h, s)| (s, Some(h)))
+        } else {
+            procfs::read_stat(p).map(|s| (s, None))
+        }
+    };
     let parts = parallel_map_lazy(pids.len().div_ceil(chunk), workers, |c| {
         pids[c * chunk..((c + 1) * chunk).min(pids.len())]
             .iter()
-            .filter_map(|&p| procfs::read_stat(p).ok().map(|s| (p, s)))
+            .filter_map(|&p| stat_of(p).ok().map(|s| (p, s)))
             .collect::<Vec<_>>()
     });
     Ok(parts.into_iter().flatten().collect())
@@ -46,14 +65,27 @@ fn all_stats(workers: usize) -> Result<HashMap<Pid, TaskStat>> {
 
 /// The processes (thread-group leaders) selected by `options`, excluding
 /// `exclude` and this process (unless it was named explicitly). Unknown
-/// explicit pids are reported.
+/// explicit pids are reported. When every process is selected, they are
+/// pinned as they are read (those the pidfd budget allows), and returned
+/// pinned with the selection.
 pub(crate) fn select_processes(
     options: &ScanOptions,
     exclude: &HashSet<Pid>,
     skipped: &mut Vec<Skipped>,
-) -> Result<Vec<TaskStat>> {
+) -> Result<(Vec<TaskStat>, EarlyPins)> {
     let me = Pid::this();
-    let stats = all_stats(workers(options.workers))?;
+    let everyone = options.pids.is_empty() && options.trees.is_empty();
+    let budget = everyone.then(|| AtomicUsize::new(super::pin::pidfd_budget()));
+    let mut stats = all_stats(workers(options.workers), budget.as_ref())?;
+    let mut pins: EarlyPins = HashMap::new();
+    if everyone {
+        for (pid, (_, handle)) in stats.iter_mut() {
+            if let Some(h) = handle.take() {
+                pins.insert(*pid, h);
+            }
+        }
+    }
+    let stats: HashMap<Pid, TaskStat> = stats.into_iter().map(|(p, (s, _))| (p, s)).collect();
     let mut chosen: BTreeSet<Pid> = BTreeSet::new();
     let mut threads: Vec<TaskStat> = Vec::new();
     if options.pids.is_empty() && options.trees.is_empty() {
@@ -100,12 +132,16 @@ pub(crate) fn select_processes(
     if !options.pids.contains(&me) && !options.trees.contains(&me) {
         chosen.remove(&me);
     }
-    Ok(chosen
+    let procs: Vec<TaskStat> = chosen
         .into_iter()
         .filter(|p| !exclude.contains(p))
         .filter_map(|p| stats.get(&p).cloned())
         .chain(threads)
-        .collect())
+        .collect();
+    // The pins of processes left out are closed here.
+    let selected: HashSet<Pid> = procs.iter().map(|s| s.pid).collect();
+    pins.retain(|p, _| selected.contains(p));
+    Ok((procs, pins))
 }
 
 /// A thread named explicitly: it is inspected as a task of its own, with

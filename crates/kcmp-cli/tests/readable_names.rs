@@ -260,34 +260,8 @@ fn audit_and_epoll_targets_keep_invalid_utf8_names_exactly() {
 /// unknown), and its sharing found by kcmp.
 #[test]
 fn a_path_longer_than_path_max_hides_nothing() {
-    use rustix::fs::{mkdirat, openat, Mode, OFlags};
     let tmp = kcmp_testkit::process::TempDir::new("kcmp-long");
-    let mut dir = openat(
-        rustix::fs::CWD,
-        tmp.path(),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap();
-    let part = "d".repeat(250);
-    for _ in 0..20 {
-        mkdirat(&dir, part.as_str(), Mode::from_raw_mode(0o700)).unwrap();
-        dir = openat(
-            &dir,
-            part.as_str(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .unwrap();
-    }
-    let file = openat(
-        &dir,
-        "file",
-        OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
-    .unwrap();
-    let file = std::fs::File::from(file);
+    let file = file_beyond_path_max(tmp.path());
     let null = std::fs::File::options()
         .write(true)
         .open("/dev/null")
@@ -329,6 +303,91 @@ fn a_path_longer_than_path_max_hides_nothing() {
     assert_eq!(code, 2, "holders: {out}");
     assert!(err.contains("ENAMETOOLONG"), "{err}");
     drop((a, b));
+}
+
+/// A file created 20 directories of 250 bytes deep under `top`: its path
+/// is longer than PATH_MAX, so its /proc/PID/fd link cannot be read
+/// (`ENAMETOOLONG`).
+fn file_beyond_path_max(top: &std::path::Path) -> std::fs::File {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let mut dir = openat(
+        rustix::fs::CWD,
+        top,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    let part = "d".repeat(250);
+    for _ in 0..20 {
+        mkdirat(&dir, part.as_str(), Mode::from_raw_mode(0o700)).unwrap();
+        dir = openat(
+            &dir,
+            part.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+    }
+    let file = openat(
+        &dir,
+        "file",
+        OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    std::fs::File::from(file)
+}
+
+/// `epoll-targets` on a process that also holds a file whose link cannot
+/// be read (a path beyond PATH_MAX): the process is not dropped (its
+/// registered FIFOs are still shown held by it), and the unreadable fd is
+/// reported in `skipped_fds` and on stderr. (One such fd used to hide the
+/// whole process: every target "held by no visible fd".)
+#[test]
+fn epoll_targets_shows_the_holders_of_a_process_with_an_unreadable_fd() {
+    use std::os::fd::AsRawFd;
+    let tmp = kcmp_testkit::process::TempDir::new("kcmp-long-epoll");
+    let long = file_beyond_path_max(tmp.path());
+    let (a, b) = (
+        tmp.path().join("a").into_os_string().into_encoded_bytes(),
+        tmp.path().join("b").into_os_string().into_encoded_bytes(),
+    );
+    let fifos = fifos_at(&[&a, &b]);
+    use rustix::event::epoll;
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+    for f in &fifos {
+        let data = epoll::EventData::new_u64(f.as_raw_fd() as u64);
+        epoll::add(&ep, f, data, epoll::EventFlags::IN).unwrap();
+    }
+    let me = std::process::id();
+    let (pid, epfd) = (me.to_string(), ep.as_raw_fd().to_string());
+    let v = json(&["epoll-targets", &pid, &epfd, "--json"]);
+    valid("epoll-targets", &v);
+    assert_eq!(v["skipped"], serde_json::json!([]), "{v}");
+    for f in &fifos {
+        let fd = f.as_raw_fd();
+        let held_here = v["targets"].as_array().unwrap().iter().any(|t| {
+            t["tfd"] == fd
+                && t["holders"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|h| h["pid"] == me && h["fd"] == fd)
+        });
+        assert!(held_here, "fd {fd} not shown held by this process: {v}");
+    }
+    let long_fd = long.as_raw_fd();
+    let listed = v["skipped_fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["pid"] == me && s["fd"] == long_fd && s["reason"] == "ENAMETOOLONG");
+    assert!(listed, "fd {long_fd} not in skipped_fds: {v}");
+    let (code, human, err) = kcmp(&["epoll-targets", &pid, &epfd]);
+    assert_eq!(code, 0, "{err}");
+    assert!(human.contains(", 0 held by no visible fd"), "{human}");
+    assert!(err.contains("ENAMETOOLONG"), "{err}");
+    drop((ep, fifos, long));
 }
 
 /// On a terminal, colour unless NO_COLOR is set or the terminal is `dumb`

@@ -344,6 +344,27 @@ pub fn list_task_fds(pid: Pid, tid: Pid) -> Result<Vec<FdEntry>> {
     list_fds_at(&format!("/proc/{pid}/task/{tid}/fd"))
 }
 
+/// An fd whose link could not be read, and why.
+pub(crate) type UnreadableFd = (FdNum, Error);
+
+/// Like [`list_fds`], but an fd whose link cannot be read (a path longer
+/// than `PATH_MAX`: `ENAMETOOLONG`) is returned apart with its error,
+/// never the whole process's failure: one such fd would hide a process.
+pub(crate) fn list_fds_lenient(pid: Pid) -> Result<(Vec<FdEntry>, Vec<UnreadableFd>)> {
+    let dir = FdDir::open(pid)?;
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    for fd in dir.fds()? {
+        match dir.entry(fd) {
+            Ok(Some(entry)) => out.push(entry),
+            Ok(None) => continue, // closed meanwhile
+            Err(e) if e.is_gone() => return Err(e),
+            Err(e) => bad.push((fd, e)),
+        }
+    }
+    Ok((out, bad))
+}
+
 fn list_fds_at(path: &str) -> Result<Vec<FdEntry>> {
     let dir = FdDir::open_path(path)?;
     let mut out = Vec::new();

@@ -58,5 +58,8 @@ pub fn run(pid: i32, epfd: i32, json: bool, freeze: bool) -> i32 {
     if let Some(n) = crate::output::skipped_note(&found.skipped, Style::plain()) {
         eprintln!("kcmp: {n}");
     }
+    if let Some(n) = render::skipped_fds_note(&found.skipped_fds) {
+        eprintln!("kcmp: {n}");
+    }
     exit::SAME
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// `{"pid": P, "epfd": E, "comm": C, "targets": [...], "skipped": [...],
-/// "stats": {...}}`; every holder has `comm`, every `events` its
+/// "skipped_fds": [...], "stats": {...}}`; every holder has `comm`, every `events` its
 /// `events_names`, a name that is not valid UTF-8 its `target_bytes`.
 pub fn targets_json(found: &EpollTargets) -> Value {
     let mut comms: HashMap<kcmp::Pid, Option<String>> = HashMap::new();
@@ -40,6 +40,7 @@ pub fn targets_json(found: &EpollTargets) -> Value {
         "comm": comm(found.pid),
         "targets": targets,
         "skipped": found.skipped,
+        "skipped_fds": found.skipped_fds,
         "stats": {"kcmp_calls": found.kcmp_calls},
     })
 }
@@ -58,6 +59,23 @@ fn staleness(t: &EpollTarget) -> String {
         (true, None) => "closed".into(),
         (true, Some(now)) => format!("reused ({now})"),
     }
+}
+
+/// `2 fds whose link could not be read (ENAMETOOLONG): a holder among
+/// them is not shown`, or `None` when every fd was read. For stderr.
+pub fn skipped_fds_note(skipped: &[kcmp_map::model::SkippedFd]) -> Option<String> {
+    if skipped.is_empty() {
+        return None;
+    }
+    let reasons: std::collections::BTreeSet<&str> =
+        skipped.iter().map(|f| f.reason.as_str()).collect();
+    let reasons: Vec<&str> = reasons.into_iter().collect();
+    Some(format!(
+        "{} fds whose link could not be read ({}): a holder among them is not shown \
+         (use --json for each pid and fd)",
+        skipped.len(),
+        reasons.join(", ")
+    ))
 }
 
 fn holders_text(holders: &[FdRef], comm: &dyn Fn(kcmp::Pid) -> String) -> String {

@@ -55,7 +55,7 @@ mod resolve;
 mod scan_section;
 mod targets;
 
-use crate::model::{FdRef, SharingMap, Skipped};
+use crate::model::{FdRef, SharingMap, Skipped, SkippedFd};
 use crate::procfs::EpollRegistration;
 use kcmp::Result;
 use kcmp::{EpollSlot, FdNum, Pid};
@@ -173,6 +173,9 @@ pub struct EpollTargets {
     /// Processes whose fds could not be inspected (their holders may be
     /// missing), with the reason.
     pub skipped: Vec<Skipped>,
+    /// Fds of inspected processes whose link could not be read (a path
+    /// longer than `PATH_MAX`): each may be a holder that is missing.
+    pub skipped_fds: Vec<SkippedFd>,
     /// kcmp(2) calls made.
     pub kcmp_calls: u64,
 }

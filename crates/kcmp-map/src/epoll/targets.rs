@@ -6,7 +6,7 @@ use super::inodes::LazyInoIndex;
 use super::registrations::{check, read, read_again, unchanged};
 use super::resolve::resolve;
 use super::{EpollTarget, EpollTargets, Registration, ATTEMPTS};
-use crate::model::{FdRef, Skipped};
+use crate::model::{FdRef, Skipped, SkippedFd};
 use crate::procfs::{self, FdEntry, FdTarget};
 use kcmp::{Error, FdNum, Pid, ProcessHandle, Result};
 use rustix::io::Errno;
@@ -20,6 +20,8 @@ struct Listing {
     rows: HashMap<String, Vec<(FdRef, String)>>,
     /// Processes whose fds could not be listed.
     skipped: Vec<Skipped>,
+    /// Fds whose link could not be read (their processes are listed).
+    skipped_fds: Vec<SkippedFd>,
     /// Each listed process's start time, read before its fds.
     start_times: HashMap<Pid, u64>,
 }
@@ -57,6 +59,7 @@ fn attempt(
     let Listing {
         rows,
         mut skipped,
+        mut skipped_fds,
         start_times,
     } = list_candidates(pid, &regs)?;
     let keys: Vec<(String, Vec<FdRef>)> = rows
@@ -82,18 +85,26 @@ fn attempt(
     }
     discard_exited(&mut targets, &start_times, &mut skipped);
     skipped.sort_unstable_by_key(|s| s.pid);
+    // Fds of processes that exited meanwhile are no longer theirs to report.
+    skipped_fds.retain(|f| !skipped.iter().any(|s| s.pid == f.pid));
+    skipped_fds.sort_unstable_by_key(|f| (f.pid, f.fd));
     Ok(Some(EpollTargets {
         pid,
         epfd,
         targets,
         skipped,
+        skipped_fds,
         kcmp_calls: calls.get(),
     }))
 }
 
+/// A process's start time, its fds with their links, and the fds whose
+/// link could not be read.
+type FdTable = (u64, Vec<FdEntry>, Vec<procfs::UnreadableFd>);
+
 /// The fd tables of `pids`, each with its process's start time (read
 /// before the fds). kcmp's own freezer is left out (as if it had exited).
-fn read_fd_tables(pids: &[Pid], me: Pid) -> Vec<Result<(u64, Vec<FdEntry>)>> {
+fn read_fd_tables(pids: &[Pid], me: Pid) -> Vec<Result<FdTable>> {
     crate::parallel::parallel_map_lazy(pids.len(), crate::parallel::workers(0), |i| {
         let stat = procfs::read_stat(pids[i])?;
         if stat.ppid == me.get() && stat.comm == crate::freeze::FREEZER_COMM {
@@ -101,7 +112,7 @@ fn read_fd_tables(pids: &[Pid], me: Pid) -> Vec<Result<(u64, Vec<FdEntry>)>> {
             return Err(Error::os("kcmp's own freezer", Errno::SRCH));
         }
         let start = stat.start_time;
-        procfs::list_fds(pids[i]).map(|fds| (start, fds))
+        procfs::list_fds_lenient(pids[i]).map(|(fds, bad)| (start, fds, bad))
     })
 }
 
@@ -123,8 +134,14 @@ fn list_candidates(pid: Pid, regs: &[Registration]) -> Result<Listing> {
     let mut listing = Listing::default();
     for (&p, r) in pids.iter().zip(read_fd_tables(pids, me)) {
         let entries = match r {
-            Ok((start, e)) => {
+            Ok((start, e, bad)) => {
                 listing.start_times.insert(p, start);
+                let bad = bad.into_iter().map(|(fd, err)| SkippedFd {
+                    pid: p,
+                    fd,
+                    reason: err.errno_name().unwrap_or("E?").to_string(),
+                });
+                listing.skipped_fds.extend(bad);
                 e
             }
             // Exited, or a kernel thread / zombie without an fd table.

@@ -4,16 +4,18 @@
 # `kcmp scan --json` (release build), `lsof -n -P` and the CRIU-style
 # grouper (bench/grouper.c). Prints markdown tables ready for BENCHMARKS.md.
 #
-#   bench/run-suite.sh [--quick] [--runs N] [--only NAME,NAME] [--no-series] [--no-fusectl] [--out DIR]
+#   bench/run-suite.sh [--quick] [--runs N] [--only NAME,NAME] [--no-series] [--check-every-copy] [--out DIR]
 #
 #   --quick       3 runs per tool (default 7) and a shorter scaling series
 #   --only        run only these workloads: host-small, topo-bench, reuse, opens,
 #                 wide, many, servers, host, series-fds, series-procs
 #   --no-series   leave out both scaling series
-#   --no-fusectl  leave fusectl unmounted when it is (by default the suite
-#                 mounts it on /sys/fs/fuse/connections, as systemd does at
-#                 boot, so that kcmp can count FUSE connections; unmounted
-#                 again at the end)
+#   --check-every-copy  run kcmp as on a host with a FUSE or network
+#                 filesystem: every copy's mount checked
+#                 (KCMP_CHECK_EVERY_COPY=1). By default kcmp counts FUSE
+#                 connections on fusectl (mounted by systemd, or its own
+#                 mount attached nowhere) and, with none, skips those checks.
+#                 (--no-fusectl is the old name.)
 #   --out DIR     keep the raw results there (default: a temporary directory)
 #
 # Must run as root (it installs Debian packages, starts servers as their own
@@ -27,14 +29,14 @@ cd "$(dirname "$0")/.."
 ROOT_DIR=$PWD
 ARGS_GIVEN="$*"
 
-QUICK=0 RUNS= ONLY= SERIES=1 OUT= FUSECTL=1
+QUICK=0 RUNS= ONLY= SERIES=1 OUT= CHECK_EVERY_COPY=
 while [ $# -gt 0 ]; do
   case $1 in
   --quick) QUICK=1 ;;
   --runs) RUNS=${2:?--runs needs a number}; shift ;;
   --only) ONLY=${2:?--only needs workload names}; shift ;;
   --no-series) SERIES=0 ;;
-  --no-fusectl) FUSECTL=0 ;;
+  --check-every-copy | --no-fusectl) CHECK_EVERY_COPY=1 ;;
   --out) OUT=${2:?--out needs a directory}; shift ;;
   -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "run-suite: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -53,7 +55,6 @@ POLICY=/usr/sbin/policy-rc.d
 POLICY_SAVED= POLICY_OURS=
 FIX_PID= FIX_FD= WL_PID=
 PID_MAX_SAVED=
-FUSECTL_OURS=
 source bench/servers.sh
 cleanup() {
   set +e
@@ -64,7 +65,6 @@ cleanup() {
   if [ -n "$POLICY_SAVED" ]; then mv -f "$POLICY_SAVED" "$POLICY"; POLICY_SAVED=;
   elif [ -n "$POLICY_OURS" ]; then rm -f "$POLICY"; fi
   if [ -n "$PID_MAX_SAVED" ]; then echo "$PID_MAX_SAVED" >/proc/sys/kernel/pid_max; fi
-  if [ -n "$FUSECTL_OURS" ]; then umount /sys/fs/fuse/connections; FUSECTL_OURS=; fi
   [ -n "${TMP_OUT:-}" ] && rm -rf "$TMP_OUT"
   return 0
 }
@@ -98,18 +98,17 @@ install_missing() {
 install_missing
 PY=/usr/bin/python3
 
-# fusectl, as systemd mounts it at boot (sys-fs-fuse-connections.mount): with
-# it kcmp counts FUSE connections, and a host with none (and no network
-# filesystem type) needs no mount check per copy.
+# How kcmp treats its copies: on a host without FUSE connections or network
+# filesystem types it skips the per-copy mount checks (it counts FUSE
+# connections on fusectl: systemd's mount, or its own attached nowhere);
+# --check-every-copy makes it check every copy, as on a host with FUSE.
 fusectl_state() {
   if grep -q ' /sys/fs/fuse/connections .* - fusectl ' /proc/self/mountinfo; then echo mounted
-  elif grep -qw fusectl /proc/filesystems; then echo "not mounted"
+  elif grep -qw fusectl /proc/filesystems; then echo "not mounted (kcmp mounts its own, attached nowhere)"
   else echo "not in this kernel"; fi
 }
 FUSECTL_BEFORE=$(fusectl_state)
-if [ "$FUSECTL" = 1 ] && [ "$FUSECTL_BEFORE" = "not mounted" ] && [ -d /sys/fs/fuse/connections ]; then
-  mount -t fusectl fusectl /sys/fs/fuse/connections && FUSECTL_OURS=1
-fi
+if [ -n "$CHECK_EVERY_COPY" ]; then export KCMP_CHECK_EVERY_COPY=1; fi
 
 # --- build -----------------------------------------------------------------
 log "building (release)"
@@ -303,7 +302,7 @@ log "done"
 cat <<EOF
 
 Command: bench/run-suite.sh $ARGS_GIVEN (runs per tool: $RUNS)
-fusectl: $FUSECTL_BEFORE before the suite$([ -n "$FUSECTL_OURS" ] && echo ", mounted by it (as systemd does)"); FUSE connections: $(ls /sys/fs/fuse/connections 2>/dev/null | wc -l)
+fusectl: $FUSECTL_BEFORE; copies: $([ -n "$CHECK_EVERY_COPY" ] && echo "every one checked (KCMP_CHECK_EVERY_COPY=1)" || echo "checked unless the host is server-free")
 Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME"), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)
 Tools: $("$KCMP" --version 2>/dev/null || echo kcmp), $(/usr/bin/lsof -v 2>&1 | grep -m1 -o 'revision: [0-9.]*' || true), $(/usr/bin/hyperfine --version)
 

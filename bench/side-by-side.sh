@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Two kcmp builds side by side on the suite's synthetic shapes, with and
-# without fusectl mounted (in a private mount namespace, `unshare -m`: the
-# host's mounts are untouched). Prints a markdown table.
+# Two kcmp builds side by side on the suite's synthetic shapes: with every
+# copy's mount checked (KCMP_CHECK_EVERY_COPY=1, as on a host with FUSE or a
+# network filesystem; builds before it ignore it and check where fusectl is
+# not mounted), and with fusectl mounted (in a private mount namespace,
+# `unshare -m`: the host's mounts are untouched). Prints a markdown table.
 #
 #   bench/side-by-side.sh OLD_KCMP NEW_KCMP [RUNS]
 #
@@ -61,7 +63,8 @@ shape() { # NAME ARGS of kcmp-topology
   local root
   root=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['root'])" "$truth")
   rm -f "$truth"
-  "$0" --measure "$name" "not mounted" "$OLD" "$NEW" "$root" "$RUNS"
+  KCMP_CHECK_EVERY_COPY=1 "$0" --measure "$name" "not mounted, every copy checked" \
+    "$OLD" "$NEW" "$root" "$RUNS"
   /usr/bin/unshare -m --propagation private "$0" --measure "$name" \
     "mounted, no FUSE connection" "$OLD" "$NEW" "$root" "$RUNS" mount
   stop_fixture

@@ -172,6 +172,17 @@ fn race(with_fusectl: bool) {
 /// without its check would be closed, and wait forever.
 #[test]
 fn with_fusectl_mounted_a_fuse_connection_made_during_the_scan_never_hangs_kcmp() {
+    fuse_made_during_the_scan(true);
+}
+
+/// The same where fusectl is mounted nowhere: kcmp (root) counts the FUSE
+/// connections with a fusectl mount of its own attached to no namespace.
+#[test]
+fn with_a_detached_fusectl_a_fuse_connection_made_during_the_scan_never_hangs_kcmp() {
+    fuse_made_during_the_scan(false);
+}
+
+fn fuse_made_during_the_scan(with_fusectl: bool) {
     if let Some(why) = no_fuse() {
         eprintln!("skipped: {why}");
         return;
@@ -198,7 +209,7 @@ fn with_fusectl_mounted_a_fuse_connection_made_during_the_scan_never_hangs_kcmp(
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let run = spawn(&args, true);
+        let run = spawn(&args, with_fusectl);
         std::thread::sleep(Duration::from_millis(delay));
         fx.send_line("go")
             .expect("tell the fixture to start its server");

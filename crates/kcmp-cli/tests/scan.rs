@@ -476,6 +476,41 @@ fn a_server_free_host_scan_skips_mount_checks_and_matches_the_truth() {
     assert_eq!(stats["copies_left_open"], 0, "{stats}");
 }
 
+/// Where fusectl is mounted nowhere (no systemd), kcmp as root counts FUSE
+/// connections with a fusectl mount of its own that is attached to no
+/// mount namespace (`fsopen`, `fsmount`): the host is server-free all the
+/// same, the answer exact, and no mount table changed.
+#[test]
+fn without_fusectl_mounted_a_detached_fusectl_counts_the_fuse_connections() {
+    let mountinfo = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    if !rustix::process::geteuid().is_root() || mountinfo().contains(" - fusectl ") {
+        eprintln!("skipped: not root, or fusectl is mounted here");
+        return;
+    }
+    let topo = Topology::spawn("general", &[]);
+    let root = topo.root().to_string();
+    let before = mountinfo();
+    let scan = scan_json(&["scan", "--tree", &root, "--json", "--include-unshared"]);
+    assert_eq!(mountinfo(), before, "a mount table changed");
+    assert_matches_truth(&scan, topo.truth());
+    let stats = &scan["stats"];
+    // The FUSE connections, counted in a namespace where fusectl is mounted.
+    let wrapper = cli::testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), "kcmp-with-fusectl");
+    let (code, listed, err) = cli::run(&wrapper, &["/bin/ls", "/sys/fs/fuse/connections"]);
+    if code == 77 {
+        eprintln!("skipped: {err}");
+        return;
+    }
+    if listed.lines().count() == 0 && !kcmp_testkit::process::network_filesystem_registered() {
+        assert!(
+            stats["copies_on_server_free_host"].as_u64().unwrap() > 0,
+            "{stats}"
+        );
+    }
+    assert_eq!(stats["descriptions_without_anchor"], 0, "{stats}");
+    assert_eq!(stats["copies_left_open"], 0, "{stats}");
+}
+
 /// Few processes with thousands of fds each: their links are read in
 /// chunks on all workers (`pipeline::list`), and put back together. The
 /// scan finds exactly the fixture's fds and descriptions: none lost, none

@@ -9,9 +9,10 @@
 //! or not: when every filesystem type the kernel has (`/proc/filesystems`)
 //! is a local one or FUSE, and no FUSE connection exists. FUSE connections
 //! are the subdirectories of the fusectl mount (`/sys/fs/fuse/connections`,
-//! mounted at boot by systemd); its root's link count is 2 plus their
-//! number, and a connection lives as long as its superblock, so as long as
-//! any file of it is open (a copy included).
+//! mounted at boot by systemd, or else a mount of this process's own that
+//! is attached nowhere); its root's link count is 2 plus their number, and
+//! a connection lives as long as its superblock, so as long as any file of
+//! it is open (a copy included).
 //!
 //! Not covered: CUSE devices (character devices served through `/dev/cuse`)
 //! are FUSE connections fusectl never lists; their files have no `flush`,
@@ -91,16 +92,45 @@ impl ServerFreeHost {
     }
 }
 
+/// fusectl's root: `/sys/fs/fuse/connections` when it is mounted there,
+/// or else a mount of it of this process's own that is attached nowhere.
+fn open_fusectl() -> Option<OwnedFd> {
+    mounted_fusectl().or_else(detached_fusectl)
+}
+
 /// `/sys/fs/fuse/connections`, when fusectl's root is mounted there. A
 /// connection's own directory (bind-mounted there) has fusectl's `f_type`
 /// and a link count of 2 too, whatever the connections: it is not taken.
-fn open_fusectl() -> Option<OwnedFd> {
-    use rustix::fs::{fstat, fstatfs, open, Mode, OFlags};
+fn mounted_fusectl() -> Option<OwnedFd> {
+    use rustix::fs::{open, Mode, OFlags};
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let root = open("/sys/fs/fuse/connections", flags, Mode::empty()).ok()?;
-    let fs = fstatfs(&root).ok()?;
-    let is_root = fstat(&root).is_ok_and(|st| st.st_ino == FUSECTL_ROOT_INO);
-    (fs.f_type as u64 == FUSECTL_MAGIC && is_root).then_some(root)
+    is_fusectl_root(&root).then_some(root)
+}
+
+/// fusectl's root from a mount made with the new mount API (`fsopen`,
+/// `fsmount`) and never attached to any mount namespace: no mount table
+/// changes, and closing the fd ends it. fusectl has one superblock on the
+/// whole host, so this root counts every FUSE connection as systemd's
+/// mount does. Needs `CAP_SYS_ADMIN` (Linux 5.2+): `None` otherwise.
+fn detached_fusectl() -> Option<OwnedFd> {
+    use rustix::mount::MountAttrFlags;
+    use rustix::mount::{fsconfig_create, fsmount, fsopen, FsMountFlags, FsOpenFlags};
+    let context = fsopen("fusectl", FsOpenFlags::FSOPEN_CLOEXEC).ok()?;
+    fsconfig_create(&context).ok()?;
+    let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY
+        | MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV
+        | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    let root = fsmount(&context, FsMountFlags::FSMOUNT_CLOEXEC, attrs).ok()?;
+    is_fusectl_root(&root).then_some(root)
+}
+
+/// Whether `fd` is the root directory of a fusectl superblock.
+fn is_fusectl_root(fd: &OwnedFd) -> bool {
+    use rustix::fs::{fstat, fstatfs};
+    let fusectl = fstatfs(fd).is_ok_and(|fs| fs.f_type as u64 == FUSECTL_MAGIC);
+    fusectl && fstat(fd).is_ok_and(|st| st.st_ino == FUSECTL_ROOT_INO)
 }
 
 #[cfg(test)]

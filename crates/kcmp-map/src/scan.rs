@@ -64,6 +64,22 @@ pub struct ScanOptions {
     /// keep an anchor each; descriptions left without one are counted in
     /// `stats.descriptions_without_anchor`.
     pub all_free_fds: bool,
+    /// Check the mount of every file the scan copies, before and after the
+    /// copy, even on a host where no close can wait on a server (no FUSE
+    /// connection, no network filesystem type: see README, "A server-free
+    /// host needs no check per copy"), where those checks are skipped.
+    /// Slower; for tests of the checked path, and the cautious.
+    ///
+    /// ```
+    /// let options = kcmp_map::scan::ScanOptions {
+    ///     pids: vec![kcmp::Pid::this()],
+    ///     check_every_copy: true,
+    ///     ..Default::default()
+    /// };
+    /// let map = kcmp_map::scan::scan(&options).unwrap();
+    /// assert_eq!(map.stats.copies_on_server_free_host, 0);
+    /// ```
+    pub check_every_copy: bool,
 }
 
 /// Scans the selected tasks. See the module documentation.

@@ -64,6 +64,8 @@ pub fn scan_selected(
         workers: 0,
         skip_epoll,
         all_free_fds: true, // this program owns its fd table (raised above)
+        // Every copy checked as on a host with FUSE (benchmarks of that path).
+        check_every_copy: std::env::var_os("KCMP_CHECK_EVERY_COPY").is_some(),
     };
     let progress = DelayedProgress::stderr();
     let result = scan_with_progress(&options, &|p| progress.update(p));

@@ -116,6 +116,14 @@ impl Budget {
         }
     }
 
+    /// With `check`, every copy is checked, even on a server-free host.
+    pub(crate) fn checking_every_copy(mut self, check: bool) -> Budget {
+        if check {
+            self.server_free = None;
+        }
+        self
+    }
+
     /// How many copies were kept without a mount check
     /// ([`ServerFreeHost`]).
     pub(crate) fn kept_server_free(&self) -> u64 {

@@ -117,7 +117,8 @@ pub(crate) fn run(
     list::drop_engine_fds(&tasks, &mut listed, &own_fds);
     phases.mark("list_fds");
 
-    let budget = anchor::Budget::new(tasks.len(), own_locks, options.all_free_fds);
+    let budget = anchor::Budget::new(tasks.len(), own_locks, options.all_free_fds)
+        .checking_every_copy(options.check_every_copy);
     let grouped = group::group_files(&tasks, &family, listed, &*cmp, &budget, workers, progress);
     let mut failed = grouped.failed_tasks(&tasks);
     closer::flush(); // the grouping's copies are closed while the kinds run

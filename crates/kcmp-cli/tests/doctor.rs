@@ -36,6 +36,7 @@ fn json_report_matches_the_machine() {
         "ptrace_scope",
         "fallbacks",
         "freeze",
+        "server_free_host",
         "unprivileged",
         "usable",
     ] {
@@ -126,6 +127,7 @@ fn human_report_names_every_section() {
         "ptrace",
         "cgroup v2",
         "SIGSTOP",
+        "server-free",
         "unprivileged users",
         "kernel features (minimum Linux 3.5",
         "PIDFD_THREAD    6.9+",
@@ -137,6 +139,32 @@ fn human_report_names_every_section() {
     let (v, code) = doctor_json();
     assert_eq!(out.status.code(), Some(code));
     assert_eq!(v["usable"], code == 0);
+}
+
+/// `server_free_host` says what a scan does: where it says yes, a scan's
+/// copies of files skip their mount checks (`copies_on_server_free_host`);
+/// where it says no, none do.
+#[test]
+fn server_free_host_says_what_a_scan_does() {
+    let (v, _) = doctor_json();
+    let free = v["server_free_host"]["works"].as_bool().unwrap();
+    let detail = v["server_free_host"]["detail"].as_str().unwrap();
+    assert!(!detail.is_empty(), "{v}");
+    // This test process's own files: a scan of it copies them.
+    let files: Vec<std::fs::File> = (0..4)
+        .map(|_| std::fs::File::open("/proc/self/status").unwrap())
+        .collect();
+    let me = std::process::id().to_string();
+    let out = kcmp()
+        .args(["scan", "--pid", &me, "--json"])
+        .output()
+        .unwrap();
+    let scan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kept = scan["stats"]["copies_on_server_free_host"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(kept > 0, free, "doctor: {detail}; scan: {}", scan["stats"]);
+    drop(files);
 }
 
 #[test]

@@ -254,6 +254,10 @@ pub struct DoctorReport {
     pub fallbacks: Fallbacks,
     /// Freeze methods.
     pub freeze: FreezeMethods,
+    /// Whether a scan's copies skip their mount checks here (no FUSE
+    /// connection, no network filesystem type: README, "A server-free host
+    /// needs no check per copy"), and why.
+    pub server_free_host: Check,
     /// What a normal (unprivileged) user will see.
     pub unprivileged: String,
     /// True when kcmp or a same-process fallback works.
@@ -573,6 +577,8 @@ pub fn run() -> DoctorReport {
         sigstop: check_sigstop(),
     };
     let scope = ptrace_scope();
+    let (works, detail) = crate::hostfs::server_free_now();
+    let server_free_host = Check { works, detail };
     let usable = kcmp.works || fallbacks.f_dupfd_query.works || fallbacks.epoll_trick.works;
     let kernel = kernel();
     DoctorReport {
@@ -590,6 +596,7 @@ pub fn run() -> DoctorReport {
         ptrace_scope: scope,
         fallbacks,
         freeze,
+        server_free_host,
         usable,
     }
 }

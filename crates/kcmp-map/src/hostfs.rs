@@ -56,20 +56,47 @@ impl ServerFreeHost {
     /// registered, or FUSE is and its connections cannot be counted
     /// (fusectl not mounted) or exist.
     pub(crate) fn probe() -> Option<ServerFreeHost> {
-        let types = std::fs::read_to_string("/proc/filesystems").ok()?;
+        Self::probe_explained().ok().map(|(host, _)| host)
+    }
+
+    /// [`probe`](Self::probe), with what it found in words: how FUSE
+    /// connections are counted, or why the host is not server-free.
+    pub(crate) fn probe_explained() -> Result<(ServerFreeHost, &'static str), String> {
+        let types = std::fs::read_to_string("/proc/filesystems")
+            .map_err(|e| format!("/proc/filesystems cannot be read ({e})"))?;
         let mut fuse = false;
         for fstype in types.lines().filter_map(|l| l.split_whitespace().last()) {
             match fstype {
                 "fuse" | "fuseblk" => fuse = true,
                 t if crate::mounts::is_local_type(t) || ALSO_LOCAL.contains(&t) => {}
-                _ => return None,
+                t => return Err(format!("a filesystem type that may wait on a server ({t})")),
             }
         }
+        let (fusectl, how) = match fuse {
+            false => (None, "FUSE is not in this kernel"),
+            true => match mounted_fusectl() {
+                Some(root) => (Some(root), "FUSE connections counted on fusectl's mount"),
+                None => match detached_fusectl() {
+                    Some(root) => (
+                        Some(root),
+                        "FUSE connections counted on fusectl mounted by kcmp, attached nowhere",
+                    ),
+                    None => {
+                        return Err("FUSE connections cannot be counted (fusectl is not \
+                                    mounted, and mounting it needs CAP_SYS_ADMIN)"
+                            .into())
+                    }
+                },
+            },
+        };
         let host = ServerFreeHost {
-            fusectl: if fuse { Some(open_fusectl()?) } else { None },
+            fusectl,
             last: AtomicBool::new(true),
         };
-        host.still_holds().then_some(host)
+        match host.still_holds() {
+            true => Ok((host, how)),
+            false => Err("a FUSE filesystem is mounted (a FUSE connection exists)".into()),
+        }
     }
 
     /// Whether no FUSE connection exists now (one `fstat`). Asked after a
@@ -90,12 +117,6 @@ impl ServerFreeHost {
     pub(crate) fn held_last(&self) -> bool {
         self.last.load(Ordering::Relaxed)
     }
-}
-
-/// fusectl's root: `/sys/fs/fuse/connections` when it is mounted there,
-/// or else a mount of it of this process's own that is attached nowhere.
-fn open_fusectl() -> Option<OwnedFd> {
-    mounted_fusectl().or_else(detached_fusectl)
 }
 
 /// `/sys/fs/fuse/connections`, when fusectl's root is mounted there. A
@@ -131,6 +152,18 @@ fn is_fusectl_root(fd: &OwnedFd) -> bool {
     use rustix::fs::{fstat, fstatfs};
     let fusectl = fstatfs(fd).is_ok_and(|fs| fs.f_type as u64 == FUSECTL_MAGIC);
     fusectl && fstat(fd).is_ok_and(|st| st.st_ino == FUSECTL_ROOT_INO)
+}
+
+/// Whether copies skip their mount checks on this host now, and why:
+/// for `kcmp doctor`.
+pub(crate) fn server_free_now() -> (bool, String) {
+    match ServerFreeHost::probe_explained() {
+        Ok((_, how)) => (
+            true,
+            format!("no FUSE connection, no network filesystem type ({how}): copies need no mount check"),
+        ),
+        Err(why) => (false, format!("{why}: every copy's mount is checked")),
+    }
 }
 
 #[cfg(test)]

@@ -117,6 +117,11 @@ fn human(r: &DoctorReport, s: Style) -> String {
     out.push_str(&check_line(s, "ptrace", &z.ptrace, "yes"));
     out.push_str(&check_line(s, "cgroup v2", &z.cgroup_freeze, "found"));
     out.push_str(&check_line(s, "SIGSTOP", &z.sigstop, "yes"));
+    out.push_str(&format!(
+        "{}\n",
+        s.bold("copies (the scan's own copies of the descriptions it compares)")
+    ));
+    out.push_str(&check_line(s, "server-free", &r.server_free_host, "yes"));
     out.push_str(&format!("{}\n", s.bold("unprivileged users")));
     out.push_str(&format!("  {}\n", r.unprivileged));
     let verdict = if r.kcmp.works {

@@ -145,8 +145,8 @@ pub(crate) fn pin_tasks(
     workers: usize,
     calls: &CallCounter,
 ) -> (Vec<SelectedTask>, Vec<Skipped>) {
-    let budget = AtomicUsize::new(pidfd_budget());
-    let early = Mutex::new(early);
+    let budget = AtomicUsize::new(early.budget_left.unwrap_or_else(pidfd_budget));
+    let early = Mutex::new(early.handles);
     let results = parallel_map_lazy(procs.len(), workers, |i| {
         let st = &procs[i];
         let mut early = early

@@ -32,8 +32,14 @@ pub(crate) fn skipped_from(pid: Pid, err: &Error, what: &str) -> Skipped {
     }
 }
 
-/// Processes pinned as they were selected, by pid ([`select_processes`]).
-pub(crate) type EarlyPins = HashMap<Pid, ProcessHandle>;
+/// Processes pinned as they were selected ([`select_processes`]).
+pub(crate) struct EarlyPins {
+    /// Their handles, by pid.
+    pub handles: HashMap<Pid, ProcessHandle>,
+    /// The pidfds pinning may still open, when selection took from the
+    /// budget ([`super::pin::pidfd_budget`]) already.
+    pub budget_left: Option<usize>,
+}
 
 /// Every process's stat, for selection (ppid links) and records. With
 /// `pin`, every process is pinned as its stat is read, while `pin`'s
@@ -77,12 +83,13 @@ pub(crate) fn select_processes(
     let everyone = options.pids.is_empty() && options.trees.is_empty();
     let budget = everyone.then(|| AtomicUsize::new(super::pin::pidfd_budget()));
     let mut stats = all_stats(workers(options.workers), budget.as_ref())?;
-    let mut pins: EarlyPins = HashMap::new();
-    if everyone {
-        for (pid, (_, handle)) in stats.iter_mut() {
-            if let Some(h) = handle.take() {
-                pins.insert(*pid, h);
-            }
+    let mut pins = EarlyPins {
+        handles: HashMap::new(),
+        budget_left: budget.map(AtomicUsize::into_inner),
+    };
+    for (pid, (_, handle)) in stats.iter_mut() {
+        if let Some(h) = handle.take() {
+            pins.handles.insert(*pid, h);
         }
     }
     let stats: HashMap<Pid, TaskStat> = stats.into_iter().map(|(p, (s, _))| (p, s)).collect();
@@ -140,7 +147,7 @@ pub(crate) fn select_processes(
         .collect();
     // The pins of processes left out are closed here.
     let selected: HashSet<Pid> = procs.iter().map(|s| s.pid).collect();
-    pins.retain(|p, _| selected.contains(p));
+    pins.handles.retain(|p, _| selected.contains(p));
     Ok((procs, pins))
 }
 

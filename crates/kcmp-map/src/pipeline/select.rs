@@ -82,20 +82,16 @@ pub(crate) fn select_processes(
     let me = Pid::this();
     let everyone = options.pids.is_empty() && options.trees.is_empty();
     let budget = everyone.then(|| AtomicUsize::new(super::pin::pidfd_budget()));
-    let mut stats = all_stats(workers(options.workers), budget.as_ref())?;
-    let mut pins = EarlyPins {
-        handles: HashMap::new(),
-        budget_left: budget.map(AtomicUsize::into_inner),
-    };
-    for (pid, (_, handle)) in stats.iter_mut() {
-        if let Some(h) = handle.take() {
-            pins.handles.insert(*pid, h);
-        }
+    let read = all_stats(workers(options.workers), budget.as_ref())?;
+    let mut stats: HashMap<Pid, TaskStat> = HashMap::with_capacity(read.len());
+    let mut handles = HashMap::new();
+    for (pid, (stat, handle)) in read {
+        stats.insert(pid, stat);
+        handles.extend(handle.map(|h| (pid, h)));
     }
-    let stats: HashMap<Pid, TaskStat> = stats.into_iter().map(|(p, (s, _))| (p, s)).collect();
     let mut chosen: BTreeSet<Pid> = BTreeSet::new();
     let mut threads: Vec<TaskStat> = Vec::new();
-    if options.pids.is_empty() && options.trees.is_empty() {
+    if everyone {
         chosen.extend(stats.keys().copied());
     } else {
         let mut children: HashMap<i32, Vec<Pid>> = HashMap::new();
@@ -147,7 +143,11 @@ pub(crate) fn select_processes(
         .collect();
     // The pins of processes left out are closed here.
     let selected: HashSet<Pid> = procs.iter().map(|s| s.pid).collect();
-    pins.handles.retain(|p, _| selected.contains(p));
+    handles.retain(|p, _| selected.contains(p));
+    let pins = EarlyPins {
+        handles,
+        budget_left: budget.map(AtomicUsize::into_inner),
+    };
     Ok((procs, pins))
 }
 

@@ -54,7 +54,7 @@ impl ServerFreeHost {
     /// The host as it is now: `None` when a filesystem type that may wait
     /// (NFS, CIFS, 9p, Ceph, virtiofs, any type not known here) is
     /// registered, or FUSE is and its connections cannot be counted
-    /// (fusectl not mounted) or exist.
+    /// (fusectl neither mounted nor mountable by this process) or exist.
     pub(crate) fn probe() -> Option<ServerFreeHost> {
         Self::probe_explained().ok().map(|(host, _)| host)
     }

@@ -29,6 +29,10 @@ use kcmp::{Error, FdNum, KcmpOrdering, Pid};
 use rustix::fd::{BorrowedFd, OwnedFd};
 use std::ops::Range;
 
+mod parts;
+#[cfg(test)]
+mod tests;
+
 /// One description: its representative and its member rows.
 #[derive(Debug)]
 pub(crate) struct Group {
@@ -69,9 +73,14 @@ pub(crate) struct Sorted<'a, R: Rows> {
     paths: bool,
     /// Members that stood in as representative and failed: (row, error).
     pub dropped_reps: Vec<(u32, Error)>,
-    /// The group id of each placed row, and the position of each group id.
+    /// The group id of each placed row.
     group_of: std::collections::HashMap<u32, u32>,
-    pos_of: Vec<usize>,
+    /// Each group id's label: labels grow with positions in `groups`, and
+    /// an insert leaves every other label as it is (mostly: see
+    /// [`Self::insert_group`]), so that no insert renumbers the groups
+    /// after it (a bucket of 12,000 distinct descriptions spent a tenth of
+    /// a scan renumbering). [`GONE`] for a removed group.
+    label: Vec<u64>,
     /// The group ids each task's rows joined (a dup joins its source).
     of_task: std::collections::HashMap<u32, Vec<u32>>,
     /// (task, group id) pairs of `of_task`, for a constant-time check.
@@ -98,8 +107,11 @@ enum Probe {
     Copy(FdNum),
 }
 
-/// The position of a removed group.
-const GONE: usize = usize::MAX;
+/// The label of a removed group.
+const GONE: u64 = u64::MAX;
+
+/// The distance between neighbouring labels when they are (re)assigned.
+const LABEL_STEP: u64 = 1 << 32;
 
 impl<'a, R: Rows> Sorted<'a, R> {
     /// Files without a path (pipes, sockets, anonymous inodes): their
@@ -118,7 +130,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
             paths: true,
             dropped_reps: Vec::new(),
             group_of: std::collections::HashMap::new(),
-            pos_of: Vec::new(),
+            label: Vec::new(),
             of_task: std::collections::HashMap::new(),
             task_in: std::collections::HashSet::new(),
             tactics: Tactics::default(),
@@ -127,16 +139,46 @@ impl<'a, R: Rows> Sorted<'a, R> {
 
     /// The position of the group that `row` joined, if it was placed.
     pub(crate) fn group_of(&self, row: u32) -> Option<usize> {
-        let pos = self.pos_of[*self.group_of.get(&row)? as usize];
-        (pos != GONE).then_some(pos)
+        self.position(*self.group_of.get(&row)?)
     }
 
+    /// The position of group `id` in `groups` (a binary search by label),
+    /// `None` when it was removed.
+    fn position(&self, id: u32) -> Option<usize> {
+        let l = self.label[id as usize];
+        if l == GONE {
+            return None;
+        }
+        let label = &self.label;
+        let pos = self.groups.partition_point(|g| label[g.id as usize] < l);
+        debug_assert_eq!(self.groups.get(pos).map(|g| g.id), Some(id));
+        Some(pos)
+    }
+
+    /// The label of the group at `pos`, or [`GONE`] past the last.
+    fn label_at(&self, pos: usize) -> u64 {
+        self.groups
+            .get(pos)
+            .map_or(GONE, |g| self.label[g.id as usize])
+    }
+
+    /// Inserts a group at `at`, labelled between its neighbours (after the
+    /// last one: one step on); when no label is free between them, every
+    /// group is labelled again, a step apart.
     fn insert_group(&mut self, at: usize, rep: Rep, rows: Vec<u32>) {
-        let id = self.pos_of.len() as u32;
-        self.pos_of.push(at);
+        let id = self.label.len() as u32;
+        let before = if at == 0 { 0 } else { self.label_at(at - 1) };
+        let after = self.label_at(at);
+        let label = match after {
+            GONE => before.checked_add(LABEL_STEP).filter(|&l| l < GONE),
+            _ => (after - before >= 2).then(|| before + (after - before) / 2),
+        };
+        self.label.push(label.unwrap_or(GONE));
         let members = rows.clone();
         self.groups.insert(at, Group { rep, rows, id });
-        self.renumber(at);
+        if label.is_none() {
+            self.relabel();
+        }
         for r in members {
             self.group_of.insert(r, id);
             self.note_task(r, id);
@@ -148,14 +190,14 @@ impl<'a, R: Rows> Sorted<'a, R> {
         for &r in &g.rows {
             self.forget(self.rows.task(r), g.id);
         }
-        self.pos_of[g.id as usize] = GONE;
-        self.renumber(at);
+        self.label[g.id as usize] = GONE;
         g
     }
 
-    fn renumber(&mut self, from: usize) {
-        for (p, g) in self.groups.iter().enumerate().skip(from) {
-            self.pos_of[g.id as usize] = p;
+    /// Labels every group again, a step apart, in their order.
+    fn relabel(&mut self) {
+        for (p, g) in self.groups.iter().enumerate() {
+            self.label[g.id as usize] = (p as u64 + 1) * LABEL_STEP;
         }
     }
 
@@ -288,9 +330,9 @@ impl<'a, R: Rows> Sorted<'a, R> {
     fn note_task(&mut self, row: u32, id: u32) {
         let task = self.rows.task(row);
         if self.task_in.insert((task, id)) {
-            let pos_of = &self.pos_of;
+            let label = &self.label;
             let ids = self.of_task.entry(task).or_default();
-            let at = ids.partition_point(|&x| pos_of[x as usize] < pos_of[id as usize]);
+            let at = ids.partition_point(|&x| label[x as usize] < label[id as usize]);
             ids.insert(at, id);
         }
     }
@@ -314,20 +356,20 @@ impl<'a, R: Rows> Sorted<'a, R> {
         let Some(ids) = self.of_task.get(&task) else {
             return Ok(Own::Between(range));
         };
-        let pos_of = &self.pos_of;
+        let (start, end) = (self.label_at(range.start), self.label_at(range.end));
+        let label = &self.label;
         let (mut lo, mut hi) = (
-            ids.partition_point(|&x| pos_of[x as usize] < range.start),
-            ids.partition_point(|&x| pos_of[x as usize] < range.end),
+            ids.partition_point(|&x| label[x as usize] < start),
+            ids.partition_point(|&x| label[x as usize] < end),
         );
         let mut between = range;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let id = self.of_task[&task][mid];
-            let g = self.pos_of[id as usize];
-            if g == GONE {
+            let Some(g) = self.position(id) else {
                 self.forget(task, id);
                 return Ok(Own::Restart);
-            }
+            };
             match self.compare_checked(g, row)? {
                 None => return Ok(Own::Restart), // a representative failed
                 Some(KcmpOrdering::Equal) => return Ok(Own::Found(g)),
@@ -476,38 +518,6 @@ impl<'a, R: Rows> Sorted<'a, R> {
         }
     }
 
-    /// A copy to place more rows in on another worker: the same groups in
-    /// the same order, with copies of the anchors (a `dup` of the engine's
-    /// own fd: the same description, no kcmp) and no rows, but knowing
-    /// which group each placed row joined (for inheritance hints). Merge it
-    /// back with [`absorb`](Self::absorb).
-    pub(crate) fn fork(&self) -> Self {
-        let mut copy = Sorted::new(self.rows, self.cmp, self.budget);
-        copy.paths = self.paths;
-        copy.tactics = self.tactics;
-        for g in &self.groups {
-            let rep = match &g.rep {
-                Rep::Own(fd) => match self.budget.dup(fd) {
-                    Some(d) => Rep::Own(d),
-                    None => match g.rows.first() {
-                        Some(&r) => Rep::Member(r),
-                        None => continue,
-                    },
-                },
-                Rep::Member(r) => Rep::Member(*r),
-            };
-            copy.groups.push(Group {
-                rep,
-                rows: Vec::new(),
-                id: g.id,
-            });
-        }
-        copy.pos_of = vec![GONE; self.pos_of.len()];
-        copy.renumber(0);
-        copy.group_of = self.group_of.clone();
-        copy
-    }
-
     /// Where a new anchor `mine` goes: `Ok(pos)` when its neighbours agree,
     /// else where a search with the anchor itself puts it (a member
     /// standing in that fails is dropped and the search starts again, never
@@ -539,57 +549,6 @@ impl<'a, R: Rows> Sorted<'a, R> {
             // Only an anchor can fail here, and an anchor cannot.
             Err(_) => Ok(pos.min(self.groups.len())),
         }
-    }
-
-    /// Takes in the groups of another part of the same bucket (grouped on
-    /// another worker), in kcmp order too: one linear merge by
-    /// representative (anchors compare exactly among themselves); equal
-    /// groups join. A group whose representative cannot be compared has
-    /// its rows placed one by one.
-    pub(crate) fn absorb(&mut self, other: Vec<Group>) -> Vec<(u32, Placed)> {
-        let mut odd = Vec::new();
-        let mut i = 0;
-        for group in other {
-            loop {
-                if i == self.groups.len() {
-                    self.insert_group(i, group.rep, group.rows);
-                    i += 1;
-                    break;
-                }
-                let (p, f) = group.rep.locate(self.budget.me(), |r| self.rows.locate(r));
-                let (rp, rf) = self.groups[i]
-                    .rep
-                    .locate(self.budget.me(), |r| self.rows.locate(r));
-                match (self.cmp)(p, f, rp, rf) {
-                    Ok(KcmpOrdering::Greater) => i += 1,
-                    Ok(KcmpOrdering::Less) => {
-                        self.insert_group(i, group.rep, group.rows);
-                        i += 1;
-                        break;
-                    }
-                    Ok(KcmpOrdering::Equal) => {
-                        let id = self.groups[i].id;
-                        for &r in &group.rows {
-                            self.group_of.insert(r, id);
-                            self.note_task(r, id);
-                        }
-                        self.groups[i].rows.extend(group.rows);
-                        self.budget.release(group.rep);
-                        break;
-                    }
-                    _ => {
-                        self.budget.release(group.rep);
-                        for r in group.rows {
-                            let placed = self.place(r, None);
-                            odd.push((r, placed));
-                        }
-                        i = 0;
-                        break;
-                    }
-                }
-            }
-        }
-        odd
     }
 
     /// The groups, in kcmp order (their anchors still open).

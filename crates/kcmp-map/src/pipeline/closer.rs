@@ -12,6 +12,11 @@
 //! for it: `setns(CLONE_NEWNS)` wants a single thread) and starts again
 //! when needed.
 //!
+//! A block device's last close waits uninterruptibly for its writeback (a
+//! loop device over a frozen filesystem: until the thaw), and a thread in
+//! that wait would keep this process from exiting: those copies are sent to
+//! a process of their own instead ([`crate::sys::outside`]).
+//!
 //! Closing any fd of a file also releases the POSIX locks this process
 //! holds on it. The scan never copies a file this process had locked when
 //! it began ([`super::anchor`]), and just before closing a copy the closer
@@ -131,11 +136,18 @@ fn closer(rx: Receiver<Vec<OwnedFd>>) {
                     continue;
                 }
                 queue.tx = None;
+                end_outside();
                 return;
             }
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => return end_outside(),
         }
     }
+}
+
+/// Closes the outside closer's socket, if one was started: it closes what
+/// it was sent and exits (no fd of the engine stays in the caller's table).
+fn end_outside() {
+    drop(OUTSIDE.lock().unwrap_or_else(|e| e.into_inner()).take());
 }
 
 /// Closes each copy of `batch` (unless this process holds a POSIX lock on
@@ -163,12 +175,54 @@ pub(crate) fn settle(limit: Duration) {
     }
 }
 
-/// Closes `copy`, unless this process holds a POSIX lock on its file.
+/// Closes `copy`, unless this process holds a POSIX lock on its file; a
+/// block device's copy is closed by the outside closer.
 fn close_unless_locked(copy: OwnedFd) {
     if holds_posix_lock_on(&copy) {
         leave_open(copy);
+    } else if is_block_device(&copy) {
+        close_outside(copy);
     } else {
         drop(copy);
+    }
+}
+
+/// Whether `copy` is a block device, whose last close writes its dirty
+/// pages back and waits for them uninterruptibly (`sync_blockdev`: a loop
+/// device over a frozen filesystem waits for the thaw). `AT_STATX_DONT_SYNC`
+/// as for every look at a copy (see [`super::anchor`]).
+fn is_block_device(copy: &OwnedFd) -> bool {
+    use rustix::fs::{statx, AtFlags, StatxFlags};
+    let flags = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
+    statx(copy, "", flags, StatxFlags::TYPE).is_ok_and(|st| {
+        st.stx_mask & StatxFlags::TYPE.bits() != 0
+            && u32::from(st.stx_mode) & libc::S_IFMT == libc::S_IFBLK
+    })
+}
+
+/// The outside closer's socket ([`crate::sys::outside`]), started with the
+/// first block device to close and closed when the closer thread ends.
+static OUTSIDE: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Hands `copy` to the outside closer, a process of its own: if its close
+/// is the last and waits, that process waits, not a thread of this one
+/// (which could then not exit). Sent, the copy is held by the message, so
+/// its close here is not the last. When it cannot be sent (no closer, or
+/// one stuck with a full socket), the copy is left open
+/// ([`super::anchor::leave_open`]: the keeper closes it at exit).
+fn close_outside(copy: OwnedFd) {
+    let mut outside = OUTSIDE.lock().unwrap_or_else(|e| e.into_inner());
+    if outside.is_none() {
+        *outside = crate::sys::outside::spawn().ok();
+    }
+    let sent = outside
+        .as_ref()
+        .is_some_and(|sock| crate::sys::outside::send(sock.as_fd(), copy.as_fd()).is_ok());
+    drop(outside);
+    if sent {
+        drop(copy);
+    } else {
+        leave_open(copy);
     }
 }
 

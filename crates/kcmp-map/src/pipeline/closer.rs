@@ -206,8 +206,8 @@ static OUTSIDE: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
 /// Hands `copy` to the outside closer, a process of its own: if its close
 /// is the last and waits, that process waits, not a thread of this one
-/// (which could then not exit). Sent, the copy is held by the message, so
-/// its close here is not the last. When it cannot be sent (no closer, or
+/// (which could then not exit); its close here is never the last
+/// ([`crate::sys::outside::hand_over`]). When it cannot be sent (no closer, or
 /// one stuck with a full socket), the copy is left open
 /// ([`super::anchor::leave_open`]: the keeper closes it at exit).
 fn close_outside(copy: OwnedFd) {
@@ -215,13 +215,12 @@ fn close_outside(copy: OwnedFd) {
     if outside.is_none() {
         *outside = crate::sys::outside::spawn().ok();
     }
-    let sent = outside
-        .as_ref()
-        .is_some_and(|sock| crate::sys::outside::send(sock.as_fd(), copy.as_fd()).is_ok());
+    let kept = match outside.as_ref() {
+        Some(sock) => crate::sys::outside::hand_over(sock.as_fd(), copy).err(),
+        None => Some(copy),
+    };
     drop(outside);
-    if sent {
-        drop(copy);
-    } else {
+    if let Some(copy) = kept {
         leave_open(copy);
     }
 }

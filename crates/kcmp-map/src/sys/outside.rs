@@ -10,10 +10,11 @@
 //! caller waiting. So such copies are sent (`SCM_RIGHTS`) to a process
 //! that belongs to no one: a grandchild, reparented to init at once, which
 //! closes what it receives and exits when this process closes its end of
-//! the socket (or exits). Sent, a copy is held by the message until the
-//! outside closer takes it, so the close of it here is never the last one.
+//! the socket (or exits). Sent, a copy is held by the message, then by the
+//! outside closer, which closes it only once told that the sender closed
+//! its own: the close here is never the last one.
 
-use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::io;
 
 /// Starts the outside closer; returns this process's end of its socket
@@ -101,6 +102,10 @@ fn serve(sock: i32) -> ! {
     // Room for one fd's control message (a u64 array keeps it aligned).
     let mut control = [0u64; 8];
     let mut byte = 0u8;
+    // Received and not closed yet: the sender's own copy may still be open,
+    // and closing this one first would leave the last close to the sender.
+    let mut held = [-1i32; 64];
+    let mut count = 0usize;
     loop {
         let mut iov = libc::iovec {
             iov_base: (&mut byte as *mut u8).cast(),
@@ -119,8 +124,18 @@ fn serve(sock: i32) -> ! {
             continue;
         }
         if n <= 0 {
-            // SAFETY: exit_group takes an integer and does not return.
+            // SAFETY: exit_group takes an integer and does not return; it
+            // closes what is still held.
             unsafe { libc::syscall(libc::SYS_exit_group, 0) };
+        }
+        if msg.msg_controllen == 0 || count == held.len() {
+            // The sender closed its copies of what came before: close ours.
+            for fd in &mut held[..count] {
+                // SAFETY: close takes an integer, an fd received here.
+                unsafe { libc::syscall(libc::SYS_close, *fd) };
+                *fd = -1;
+            }
+            count = 0;
         }
         // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR/CMSG_DATA walk the control
         // buffer recvmsg filled, within msg_controllen; an SCM_RIGHTS
@@ -132,7 +147,13 @@ fn serve(sock: i32) -> ! {
                     let data = libc::CMSG_DATA(cmsg).cast::<i32>();
                     let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
                     for i in 0..len / std::mem::size_of::<i32>() {
-                        libc::syscall(libc::SYS_close, data.add(i).read_unaligned());
+                        let fd = data.add(i).read_unaligned();
+                        if count < held.len() {
+                            held[count] = fd;
+                            count += 1;
+                        } else {
+                            libc::syscall(libc::SYS_close, fd);
+                        }
                     }
                 }
                 cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
@@ -141,11 +162,24 @@ fn serve(sock: i32) -> ! {
     }
 }
 
-/// Sends `fd` to the outside closer behind `sock` without waiting: `Err`
-/// when its socket is full (the closer is stuck) or gone.
-pub(crate) fn send(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+/// Hands `copy` to the outside closer behind `sock`: sends it, closes it
+/// here (not the last close: the message, or the outside closer, holds
+/// it), then tells the outside closer it may close its own. `Err(copy)`
+/// when it cannot be sent without waiting (the closer is stuck with a full
+/// socket, or gone).
+pub(crate) fn hand_over(sock: BorrowedFd<'_>, copy: OwnedFd) -> Result<(), OwnedFd> {
+    if send(sock, Some(copy.as_fd())).is_err() {
+        return Err(copy);
+    }
+    drop(copy);
+    // Failing, the outside closer closes it with the next one, or at exit.
+    let _ = send(sock, None);
+    Ok(())
+}
+
+/// Sends one message, carrying `fd` if given, without waiting.
+fn send(sock: BorrowedFd<'_>, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
     let mut control = [0u64; 8];
-    let raw = fd.as_raw_fd();
     let mut byte = 0u8;
     let mut iov = libc::iovec {
         iov_base: (&mut byte as *mut u8).cast(),
@@ -155,16 +189,20 @@ pub(crate) fn send(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE/CMSG_LEN compute sizes; CMSG_FIRSTHDR and
-    // CMSG_DATA point into `control`, large enough for one fd.
-    unsafe {
-        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
-        libc::CMSG_DATA(cmsg).cast::<i32>().write_unaligned(raw);
+    if let Some(fd) = fd {
+        msg.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE/CMSG_LEN compute sizes; CMSG_FIRSTHDR and
+        // CMSG_DATA point into `control`, large enough for one fd.
+        unsafe {
+            msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
+            libc::CMSG_DATA(cmsg)
+                .cast::<i32>()
+                .write_unaligned(fd.as_raw_fd());
+        }
     }
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
     // SAFETY: sendmsg reads the buffers `msg` points to, alive for the call.

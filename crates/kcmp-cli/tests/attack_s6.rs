@@ -11,6 +11,9 @@
 //! the command did not return while the freeze lasted. Block devices' copies
 //! are now closed by a process of their own (`kcmp_map`'s outside closer).
 //!
+//! The same holds for a regular file on ext4 whose device's I/O is stuck
+//! (its last close may start delayed allocation and wait for the journal).
+//!
 //! Fixture: `kcmp-frozen-bdev` (root, `/usr/sbin/mkfs.ext4`, loop devices).
 
 use kcmp_testkit::cli::{testkit_bin_next_to, Spawned};
@@ -43,9 +46,12 @@ enum Attempt {
 
 /// One race: `kcmp scan --pid P` (or `kcmp holders P FD` with `holders`)
 /// against the fixture; the holder closes once kcmp holds its copy.
-fn attempt(holders: bool) -> Attempt {
+fn attempt(holders: bool, file: bool) -> Attempt {
     let bin = testkit_bin_next_to(env!("CARGO_BIN_EXE_kcmp"), "kcmp-frozen-bdev");
-    let mut fx = JsonFixture::start(Command::new(bin).arg("8000"), Duration::from_secs(60));
+    let mut fx = JsonFixture::start(
+        Command::new(bin).arg("8000").args(file.then_some("file")),
+        Duration::from_secs(60),
+    );
     if let Some(why) = fx.json["skip"].as_str() {
         return Attempt::Skip(why.to_string());
     }
@@ -97,13 +103,13 @@ fn attempt(holders: bool) -> Attempt {
 
 /// Races of `kcmp scan` (or `kcmp holders`) in which the holder closes,
 /// while kcmp holds its copy; panics when kcmp does not exit.
-fn races(holders: bool) {
+fn races(holders: bool, file: bool) {
     // One fixture at a time: each sets up two loop devices and a freeze.
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let mut exited = 0;
     for _ in 0..12 {
-        match attempt(holders) {
+        match attempt(holders, file) {
             Attempt::Skip(why) => {
                 eprintln!("skipped: {why}");
                 return;
@@ -127,11 +133,19 @@ fn races(holders: bool) {
 /// filesystem is thawed. `kcmp scan` must still return.
 #[test]
 fn the_last_close_of_a_block_device_never_holds_back_the_exit_of_kcmp_scan() {
-    races(false);
+    races(false, false);
 }
 
 /// The same for `kcmp holders PID FD` (its one copy, of the queried fd).
 #[test]
 fn the_last_close_of_a_block_device_never_holds_back_the_exit_of_kcmp_holders() {
-    races(true);
+    races(true, false);
+}
+
+/// The same with a regular file on an ext4 whose device's I/O is stuck: its
+/// last close (truncated and rewritten: delayed allocation) waits for a
+/// journal handle, uninterruptibly.
+#[test]
+fn the_last_close_of_a_file_with_its_io_stuck_never_holds_back_the_exit_of_kcmp_scan() {
+    races(false, true);
 }

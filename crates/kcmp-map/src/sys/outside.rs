@@ -1,21 +1,30 @@
 //! The outside closer: a process of its own (not a thread of this one)
-//! that closes the copies whose last close may wait uninterruptibly.
+//! that closes the engine's copies, whose last close may wait
+//! uninterruptibly.
 //!
 //! The last close of a block device writes its dirty pages back and waits
-//! for them (`sync_blockdev`), in state D: a loop device over a frozen
-//! filesystem, a suspended device-mapper device or a hung network block
-//! device make it wait until they come back. A thread in that wait cannot
-//! be killed, and a process exits only when all its threads have: on the
-//! closer thread, that close would keep this process from exiting and its
-//! caller waiting. So such copies are sent (`SCM_RIGHTS`) to a process
+//! for them (`sync_blockdev`), and that of a regular file on ext4 may start
+//! its delayed allocation and wait for a journal handle: both in state D
+//! while the device's I/O is stuck (a loop device over a frozen filesystem,
+//! a suspended device-mapper device, a hung network block device). A thread
+//! in that wait cannot be killed, and a process exits only when all its
+//! threads have: on the closer thread, that close would keep this process
+//! from exiting and its caller waiting. So the copies are sent (`SCM_RIGHTS`) to a process
 //! that belongs to no one: a grandchild, reparented to init at once, which
 //! closes what it receives and exits when this process closes its end of
 //! the socket (or exits). Sent, a copy is held by the message, then by the
 //! outside closer, which closes it only once told that the sender closed
 //! its own: the close here is never the last one.
 
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::io;
+
+/// The most copies one message carries.
+pub(crate) const MAX: usize = 64;
+
+/// `u64` words of a control buffer for [`MAX`] fds (`CMSG_SPACE(4 * MAX)`
+/// is 272 bytes on 64-bit Linux).
+const CONTROL_WORDS: usize = 40;
 
 /// Starts the outside closer; returns this process's end of its socket
 /// (`SOCK_SEQPACKET`, one copy a message).
@@ -99,12 +108,13 @@ fn serve(sock: i32) -> ! {
         }
         libc::syscall(libc::SYS_close_range, (sock + 1) as u32, u32::MAX, 0);
     }
-    // Room for one fd's control message (a u64 array keeps it aligned).
-    let mut control = [0u64; 8];
+    // Room for one message of MAX fds (a u64 array keeps it aligned).
+    let mut control = [0u64; CONTROL_WORDS];
     let mut byte = 0u8;
-    // Received and not closed yet: the sender's own copy may still be open,
-    // and closing this one first would leave the last close to the sender.
-    let mut held = [-1i32; 64];
+    // Received and not closed yet: the sender's own copies may still be
+    // open, and closing these first would leave the last close to it. It
+    // sends nothing more before it closed them.
+    let mut held = [-1i32; MAX];
     let mut count = 0usize;
     loop {
         let mut iov = libc::iovec {
@@ -128,7 +138,7 @@ fn serve(sock: i32) -> ! {
             // closes what is still held.
             unsafe { libc::syscall(libc::SYS_exit_group, 0) };
         }
-        if msg.msg_controllen == 0 || count == held.len() {
+        {
             // The sender closed its copies of what came before: close ours.
             for fd in &mut held[..count] {
                 // SAFETY: close takes an integer, an fd received here.
@@ -162,24 +172,37 @@ fn serve(sock: i32) -> ! {
     }
 }
 
-/// Hands `copy` to the outside closer behind `sock`: sends it, closes it
-/// here (not the last close: the message, or the outside closer, holds
-/// it), then tells the outside closer it may close its own. `Err(copy)`
-/// when it cannot be sent without waiting (the closer is stuck with a full
-/// socket, or gone).
-pub(crate) fn hand_over(sock: BorrowedFd<'_>, copy: OwnedFd) -> Result<(), OwnedFd> {
-    if send(sock, Some(copy.as_fd())).is_err() {
-        return Err(copy);
+/// Hands `copies` (at most [`MAX`]) to the outside closer behind `sock`:
+/// sends them, closes them here (not the last close: the message, or the
+/// outside closer, holds them), then tells the outside closer it may close
+/// its own. `Err` when they were not sent: with the error, `EAGAIN` when
+/// that would wait (the closer is stuck with a full socket); another when
+/// one of them cannot be sent (an io_uring) or the closer is gone.
+pub(crate) fn hand_over(
+    sock: BorrowedFd<'_>,
+    copies: Vec<OwnedFd>,
+) -> Result<(), (Vec<OwnedFd>, io::Error)> {
+    let raw: Vec<i32> = copies.iter().map(|c| c.as_raw_fd()).collect();
+    if raw.is_empty() {
+        return Ok(());
     }
-    drop(copy);
-    // Failing, the outside closer closes it with the next one, or at exit.
-    let _ = send(sock, None);
+    if raw.len() > MAX {
+        return Err((copies, io::Error::from_raw_os_error(libc::E2BIG)));
+    }
+    if let Err(e) = send(sock, &raw) {
+        return Err((copies, e));
+    }
+    drop(copies);
+    // Failing, the outside closer closes them with the next message, or at
+    // its exit.
+    let _ = send(sock, &[]);
     Ok(())
 }
 
-/// Sends one message, carrying `fd` if given, without waiting.
-fn send(sock: BorrowedFd<'_>, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
-    let mut control = [0u64; 8];
+/// Sends one message carrying `fds` (none: a one-byte message), without
+/// waiting.
+fn send(sock: BorrowedFd<'_>, fds: &[i32]) -> io::Result<()> {
+    let mut control = [0u64; CONTROL_WORDS];
     let mut byte = 0u8;
     let mut iov = libc::iovec {
         iov_base: (&mut byte as *mut u8).cast(),
@@ -189,19 +212,22 @@ fn send(sock: BorrowedFd<'_>, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    if let Some(fd) = fd {
+    if !fds.is_empty() {
+        let bytes = std::mem::size_of_val(fds) as u32;
         msg.msg_control = control.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE/CMSG_LEN compute sizes; CMSG_FIRSTHDR and
-        // CMSG_DATA point into `control`, large enough for one fd.
+        // CMSG_DATA point into `control`, large enough for MAX fds (the
+        // caller sends at most MAX).
         unsafe {
-            msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
+            msg.msg_controllen = libc::CMSG_SPACE(bytes) as usize;
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
-            libc::CMSG_DATA(cmsg)
-                .cast::<i32>()
-                .write_unaligned(fd.as_raw_fd());
+            (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as usize;
+            let data = libc::CMSG_DATA(cmsg).cast::<i32>();
+            for (i, fd) in fds.iter().enumerate() {
+                data.add(i).write_unaligned(*fd);
+            }
         }
     }
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;

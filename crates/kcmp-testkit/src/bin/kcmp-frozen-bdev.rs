@@ -1,5 +1,6 @@
-//! `kcmp-frozen-bdev [DUPS]`: holds a block device whose last close waits,
-//! uninterruptibly, for as long as a filesystem stays frozen.
+//! `kcmp-frozen-bdev [DUPS] [file]`: holds a block device (or with `file`, a
+//! regular file) whose last close waits, uninterruptibly, for as long as a
+//! filesystem stays frozen.
 //!
 //! In a mount namespace of its own it makes an ext4 image (with
 //! `/usr/sbin/mkfs.ext4`, by absolute path), mounts it on a loop device,
@@ -8,7 +9,10 @@
 //! pages that cannot be written back while the freeze lasts. The last close
 //! of H then waits in `sync_blockdev` (state D) until the thaw. H is dup'ed
 //! DUPS times (default 8000): one description with many fds, so that a
-//! scan holds its copy a while. Prints `{"pid": P, "fd": H, "dev": PATH}`
+//! scan holds its copy a while. With `file`, the second loop device carries
+//! an ext4 of its own and H is a file there, truncated and rewritten (48 MiB)
+//! after the freeze: its last close starts the delayed allocation, which
+//! waits for a journal handle (see `truncate_and_rewrite`). Prints `{"pid": P, "fd": H, "dev": PATH}`
 //! (or `{"skip": WHY}` when it cannot set this up: not root, no mkfs.ext4,
 //! no loop device) and then:
 //! - on a line `close` on stdin, closes H and its dups on a thread of its
@@ -52,11 +56,41 @@ fn umount_lazy(target: &str) {
     unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
 }
 
+/// `FIFREEZE` or `FITHAW` on the filesystem of `dir`.
+fn freeze(dir: &std::fs::File, request: libc::c_ulong) -> bool {
+    // SAFETY: the ioctl takes an open fd of the filesystem and no pointer.
+    unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(dir), request, 0) == 0 }
+}
+
+/// The `file` mode: 1 MiB written to fd `h` (on the inner ext4) and synced,
+/// the outer filesystem frozen (`outer_root`), then `h` truncated and 48 MiB
+/// written again: delayed allocation that its last close starts (ext4's
+/// replace-by-truncate heuristic) and that waits for a journal handle the
+/// stuck device cannot give. (frozen, written).
+fn truncate_and_rewrite(h: i32, outer_root: &std::fs::File) -> (bool, bool) {
+    let buf = vec![0x5au8; 1 << 20];
+    // SAFETY: writes from a buffer we own to fd h, which is open; fsync of it.
+    let first = unsafe {
+        libc::write(h, buf.as_ptr().cast(), buf.len()) == buf.len() as isize && libc::fsync(h) == 0
+    };
+    let frozen = first && freeze(outer_root, FIFREEZE);
+    // SAFETY: ftruncate and lseek of fd h.
+    let cut =
+        frozen && unsafe { libc::ftruncate(h, 0) == 0 && libc::lseek(h, 0, libc::SEEK_SET) == 0 };
+    // SAFETY: writes from a buffer we own to fd h.
+    let wrote = cut
+        && (0..48).all(
+            |_| unsafe { libc::write(h, buf.as_ptr().cast(), buf.len()) } == buf.len() as isize,
+        );
+    (frozen, wrote)
+}
+
 fn main() {
     let dups: i32 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(8000);
+    let file_mode = std::env::args().nth(2).as_deref() == Some("file");
     if rustix::process::geteuid().as_raw() != 0 {
         skip("not root");
     }
@@ -75,7 +109,7 @@ fn main() {
     std::fs::create_dir_all(&mnt).unwrap_or_else(|_| skip("mkdir"));
     let img = dir.join("img");
     let file = std::fs::File::create(&img).unwrap_or_else(|_| skip("create image"));
-    file.set_len(32 << 20)
+    file.set_len(160 << 20)
         .unwrap_or_else(|_| skip("size image"));
     drop(file);
     let mkfs = Command::new("/usr/sbin/mkfs.ext4")
@@ -102,7 +136,8 @@ fn main() {
     }
     let backing = mnt.join("backing");
     let f = std::fs::File::create(&backing).expect("backing file");
-    f.set_len(8 << 20).expect("size backing file");
+    f.set_len(if file_mode { 100 << 20 } else { 8 << 20 })
+        .expect("size backing file");
     drop(f);
     let Some(inner) = losetup(&["-f", "--show", &backing.to_string_lossy()]) else {
         umount_lazy(&mnt_s);
@@ -110,17 +145,48 @@ fn main() {
         skip("losetup (backing)");
     };
     let root = std::fs::File::open(&mnt).expect("open mount root");
-    let dev = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&inner)
-        .expect("open inner loop device");
-    let h = std::os::fd::IntoRawFd::into_raw_fd(dev);
-    // SAFETY: FIFREEZE on an open directory of the filesystem; no pointer.
-    let frozen = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&root), FIFREEZE, 0) } == 0;
-    let buf = vec![0x5au8; 1 << 20];
-    // SAFETY: writes from a buffer we own to fd h, which is open.
-    let wrote = unsafe { libc::write(h, buf.as_ptr().cast(), buf.len()) };
+    let inner_mnt = dir.join("in");
+    let inner_mnt_s = inner_mnt.to_string_lossy().into_owned();
+    let (h, target, frozen, wrote) = if file_mode {
+        let made = std::fs::create_dir_all(&inner_mnt).is_ok()
+            && Command::new("/usr/sbin/mkfs.ext4")
+                .args(["-q", "-F", &inner])
+                .status()
+                .is_ok_and(|s| s.success())
+            && mount(&inner, &inner_mnt_s, Some("ext4"), 0);
+        let path = inner_mnt.join("x");
+        let opened = made
+            .then(|| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .ok()
+            })
+            .flatten();
+        match opened {
+            Some(f) => {
+                let h = std::os::fd::IntoRawFd::into_raw_fd(f);
+                let (frozen, wrote) = truncate_and_rewrite(h, &root);
+                (h, path.to_string_lossy().into_owned(), frozen, wrote)
+            }
+            None => (-1, String::new(), false, false),
+        }
+    } else {
+        let dev = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&inner)
+            .expect("open inner loop device");
+        let h = std::os::fd::IntoRawFd::into_raw_fd(dev);
+        let frozen = freeze(&root, FIFREEZE);
+        let buf = vec![0x5au8; 1 << 20];
+        // SAFETY: writes from a buffer we own to fd h, which is open.
+        let wrote = unsafe { libc::write(h, buf.as_ptr().cast(), buf.len()) } == buf.len() as isize;
+        (h, inner.clone(), frozen, wrote)
+    };
     let mut top = h;
     for _ in 0..dups {
         // SAFETY: dup of an open fd.
@@ -130,7 +196,7 @@ fn main() {
         }
         top = top.max(d);
     }
-    if !frozen || wrote != buf.len() as isize {
+    if !frozen || !wrote {
         println!(
             "{}",
             serde_json::json!({ "skip": "freeze or write failed" })
@@ -138,7 +204,7 @@ fn main() {
     } else {
         println!(
             "{}",
-            serde_json::json!({ "pid": std::process::id(), "fd": h, "dev": inner })
+            serde_json::json!({ "pid": std::process::id(), "fd": h, "dev": target })
         );
     }
     let mut closer = None;
@@ -154,8 +220,7 @@ fn main() {
             Err(_) => break,
         }
     }
-    // SAFETY: FITHAW on the same directory.
-    unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&root), FITHAW, 0) };
+    freeze(&root, FITHAW);
     if let Some(c) = closer {
         let _ = c.join();
     } else {
@@ -163,6 +228,9 @@ fn main() {
         unsafe { libc::syscall(libc::SYS_close_range, h as u32, top as u32, 0) };
     }
     drop(root);
+    if file_mode {
+        umount_lazy(&inner_mnt_s);
+    }
     let _ = losetup(&["-d", &inner]);
     umount_lazy(&mnt_s);
     cleanup_outer(&outer);

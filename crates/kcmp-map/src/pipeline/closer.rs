@@ -216,6 +216,9 @@ static OUTSIDE: Mutex<Outside> = Mutex::new(Outside::NotStarted);
 /// sent (the outside closer is stuck with a full socket) are left open
 /// ([`super::anchor::leave_open`]: the keeper closes them at exit).
 fn close_outside(copies: Vec<OwnedFd>) {
+    if copies.is_empty() {
+        return;
+    }
     let mut outside = OUTSIDE.lock().unwrap_or_else(|e| e.into_inner());
     if matches!(*outside, Outside::NotStarted) {
         *outside = match crate::sys::outside::spawn() {

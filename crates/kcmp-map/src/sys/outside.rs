@@ -27,7 +27,7 @@ pub(crate) const MAX: usize = 64;
 const CONTROL_WORDS: usize = 40;
 
 /// Starts the outside closer; returns this process's end of its socket
-/// (`SOCK_SEQPACKET`, one copy a message).
+/// (`SOCK_SEQPACKET`, up to [`MAX`] copies a message).
 pub(crate) fn spawn() -> io::Result<OwnedFd> {
     let mut pair = [0i32; 2];
     let flags = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
@@ -49,11 +49,14 @@ pub(crate) fn spawn() -> io::Result<OwnedFd> {
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before);
     }
     let keep = theirs.as_raw_fd();
-    let pid = fork_quietly();
+    // The intermediate child shares this fd table: its exit closes nothing
+    // (a copy left open of a hung FUSE file would make it wait, and us in
+    // `waitpid`). The outside closer gets a table of its own.
+    let pid = fork_quietly(libc::CLONE_FILES as usize);
     if pid == 0 {
         // The intermediate child: start the closer, exit at once, so that
         // the closer is reparented (to init or a subreaper), which reaps it.
-        if fork_quietly() == 0 {
+        if fork_quietly(0) == 0 {
             serve(keep);
         }
         // SAFETY: exit_group takes an integer and does not return.
@@ -79,23 +82,27 @@ pub(crate) fn spawn() -> io::Result<OwnedFd> {
 }
 
 /// A fork with exit signal 0 (no caller's SIGCHLD handler or `wait(-1)`
-/// sees it): 0 in the child, its pid in the parent, -1 on failure.
-fn fork_quietly() -> libc::c_long {
+/// sees it) and clone `flags` (0 or `CLONE_FILES`): 0 in the child, its pid
+/// in the parent, -1 on failure.
+fn fork_quietly(flags: usize) -> libc::c_long {
     // SAFETY: clone without CLONE_VM and with a null stack runs the child on
-    // a copy of this address space, as fork does. The children run only
+    // a copy of this address space, as fork does (with CLONE_FILES it shares
+    // the fd table, and touches no fd of it). The children run only
     // raw syscalls on integers and on memory they own: no allocation, no
     // lock. s390 takes the stack first (CLONE_BACKWARDS2).
     unsafe {
         #[cfg(target_arch = "s390x")]
-        let pid = libc::syscall(libc::SYS_clone, 0usize, 0usize, 0usize, 0usize, 0usize);
+        let pid = libc::syscall(libc::SYS_clone, 0usize, flags, 0usize, 0usize, 0usize);
         #[cfg(not(target_arch = "s390x"))]
-        let pid = libc::syscall(libc::SYS_clone, 0usize, 0usize, 0usize, 0usize, 0usize);
+        let pid = libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize);
         pid
     }
 }
 
-/// The outside closer's life: close every inherited fd but `sock`, then
-/// close each fd received on it, until its peer is gone.
+/// The outside closer's life: close every inherited fd but `sock` (a
+/// caller's FUSE file among them may make that wait: then this orphan
+/// waits, and the sender, finding its socket full, leaves its copies open),
+/// then close each fd received on it, until its peer is gone.
 fn serve(sock: i32) -> ! {
     let name = b"kcmp-closer\0";
     // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated buffer we own.

@@ -12,6 +12,14 @@
 //! for it: `setns(CLONE_NEWNS)` wants a single thread) and starts again
 //! when needed.
 //!
+//! A last close can also wait uninterruptibly: a block device's writeback,
+//! an ext4 file's delayed allocation, while their I/O is stuck (a loop
+//! device over a frozen filesystem: until the thaw). A thread in that wait
+//! would keep this process from exiting, so the closer thread sends the
+//! copies of files (all but pipes and sockets) to a process of its own,
+//! which closes them ([`crate::sys::outside`]); the closes here are never
+//! the last.
+//!
 //! Closing any fd of a file also releases the POSIX locks this process
 //! holds on it. The scan never copies a file this process had locked when
 //! it began ([`super::anchor`]), and just before closing a copy the closer
@@ -131,20 +139,45 @@ fn closer(rx: Receiver<Vec<OwnedFd>>) {
                     continue;
                 }
                 queue.tx = None;
+                end_outside();
                 return;
             }
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => return end_outside(),
         }
     }
 }
 
 /// Closes each copy of `batch` (unless this process holds a POSIX lock on
-/// its file).
+/// its file): pipes and sockets here, files through the outside closer.
 fn close_all(batch: Vec<OwnedFd>) {
+    let n = batch.len();
+    let mut files = Vec::with_capacity(n);
     for copy in batch {
-        close_unless_locked(copy);
-        PENDING.fetch_sub(1, Ordering::SeqCst);
+        if holds_posix_lock_on(&copy) {
+            leave_open(copy);
+        } else if is_pipe_or_socket(&copy) {
+            drop(copy);
+        } else {
+            files.push(copy);
+        }
     }
+    close_outside(files);
+    PENDING.fetch_sub(n, Ordering::SeqCst);
+}
+
+/// Whether `copy` is a pipe or a socket: their last close never waits
+/// uninterruptibly (a lingering socket's wait ends on a signal, as at
+/// exit), and a pipe reader's EOF must not wait behind another close.
+fn is_pipe_or_socket(copy: &OwnedFd) -> bool {
+    use rustix::fs::{statx, AtFlags, StatxFlags};
+    let flags = AtFlags::EMPTY_PATH | AtFlags::STATX_DONT_SYNC;
+    statx(copy, "", flags, StatxFlags::TYPE).is_ok_and(|st| {
+        st.stx_mask & StatxFlags::TYPE.bits() != 0
+            && matches!(
+                u32::from(st.stx_mode) & libc::S_IFMT,
+                libc::S_IFIFO | libc::S_IFSOCK
+            )
+    })
 }
 
 /// Copies handed to the closer and not closed yet.
@@ -163,13 +196,75 @@ pub(crate) fn settle(limit: Duration) {
     }
 }
 
-/// Closes `copy`, unless this process holds a POSIX lock on its file.
-fn close_unless_locked(copy: OwnedFd) {
-    if holds_posix_lock_on(&copy) {
-        leave_open(copy);
-    } else {
-        drop(copy);
+/// The outside closer ([`crate::sys::outside`]): started with the first
+/// batch to close, ended with the closer thread.
+enum Outside {
+    NotStarted,
+    Running(OwnedFd),
+    /// It could not be started (no fork allowed, say): copies are closed
+    /// here, as before it existed.
+    Failed,
+}
+
+static OUTSIDE: Mutex<Outside> = Mutex::new(Outside::NotStarted);
+
+/// Hands `copies` to the outside closer, a process of its own: a last close
+/// that waits uninterruptibly (a block device's writeback, an ext4 file's
+/// delayed allocation, with their I/O stuck) then waits there, not in a
+/// thread of this one, which could then not exit; the close here is never
+/// the last ([`crate::sys::outside::hand_over`]). Copies that cannot be
+/// sent (the outside closer is stuck with a full socket) are left open
+/// ([`leave_open`]: the keeper closes them at exit).
+fn close_outside(copies: Vec<OwnedFd>) {
+    if copies.is_empty() {
+        return;
     }
+    let mut outside = OUTSIDE.lock().unwrap_or_else(|e| e.into_inner());
+    if matches!(*outside, Outside::NotStarted) {
+        *outside = match crate::sys::outside::spawn() {
+            Ok(sock) => Outside::Running(sock),
+            Err(_) => Outside::Failed,
+        };
+    }
+    let Outside::Running(sock) = &*outside else {
+        drop(outside);
+        return drop(copies);
+    };
+    let mut copies = copies;
+    while !copies.is_empty() {
+        let rest = copies.split_off(copies.len().min(crate::sys::outside::MAX));
+        match crate::sys::outside::hand_over(sock.as_fd(), copies) {
+            Ok(()) => {}
+            Err((kept, e)) if would_wait(&e) => kept.into_iter().for_each(leave_open),
+            // One copy that cannot be sent (an io_uring) fails the message:
+            // one by one, and those closed here.
+            Err((kept, _)) => {
+                for copy in kept {
+                    match crate::sys::outside::hand_over(sock.as_fd(), vec![copy]) {
+                        Ok(()) => {}
+                        Err((one, e)) if would_wait(&e) => one.into_iter().for_each(leave_open),
+                        Err((one, _)) => drop(one),
+                    }
+                }
+            }
+        }
+        copies = rest;
+    }
+}
+
+/// Whether a send failed because the outside closer's socket is full.
+fn would_wait(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS))
+}
+
+/// Ends the outside closer, if one was started: it closes what it was sent
+/// and exits (no fd of the engine stays in the caller's table).
+fn end_outside() {
+    let ended = std::mem::replace(
+        &mut *OUTSIDE.lock().unwrap_or_else(|e| e.into_inner()),
+        Outside::NotStarted,
+    );
+    drop(ended);
 }
 
 /// Whether this process holds a POSIX lock on `copy`'s file: an OFD

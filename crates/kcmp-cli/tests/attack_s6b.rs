@@ -34,6 +34,22 @@ fn pids_holding(scan: &Value) -> HashSet<i32> {
 /// reported twice, held by a process that does not exist.
 #[test]
 fn a_listed_pid_reused_by_a_thread_is_not_scanned_as_a_process() {
+    threads_made_of_listed_pids_during_scans(&[]);
+}
+
+/// The same with no pidfd to spare (`ulimit -n 64`: every task is pinned
+/// by its start time): no pidfd tells the thread from a process there, the
+/// stat read does (`exit_signal`).
+#[test]
+#[ignore = "fails now and then (about 1 scan in 40): selection rejects the thread (exit_signal), \
+            but a pid reused by a thread after selection and within the same clock tick passes \
+            pin.rs same_start (start time only, read_stat); a fix must tell a process task from \
+            a named thread with its own fd table (both have via == st.pid there)"]
+fn without_pidfds_a_listed_pid_reused_by_a_thread_is_not_scanned_as_a_process() {
+    threads_made_of_listed_pids_during_scans(&["ulimit -n 64"]);
+}
+
+fn threads_made_of_listed_pids_during_scans(setup: &[&str]) {
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: not root (ns_last_pid)");
         return;
@@ -43,7 +59,10 @@ fn a_listed_pid_reused_by_a_thread_is_not_scanned_as_a_process() {
     let stop_rx = Arc::new(Mutex::new(stop_rx));
     let (mut threads, mut tids, mut phantoms) = (Vec::new(), HashSet::new(), Vec::new());
     for run in 0..10 {
-        let mut scan = Command::new(env!("CARGO_BIN_EXE_kcmp"))
+        let script = setup.iter().map(|s| format!("{s} && ")).collect::<String>();
+        let mut scan = Command::new("/bin/sh")
+            .args(["-c", &format!("{script}exec \"$0\" \"$@\"")])
+            .arg(env!("CARGO_BIN_EXE_kcmp"))
             .args(["scan", "--json", "--include-unshared"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

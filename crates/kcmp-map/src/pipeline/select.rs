@@ -52,19 +52,14 @@ fn all_stats(
 ) -> Result<HashMap<Pid, (TaskStat, Option<ProcessHandle>)>> {
     let pids = procfs::list_pids()?;
     let chunk = pids.len().div_ceil(workers * 4).max(1);
-    let stat_of = |p: Pid| -> Result<(TaskStat, Option<ProcessHandle>)> {
+    // A pid listed as a process may name a thread of another by the time
+    // its stat is read (reused): not a process to select.
+    let stat_of = |p: Pid| {
         if pin.is_some_and(super::pin::take_pidfd) {
-            let read = || procfs::read_stat(p).map(|s| (s.start_time, s));
-            let (h, s) = ProcessHandle::open_with(p, read)?;
-            // A pid listed as a process may name a thread of another by
-            // now (reused): not a process to select.
-            let thread = h.pidfd().and_then(|fd| rustix::fs::fcntl_getfl(fd).ok());
-            if thread.is_some_and(|fl| fl.contains(rustix::fs::OFlags::EXCL)) {
-                return Err(Error::Vanished { pid: p.get() });
-            }
-            Ok((s, Some(h)))
+            let read = || procfs::read_process_stat(p).map(|s| (s.start_time, s));
+            ProcessHandle::open_with(p, read).map(|(h, s)| (s, Some(h)))
         } else {
-            procfs::read_stat(p).map(|s| (s, None))
+            procfs::read_process_stat(p).map(|s| (s, None))
         }
     };
     let parts = parallel_map_lazy(pids.len().div_ceil(chunk), workers, |c| {

@@ -114,6 +114,25 @@ pub fn read_stat(pid: Pid) -> Result<TaskStat> {
         .ok_or_else(|| Error::os(format!("parse {path}"), rustix::io::Errno::INVAL))
 }
 
+/// Reads /proc/PID/stat of a process: [`Error::Vanished`] when `pid` names
+/// a thread that is not its group's leader (a pid listed as a process and
+/// reused by such a thread reads as well), told by its `exit_signal`
+/// (field 38), -1 for those threads only (a leader never has it, even
+/// after `exec` made another thread the leader).
+pub(crate) fn read_process_stat(pid: Pid) -> Result<TaskStat> {
+    let path = format!("/proc/{pid}/stat");
+    let text = read_to_string(&path)?;
+    let thread = text
+        .rfind(')')
+        .and_then(|close| text[close + 1..].split_ascii_whitespace().nth(35))
+        .is_some_and(|exit_signal| exit_signal == "-1");
+    if thread {
+        return Err(Error::Vanished { pid: pid.get() });
+    }
+    TaskStat::parse(&text)
+        .ok_or_else(|| Error::os(format!("parse {path}"), rustix::io::Errno::INVAL))
+}
+
 /// Reads /proc/PID/task/TID/stat.
 pub fn read_task_stat(pid: Pid, tid: Pid) -> Result<TaskStat> {
     let path = format!("/proc/{pid}/task/{tid}/stat");

@@ -236,8 +236,9 @@ fn open_pidfd(pid: Pid) -> Result<Option<OwnedFd>> {
     let raw = rustix::process::Pid::from_raw(pid.get()).expect("Pid is positive");
     match pidfd_open(raw, PidfdFlags::empty()) {
         Ok(fd) => Ok(Some(fd)),
-        // A thread that is not a group leader: try PIDFD_THREAD.
-        Err(e) if e == rustix::io::Errno::INVAL => {
+        // A thread that is not a group leader (EINVAL; ENOENT since Linux
+        // 6.15 or so): try PIDFD_THREAD.
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOENT => {
             Ok(pidfd_open(raw, PidfdFlags::from_bits_retain(PIDFD_THREAD)).ok())
         }
         Err(e) if e == rustix::io::Errno::SRCH => Err(Error::os(format!("pidfd_open({pid})"), e)),

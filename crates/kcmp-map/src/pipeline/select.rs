@@ -52,12 +52,14 @@ fn all_stats(
 ) -> Result<HashMap<Pid, (TaskStat, Option<ProcessHandle>)>> {
     let pids = procfs::list_pids()?;
     let chunk = pids.len().div_ceil(workers * 4).max(1);
+    // A pid listed as a process may name a thread of another by the time
+    // its stat is read (reused): not a process to select.
     let stat_of = |p: Pid| {
         if pin.is_some_and(super::pin::take_pidfd) {
-            let read = || procfs::read_stat(p).map(|s| (s.start_time, s));
+            let read = || procfs::read_process_stat(p).map(|s| (s.start_time, s));
             ProcessHandle::open_with(p, read).map(|(h, s)| (s, Some(h)))
         } else {
-            procfs::read_stat(p).map(|s| (s, None))
+            procfs::read_process_stat(p).map(|s| (s, None))
         }
     };
     let parts = parallel_map_lazy(pids.len().div_ceil(chunk), workers, |c| {

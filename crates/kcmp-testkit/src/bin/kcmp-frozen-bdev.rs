@@ -18,12 +18,25 @@
 //! - on a line `close` on stdin, closes H and its dups on a thread of its
 //!   own (which waits there if this was the last reference);
 //! - on EOF, thaws, detaches and unmounts everything, and exits 0.
+//!
+//! The freeze never outlasts [`THAW_AFTER`]: a thread thaws it then
+//! whatever happens (a test that died), so the host is never left with a
+//! frozen filesystem. The writes after the freeze may themselves wait on it
+//! (ext4 pushes delayed allocation out when free space runs low, and that
+//! writeback waits for the thaw): after [`SETUP_LIMIT`] the thread thaws,
+//! and the fixture says `{"skip": ...}`.
 
 use std::ffi::CString;
 use std::io::BufRead;
 use std::process::Command;
 
 const FIFREEZE: libc::c_ulong = 0xC004_5877;
+
+/// The longest the outer filesystem stays frozen.
+const THAW_AFTER: std::time::Duration = std::time::Duration::from_secs(50);
+
+/// The longest the writes after the freeze may take.
+const SETUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 const FITHAW: libc::c_ulong = 0xC004_5878;
 
 fn skip(why: &str) -> ! {
@@ -145,6 +158,20 @@ fn main() {
         skip("losetup (backing)");
     };
     let root = std::fs::File::open(&mnt).expect("open mount root");
+    // The watchdog: whatever happens from here, the freeze ends in time.
+    let watched = root.try_clone().expect("dup the mount root");
+    let (set_up, setup_done) = std::sync::mpsc::channel::<()>();
+    let thawed_early = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let early = thawed_early.clone();
+    std::thread::spawn(move || {
+        let limit = std::time::Instant::now() + THAW_AFTER;
+        if setup_done.recv_timeout(SETUP_LIMIT).is_err() {
+            early.store(true, std::sync::atomic::Ordering::SeqCst);
+        } else {
+            std::thread::sleep(limit.saturating_duration_since(std::time::Instant::now()));
+        }
+        freeze(&watched, FITHAW);
+    });
     let inner_mnt = dir.join("in");
     let inner_mnt_s = inner_mnt.to_string_lossy().into_owned();
     let (h, target, frozen, wrote) = if file_mode {
@@ -196,7 +223,13 @@ fn main() {
         }
         top = top.max(d);
     }
-    if !frozen || !wrote {
+    let _ = set_up.send(());
+    if thawed_early.load(std::sync::atomic::Ordering::SeqCst) {
+        println!(
+            "{}",
+            serde_json::json!({ "skip": "the writes after the freeze waited on it (thawed)" })
+        );
+    } else if !frozen || !wrote {
         println!(
             "{}",
             serde_json::json!({ "skip": "freeze or write failed" })

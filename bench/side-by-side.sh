@@ -2,8 +2,10 @@
 # Two kcmp builds side by side on the suite's synthetic shapes: with every
 # copy's mount checked (KCMP_CHECK_EVERY_COPY=1, as on a host with FUSE or a
 # network filesystem; builds before it ignore it and check where fusectl is
-# not mounted), and with fusectl mounted (in a private mount namespace,
-# `unshare -m`: the host's mounts are untouched). Prints a markdown table.
+# not mounted), with fusectl not mounted (builds since 87a4f5c count FUSE
+# connections on a detached fusectl of their own), and with fusectl mounted
+# (in a private mount namespace, `unshare -m`: the host's mounts are
+# untouched). Prints a markdown table.
 #
 #   bench/side-by-side.sh OLD_KCMP NEW_KCMP [RUNS]
 #
@@ -64,6 +66,8 @@ shape() { # NAME ARGS of kcmp-topology
   root=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['root'])" "$truth")
   rm -f "$truth"
   KCMP_CHECK_EVERY_COPY=1 "$0" --measure "$name" "not mounted, every copy checked" \
+    "$OLD" "$NEW" "$root" "$RUNS"
+  "$0" --measure "$name" "not mounted (new: its own detached fusectl)" \
     "$OLD" "$NEW" "$root" "$RUNS"
   /usr/bin/unshare -m --propagation private "$0" --measure "$name" \
     "mounted, no FUSE connection" "$OLD" "$NEW" "$root" "$RUNS" mount

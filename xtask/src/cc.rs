@@ -16,16 +16,13 @@ pub fn cc_with_pkg_config(
     output: &Path,
     extra: &[&str],
 ) -> io::Result<()> {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(r#"cc "$@" $(pkg-config --cflags --libs kcmp)"#)
-        .arg("sh")
-        .args(sources)
-        .arg("-o")
-        .arg(output)
-        .args(extra)
-        .env("PKG_CONFIG_PATH", layout.pkgconfig_dir());
-    run(&mut cmd).map(|_| ())
+    cc_pkg_config(
+        layout,
+        r#"cc "$@" $(pkg-config --cflags --libs kcmp)"#,
+        sources,
+        output,
+        extra,
+    )
 }
 
 /// Links C `sources` into a fully static `output` against the `libkcmp.a`
@@ -37,9 +34,27 @@ pub fn cc_static_with_pkg_config(
     output: &Path,
     extra: &[&str],
 ) -> io::Result<()> {
+    cc_pkg_config(
+        layout,
+        r#"cc -static "$@" $(pkg-config --static --cflags --libs kcmp)"#,
+        sources,
+        output,
+        extra,
+    )
+}
+
+/// Runs the shell command `script` with `sources`, `-o output` and `extra`
+/// as its arguments and `PKG_CONFIG_PATH` pointing at the install.
+fn cc_pkg_config(
+    layout: &Layout,
+    script: &str,
+    sources: &[&Path],
+    output: &Path,
+    extra: &[&str],
+) -> io::Result<()> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg(r#"cc -static "$@" $(pkg-config --static --cflags --libs kcmp)"#)
+        .arg(script)
         .arg("sh")
         .args(sources)
         .arg("-o")

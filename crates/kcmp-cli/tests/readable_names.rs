@@ -22,16 +22,7 @@ fn names_are_escaped_for_people_and_kept_exactly_in_json() {
     raw.extend_from_slice(b"/red\x1b[31mname\n    1 (init) fd 3\xff");
     let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&raw));
     let file = std::fs::File::create(&path).unwrap();
-    let null = std::fs::File::options()
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
-    let a = sleeper(
-        Stdio::from(file.try_clone().unwrap()),
-        Stdio::from(null.try_clone().unwrap()),
-        Stdio::null(),
-    );
-    let b = sleeper(Stdio::from(file), Stdio::from(null), Stdio::null());
+    let (a, b) = two_holders(file);
     let (pa, pb) = (a.pid().to_string(), b.pid().to_string());
     let scan = ["scan", "--pid", &pa, "--pid", &pb];
     let human = ok(&scan);
@@ -150,6 +141,22 @@ fn valid(schema_name: &str, doc: &Value) {
     assert!(errors.is_empty(), "{schema_name}: {errors:?}\n{doc}");
 }
 
+/// Two sleepers holding `file` as stdin and one description of /dev/null
+/// as stdout.
+fn two_holders(file: std::fs::File) -> (kcmp_testkit::process::Kid, kcmp_testkit::process::Kid) {
+    let null = std::fs::File::options()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let a = sleeper(
+        Stdio::from(file.try_clone().unwrap()),
+        Stdio::from(null.try_clone().unwrap()),
+        Stdio::null(),
+    );
+    let b = sleeper(Stdio::from(file), Stdio::from(null), Stdio::null());
+    (a, b)
+}
+
 /// The path of the bytes `raw`.
 fn byte_path(raw: &[u8]) -> std::path::PathBuf {
     use std::os::unix::ffi::OsStrExt;
@@ -262,16 +269,7 @@ fn audit_and_epoll_targets_keep_invalid_utf8_names_exactly() {
 fn a_path_longer_than_path_max_hides_nothing() {
     let tmp = kcmp_testkit::process::TempDir::new("kcmp-long");
     let file = file_beyond_path_max(tmp.path());
-    let null = std::fs::File::options()
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
-    let a = sleeper(
-        Stdio::from(file.try_clone().unwrap()),
-        Stdio::from(null.try_clone().unwrap()),
-        Stdio::null(),
-    );
-    let b = sleeper(Stdio::from(file), Stdio::from(null), Stdio::null());
+    let (a, b) = two_holders(file);
     let (pa, pb) = (a.pid().to_string(), b.pid().to_string());
     let v = json(&["scan", "--pid", &pa, "--pid", &pb, "--json"]);
     // Neither process is hidden: the unreadable fd is one skipped fd each

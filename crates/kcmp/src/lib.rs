@@ -83,7 +83,7 @@ pub use calls::{
 // 0.1's module paths, as hidden deprecated aliases (docs/MIGRATION-0.2.md).
 pub use deprecated::{compare, error, kind, ordering, process};
 pub use errors::{errno_name, Error, InvalidArgument, KcmpCall, KcmpError, Result};
-pub use handle::ProcessHandle;
+pub use handle::{PendingPin, ProcessHandle};
 pub use kinds::{KcmpType, ProcessResource, UnknownKcmpType};
 pub use order::KcmpOrdering;
 /// The errno type of [`Error::errno`] and [`errno_name`] (rustix's, re-exported

@@ -107,21 +107,7 @@ impl ProcessHandle {
     /// assert_eq!(h.start_time(), ProcessHandle::open(me).unwrap().start_time());
     /// ```
     pub fn open_with<T>(pid: Pid, read: impl FnOnce() -> Result<(u64, T)>) -> Result<(Self, T)> {
-        let pidfd = open_pidfd(pid)?;
-        let (start_time, extra) = read()?;
-        let handle = ProcessHandle {
-            pid,
-            pidfd,
-            start_time,
-            exited_at_open: false,
-        };
-        match handle.pidfd_readable() {
-            // Alive after the read: the read was of the task pinned.
-            Some(false) => Ok((handle, extra)),
-            // Exited, maybe reaped and its pid reused before the read.
-            Some(true) => Ok((Self::pin(pid, start_time)?, extra)),
-            None => Ok((handle, extra)),
-        }
+        PendingPin::open(pid)?.read_then_pin(read)
     }
 
     fn pidfd_readable(&self) -> Option<bool> {
@@ -226,6 +212,81 @@ impl ProcessHandle {
         self.verify()?;
         other.verify()?;
         result
+    }
+}
+
+/// The first half of [`ProcessHandle::open_with`]: a pidfd opened for a
+/// pid before anything about the task is read. What the caller learns
+/// through the pidfd meanwhile (its parent, with `PIDFD_GET_INFO`) is about
+/// the task it pins; [`read_then_pin`](Self::read_then_pin) reads /proc and
+/// completes the pin, later, without a second `pidfd_open`.
+///
+/// ```
+/// use kcmp::{PendingPin, Pid};
+/// let me = Pid::this();
+/// let pending = PendingPin::open(me).unwrap();
+/// assert!(pending.pidfd().is_some());
+/// let (h, ()) = pending
+///     .read_then_pin(|| {
+///         let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+///         let fields = stat.rsplit_once(')').unwrap().1;
+///         Ok((fields.split_whitespace().nth(19).unwrap().parse().unwrap(), ()))
+///     })
+///     .unwrap();
+/// assert!(h.verify().is_ok());
+/// ```
+#[derive(Debug)]
+pub struct PendingPin {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+}
+
+impl PendingPin {
+    /// Opens the pidfd of `pid` (`PIDFD_THREAD` for a thread that is not
+    /// its group's leader; none when the kernel offers none, before Linux
+    /// 5.3 or in a sandbox). [`Error::Os`] `ESRCH` when there is no such
+    /// task.
+    pub fn open(pid: Pid) -> Result<Self> {
+        Ok(PendingPin {
+            pid,
+            pidfd: open_pidfd(pid)?,
+        })
+    }
+
+    /// The pid.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The pidfd, when there is one.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Calls `read`, which reads the task's start time from /proc (and
+    /// whatever else the caller wants from the same read, returned as `T`),
+    /// and pins the task: a pidfd still not readable after `read` proves
+    /// the task lived through the read, so `read` saw that very task. A
+    /// task that exited meanwhile (or was a zombie) is pinned as by
+    /// [`ProcessHandle::pin`], which reads its start time again.
+    pub fn read_then_pin<T>(
+        self,
+        read: impl FnOnce() -> Result<(u64, T)>,
+    ) -> Result<(ProcessHandle, T)> {
+        let (start_time, extra) = read()?;
+        let handle = ProcessHandle {
+            pid: self.pid,
+            pidfd: self.pidfd,
+            start_time,
+            exited_at_open: false,
+        };
+        match handle.pidfd_readable() {
+            // Alive after the read: the read was of the task pinned.
+            Some(false) => Ok((handle, extra)),
+            // Exited, maybe reaped and its pid reused before the read.
+            Some(true) => Ok((ProcessHandle::pin(self.pid, start_time)?, extra)),
+            None => Ok((handle, extra)),
+        }
     }
 }
 

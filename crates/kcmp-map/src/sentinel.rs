@@ -181,9 +181,12 @@ impl Sentinels {
 
 impl Drop for Sentinels {
     fn drop(&mut self) {
+        // All told to exit first, then reaped: their exits overlap.
         for (pid, w) in &mut self.live {
             drop(w.take()); // the sentinel sees EOF and exits
             sys::kill(*pid);
+        }
+        for (pid, _) in &self.live {
             sys::reap_within(*pid, REAP_LIMIT);
         }
         if let Some(z) = self.zombie.take() {

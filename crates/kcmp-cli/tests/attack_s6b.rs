@@ -34,7 +34,16 @@ fn pids_holding(scan: &Value) -> HashSet<i32> {
 /// reported twice, held by a process that does not exist.
 #[test]
 fn a_listed_pid_reused_by_a_thread_is_not_scanned_as_a_process() {
-    threads_made_of_listed_pids_during_scans(&[]);
+    threads_made_of_listed_pids_during_scans(&[], &[]);
+}
+
+/// The same in a scan of the tree of pid 1: processes are known by their
+/// parent first (`PIDFD_GET_INFO`), and a thread's parent is its process's
+/// parent, inside the tree: a pidfd of the thread must not pass for the
+/// process listed.
+#[test]
+fn in_a_tree_scan_a_listed_pid_reused_by_a_thread_is_not_scanned_as_a_process() {
+    threads_made_of_listed_pids_during_scans(&[], &["--tree", "1"]);
 }
 
 /// The same with no pidfd to spare (`ulimit -n 64`: every task is pinned
@@ -46,10 +55,10 @@ fn a_listed_pid_reused_by_a_thread_is_not_scanned_as_a_process() {
             pin.rs same_start (start time only, read_stat); a fix must tell a process task from \
             a named thread with its own fd table (both have via == st.pid there)"]
 fn without_pidfds_a_listed_pid_reused_by_a_thread_is_not_scanned_as_a_process() {
-    threads_made_of_listed_pids_during_scans(&["ulimit -n 64"]);
+    threads_made_of_listed_pids_during_scans(&["ulimit -n 64"], &[]);
 }
 
-fn threads_made_of_listed_pids_during_scans(setup: &[&str]) {
+fn threads_made_of_listed_pids_during_scans(setup: &[&str], selection: &[&str]) {
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: not root (ns_last_pid)");
         return;
@@ -64,6 +73,7 @@ fn threads_made_of_listed_pids_during_scans(setup: &[&str]) {
             .args(["-c", &format!("{script}exec \"$0\" \"$@\"")])
             .arg(env!("CARGO_BIN_EXE_kcmp"))
             .args(["scan", "--json", "--include-unshared"])
+            .args(selection)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

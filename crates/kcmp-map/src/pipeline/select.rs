@@ -5,9 +5,11 @@ use super::ScanOptions;
 use crate::model::Skipped;
 use crate::parallel::{parallel_map_lazy, workers};
 use crate::procfs::{self, TaskStat};
-use kcmp::{Error, Pid, ProcessHandle, Result};
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::AtomicUsize;
+use crate::sys;
+use kcmp::{Errno, Error, PendingPin, Pid, ProcessHandle, Result};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// A [`Skipped`] entry for `pid` from the error of `what`.
 pub(crate) fn skipped_from(pid: Pid, err: &Error, what: &str) -> Skipped {
@@ -41,114 +43,241 @@ pub(crate) struct EarlyPins {
     pub budget_left: Option<usize>,
 }
 
-/// Every process's stat, for selection (ppid links) and records. With
-/// `pin`, every process is pinned as its stat is read, while `pin`'s
-/// budget of pidfds lasts ([`ProcessHandle::open_with`]: the pidfd first,
-/// then the stat, which names the same task when the pidfd shows it alive
-/// after), so that pinning needs no second read.
-fn all_stats(
+/// What selection read of one process: its stat, and its pin when it was
+/// pinned as it was read.
+type Read = (TaskStat, Option<ProcessHandle>);
+
+/// The stat of `p`, read after its pidfd was opened while `budget` lasts
+/// ([`ProcessHandle::open_with`]: the pidfd first, then the stat, which
+/// names the same task when the pidfd shows it alive after), so that
+/// pinning needs no second read. A pid listed as a process may name a
+/// thread of another by the time its stat is read (reused): not a process
+/// to select.
+fn read_pinned(p: Pid, budget: &AtomicUsize) -> Result<Read> {
+    if super::pin::take_pidfd(budget) {
+        let read = || procfs::read_process_stat(p).map(|s| (s.start_time, s));
+        ProcessHandle::open_with(p, read).map(|(h, s)| (s, Some(h)))
+    } else {
+        procfs::read_process_stat(p).map(|s| (s, None))
+    }
+}
+
+/// `work` over every listed process, in parallel chunks; failures (a
+/// process that exited, a thread) are left out.
+fn over_all<R: Send>(
     workers: usize,
-    pin: Option<&AtomicUsize>,
-) -> Result<HashMap<Pid, (TaskStat, Option<ProcessHandle>)>> {
+    work: impl Fn(Pid) -> Result<R> + Sync,
+) -> Result<Vec<(Pid, R)>> {
     let pids = procfs::list_pids()?;
     let chunk = pids.len().div_ceil(workers * 4).max(1);
-    // A pid listed as a process may name a thread of another by the time
-    // its stat is read (reused): not a process to select.
-    let stat_of = |p: Pid| {
-        if pin.is_some_and(super::pin::take_pidfd) {
-            let read = || procfs::read_process_stat(p).map(|s| (s.start_time, s));
-            ProcessHandle::open_with(p, read).map(|(h, s)| (s, Some(h)))
-        } else {
-            procfs::read_process_stat(p).map(|s| (s, None))
-        }
-    };
     let parts = parallel_map_lazy(pids.len().div_ceil(chunk), workers, |c| {
         pids[c * chunk..((c + 1) * chunk).min(pids.len())]
             .iter()
-            .filter_map(|&p| stat_of(p).ok().map(|s| (p, s)))
+            .filter_map(|&p| work(p).ok().map(|r| (p, r)))
             .collect::<Vec<_>>()
     });
     Ok(parts.into_iter().flatten().collect())
 }
 
+/// How selection for trees knows a process: through its pidfd (its
+/// parent from `PIDFD_GET_INFO`, its stat not read yet), or by its stat.
+enum Known {
+    Pidfd { ppid: i32, pending: PendingPin },
+    Stat(Read),
+}
+
+impl Known {
+    fn ppid(&self) -> i32 {
+        match self {
+            Known::Pidfd { ppid, .. } => *ppid,
+            Known::Stat((st, _)) => st.ppid,
+        }
+    }
+}
+
+/// Whether `PIDFD_GET_INFO` works here: unknown (0), yes (1), no (2).
+static PIDFD_INFO: AtomicU8 = AtomicU8::new(0);
+
+/// How selection for trees knows `p`. Through a pidfd whose
+/// `PIDFD_GET_INFO` (Linux 6.13) names the parent: its stat (which costs
+/// about twice the `pidfd_open` and the ioctl, mostly in formatting) is
+/// read after the walk, for the trees' processes only. When the ioctl
+/// fails for `p` alone (its parent is outside this pid namespace, or it
+/// was reaped): by its stat, read now and pinned by that pidfd. Where the
+/// kernel has no such ioctl, or the pidfd budget is spent: by its stat,
+/// unpinned (pinned later, by its start time, as before).
+fn known(p: Pid, budget: &AtomicUsize) -> Result<Known> {
+    if PIDFD_INFO.load(Ordering::Relaxed) == 2 || !super::pin::take_pidfd(budget) {
+        return procfs::read_process_stat(p).map(|s| Known::Stat((s, None)));
+    }
+    crate::freeze::step();
+    let pending = PendingPin::open(p)?;
+    let Some(fd) = pending.pidfd() else {
+        // No pidfd (before Linux 5.3, a sandbox, no fd left): the stat.
+        return procfs::read_process_stat(p).map(|s| Known::Stat((s, None)));
+    };
+    match sys::pidfd::tgid_and_ppid(fd) {
+        // A thread of another process by now (pid reused): not a process.
+        Ok((tgid, _)) if tgid != p.get() => Err(Error::Vanished { pid: p.get() }),
+        Ok((_, ppid)) => {
+            PIDFD_INFO.store(1, Ordering::Relaxed);
+            Ok(Known::Pidfd { ppid, pending })
+        }
+        Err(e) if e == Errno::NOTTY || e == Errno::INVAL => {
+            PIDFD_INFO.store(2, Ordering::Relaxed);
+            drop(pending);
+            procfs::read_process_stat(p).map(|s| Known::Stat((s, None)))
+        }
+        // Reaped, or its parent is outside this pid namespace: the stat.
+        Err(_) => {
+            let read = || procfs::read_process_stat(p).map(|s| (s.start_time, s));
+            pending
+                .read_then_pin(read)
+                .map(|(h, s)| Known::Stat((s, Some(h))))
+        }
+    }
+}
+
+/// The processes of `options`' trees (and its named pids, when present),
+/// read and pinned: every process is known by its parent first
+/// ([`known`]), the trees are walked, and only their processes' stats are
+/// read after ([`read_members`]). The other pidfds close here.
+fn tree_reads(
+    options: &ScanOptions,
+    workers: usize,
+    budget: &AtomicUsize,
+) -> Result<HashMap<Pid, Read>> {
+    let mut all: HashMap<Pid, Known> = over_all(workers, |p| known(p, budget))?
+        .into_iter()
+        .collect();
+    let mut children: HashMap<i32, Vec<Pid>> = HashMap::new();
+    for (pid, k) in &all {
+        children.entry(k.ppid()).or_default().push(*pid);
+    }
+    let mut members: Vec<Member> = Vec::new();
+    for &p in options.pids.iter().chain(&options.trees) {
+        members.extend(all.remove(&p).map(|known| Member {
+            pid: p,
+            known,
+            descendant: false,
+        }));
+    }
+    // Walked apart from the named: a pid named by --pid inside a tree
+    // still has its descendants walked.
+    let mut walked: HashSet<Pid> = HashSet::new();
+    let mut stack: Vec<Pid> = options.trees.clone();
+    while let Some(p) = stack.pop() {
+        if walked.insert(p) {
+            members.extend(all.remove(&p).map(|known| Member {
+                pid: p,
+                known,
+                descendant: true,
+            }));
+            if let Some(kids) = children.get(&p.get()) {
+                stack.extend(kids.iter().copied());
+            }
+        }
+    }
+    drop(all);
+    Ok(read_members(members, workers))
+}
+
+/// A process selected by a tree walk or by name, not read yet.
+struct Member {
+    pid: Pid,
+    known: Known,
+    /// Selected for its parent, not by name.
+    descendant: bool,
+}
+
+/// The stats of the trees' processes, read (in parallel) after the walk.
+/// A process known by its pidfd is pinned by it: its stat names it when
+/// the pidfd shows it alive after the read. One that exited meanwhile may
+/// have left its pid to a newcomer, whose stat was read and which
+/// [`PendingPin::read_then_pin`] then pins: a descendant is kept only with
+/// the parent it was selected for (the newcomer is then its sibling, in
+/// the tree as well).
+fn read_members(members: Vec<Member>, workers: usize) -> HashMap<Pid, Read> {
+    let members: Vec<Mutex<Option<Member>>> =
+        members.into_iter().map(|m| Mutex::new(Some(m))).collect();
+    let read = parallel_map_lazy(members.len(), workers, |i| {
+        let m = members[i]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        let p = m.pid;
+        let (stat, handle) = match m.known {
+            Known::Stat(read) => read,
+            Known::Pidfd { pending, ppid } => {
+                let stat = || procfs::read_process_stat(p).map(|s| (s.start_time, s));
+                let (h, s) = pending.read_then_pin(stat).ok()?;
+                if m.descendant && s.ppid != ppid {
+                    return None;
+                }
+                (s, Some(h))
+            }
+        };
+        Some((p, (stat, handle)))
+    });
+    read.into_iter().flatten().collect()
+}
+
 /// The processes (thread-group leaders) selected by `options`, excluding
 /// `exclude` and this process (unless it was named explicitly). Unknown
-/// explicit pids are reported. When every process is selected, they are
-/// pinned as they are read (those the pidfd budget allows), and returned
-/// pinned with the selection.
+/// explicit pids are reported. Processes are pinned as they are read
+/// (those the pidfd budget allows), and returned pinned with the
+/// selection: when every process is selected, by reading each stat after
+/// its pidfd is open; named pids alone, by reading theirs only; trees, by
+/// their parents first ([`tree_reads`]).
 pub(crate) fn select_processes(
     options: &ScanOptions,
     exclude: &HashSet<Pid>,
     skipped: &mut Vec<Skipped>,
 ) -> Result<(Vec<TaskStat>, EarlyPins)> {
     let me = Pid::this();
-    let everyone = options.pids.is_empty() && options.trees.is_empty();
-    let budget = everyone.then(|| AtomicUsize::new(super::pin::pidfd_budget()));
-    let read = all_stats(workers(options.workers), budget.as_ref())?;
-    let mut stats: HashMap<Pid, TaskStat> = HashMap::with_capacity(read.len());
+    let workers = workers(options.workers);
+    let start_budget = super::pin::pidfd_budget();
+    let budget = AtomicUsize::new(start_budget);
+    let read: HashMap<Pid, Read> = if options.pids.is_empty() && options.trees.is_empty() {
+        over_all(workers, |p| read_pinned(p, &budget))?
+            .into_iter()
+            .collect()
+    } else if options.trees.is_empty() {
+        let named: BTreeSet<Pid> = options.pids.iter().copied().collect();
+        named
+            .into_iter()
+            .filter_map(|p| read_pinned(p, &budget).ok().map(|r| (p, r)))
+            .collect()
+    } else {
+        tree_reads(options, workers, &budget)?
+    };
+    let mut threads: Vec<TaskStat> = Vec::new();
+    for &p in options.pids.iter().chain(&options.trees) {
+        if !read.contains_key(&p) {
+            // A thread id, or a process we could not stat.
+            match procfs::read_stat(p) {
+                Ok(_) => threads.extend(named_thread(p)),
+                Err(e) => skipped.push(skipped_from(p, &e, "read /proc")),
+            }
+        }
+    }
     let mut handles = HashMap::new();
-    for (pid, (stat, handle)) in read {
-        stats.insert(pid, stat);
+    let mut procs: Vec<TaskStat> = Vec::with_capacity(read.len());
+    // This process is left out (its own /proc reading and pidfds are
+    // noise), unless it was named explicitly as a pid or a tree's root; its
+    // pin and those of processes left out close here.
+    let named_me = options.pids.contains(&me) || options.trees.contains(&me);
+    for (pid, (stat, handle)) in read.into_iter().collect::<BTreeMap<_, _>>() {
+        if exclude.contains(&pid) || (pid == me && !named_me) {
+            continue;
+        }
+        procs.push(stat);
         handles.extend(handle.map(|h| (pid, h)));
     }
-    let mut chosen: BTreeSet<Pid> = BTreeSet::new();
-    let mut threads: Vec<TaskStat> = Vec::new();
-    if everyone {
-        chosen.extend(stats.keys().copied());
-    } else {
-        let mut children: HashMap<i32, Vec<Pid>> = HashMap::new();
-        for (pid, st) in &stats {
-            children.entry(st.ppid).or_default().push(*pid);
-        }
-        for &p in options.pids.iter().chain(&options.trees) {
-            if !stats.contains_key(&p) {
-                // A thread id, or a process we could not stat.
-                match procfs::read_stat(p) {
-                    Ok(_) => threads.extend(named_thread(p)),
-                    Err(e) => skipped.push(skipped_from(p, &e, "read /proc")),
-                }
-            }
-        }
-        for &p in &options.pids {
-            if stats.contains_key(&p) {
-                chosen.insert(p);
-            }
-        }
-        // Walked apart from `chosen`: a pid named by --pid inside a tree
-        // still has its descendants walked.
-        let mut walked: HashSet<Pid> = HashSet::new();
-        for &root in &options.trees {
-            if !stats.contains_key(&root) {
-                continue;
-            }
-            let mut stack = vec![root];
-            while let Some(p) = stack.pop() {
-                if walked.insert(p) {
-                    chosen.insert(p);
-                    if let Some(kids) = children.get(&p.get()) {
-                        stack.extend(kids.iter().copied());
-                    }
-                }
-            }
-        }
-    }
-    // This process is left out (its own /proc reading and pidfds are noise),
-    // unless it was named explicitly as a pid or a tree's root.
-    if !options.pids.contains(&me) && !options.trees.contains(&me) {
-        chosen.remove(&me);
-    }
-    let procs: Vec<TaskStat> = chosen
-        .into_iter()
-        .filter(|p| !exclude.contains(p))
-        .filter_map(|p| stats.get(&p).cloned())
-        .chain(threads)
-        .collect();
-    // The pins of processes left out are closed here.
-    let selected: HashSet<Pid> = procs.iter().map(|s| s.pid).collect();
-    handles.retain(|p, _| selected.contains(p));
+    procs.extend(threads);
     let pins = EarlyPins {
+        budget_left: Some(start_budget.saturating_sub(handles.len())),
         handles,
-        budget_left: budget.map(AtomicUsize::into_inner),
     };
     Ok((procs, pins))
 }
@@ -169,4 +298,99 @@ fn named_thread(tid: Pid) -> Option<TaskStat> {
     };
     st.num_threads = 1;
     Some(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_members, Known, Member};
+    use kcmp::{PendingPin, Pid};
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    /// A process known by its pidfd whose pid, after it exited and was
+    /// reaped, names a newcomer with another parent: a descendant read
+    /// after the walk must not be the newcomer (selected for the parent
+    /// the first one had), while a named pid is whatever its pid names.
+    #[test]
+    fn a_descendant_whose_pid_was_reused_by_a_stranger_is_left_out() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: not root (ns_last_pid)");
+            return;
+        }
+        let me = std::process::id() as i32;
+        // The stranger's parent: a shell that starts a sleeper on request.
+        let mut shell = Command::new("/bin/sh")
+            .args(["-c", "while read x; do /bin/sleep 30 & echo $!; done"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut to_shell = shell.stdin.take().unwrap();
+        let mut from_shell = BufReader::new(shell.stdout.take().unwrap());
+        let (mut reused, mut strangers) = (None, Vec::new());
+        for _ in 0..20 {
+            let mut first = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+            let pid = Pid::new(first.id() as i32).unwrap();
+            let pending = PendingPin::open(pid).unwrap();
+            first.kill().unwrap();
+            first.wait().unwrap();
+            let _ = std::fs::write("/proc/sys/kernel/ns_last_pid", (pid.get() - 1).to_string());
+            writeln!(to_shell, "go").unwrap();
+            let mut line = String::new();
+            from_shell.read_line(&mut line).unwrap();
+            strangers.extend(line.trim().parse::<i32>().ok());
+            if strangers.last() == Some(&pid.get()) {
+                reused = Some((pid, pending));
+                break;
+            }
+        }
+        let end = |shell: &mut std::process::Child, to_shell| {
+            drop(to_shell);
+            for p in &strangers {
+                let p = rustix::process::Pid::from_raw(*p).unwrap();
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+            }
+            let _ = shell.wait();
+        };
+        let Some((pid, pending)) = reused else {
+            end(&mut shell, to_shell);
+            eprintln!("skipped: no pid could be reused (a busy host)");
+            return;
+        };
+        let member = |pending, descendant| Member {
+            pid,
+            known: Known::Pidfd { ppid: me, pending },
+            descendant,
+        };
+        let read = read_members(vec![member(pending, true)], 1);
+        assert!(
+            read.is_empty(),
+            "the stranger was selected: {:?}",
+            read.keys()
+        );
+        let named = read_members(vec![member(PendingPin::open(pid).unwrap(), false)], 1);
+        assert_eq!(named[&pid].0.ppid, shell.id() as i32);
+        end(&mut shell, to_shell);
+    }
+
+    /// A live descendant known by its pidfd is read and pinned.
+    #[test]
+    fn a_live_descendant_is_read_and_pinned() {
+        let mut child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let pid = Pid::new(child.id() as i32).unwrap();
+        let member = Member {
+            pid,
+            known: Known::Pidfd {
+                ppid: std::process::id() as i32,
+                pending: PendingPin::open(pid).unwrap(),
+            },
+            descendant: true,
+        };
+        let read = read_members(vec![member], 1);
+        let (stat, handle) = &read[&pid];
+        assert_eq!(stat.ppid, std::process::id() as i32);
+        assert!(handle.as_ref().is_some_and(|h| h.verify().is_ok()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }

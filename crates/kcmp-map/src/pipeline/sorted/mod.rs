@@ -64,7 +64,12 @@ pub(crate) trait Rows {
 
 /// The groups of one bucket, in kcmp order of their descriptions.
 pub(crate) struct Sorted<'a, R: Rows> {
-    pub groups: Vec<Group>,
+    /// The group ids in kcmp order of their descriptions (4 bytes each: an
+    /// insert moves the ids after it, not the groups).
+    order: Vec<u32>,
+    /// Each group by id (`None` once removed, or taken by
+    /// [`Self::into_groups`]).
+    slots: Vec<Option<Group>>,
     rows: &'a R,
     cmp: &'a FileComparator<'a>,
     budget: &'a Budget,
@@ -75,7 +80,7 @@ pub(crate) struct Sorted<'a, R: Rows> {
     pub dropped_reps: Vec<(u32, Error)>,
     /// The group id of each placed row.
     group_of: std::collections::HashMap<u32, u32>,
-    /// Each group id's label: labels grow with positions in `groups`, and
+    /// Each group id's label: labels grow with positions in `order`, and
     /// an insert leaves every other label as it is (mostly: see
     /// [`Self::insert_group`]), so that no insert renumbers the groups
     /// after it (a bucket of 12,000 distinct descriptions spent a tenth of
@@ -123,7 +128,8 @@ impl<'a, R: Rows> Sorted<'a, R> {
 
     pub(crate) fn new(rows: &'a R, cmp: &'a FileComparator<'a>, budget: &'a Budget) -> Self {
         Sorted {
-            groups: Vec::new(),
+            order: Vec::new(),
+            slots: Vec::new(),
             rows,
             cmp,
             budget,
@@ -142,7 +148,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
         self.position(*self.group_of.get(&row)?)
     }
 
-    /// The position of group `id` in `groups` (a binary search by label),
+    /// The position of group `id` in `order` (a binary search by label),
     /// `None` when it was removed.
     fn position(&self, id: u32) -> Option<usize> {
         let l = self.label[id as usize];
@@ -150,16 +156,16 @@ impl<'a, R: Rows> Sorted<'a, R> {
             return None;
         }
         let label = &self.label;
-        let pos = self.groups.partition_point(|g| label[g.id as usize] < l);
-        debug_assert_eq!(self.groups.get(pos).map(|g| g.id), Some(id));
+        let pos = self.order.partition_point(|&g| label[g as usize] < l);
+        debug_assert_eq!(self.order.get(pos).copied(), Some(id));
         Some(pos)
     }
 
     /// The label of the group at `pos`, or [`GONE`] past the last.
     fn label_at(&self, pos: usize) -> u64 {
-        self.groups
+        self.order
             .get(pos)
-            .map_or(GONE, |g| self.label[g.id as usize])
+            .map_or(GONE, |&id| self.label[id as usize])
     }
 
     /// Inserts a group at `at`, labelled between its neighbours (after the
@@ -174,19 +180,20 @@ impl<'a, R: Rows> Sorted<'a, R> {
             _ => (after - before >= 2).then(|| before + (after - before) / 2),
         };
         self.label.push(label.unwrap_or(GONE));
-        let members = rows.clone();
-        self.groups.insert(at, Group { rep, rows, id });
+        self.order.insert(at, id);
         if label.is_none() {
             self.relabel();
         }
-        for r in members {
+        for &r in &rows {
             self.group_of.insert(r, id);
             self.note_task(r, id);
         }
+        self.slots.push(Some(Group { rep, rows, id }));
     }
 
     fn remove_group(&mut self, at: usize) -> Group {
-        let g = self.groups.remove(at);
+        let id = self.order.remove(at);
+        let g = self.slots[id as usize].take().expect("a placed group");
         for &r in &g.rows {
             self.forget(self.rows.task(r), g.id);
         }
@@ -196,15 +203,16 @@ impl<'a, R: Rows> Sorted<'a, R> {
 
     /// Labels every group again, a step apart, in their order.
     fn relabel(&mut self) {
-        for (p, g) in self.groups.iter().enumerate() {
-            self.label[g.id as usize] = (p as u64 + 1) * LABEL_STEP;
+        for (p, &id) in self.order.iter().enumerate() {
+            self.label[id as usize] = (p as u64 + 1) * LABEL_STEP;
         }
     }
 
     /// How `row` orders against group `g`'s representative (the fd compared
     /// with the description: Less means the fd's description sorts first).
     fn compare(&self, g: usize, row: u32) -> Result<KcmpOrdering, Error> {
-        let (rp, rf) = self.groups[g]
+        let (rp, rf) = self
+            .at(g)
             .rep
             .locate(self.budget.me(), |r| self.rows.locate(r));
         let (p, f) = self.rows.locate(row);
@@ -213,7 +221,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
 
     /// Places `row`, trying group `hint` first (an inheritance hint).
     pub(crate) fn place(&mut self, row: u32, hint: Option<usize>) -> Placed {
-        let groups = self.groups.len();
+        let groups = self.len();
         let hint = hint
             .filter(|&h| h < groups)
             .filter(|_| self.tactics.try_hint(groups));
@@ -225,7 +233,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
             }
         }
         let range = match hint.map(|h| self.hint_range(h, Probe::Row(row))) {
-            None => 0..self.groups.len(),
+            None => 0..self.len(),
             Some(Ok(Ok(h))) => return self.join(h, row),
             Some(Ok(Err(range))) => range,
             Some(Err(e)) => return Placed::Failed(e),
@@ -237,7 +245,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
     /// else the range of groups its description lies in (a miss still says
     /// on which side of `h`).
     fn hint_range(&mut self, h: usize, probe: Probe) -> Result<Result<usize, Range<usize>>, Error> {
-        let groups = self.groups.len();
+        let groups = self.len();
         let range = match self.compare_probe(h, probe)? {
             Some(KcmpOrdering::Equal) => {
                 self.tactics.hint(true);
@@ -247,7 +255,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
             Some(KcmpOrdering::Greater) => h + 1..groups,
             // No order (fallbacks), or a member standing in failed (a
             // group may have gone).
-            _ => 0..self.groups.len(),
+            _ => 0..self.len(),
         };
         self.tactics.hint(false);
         Ok(Err(range))
@@ -262,7 +270,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
                 return self.join(g, row);
             }
             Ok(Own::Between(r)) => r,
-            Ok(Own::Restart) => 0..self.groups.len(),
+            Ok(Own::Restart) => 0..self.len(),
             Err(e) => return Placed::Failed(e),
         };
         match self.search(Probe::Row(row), range) {
@@ -290,7 +298,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
         let mine = FdNum::new(rustix::fd::AsRawFd::as_raw_fd(&own)).expect("open fd");
         let copy = Probe::Copy(mine);
         let found = match hint.map(|h| self.hint_range(h, copy)) {
-            None => self.search(copy, 0..self.groups.len()).map(|r| (r, false)),
+            None => self.search(copy, 0..self.len()).map(|r| (r, false)),
             Some(Ok(Ok(h))) => Ok((Ok(h), true)),
             Some(Ok(Err(range))) => self.search(copy, range).map(|r| (r, false)),
             Some(Err(e)) => Err(e),
@@ -382,9 +390,10 @@ impl<'a, R: Rows> Sorted<'a, R> {
     }
 
     fn join(&mut self, g: usize, row: u32) -> Placed {
-        self.groups[g].rows.push(row);
-        self.group_of.insert(row, self.groups[g].id);
-        self.note_task(row, self.groups[g].id);
+        let id = self.order[g];
+        self.at_mut(g).rows.push(row);
+        self.group_of.insert(row, id);
+        self.note_task(row, id);
         Placed::Joined
     }
 
@@ -395,7 +404,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
         match self.compare(g, row) {
             Ok(o) => Ok(Some(o)),
             Err(e) => {
-                let Rep::Member(m) = self.groups[g].rep else {
+                let Rep::Member(m) = self.at(g).rep else {
                     return Err(e); // an anchor cannot fail: the fd did
                 };
                 let (p, f) = self.rows.locate(row);
@@ -412,13 +421,14 @@ impl<'a, R: Rows> Sorted<'a, R> {
         self.dropped_reps.push((m, e));
         self.group_of.remove(&m);
         let task = self.rows.task(m);
-        let group = &mut self.groups[g];
+        let rows = self.rows;
+        let group = self.at_mut(g);
         group.rows.retain(|&r| r != m);
-        let (id, rows) = (group.id, self.rows);
+        let id = group.id;
         if !group.rows.iter().any(|&r| rows.task(r) == task) {
             self.forget(task, id);
         }
-        let group = &mut self.groups[g];
+        let group = self.at_mut(g);
         match group.rows.first() {
             Some(&next) => group.rep = Rep::Member(next),
             None => {
@@ -434,13 +444,14 @@ impl<'a, R: Rows> Sorted<'a, R> {
             Probe::Row(r) => return self.compare_checked(g, r),
             Probe::Copy(fd) => fd,
         };
-        let (rp, rf) = self.groups[g]
+        let (rp, rf) = self
+            .at(g)
             .rep
             .locate(self.budget.me(), |r| self.rows.locate(r));
         match (self.cmp)(self.budget.me(), fd, rp, rf) {
             Ok(o) => Ok(Some(o)),
             // The copy cannot fail: the member standing in did.
-            Err(e) => match self.groups[g].rep {
+            Err(e) => match self.at(g).rep {
                 Rep::Member(m) => {
                     self.drop_rep(g, m, e);
                     Ok(None)
@@ -459,7 +470,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
                 let mid = lo + (hi - lo) / 2;
                 match self.compare_probe(mid, probe)? {
                     None => {
-                        (lo, hi) = (0, self.groups.len());
+                        (lo, hi) = (0, self.len());
                         continue 'restart;
                     }
                     Some(KcmpOrdering::Equal) => return Ok(Ok(mid)),
@@ -474,14 +485,14 @@ impl<'a, R: Rows> Sorted<'a, R> {
 
     fn scan_all(&mut self, probe: Probe) -> Result<Result<usize, usize>, Error> {
         let mut g = 0;
-        while g < self.groups.len() {
+        while g < self.len() {
             match self.compare_probe(g, probe)? {
                 None => g = 0,
                 Some(o) if o.is_equal() => return Ok(Ok(g)),
                 Some(_) => g += 1,
             }
         }
-        Ok(Err(self.groups.len()))
+        Ok(Err(self.len()))
     }
 
     /// `row` matched no description: it starts one at `pos`, anchored when
@@ -524,7 +535,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
     /// a place taken on trust); `Err(g)` when it equals group `g`.
     fn place_anchor(&mut self, mine: FdNum, pos: usize) -> Result<usize, usize> {
         let copy = Probe::Copy(mine);
-        let pos = pos.min(self.groups.len());
+        let pos = pos.min(self.len());
         let side = |s: &mut Self, g: usize, want: KcmpOrdering| match s.compare_probe(g, copy) {
             Ok(Some(o)) if o == want => Some(true),
             Ok(Some(KcmpOrdering::Unordered(_))) => None, // no order: nothing to check
@@ -536,23 +547,46 @@ impl<'a, R: Rows> Sorted<'a, R> {
             side(self, pos - 1, KcmpOrdering::Greater)
         };
         let right = match left {
-            Some(true) if pos < self.groups.len() => side(self, pos, KcmpOrdering::Less),
+            Some(true) if pos < self.len() => side(self, pos, KcmpOrdering::Less),
             other => other,
         };
         match right {
-            Some(true) | None => return Ok(pos.min(self.groups.len())),
+            Some(true) | None => return Ok(pos.min(self.len())),
             Some(false) => {}
         }
-        match self.search(copy, 0..self.groups.len()) {
+        match self.search(copy, 0..self.len()) {
             Ok(Ok(g)) => Err(g),
             Ok(Err(at)) => Ok(at),
             // Only an anchor can fail here, and an anchor cannot.
-            Err(_) => Ok(pos.min(self.groups.len())),
+            Err(_) => Ok(pos.min(self.len())),
         }
     }
 
     /// The groups, in kcmp order (their anchors still open).
-    pub(crate) fn into_groups(self) -> Vec<Group> {
-        self.groups
+    pub(crate) fn into_groups(mut self) -> Vec<Group> {
+        let slots = &mut self.slots;
+        self.order
+            .iter()
+            .map(|&id| slots[id as usize].take().expect("a placed group"))
+            .collect()
+    }
+
+    /// The number of groups.
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The group at position `g`.
+    fn at(&self, g: usize) -> &Group {
+        self.slots[self.order[g] as usize]
+            .as_ref()
+            .expect("a placed group")
+    }
+
+    /// The group at position `g`, to change.
+    fn at_mut(&mut self, g: usize) -> &mut Group {
+        self.slots[self.order[g] as usize]
+            .as_mut()
+            .expect("a placed group")
     }
 }

@@ -16,7 +16,10 @@ impl<'a, R: Rows> Sorted<'a, R> {
         let mut copy = Sorted::new(self.rows, self.cmp, self.budget);
         copy.paths = self.paths;
         copy.tactics = self.tactics;
-        for g in &self.groups {
+        copy.slots = (0..self.slots.len()).map(|_| None).collect();
+        copy.label = vec![GONE; self.label.len()];
+        for &id in &self.order {
+            let g = self.slots[id as usize].as_ref().expect("a placed group");
             let rep = match &g.rep {
                 Rep::Own(fd) => match self.budget.dup(fd) {
                     Some(d) => Rep::Own(d),
@@ -27,15 +30,13 @@ impl<'a, R: Rows> Sorted<'a, R> {
                 },
                 Rep::Member(r) => Rep::Member(*r),
             };
-            copy.groups.push(Group {
+            copy.slots[id as usize] = Some(Group {
                 rep,
                 rows: Vec::new(),
-                id: g.id,
+                id,
             });
-        }
-        copy.label = vec![GONE; self.label.len()];
-        for g in &copy.groups {
-            copy.label[g.id as usize] = self.label[g.id as usize];
+            copy.order.push(id);
+            copy.label[id as usize] = self.label[id as usize];
         }
         copy.group_of = self.group_of.clone();
         copy
@@ -51,13 +52,14 @@ impl<'a, R: Rows> Sorted<'a, R> {
         let mut i = 0;
         for group in other {
             loop {
-                if i == self.groups.len() {
+                if i == self.len() {
                     self.insert_group(i, group.rep, group.rows);
                     i += 1;
                     break;
                 }
                 let (p, f) = group.rep.locate(self.budget.me(), |r| self.rows.locate(r));
-                let (rp, rf) = self.groups[i]
+                let (rp, rf) = self
+                    .at(i)
                     .rep
                     .locate(self.budget.me(), |r| self.rows.locate(r));
                 match (self.cmp)(p, f, rp, rf) {
@@ -68,12 +70,12 @@ impl<'a, R: Rows> Sorted<'a, R> {
                         break;
                     }
                     Ok(KcmpOrdering::Equal) => {
-                        let id = self.groups[i].id;
+                        let id = self.order[i];
                         for &r in &group.rows {
                             self.group_of.insert(r, id);
                             self.note_task(r, id);
                         }
-                        self.groups[i].rows.extend(group.rows);
+                        self.at_mut(i).rows.extend(group.rows);
                         self.budget.release(group.rep);
                         break;
                     }

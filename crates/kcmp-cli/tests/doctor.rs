@@ -72,6 +72,7 @@ fn json_report_matches_the_machine() {
         ("fdinfo ino", "5.14"),
         ("PIDFD_THREAD", "6.9"),
         ("F_DUPFD_QUERY", "6.10"),
+        ("PIDFD_GET_INFO", "6.13"),
     ] {
         assert!(
             seen.contains(&(name.to_string(), since.to_string())),

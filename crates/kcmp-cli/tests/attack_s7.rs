@@ -82,7 +82,10 @@ fn grandchildren_reparented_to_a_subreaper_root_during_the_scan_are_reported() {
         let v: Value = serde_json::from_slice(&out.stdout).expect("scan JSON");
         let (pids, skipped) = reported(&v);
         let outside: Vec<_> = pids.iter().filter(|p| !tree.contains(p)).collect();
-        assert!(outside.is_empty(), "run {run}: outside the tree: {outside:?}");
+        assert!(
+            outside.is_empty(),
+            "run {run}: outside the tree: {outside:?}"
+        );
         missing.extend(
             grandchildren
                 .iter()

@@ -192,11 +192,12 @@ struct Member {
 
 /// The stats of the trees' processes, read (in parallel) after the walk.
 /// A process known by its pidfd is pinned by it: its stat names it when
-/// the pidfd shows it alive after the read. One that exited meanwhile may
-/// have left its pid to a newcomer, whose stat was read and which
-/// [`PendingPin::read_then_pin`] then pins: a descendant is kept only with
-/// the parent it was selected for (the newcomer is then its sibling, in
-/// the tree as well).
+/// the pidfd shows it alive after the read (and then with whatever parent
+/// it has now: one found reparented was in the tree when it was walked).
+/// One that exited meanwhile may have left its pid to a newcomer, whose
+/// stat was read and which [`PendingPin::read_then_pin`] then pins: a
+/// descendant is kept only with the parent it was selected for (the
+/// newcomer is then its sibling, in the tree as well).
 fn read_members(members: Vec<Member>, workers: usize) -> HashMap<Pid, Read> {
     let members: Vec<Mutex<Option<Member>>> =
         members.into_iter().map(|m| Mutex::new(Some(m))).collect();
@@ -209,17 +210,37 @@ fn read_members(members: Vec<Member>, workers: usize) -> HashMap<Pid, Read> {
         let (stat, handle) = match m.known {
             Known::Stat(read) => read,
             Known::Pidfd { pending, ppid } => {
-                let stat = || procfs::read_process_stat(p).map(|s| (s.start_time, s));
-                let (h, s) = pending.read_then_pin(stat).ok()?;
-                if m.descendant && s.ppid != ppid {
+                // Read after its pidfd was opened, as read_then_pin needs.
+                let stat = procfs::read_process_stat(p).ok()?;
+                // Alive after the read: the stat is the process known by
+                // the pidfd, whatever its parent now (reparented when its
+                // parent exited, to a subreaper maybe in the tree).
+                if m.descendant && stat.ppid != ppid && !alive(&pending) {
                     return None;
                 }
+                let (h, s) = pending.read_then_pin(|| Ok((stat.start_time, stat))).ok()?;
                 (s, Some(h))
             }
         };
         Some((p, (stat, handle)))
     });
     read.into_iter().flatten().collect()
+}
+
+/// Whether the task `pending` pins has not exited (its pidfd is not
+/// readable): its pid cannot name another task meanwhile.
+fn alive(pending: &PendingPin) -> bool {
+    pending.pidfd().is_some_and(|fd| {
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
+    })
 }
 
 /// The processes (thread-group leaders) selected by `options`, excluding

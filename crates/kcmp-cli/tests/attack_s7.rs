@@ -99,3 +99,95 @@ fn grandchildren_reparented_to_a_subreaper_root_during_the_scan_are_reported() {
         missing.len()
     );
 }
+
+/// The (pid, fd) pairs a scan lists twice, and its process-level groups
+/// that hold a task twice.
+fn listed_twice(scan: &Value) -> (Vec<(i64, i64)>, Vec<Value>) {
+    let mut seen = HashSet::new();
+    let mut pairs = Vec::new();
+    for f in scan["open_files"].as_array().unwrap() {
+        for m in f["members"].as_array().unwrap() {
+            let pair = (m["pid"].as_i64().unwrap(), m["fd"].as_i64().unwrap());
+            if !seen.insert(pair) {
+                pairs.push(pair);
+            }
+        }
+    }
+    let mut groups = Vec::new();
+    for (_, gs) in scan["shared"].as_object().unwrap() {
+        for g in gs.as_array().unwrap() {
+            let tasks: HashSet<i64> = g
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_i64)
+                .collect();
+            if tasks.len() != g.as_array().unwrap().len() {
+                groups.push(g.clone());
+            }
+        }
+    }
+    (pairs, groups)
+}
+
+/// A thread named next to its process, or named twice, is one task: a
+/// thread sharing its process's fd table is inspected as its process, and
+/// one with a table of its own (`kcmp-oddities own-table`) is found when
+/// its process is expanded. Listing one twice makes every fd it holds a
+/// description "shared" by two holders, and its process share its fd
+/// table, address space, … with itself.
+#[test]
+fn a_thread_named_with_its_process_or_twice_is_inspected_once() {
+    let me = std::process::id() as i64;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        tx.send(i64::from(rustix::thread::gettid().as_raw_nonzero().get()))
+            .unwrap();
+        let _ = stop_rx.recv();
+    });
+    let tid = rx.recv().unwrap();
+    let mut odd = Command::new(testkit_bin_next_to(KCMP, "kcmp-oddities"))
+        .arg("own-table")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn kcmp-oddities");
+    let mut line = String::new();
+    BufReader::new(odd.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let truth: Value = serde_json::from_str(&line).expect("the fixture's JSON");
+    let (p, t) = (
+        truth["pid"].as_i64().unwrap(),
+        truth["tid"].as_i64().unwrap(),
+    );
+    let cases: [&[(&str, i64)]; 6] = [
+        &[("--pid", me), ("--pid", tid)],
+        &[("--pid", tid), ("--pid", tid)],
+        &[("--tree", me), ("--pid", tid)],
+        &[("--pid", p), ("--pid", t)],
+        &[("--pid", t), ("--pid", t)],
+        &[("--tree", p), ("--pid", t)],
+    ];
+    let mut twice = Vec::new();
+    for case in cases {
+        let mut cmd = Command::new(kcmp_under_test(KCMP));
+        cmd.args(["scan", "--json", "--include-unshared"]);
+        for (flag, pid) in case {
+            cmd.arg(flag).arg(pid.to_string());
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{case:?}: {out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("scan JSON");
+        let (pairs, groups) = listed_twice(&v);
+        if !pairs.is_empty() || !groups.is_empty() {
+            twice.push(format!("{case:?}: pairs {pairs:?}, groups {groups:?}"));
+        }
+    }
+    drop(odd.stdin.take());
+    odd.wait().unwrap();
+    drop(stop_tx);
+    thread.join().unwrap();
+    assert!(twice.is_empty(), "listed twice:\n{}", twice.join("\n"));
+}

@@ -272,9 +272,10 @@ pub(crate) fn select_processes(
     } else {
         tree_reads(options, workers, &budget)?
     };
-    let mut threads: Vec<TaskStat> = Vec::new();
+    let mut threads: Vec<(Pid, TaskStat)> = Vec::new();
+    let mut named: HashSet<Pid> = HashSet::new();
     for &p in options.pids.iter().chain(&options.trees) {
-        if !read.contains_key(&p) {
+        if !read.contains_key(&p) && named.insert(p) {
             // A thread id, or a process we could not stat.
             match procfs::read_stat(p) {
                 Ok(_) => threads.extend(named_thread(p)),
@@ -295,7 +296,18 @@ pub(crate) fn select_processes(
         procs.push(stat);
         handles.extend(handle.map(|h| (pid, h)));
     }
-    procs.extend(threads);
+    // A named thread is inspected once: with its process when that is
+    // selected (which finds it when it has an fd table of its own), else
+    // once however often it (or another thread seen as the same process)
+    // was named.
+    let selected: HashSet<Pid> = procs.iter().map(|s| s.pid).collect();
+    let mut tasks = selected.clone();
+    procs.extend(
+        threads
+            .into_iter()
+            .filter(|(tgid, st)| !selected.contains(tgid) && tasks.insert(st.pid))
+            .map(|(_, st)| st),
+    );
     let pins = EarlyPins {
         budget_left: Some(start_budget.saturating_sub(handles.len())),
         handles,
@@ -306,7 +318,8 @@ pub(crate) fn select_processes(
 /// A thread named explicitly: it is inspected as a task of its own, with
 /// its own fd table when it has one (`unshare(CLONE_FILES)`), otherwise as
 /// its process. Marked single-threaded so that pinning does not expand it.
-fn named_thread(tid: Pid) -> Option<TaskStat> {
+/// Returned with its process's pid.
+fn named_thread(tid: Pid) -> Option<(Pid, TaskStat)> {
     let tgid: i32 = procfs::read_status_field(tid, "Tgid")
         .ok()??
         .trim()
@@ -318,7 +331,7 @@ fn named_thread(tid: Pid) -> Option<TaskStat> {
         None => procfs::read_stat(tgid).ok()?,
     };
     st.num_threads = 1;
-    Some(st)
+    Some((tgid, st))
 }
 
 #[cfg(test)]

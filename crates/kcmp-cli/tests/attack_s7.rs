@@ -191,3 +191,69 @@ fn a_thread_named_with_its_process_or_twice_is_inspected_once() {
     thread.join().unwrap();
     assert!(twice.is_empty(), "listed twice:\n{}", twice.join("\n"));
 }
+
+/// The fd numbers a scan lists, by holder pid.
+fn fds_listed(scan: &Value) -> Vec<(i64, i64)> {
+    let mut fds: Vec<(i64, i64)> = scan["open_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["members"].as_array().unwrap().iter())
+        .map(|m| (m["pid"].as_i64().unwrap(), m["fd"].as_i64().unwrap()))
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+/// A process whose main thread exited (`kcmp-leader-exit`) holds its fds
+/// through its live thread: naming that thread (`--pid TID`, a thread
+/// sharing its process's fd table, inspected as its process) must find
+/// them as naming the process does, not read the exited main thread's
+/// empty fd directory and report nothing.
+#[test]
+fn the_live_thread_of_an_exited_leader_named_by_tid_shows_its_fds() {
+    let mut fixture = Command::new(testkit_bin_next_to(KCMP, "kcmp-leader-exit"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn kcmp-leader-exit");
+    let mut line = String::new();
+    BufReader::new(fixture.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let truth: Value = serde_json::from_str(&line).expect("the fixture's JSON");
+    let (pid, tid) = (
+        truth["pid"].as_i64().unwrap(),
+        truth["thread"].as_i64().unwrap(),
+    );
+    // The main thread is about to exit: wait until /proc says Z.
+    let zombie = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, f)| f.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !zombie() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(zombie(), "the fixture's main thread did not exit");
+    let scan = |named: i64| {
+        let out = Command::new(kcmp_under_test(KCMP))
+            .args(["scan", "--json", "--include-unshared", "--pid"])
+            .arg(named.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "--pid {named}: {out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("scan JSON");
+        fds_listed(&v)
+    };
+    let (by_pid, by_tid) = (scan(pid), scan(tid));
+    drop(fixture.stdin.take());
+    fixture.wait().unwrap();
+    assert!(!by_pid.is_empty(), "--pid {pid} found no fd");
+    assert_eq!(
+        by_tid, by_pid,
+        "--pid {tid} (its live thread) versus --pid {pid}"
+    );
+}

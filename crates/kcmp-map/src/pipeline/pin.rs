@@ -166,7 +166,10 @@ pub(crate) fn pin_tasks(
         for tid in tids {
             // With threads as tasks, the leader is itself even when its
             // main thread exited (its live threads are tasks of their own).
-            let stat = if tid == st.pid && (st.num_threads == 1 || threads) {
+            // A zombie marked single-threaded may be a named thread's
+            // process: read through its live thread.
+            let single = st.num_threads == 1 && !st.is_zombie();
+            let stat = if tid == st.pid && (single || threads) {
                 Ok((st.pid, st.clone()))
             } else if tid == st.pid {
                 Ok(live_thread(st))

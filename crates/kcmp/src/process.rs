@@ -111,13 +111,7 @@ impl ProcessHandle {
     }
 
     fn pidfd_readable(&self) -> Option<bool> {
-        let fd = self.pidfd.as_ref()?;
-        let mut fds = [PollFd::new(fd, PollFlags::IN)];
-        let zero = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        Some(!matches!(poll(&mut fds, Some(&zero)), Ok(0)))
+        self.pidfd.as_ref().map(readable)
     }
 
     fn start_time_matches(&self) -> bool {
@@ -263,12 +257,22 @@ impl PendingPin {
         self.pidfd.as_ref().map(|fd| fd.as_fd())
     }
 
-    /// Calls `read`, which reads the task's start time from /proc (and
-    /// whatever else the caller wants from the same read, returned as `T`),
-    /// and pins the task: a pidfd still not readable after `read` proves
-    /// the task lived through the read, so `read` saw that very task. A
-    /// task that exited meanwhile (or was a zombie) is pinned as by
-    /// [`ProcessHandle::pin`], which reads its start time again.
+    /// Whether the task is alive now: its pidfd is not readable (it has
+    /// not exited), so its pid still names it. `false` when that is not
+    /// known (no pidfd).
+    pub fn is_alive(&self) -> bool {
+        self.pidfd.as_ref().is_some_and(|fd| !readable(fd))
+    }
+
+    /// Calls `read`, which gives the task's start time as read from /proc
+    /// (and whatever else the caller wants from the same read, returned as
+    /// `T`), and pins the task: a pidfd still not readable after `read`
+    /// proves the task lived through the read, so `read` saw that very
+    /// task. `read` reads /proc itself, or gives what the caller read
+    /// since [`open`](Self::open) (never before it: that could be of a
+    /// task that held the pid earlier). A task that exited meanwhile (or
+    /// was a zombie) is pinned as by [`ProcessHandle::pin`], which reads
+    /// its start time again.
     pub fn read_then_pin<T>(
         self,
         read: impl FnOnce() -> Result<(u64, T)>,
@@ -288,6 +292,17 @@ impl PendingPin {
             None => Ok((handle, extra)),
         }
     }
+}
+
+/// Whether a pidfd is readable now: its task has exited (an error of
+/// poll counts as readable: nothing proves the task alive).
+fn readable(pidfd: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    !matches!(poll(&mut fds, Some(&zero)), Ok(0))
 }
 
 /// A pidfd for `pid` (`PIDFD_THREAD` for a thread that is not a group

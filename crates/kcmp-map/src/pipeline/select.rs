@@ -8,7 +8,7 @@ use crate::procfs::{self, TaskStat};
 use crate::sys;
 use kcmp::{Errno, Error, PendingPin, Pid, ProcessHandle, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// A [`Skipped`] entry for `pid` from the error of `what`.
@@ -95,8 +95,8 @@ impl Known {
     }
 }
 
-/// Whether `PIDFD_GET_INFO` works here: unknown (0), yes (1), no (2).
-static PIDFD_INFO: AtomicU8 = AtomicU8::new(0);
+/// Set once `PIDFD_GET_INFO` turned out not to exist here (before 6.13).
+static NO_PIDFD_INFO: AtomicBool = AtomicBool::new(false);
 
 /// How selection for trees knows `p`. Through a pidfd whose
 /// `PIDFD_GET_INFO` (Linux 6.13) names the parent: its stat (which costs
@@ -107,7 +107,7 @@ static PIDFD_INFO: AtomicU8 = AtomicU8::new(0);
 /// kernel has no such ioctl, or the pidfd budget is spent: by its stat,
 /// unpinned (pinned later, by its start time, as before).
 fn known(p: Pid, budget: &AtomicUsize) -> Result<Known> {
-    if PIDFD_INFO.load(Ordering::Relaxed) == 2 || !super::pin::take_pidfd(budget) {
+    if NO_PIDFD_INFO.load(Ordering::Relaxed) || !super::pin::take_pidfd(budget) {
         return procfs::read_process_stat(p).map(|s| Known::Stat((s, None)));
     }
     crate::freeze::step();
@@ -119,12 +119,9 @@ fn known(p: Pid, budget: &AtomicUsize) -> Result<Known> {
     match sys::pidfd::tgid_and_ppid(fd) {
         // A thread of another process by now (pid reused): not a process.
         Ok((tgid, _)) if tgid != p.get() => Err(Error::Vanished { pid: p.get() }),
-        Ok((_, ppid)) => {
-            PIDFD_INFO.store(1, Ordering::Relaxed);
-            Ok(Known::Pidfd { ppid, pending })
-        }
+        Ok((_, ppid)) => Ok(Known::Pidfd { ppid, pending }),
         Err(e) if e == Errno::NOTTY || e == Errno::INVAL => {
-            PIDFD_INFO.store(2, Ordering::Relaxed);
+            NO_PIDFD_INFO.store(true, Ordering::Relaxed);
             drop(pending);
             procfs::read_process_stat(p).map(|s| Known::Stat((s, None)))
         }
@@ -210,12 +207,12 @@ fn read_members(members: Vec<Member>, workers: usize) -> HashMap<Pid, Read> {
         let (stat, handle) = match m.known {
             Known::Stat(read) => read,
             Known::Pidfd { pending, ppid } => {
-                // Read after its pidfd was opened, as read_then_pin needs.
+                // Read after its pidfd was opened (read_then_pin's rule).
                 let stat = procfs::read_process_stat(p).ok()?;
                 // Alive after the read: the stat is the process known by
                 // the pidfd, whatever its parent now (reparented when its
                 // parent exited, to a subreaper maybe in the tree).
-                if m.descendant && stat.ppid != ppid && !alive(&pending) {
+                if m.descendant && stat.ppid != ppid && !pending.is_alive() {
                     return None;
                 }
                 let (h, s) = pending.read_then_pin(|| Ok((stat.start_time, stat))).ok()?;
@@ -225,22 +222,6 @@ fn read_members(members: Vec<Member>, workers: usize) -> HashMap<Pid, Read> {
         Some((p, (stat, handle)))
     });
     read.into_iter().flatten().collect()
-}
-
-/// Whether the task `pending` pins has not exited (its pidfd is not
-/// readable): its pid cannot name another task meanwhile.
-fn alive(pending: &PendingPin) -> bool {
-    pending.pidfd().is_some_and(|fd| {
-        let mut fds = [rustix::event::PollFd::new(
-            &fd,
-            rustix::event::PollFlags::IN,
-        )];
-        let zero = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
-    })
 }
 
 /// The processes (thread-group leaders) selected by `options`, excluding

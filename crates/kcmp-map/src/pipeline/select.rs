@@ -153,11 +153,7 @@ fn tree_reads(
     }
     let mut members: Vec<Member> = Vec::new();
     for &p in options.pids.iter().chain(&options.trees) {
-        members.extend(all.remove(&p).map(|known| Member {
-            pid: p,
-            known,
-            descendant: false,
-        }));
+        members.extend(all.remove(&p).map(|known| Member { pid: p, known }));
     }
     // Walked apart from the named: a pid named by --pid inside a tree
     // still has its descendants walked.
@@ -165,11 +161,7 @@ fn tree_reads(
     let mut stack: Vec<Pid> = options.trees.clone();
     while let Some(p) = stack.pop() {
         if walked.insert(p) {
-            members.extend(all.remove(&p).map(|known| Member {
-                pid: p,
-                known,
-                descendant: true,
-            }));
+            members.extend(all.remove(&p).map(|known| Member { pid: p, known }));
             if let Some(kids) = children.get(&p.get()) {
                 stack.extend(kids.iter().copied());
             }
@@ -183,18 +175,16 @@ fn tree_reads(
 struct Member {
     pid: Pid,
     known: Known,
-    /// Selected for its parent, not by name.
-    descendant: bool,
 }
 
 /// The stats of the trees' processes, read (in parallel) after the walk.
 /// A process known by its pidfd is pinned by it: its stat names it when
-/// the pidfd shows it alive after the read (and then with whatever parent
-/// it has now: one found reparented was in the tree when it was walked).
-/// One that exited meanwhile may have left its pid to a newcomer, whose
-/// stat was read and which [`PendingPin::read_then_pin`] then pins: a
-/// descendant is kept only with the parent it was selected for (the
-/// newcomer is then its sibling, in the tree as well).
+/// the pidfd shows it alive after the read (whatever its parent now: one
+/// reparented when its parent exited was in the tree when it was walked),
+/// or, when it has exited, shows it not reaped yet after the read
+/// (`PIDFD_GET_INFO` answers until then: a zombie). One reaped may have
+/// left its pid to a newcomer before the read: left out (a named pid is
+/// read again by name, as whatever it names now).
 fn read_members(members: Vec<Member>, workers: usize) -> HashMap<Pid, Read> {
     let members: Vec<Mutex<Option<Member>>> =
         members.into_iter().map(|m| Mutex::new(Some(m))).collect();
@@ -206,13 +196,11 @@ fn read_members(members: Vec<Member>, workers: usize) -> HashMap<Pid, Read> {
         let p = m.pid;
         let (stat, handle) = match m.known {
             Known::Stat(read) => read,
-            Known::Pidfd { pending, ppid } => {
+            Known::Pidfd { pending, .. } => {
                 // Read after its pidfd was opened (read_then_pin's rule).
                 let stat = procfs::read_process_stat(p).ok()?;
-                // Alive after the read: the stat is the process known by
-                // the pidfd, whatever its parent now (reparented when its
-                // parent exited, to a subreaper maybe in the tree).
-                if m.descendant && stat.ppid != ppid && !pending.is_alive() {
+                let not_reaped = |fd| sys::pidfd::tgid_and_ppid(fd).is_ok();
+                if !pending.is_alive() && !pending.pidfd().is_some_and(not_reaped) {
                     return None;
                 }
                 let (h, s) = pending.read_then_pin(|| Ok((stat.start_time, stat))).ok()?;
@@ -323,11 +311,11 @@ mod tests {
     use std::process::{Command, Stdio};
 
     /// A process known by its pidfd whose pid, after it exited and was
-    /// reaped, names a newcomer with another parent: a descendant read
-    /// after the walk must not be the newcomer (selected for the parent
-    /// the first one had), while a named pid is whatever its pid names.
+    /// reaped, names a newcomer with another parent: a member read after
+    /// the walk must not be the newcomer (selected for the parent the
+    /// first one had); a pin opened afresh reads the newcomer.
     #[test]
-    fn a_descendant_whose_pid_was_reused_by_a_stranger_is_left_out() {
+    fn a_member_whose_pid_was_reused_by_a_stranger_is_left_out() {
         if !rustix::process::geteuid().is_root() {
             eprintln!("skipped: not root (ns_last_pid)");
             return;
@@ -372,18 +360,17 @@ mod tests {
             eprintln!("skipped: no pid could be reused (a busy host)");
             return;
         };
-        let member = |pending, descendant| Member {
+        let member = |pending| Member {
             pid,
             known: Known::Pidfd { ppid: me, pending },
-            descendant,
         };
-        let read = read_members(vec![member(pending, true)], 1);
+        let read = read_members(vec![member(pending)], 1);
         assert!(
             read.is_empty(),
             "the stranger was selected: {:?}",
             read.keys()
         );
-        let named = read_members(vec![member(PendingPin::open(pid).unwrap(), false)], 1);
+        let named = read_members(vec![member(PendingPin::open(pid).unwrap())], 1);
         assert_eq!(named[&pid].0.ppid, shell.id() as i32);
         end(&mut shell, to_shell);
     }
@@ -399,7 +386,6 @@ mod tests {
                 ppid: std::process::id() as i32,
                 pending: PendingPin::open(pid).unwrap(),
             },
-            descendant: true,
         };
         let read = read_members(vec![member], 1);
         let (stat, handle) = &read[&pid];
@@ -407,5 +393,33 @@ mod tests {
         assert!(handle.as_ref().is_some_and(|h| h.verify().is_ok()));
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// A member that exited but was not reaped (a zombie) is read: its pid
+    /// still names it.
+    #[test]
+    fn a_zombie_member_is_read_as_itself() {
+        let mut child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let pid = Pid::new(child.id() as i32).unwrap();
+        let pending = PendingPin::open(pid).unwrap();
+        child.kill().unwrap();
+        while !pending.pidfd().is_some_and(|fd| {
+            let mut fds = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::IN,
+            )];
+            rustix::event::poll(&mut fds, None).is_ok_and(|n| n > 0)
+        }) {}
+        let member = Member {
+            pid,
+            known: Known::Pidfd {
+                ppid: std::process::id() as i32,
+                pending,
+            },
+        };
+        let read = read_members(vec![member], 1);
+        let kept = read.get(&pid).map(|(st, _)| st.is_zombie());
+        child.wait().unwrap();
+        assert_eq!(kept, Some(true), "the zombie was not read as itself");
     }
 }

@@ -70,7 +70,9 @@ fn groups_stay_exact_and_in_kcmp_order_whatever_the_insertion_order() {
     }
 }
 
-/// Places every fd of `all` and checks the groups against what was built.
+/// Places every fd of `all` and checks the groups against what was built:
+/// in one [`Sorted`], then in parts (the first third placed, the rest in
+/// two forks of it, absorbed back), as a big bucket is on several workers.
 fn check(what: &str, all: &[FdNum], opened: &[OwnedFd], dups: &[OwnedFd]) {
     let rows = OwnFds(all.to_vec());
     let calls = CallCounter::default();
@@ -80,8 +82,42 @@ fn check(what: &str, all: &[FdNum], opened: &[OwnedFd], dups: &[OwnedFd]) {
     for row in 0..all.len() as u32 {
         assert!(matches!(sorted.place(row, None), Placed::Joined), "{what}");
     }
+    check_groups(what, all, opened, dups, sorted.into_groups(), &budget);
+    let mut sorted = Sorted::new(&rows, &*cmp, &budget).without_paths();
+    let third = all.len() as u32 / 3;
+    for row in 0..third {
+        assert!(matches!(sorted.place(row, None), Placed::Joined), "{what}");
+    }
+    let parts: Vec<_> = [third..2 * third, 2 * third..all.len() as u32]
+        .into_iter()
+        .map(|part| {
+            let mut fork = sorted.fork();
+            for row in part {
+                assert!(matches!(fork.place(row, None), Placed::Joined), "{what}");
+            }
+            fork.into_groups()
+        })
+        .collect();
+    for groups in parts {
+        let odd = sorted.absorb(groups);
+        assert!(
+            odd.iter().all(|(_, p)| matches!(p, Placed::Joined)),
+            "{what}"
+        );
+    }
+    let what = format!("{what}, in parts");
+    check_groups(&what, all, opened, dups, sorted.into_groups(), &budget);
+}
+
+fn check_groups(
+    what: &str,
+    all: &[FdNum],
+    opened: &[OwnedFd],
+    dups: &[OwnedFd],
+    groups: Vec<super::Group>,
+    budget: &Budget,
+) {
     let me = Pid::this();
-    let groups = sorted.into_groups();
     assert_eq!(
         groups.len(),
         opened.len(),

@@ -48,12 +48,10 @@ fn in_a_tree_scan_a_listed_pid_reused_by_a_thread_is_not_scanned_as_a_process() 
 
 /// The same with no pidfd to spare (`ulimit -n 64`: every task is pinned
 /// by its start time): no pidfd tells the thread from a process there, the
-/// stat read does (`exit_signal`).
+/// stat read does (`exit_signal`), at selection and again when a process
+/// is pinned and verified by its start time (a pid reused by a thread
+/// within the same clock tick has the same start time).
 #[test]
-#[ignore = "fails now and then (about 1 scan in 40): selection rejects the thread (exit_signal), \
-            but a pid reused by a thread after selection and within the same clock tick passes \
-            pin.rs same_start (start time only, read_stat); a fix must tell a process task from \
-            a named thread with its own fd table (both have via == st.pid there)"]
 fn without_pidfds_a_listed_pid_reused_by_a_thread_is_not_scanned_as_a_process() {
     threads_made_of_listed_pids_during_scans(&["ulimit -n 64"], &[]);
 }

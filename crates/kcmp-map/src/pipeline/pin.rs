@@ -6,7 +6,7 @@ use super::select::{skipped_from, EarlyPins};
 use crate::model::{Skipped, TaskRecord};
 use crate::parallel::{parallel_map_lazy, CallCounter};
 use crate::procfs::{self, TaskStat};
-use kcmp::{Error, Pid, ProcessHandle, Result};
+use kcmp::{Error, PendingPin, Pid, ProcessHandle, Result};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Mutex;
 
@@ -27,8 +27,10 @@ pub(crate) enum Pin {
     /// A pidfd (or the kernel's fallback to the start time).
     Handle(ProcessHandle),
     /// The start time only, checked again at the end: when the fd limit
-    /// leaves no room for one more pidfd.
-    StartTime(u64),
+    /// leaves no room for one more pidfd. `process`: the task pinned is a
+    /// process, which a thread that took its pid in the same clock tick
+    /// must not pass for.
+    StartTime { start_time: u64, process: bool },
 }
 
 impl SelectedTask {
@@ -36,7 +38,7 @@ impl SelectedTask {
     pub(crate) fn pidfd(&self) -> Option<rustix::fd::BorrowedFd<'_>> {
         match &self.pin {
             Pin::Handle(h) => h.pidfd(),
-            Pin::StartTime(_) => None,
+            Pin::StartTime { .. } => None,
         }
     }
 
@@ -44,16 +46,26 @@ impl SelectedTask {
     pub(crate) fn verify(&self) -> Result<()> {
         match &self.pin {
             Pin::Handle(h) => h.verify(),
-            Pin::StartTime(t) => same_start(self.via, *t),
+            Pin::StartTime {
+                start_time,
+                process,
+            } => same_start(self.via, *start_time, *process),
         }
     }
 }
 
-/// `Ok` when `tid` still names the task that started at `start_time`;
-/// [`Error::Vanished`] when not; any other error (`EMFILE`: no fd to read
-/// /proc with) as it is, never as "the task exited".
-fn same_start(tid: Pid, start_time: u64) -> Result<()> {
-    match procfs::read_stat(tid) {
+/// `Ok` when `tid` still names the task that started at `start_time` (a
+/// process, with `process`: not a thread of another that took its pid
+/// within the same clock tick); [`Error::Vanished`] when not; any other
+/// error (`EMFILE`: no fd to read /proc with) as it is, never as "the task
+/// exited".
+fn same_start(tid: Pid, start_time: u64, process: bool) -> Result<()> {
+    let stat = if process {
+        procfs::read_process_stat(tid)
+    } else {
+        procfs::read_stat(tid)
+    };
+    match stat {
         Ok(st) if st.start_time == start_time => Ok(()),
         Err(e) if !e.is_gone() => Err(e),
         _ => Err(Error::Vanished { pid: tid.get() }),
@@ -146,6 +158,7 @@ pub(crate) fn pin_tasks(
     calls: &CallCounter,
 ) -> (Vec<SelectedTask>, Vec<Skipped>) {
     let budget = AtomicUsize::new(early.budget_left.unwrap_or_else(pidfd_budget));
+    let named_threads = early.own_table_threads;
     let early = Mutex::new(early.handles);
     let results = parallel_map_lazy(procs.len(), workers, |i| {
         let st = &procs[i];
@@ -178,10 +191,12 @@ pub(crate) fn pin_tasks(
             };
             let pinned = stat.and_then(|(via, stat)| {
                 // Pinned as it was selected, when it is inspected through itself.
-                let pinned = early.take().filter(|_| via == st.pid && tid == st.pid);
+                let itself = via == st.pid && tid == st.pid;
+                let pinned = early.take().filter(|_| itself);
+                let process = itself && !named_threads.contains(&st.pid);
                 let pin = match pinned {
                     Some(h) => Ok(Pin::Handle(h)),
-                    None => pin(via, stat.start_time, &budget),
+                    None => pin(via, stat.start_time, process, &budget),
                 };
                 pin.map(|p| (via, stat, p))
             });
@@ -223,14 +238,28 @@ pub(crate) fn take_pidfd(budget: &AtomicUsize) -> bool {
         .is_ok()
 }
 
-/// Pins `tid` with a pidfd while the budget lasts, by start time after.
-fn pin(tid: Pid, start_time: u64, budget: &AtomicUsize) -> Result<Pin> {
+/// Pins `tid` with a pidfd while the budget lasts, by start time after. A
+/// process (`process`) is pinned as a process: its pidfd first, then its
+/// stat, which a thread of another that took its pid fails (a pidfd of a
+/// thread would pass a start-time check within the same clock tick).
+fn pin(tid: Pid, start_time: u64, process: bool, budget: &AtomicUsize) -> Result<Pin> {
     crate::freeze::step();
-    if take_pidfd(budget) {
-        ProcessHandle::pin(tid, start_time).map(Pin::Handle)
-    } else {
-        same_start(tid, start_time).map(|()| Pin::StartTime(start_time))
+    if !take_pidfd(budget) {
+        return same_start(tid, start_time, process).map(|()| Pin::StartTime {
+            start_time,
+            process,
+        });
     }
+    if !process {
+        return ProcessHandle::pin(tid, start_time).map(Pin::Handle);
+    }
+    let read = || match procfs::read_process_stat(tid) {
+        Ok(st) if st.start_time == start_time => Ok((start_time, ())),
+        Err(e) if !e.is_gone() => Err(e),
+        _ => Err(Error::Vanished { pid: tid.get() }),
+    };
+    let (handle, ()) = PendingPin::open(tid)?.read_then_pin(read)?;
+    Ok(Pin::Handle(handle))
 }
 
 /// Makes room for `extra` more open fds within the soft `RLIMIT_NOFILE`
@@ -270,5 +299,48 @@ pub(crate) fn verify_tasks(
             skipped.detail.push_str("; its answers were discarded");
             failed.insert(i as u32, skipped);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pin, same_start, Pin};
+    use crate::procfs;
+    use kcmp::Pid;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    /// A pid that names a thread now, with the start time its process had
+    /// (a pid reused by a thread of another within one clock tick): a
+    /// process pinned by that start time must not be that thread, with or
+    /// without a pidfd; a thread selected as a task of its own still is.
+    #[test]
+    fn a_thread_with_the_start_time_of_the_process_it_replaced_is_refused() {
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            tid_tx
+                .send(rustix::thread::gettid().as_raw_nonzero().get())
+                .unwrap();
+            let _ = stop_rx.recv();
+        });
+        let tid = Pid::new(tid_rx.recv().unwrap()).unwrap();
+        let start_time = procfs::read_task_stat(Pid::this(), tid).unwrap().start_time;
+        assert!(same_start(tid, start_time, true).is_err(), "by start time");
+        assert!(same_start(tid, start_time, false).is_ok());
+        let budget = AtomicUsize::new(1);
+        assert!(pin(tid, start_time, true, &budget).is_err(), "with a pidfd");
+        let budget = AtomicUsize::new(1);
+        assert!(matches!(
+            pin(tid, start_time, false, &budget),
+            Ok(Pin::Handle(_))
+        ));
+        let none_left = AtomicUsize::new(0);
+        assert!(matches!(
+            pin(tid, start_time, false, &none_left),
+            Ok(Pin::StartTime { process: false, .. })
+        ));
+        drop(stop_tx);
+        thread.join().unwrap();
     }
 }

@@ -41,6 +41,9 @@ pub(crate) struct EarlyPins {
     /// The pidfds pinning may still open, when selection took from the
     /// budget ([`super::pin::pidfd_budget`]) already.
     pub budget_left: Option<usize>,
+    /// Named threads selected as tasks of their own (an fd table of their
+    /// own): every other selected task is a process.
+    pub own_table_threads: HashSet<Pid>,
 }
 
 /// What selection read of one process: its stat, and its pin when it was
@@ -271,15 +274,19 @@ pub(crate) fn select_processes(
     // was named.
     let selected: HashSet<Pid> = procs.iter().map(|s| s.pid).collect();
     let mut tasks = selected.clone();
-    procs.extend(
-        threads
-            .into_iter()
-            .filter(|(tgid, st)| !selected.contains(tgid) && tasks.insert(st.pid))
-            .map(|(_, st)| st),
-    );
+    let mut own_table_threads = HashSet::new();
+    for (tgid, st) in threads {
+        if !selected.contains(&tgid) && tasks.insert(st.pid) {
+            if st.pid != tgid {
+                own_table_threads.insert(st.pid);
+            }
+            procs.push(st);
+        }
+    }
     let pins = EarlyPins {
         budget_left: Some(start_budget.saturating_sub(handles.len())),
         handles,
+        own_table_threads,
     };
     Ok((procs, pins))
 }

@@ -44,7 +44,11 @@ pub(crate) fn spawn(left_open: &[i32]) -> io::Result<()> {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before);
     }
-    let pid = clone_files();
+    // SAFETY: the child runs `keep` only: raw syscalls on integers and on
+    // memory it owns (its copy of `left_open`), no allocation, no lock, no
+    // libc wrapper that is a cancellation point; it closes no fd of the
+    // shared table while the parent lives, and never returns.
+    let pid = unsafe { super::process::clone_quietly(libc::CLONE_FILES as usize) };
     if pid == 0 {
         keep(pidfd, left_open, limit);
     }
@@ -52,26 +56,6 @@ pub(crate) fn spawn(left_open: &[i32]) -> io::Result<()> {
     // SAFETY: pthread_sigmask reads the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
     failed.map_or(Ok(()), Err)
-}
-
-/// `clone(CLONE_FILES)` with exit signal 0 and no new stack: 0 in the
-/// child, its pid in the parent, -1 on failure.
-fn clone_files() -> libc::c_long {
-    let flags = libc::CLONE_FILES as libc::c_ulong;
-    // SAFETY: clone without CLONE_VM and with a null stack runs the child on
-    // a copy of this address space and of this thread's stack, as fork
-    // does; exit signal 0, so that no caller's wait(2) sees it while this
-    // process lives. The child runs `keep` only: raw syscalls on integers
-    // and on memory it owns (its copy of `left_open`), no allocation, no
-    // lock, no libc wrapper that is a cancellation point, and it never
-    // returns. s390 takes the stack first (CLONE_BACKWARDS2).
-    unsafe {
-        #[cfg(target_arch = "s390x")]
-        let pid = libc::syscall(libc::SYS_clone, 0usize, flags, 0usize, 0usize, 0usize);
-        #[cfg(not(target_arch = "s390x"))]
-        let pid = libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize);
-        pid
-    }
 }
 
 /// The keeper's life: wait for the parent to be gone (`parent`: its

@@ -52,11 +52,16 @@ pub(crate) fn spawn() -> io::Result<OwnedFd> {
     // The intermediate child shares this fd table: its exit closes nothing
     // (a copy left open of a hung FUSE file would make it wait, and us in
     // `waitpid`). The outside closer gets a table of its own.
-    let pid = fork_quietly(libc::CLONE_FILES as usize);
+    // SAFETY: the intermediate child makes one more clone and exit_group,
+    // raw syscalls touching no fd; the closer it starts runs `serve` only
+    // (raw syscalls on integers and on buffers of its own stack, in a table
+    // of its own), never returning.
+    let pid = unsafe { super::process::clone_quietly(libc::CLONE_FILES as usize) };
     if pid == 0 {
         // The intermediate child: start the closer, exit at once, so that
         // the closer is reparented (to init or a subreaper), which reaps it.
-        if fork_quietly(0) == 0 {
+        // SAFETY: as above: the closer runs `serve` only.
+        if unsafe { super::process::clone_quietly(0) } == 0 {
             serve(keep);
         }
         // SAFETY: exit_group takes an integer and does not return.
@@ -79,24 +84,6 @@ pub(crate) fn spawn() -> io::Result<OwnedFd> {
     }
     drop(theirs);
     Ok(ours)
-}
-
-/// A fork with exit signal 0 (no caller's SIGCHLD handler or `wait(-1)`
-/// sees it) and clone `flags` (0 or `CLONE_FILES`): 0 in the child, its pid
-/// in the parent, -1 on failure.
-fn fork_quietly(flags: usize) -> libc::c_long {
-    // SAFETY: clone without CLONE_VM and with a null stack runs the child on
-    // a copy of this address space, as fork does (with CLONE_FILES it shares
-    // the fd table, and touches no fd of it). The children run only
-    // raw syscalls on integers and on memory they own: no allocation, no
-    // lock. s390 takes the stack first (CLONE_BACKWARDS2).
-    unsafe {
-        #[cfg(target_arch = "s390x")]
-        let pid = libc::syscall(libc::SYS_clone, 0usize, flags, 0usize, 0usize, 0usize);
-        #[cfg(not(target_arch = "s390x"))]
-        let pid = libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize);
-        pid
-    }
 }
 
 /// The outside closer's life: close every inherited fd but `sock` (a

@@ -300,3 +300,28 @@ pub fn ofd_write_lock_owner(fd: std::os::fd::BorrowedFd<'_>) -> Result<Option<i3
     }
     Ok((lock.l_type != libc::F_UNLCK as libc::c_short).then_some(lock.l_pid))
 }
+
+/// A fork with exit signal 0 (no caller's SIGCHLD handler or `wait(-1)`
+/// sees it) and clone `flags` (0 or `CLONE_FILES`): 0 in the child, its pid
+/// in the parent, -1 on failure.
+///
+/// # Safety
+/// The child runs on a copy of this address space with only the calling
+/// thread, whose other threads' locks may be held: it must make only raw
+/// syscalls on integers and on memory it owns (no allocation, no lock, no
+/// libc wrapper that is a cancellation point) and end with `_exit`, never
+/// returning. With `CLONE_FILES` it shares the caller's fd table and must
+/// close no fd of it.
+pub(crate) unsafe fn clone_quietly(flags: usize) -> libc::c_long {
+    // SAFETY: clone without CLONE_VM and with a null stack runs the child on
+    // a copy of this address space, as fork does; what the child may do is
+    // this function's contract with its caller. s390 takes the stack first
+    // (CLONE_BACKWARDS2).
+    unsafe {
+        #[cfg(target_arch = "s390x")]
+        let pid = libc::syscall(libc::SYS_clone, 0usize, flags, 0usize, 0usize, 0usize);
+        #[cfg(not(target_arch = "s390x"))]
+        let pid = libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize);
+        pid
+    }
+}

@@ -111,14 +111,8 @@ fn serve(sock: i32) -> ! {
     let mut held = [-1i32; MAX];
     let mut count = 0usize;
     loop {
-        let mut iov = libc::iovec {
-            iov_base: (&mut byte as *mut u8).cast(),
-            iov_len: 1,
-        };
-        // SAFETY: an all-zero msghdr is valid; its pointers are set below.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
+        let mut iov = one_byte(&mut byte);
+        let mut msg = message(&mut iov);
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = std::mem::size_of_val(&control);
         // SAFETY: recvmsg writes into the buffers `msg` points to, which
@@ -193,19 +187,30 @@ pub(crate) fn hand_over(
     Ok(())
 }
 
+/// An iovec of the one byte `byte` (every message carries one).
+fn one_byte(byte: &mut u8) -> libc::iovec {
+    libc::iovec {
+        iov_base: (byte as *mut u8).cast(),
+        iov_len: 1,
+    }
+}
+
+/// A msghdr of `iov` alone, no control data yet (set by the caller).
+fn message(iov: &mut libc::iovec) -> libc::msghdr {
+    // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg
+}
+
 /// Sends one message carrying `fds` (none: a one-byte message), without
 /// waiting.
 fn send(sock: BorrowedFd<'_>, fds: &[i32]) -> io::Result<()> {
     let mut control = [0u64; CONTROL_WORDS];
     let mut byte = 0u8;
-    let mut iov = libc::iovec {
-        iov_base: (&mut byte as *mut u8).cast(),
-        iov_len: 1,
-    };
-    // SAFETY: an all-zero msghdr is valid; its pointers are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
+    let mut iov = one_byte(&mut byte);
+    let mut msg = message(&mut iov);
     if !fds.is_empty() {
         let bytes = std::mem::size_of_val(fds) as u32;
         msg.msg_control = control.as_mut_ptr().cast();

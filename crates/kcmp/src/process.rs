@@ -88,7 +88,10 @@ impl ProcessHandle {
     /// not readable after `read` proves the task lived through the read,
     /// so `read` saw that very task: no second read of /proc is needed,
     /// unlike [`pin`](Self::pin) after a read of the caller's own. A task
-    /// that exited meanwhile (or was a zombie) is pinned as by `pin`.
+    /// that exited meanwhile (or was a zombie) is pinned as a zombie when it
+    /// was not reaped yet after the read; one reaped by then may have left
+    /// its pid to a newcomer that the read saw: [`Error::Vanished`]
+    /// ([`PendingPin::read_then_pin`]).
     ///
     /// `read` must read /proc itself, when called: a start time read
     /// before the call could name a task that held the pid earlier.
@@ -152,12 +155,13 @@ impl ProcessHandle {
     /// [`Error::Vanished`]. With a pidfd this is one poll: a task whose pidfd
     /// is not readable is alive, so its pid cannot have been reused.
     pub fn verify(&self) -> Result<()> {
-        let gone = if self.exited_at_open || self.pidfd.is_none() {
-            // A zombie's pidfd stays readable; only a changed start time
-            // (or no task at all) means it is gone.
-            !self.start_time_matches()
-        } else {
-            self.has_exited()
+        let gone = match (&self.pidfd, self.exited_at_open) {
+            // A zombie's pidfd stays readable: it is gone once reaped (its
+            // pid may then name another task, even one that started in
+            // the same clock tick).
+            (Some(fd), true) => reaped(fd).unwrap_or_else(|| !self.start_time_matches()),
+            (Some(_), false) => self.has_exited(),
+            (None, _) => !self.start_time_matches(),
         };
         if gone {
             Err(Error::Vanished {
@@ -271,8 +275,11 @@ impl PendingPin {
     /// task. `read` reads /proc itself, or gives what the caller read
     /// since [`open`](Self::open) (never before it: that could be of a
     /// task that held the pid earlier). A task that exited meanwhile (or
-    /// was a zombie) is pinned as by [`ProcessHandle::pin`], which reads
-    /// its start time again.
+    /// was a zombie) is pinned as a zombie when it was still not reaped
+    /// after the read (the read was of it); once reaped, its pid may have
+    /// named a newcomer during the read: [`Error::Vanished`]. Without a
+    /// pidfd, the read's start time pins it (checked by
+    /// [`ProcessHandle::verify`]).
     pub fn read_then_pin<T>(
         self,
         read: impl FnOnce() -> Result<(u64, T)>,
@@ -286,11 +293,35 @@ impl PendingPin {
         };
         match handle.pidfd_readable() {
             // Alive after the read: the read was of the task pinned.
-            Some(false) => Ok((handle, extra)),
-            // Exited, maybe reaped and its pid reused before the read.
-            Some(true) => Ok((ProcessHandle::pin(self.pid, start_time)?, extra)),
-            None => Ok((handle, extra)),
+            Some(false) | None => Ok((handle, extra)),
+            // Exited: a zombie not reaped after the read was read itself;
+            // one reaped may have left its pid to a newcomer before it.
+            Some(true) => match handle.pidfd.as_ref().and_then(reaped) {
+                Some(false) => Ok((
+                    ProcessHandle {
+                        exited_at_open: true,
+                        ..handle
+                    },
+                    extra,
+                )),
+                Some(true) => Err(Error::Vanished {
+                    pid: self.pid.get(),
+                }),
+                None => Ok((ProcessHandle::pin(self.pid, start_time)?, extra)),
+            },
         }
+    }
+}
+
+/// Whether the task of `pidfd` was reaped (its pid no longer names it):
+/// a signal 0 sent through the pidfd finds no task (`ESRCH`); a zombie
+/// still takes it. `None` when that cannot be asked (before Linux 5.1, a
+/// sandbox).
+fn reaped(pidfd: &OwnedFd) -> Option<bool> {
+    match crate::sys::pidfd_signal_zero(pidfd.as_fd()) {
+        Ok(()) | Err(rustix::io::Errno::PERM) => Some(false),
+        Err(rustix::io::Errno::SRCH) => Some(true),
+        Err(_) => None,
     }
 }
 

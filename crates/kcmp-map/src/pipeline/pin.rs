@@ -175,46 +175,20 @@ pub(crate) fn pin_tasks(
             }
             tids
         };
+        let named_thread = named_threads.contains(&st.pid);
         let mut out: Vec<std::result::Result<SelectedTask, Skipped>> = Vec::new();
         for tid in tids {
-            // With threads as tasks, the leader is itself even when its
-            // main thread exited (its live threads are tasks of their own).
-            // A zombie marked single-threaded may be a named thread's
-            // process: read through its live thread.
-            let single = st.num_threads == 1 && !st.is_zombie();
-            let stat = if tid == st.pid && (single || threads) {
-                Ok((st.pid, st.clone()))
-            } else if tid == st.pid {
-                Ok(live_thread(st))
-            } else {
-                procfs::read_task_stat(st.pid, tid).map(|s| (tid, s))
-            };
-            let pinned = stat.and_then(|(via, stat)| {
-                // Pinned as it was selected, when it is inspected through itself.
-                let itself = via == st.pid && tid == st.pid;
-                let pinned = early.take().filter(|_| itself);
-                let process = itself && !named_threads.contains(&st.pid);
-                let pin = match pinned {
-                    Some(h) => Ok(Pin::Handle(h)),
-                    None => pin(via, stat.start_time, process, &budget),
-                };
-                pin.map(|p| (via, stat, p))
-            });
-            out.push(match pinned {
-                Ok((via, stat, pin)) => Ok(SelectedTask {
-                    record: TaskRecord {
-                        pid: tid,
-                        tgid: st.pid,
-                        ppid: stat.ppid,
-                        comm: stat.comm.clone(),
-                        state: stat.state,
-                        kernel_thread: stat.is_kernel_thread(),
-                    },
-                    via,
-                    pin,
-                }),
-                Err(e) => Err(skipped_from(tid, &e, "pin")),
-            });
+            out.push(pin_task(
+                st,
+                tid,
+                threads,
+                named_thread,
+                &mut early,
+                &budget,
+            ));
+        }
+        if !named_thread {
+            check_threads_of(st, early.as_ref(), &mut out);
         }
         out
     });
@@ -227,6 +201,92 @@ pub(crate) fn pin_tasks(
         }
     }
     (tasks, skipped)
+}
+
+/// Pins task `tid` of process `st` (through a live thread when `st` is a
+/// zombie whose threads live on): with `early`, the process's own pin from
+/// selection, when it is inspected through itself.
+fn pin_task(
+    st: &TaskStat,
+    tid: Pid,
+    threads: bool,
+    named_thread: bool,
+    early: &mut Option<ProcessHandle>,
+    budget: &AtomicUsize,
+) -> std::result::Result<SelectedTask, Skipped> {
+    // With threads as tasks, the leader is itself even when its main
+    // thread exited (its live threads are tasks of their own). A zombie
+    // marked single-threaded may be a named thread's process: read through
+    // its live thread.
+    let single = st.num_threads == 1 && !st.is_zombie();
+    let stat = if tid == st.pid && (single || threads) {
+        Ok((st.pid, st.clone()))
+    } else if tid == st.pid {
+        Ok(live_thread(st))
+    } else {
+        procfs::read_task_stat(st.pid, tid).map(|s| (tid, s))
+    };
+    let pinned = stat.and_then(|(via, stat)| {
+        let itself = via == st.pid && tid == st.pid;
+        let own = if itself { early.take() } else { None };
+        let pin = match own {
+            Some(h) => Pin::Handle(h),
+            None => pin(via, stat.start_time, itself && !named_thread, budget)?,
+        };
+        Ok((via, stat, pin))
+    });
+    match pinned {
+        Ok((via, stat, pin)) => Ok(SelectedTask {
+            record: TaskRecord {
+                pid: tid,
+                tgid: st.pid,
+                ppid: stat.ppid,
+                comm: stat.comm.clone(),
+                state: stat.state,
+                kernel_thread: stat.is_kernel_thread(),
+            },
+            via,
+            pin,
+        }),
+        Err(e) => Err(skipped_from(tid, &e, "pin")),
+    }
+}
+
+/// Threads of process `st` (listed in /proc/PID/task) pinned in `out`:
+/// once they are pinned, the process must still be the one selected (not
+/// reaped, so its pid names it: a process whose main thread exited stays
+/// a zombie until its last thread exits), or its pid, reaped and reused,
+/// listed another process's threads. Checked with its own pin (`early`, or
+/// its task in `out`), else its start time; on failure its threads are
+/// skipped.
+fn check_threads_of(
+    st: &TaskStat,
+    early: Option<&ProcessHandle>,
+    out: &mut [std::result::Result<SelectedTask, Skipped>],
+) {
+    let is_thread = |t: &SelectedTask| t.via != st.pid;
+    if !out.iter().any(|t| t.as_ref().is_ok_and(is_thread)) {
+        return;
+    }
+    let itself = out
+        .iter()
+        .flatten()
+        .find(|t| t.via == st.pid && matches!(t.pin, Pin::Handle(_)));
+    let still = match (early, itself) {
+        (Some(h), _) => h.verify(),
+        (None, Some(t)) => t.verify(),
+        (None, None) => same_start(st.pid, st.start_time, true),
+    };
+    let Err(e) = still else {
+        return;
+    };
+    for task in out.iter_mut() {
+        if let Ok(t) = task {
+            if is_thread(t) {
+                *task = Err(skipped_from(t.record.pid, &e, "pin"));
+            }
+        }
+    }
 }
 
 /// Takes one pidfd from `budget`: false when it is spent.
@@ -304,9 +364,13 @@ pub(crate) fn verify_tasks(
 
 #[cfg(test)]
 mod tests {
-    use super::{pin, same_start, Pin};
+    use super::{pin, pin_tasks, same_start, Pin};
+    use crate::parallel::CallCounter;
+    use crate::pipeline::select::EarlyPins;
     use crate::procfs;
     use kcmp::Pid;
+    use kcmp::ProcessHandle;
+    use std::collections::{HashMap, HashSet};
     use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
 
@@ -342,5 +406,68 @@ mod tests {
         ));
         drop(stop_tx);
         thread.join().unwrap();
+    }
+
+    /// A process selected as a zombie (pinned by its pidfd) is reaped, and
+    /// its pid given to a thread of this process before it is pinned: a
+    /// zombie is read through a live thread of its own (its main thread
+    /// may have exited before the others), and /proc/PID/task now lists
+    /// this process's threads. None of them may stand in for it.
+    #[test]
+    fn a_reaped_zombie_whose_pid_names_a_thread_of_another_lends_it_no_thread() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: not root (ns_last_pid)");
+            return;
+        }
+        for _ in 0..20 {
+            let mut child = std::process::Command::new("/bin/sleep")
+                .arg("30")
+                .spawn()
+                .unwrap();
+            let pid = Pid::new(child.id() as i32).unwrap();
+            child.kill().unwrap();
+            let zombie = loop {
+                match procfs::read_stat(pid) {
+                    Ok(st) if st.is_zombie() => break st,
+                    _ => std::thread::yield_now(),
+                }
+            };
+            let read = || procfs::read_stat(pid).map(|s| (s.start_time, ()));
+            let (handle, ()) = ProcessHandle::open_with(pid, read).unwrap();
+            child.wait().unwrap();
+            let _ = std::fs::write("/proc/sys/kernel/ns_last_pid", (pid.get() - 1).to_string());
+            let (tid_tx, tid_rx) = mpsc::channel();
+            let (stop_tx, stop_rx) = mpsc::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                tid_tx
+                    .send(rustix::thread::gettid().as_raw_nonzero().get())
+                    .unwrap();
+                let _ = stop_rx.recv();
+            });
+            let reused = tid_rx.recv().unwrap() == pid.get();
+            let early = EarlyPins {
+                handles: HashMap::from([(pid, handle)]),
+                budget_left: Some(16),
+                own_table_threads: HashSet::new(),
+            };
+            let calls = CallCounter::default();
+            let (tasks, _skipped) = pin_tasks(&[zombie], early, false, 1, &calls);
+            drop(stop_tx);
+            thread.join().unwrap();
+            if reused {
+                let me = std::process::id() as i32;
+                let lent: Vec<i32> = tasks
+                    .iter()
+                    .map(|t| t.via.get())
+                    .filter(|&v| procfs::read_stat(Pid::new(v).unwrap()).is_ok() && v != pid.get())
+                    .collect();
+                assert!(
+                    tasks.is_empty(),
+                    "the reaped zombie {pid} was pinned through {lent:?} (threads of {me})"
+                );
+                return;
+            }
+        }
+        eprintln!("skipped: no pid could be reused (a busy host)");
     }
 }

@@ -181,13 +181,13 @@ struct Member {
 }
 
 /// The stats of the trees' processes, read (in parallel) after the walk.
-/// A process known by its pidfd is pinned by it: its stat names it when
-/// the pidfd shows it alive after the read (whatever its parent now: one
-/// reparented when its parent exited was in the tree when it was walked),
-/// or, when it has exited, shows it not reaped yet after the read
-/// (`PIDFD_GET_INFO` answers until then: a zombie). One reaped may have
-/// left its pid to a newcomer before the read: left out (a named pid is
-/// read again by name, as whatever it names now).
+/// A process known by its pidfd is pinned by it
+/// ([`PendingPin::read_then_pin`]): its stat names it when the pidfd shows
+/// it alive after the read (whatever its parent now: one reparented when
+/// its parent exited was in the tree when it was walked), or not reaped
+/// yet after it (a zombie). One reaped may have left its pid to a newcomer
+/// before the read: left out (a named pid is read again by name, as
+/// whatever it names now).
 fn read_members(members: Vec<Member>, workers: usize) -> HashMap<Pid, Read> {
     let members: Vec<Mutex<Option<Member>>> =
         members.into_iter().map(|m| Mutex::new(Some(m))).collect();
@@ -200,13 +200,8 @@ fn read_members(members: Vec<Member>, workers: usize) -> HashMap<Pid, Read> {
         let (stat, handle) = match m.known {
             Known::Stat(read) => read,
             Known::Pidfd { pending, .. } => {
-                // Read after its pidfd was opened (read_then_pin's rule).
-                let stat = procfs::read_process_stat(p).ok()?;
-                let not_reaped = |fd| sys::pidfd::tgid_and_ppid(fd).is_ok();
-                if !pending.is_alive() && !pending.pidfd().is_some_and(not_reaped) {
-                    return None;
-                }
-                let (h, s) = pending.read_then_pin(|| Ok((stat.start_time, stat))).ok()?;
+                let stat = || procfs::read_process_stat(p).map(|s| (s.start_time, s));
+                let (h, s) = pending.read_then_pin(stat).ok()?;
                 (s, Some(h))
             }
         };

@@ -66,6 +66,31 @@ pub fn kcmp_epoll_tfd(pid1: i32, pid2: i32, fd1: u64, slot: &KcmpEpollSlot) -> R
     )
 }
 
+/// `pidfd_send_signal(pidfd, 0, NULL, 0)` (Linux 5.1): sends nothing; says
+/// whether the pidfd's task still exists (a zombie does; `ESRCH` once it
+/// was reaped).
+pub fn pidfd_signal_zero(pidfd: std::os::fd::BorrowedFd<'_>) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal reads its integer arguments; the siginfo
+    // pointer is null, which the kernel accepts (no siginfo to copy).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd() as libc::c_long,
+            0 as libc::c_long,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_ulong,
+        )
+    };
+    if ret < 0 {
+        Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{kcmp, Errno};

@@ -374,21 +374,27 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
 
+    /// A thread of this process that waits until its sender is dropped:
+    /// its tid, that sender, its handle.
+    fn parked_thread() -> (i32, mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let tid = rustix::thread::gettid().as_raw_nonzero().get();
+            tid_tx.send(tid).unwrap();
+            let _ = stop_rx.recv();
+        });
+        (tid_rx.recv().unwrap(), stop_tx, thread)
+    }
+
     /// A pid that names a thread now, with the start time its process had
     /// (a pid reused by a thread of another within one clock tick): a
     /// process pinned by that start time must not be that thread, with or
     /// without a pidfd; a thread selected as a task of its own still is.
     #[test]
     fn a_thread_with_the_start_time_of_the_process_it_replaced_is_refused() {
-        let (tid_tx, tid_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            tid_tx
-                .send(rustix::thread::gettid().as_raw_nonzero().get())
-                .unwrap();
-            let _ = stop_rx.recv();
-        });
-        let tid = Pid::new(tid_rx.recv().unwrap()).unwrap();
+        let (tid, stop_tx, thread) = parked_thread();
+        let tid = Pid::new(tid).unwrap();
         let start_time = procfs::read_task_stat(Pid::this(), tid).unwrap().start_time;
         assert!(same_start(tid, start_time, true).is_err(), "by start time");
         assert!(same_start(tid, start_time, false).is_ok());
@@ -436,15 +442,8 @@ mod tests {
             let (handle, ()) = ProcessHandle::open_with(pid, read).unwrap();
             child.wait().unwrap();
             let _ = std::fs::write("/proc/sys/kernel/ns_last_pid", (pid.get() - 1).to_string());
-            let (tid_tx, tid_rx) = mpsc::channel();
-            let (stop_tx, stop_rx) = mpsc::channel::<()>();
-            let thread = std::thread::spawn(move || {
-                tid_tx
-                    .send(rustix::thread::gettid().as_raw_nonzero().get())
-                    .unwrap();
-                let _ = stop_rx.recv();
-            });
-            let reused = tid_rx.recv().unwrap() == pid.get();
+            let (tid, stop_tx, thread) = parked_thread();
+            let reused = tid == pid.get();
             let early = EarlyPins {
                 handles: HashMap::from([(pid, handle)]),
                 budget_left: Some(16),

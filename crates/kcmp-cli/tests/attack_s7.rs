@@ -3,9 +3,9 @@
 //! read after the walk.
 
 use kcmp_testkit::cli::{kcmp_under_test, testkit_bin_next_to};
+use kcmp_testkit::process::JsonFixture;
 use serde_json::Value;
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 const KCMP: &str = env!("CARGO_BIN_EXE_kcmp");
@@ -50,17 +50,8 @@ fn grandchildren_reparented_to_a_subreaper_root_during_the_scan_are_reported() {
     let orphans = testkit_bin_next_to(KCMP, "kcmp-orphans");
     let mut missing = Vec::new();
     for run in 0..6 {
-        let mut fixture = Command::new(&orphans)
-            .args(["150", "40"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn kcmp-orphans");
-        let mut line = String::new();
-        BufReader::new(fixture.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let truth: Value = serde_json::from_str(&line).expect("the fixture's JSON");
+        let mut fixture = JsonFixture::spawn(&orphans, &["150", "40"]);
+        let truth = fixture.json.clone();
         let root = truth["root"].as_i64().unwrap();
         let grandchildren = pids_of(&truth, "grandchildren");
         let mut tree: HashSet<i64> = grandchildren.iter().copied().collect();
@@ -73,11 +64,9 @@ fn grandchildren_reparented_to_a_subreaper_root_during_the_scan_are_reported() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn kcmp");
-        let mut to_fixture = fixture.stdin.take().unwrap();
-        writeln!(to_fixture, "go").unwrap();
+        fixture.send_line("go").unwrap();
         let out = scan.wait_with_output().unwrap();
-        drop(to_fixture);
-        fixture.wait().unwrap();
+        fixture.end();
         assert!(out.status.success(), "scan failed: {out:?}");
         let v: Value = serde_json::from_slice(&out.stdout).expect("scan JSON");
         let (pids, skipped) = reported(&v);
@@ -147,17 +136,8 @@ fn a_thread_named_with_its_process_or_twice_is_inspected_once() {
         let _ = stop_rx.recv();
     });
     let tid = rx.recv().unwrap();
-    let mut odd = Command::new(testkit_bin_next_to(KCMP, "kcmp-oddities"))
-        .arg("own-table")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn kcmp-oddities");
-    let mut line = String::new();
-    BufReader::new(odd.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let truth: Value = serde_json::from_str(&line).expect("the fixture's JSON");
+    let mut odd = JsonFixture::spawn(testkit_bin_next_to(KCMP, "kcmp-oddities"), &["own-table"]);
+    let truth = odd.json.clone();
     let (p, t) = (
         truth["pid"].as_i64().unwrap(),
         truth["tid"].as_i64().unwrap(),
@@ -185,8 +165,7 @@ fn a_thread_named_with_its_process_or_twice_is_inspected_once() {
             twice.push(format!("{case:?}: pairs {pairs:?}, groups {groups:?}"));
         }
     }
-    drop(odd.stdin.take());
-    odd.wait().unwrap();
+    odd.end();
     drop(stop_tx);
     thread.join().unwrap();
     assert!(twice.is_empty(), "listed twice:\n{}", twice.join("\n"));
@@ -212,16 +191,8 @@ fn fds_listed(scan: &Value) -> Vec<(i64, i64)> {
 /// empty fd directory and report nothing.
 #[test]
 fn the_live_thread_of_an_exited_leader_named_by_tid_shows_its_fds() {
-    let mut fixture = Command::new(testkit_bin_next_to(KCMP, "kcmp-leader-exit"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn kcmp-leader-exit");
-    let mut line = String::new();
-    BufReader::new(fixture.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let truth: Value = serde_json::from_str(&line).expect("the fixture's JSON");
+    let mut fixture = JsonFixture::spawn(testkit_bin_next_to(KCMP, "kcmp-leader-exit"), &[]);
+    let truth = fixture.json.clone();
     let (pid, tid) = (
         truth["pid"].as_i64().unwrap(),
         truth["thread"].as_i64().unwrap(),
@@ -249,8 +220,7 @@ fn the_live_thread_of_an_exited_leader_named_by_tid_shows_its_fds() {
         fds_listed(&v)
     };
     let (by_pid, by_tid) = (scan(pid), scan(tid));
-    drop(fixture.stdin.take());
-    fixture.wait().unwrap();
+    fixture.end();
     assert!(!by_pid.is_empty(), "--pid {pid} found no fd");
     assert_eq!(
         by_tid, by_pid,

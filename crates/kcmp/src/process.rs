@@ -261,13 +261,6 @@ impl PendingPin {
         self.pidfd.as_ref().map(|fd| fd.as_fd())
     }
 
-    /// Whether the task is alive now: its pidfd is not readable (it has
-    /// not exited), so its pid still names it. `false` when that is not
-    /// known (no pidfd).
-    pub fn is_alive(&self) -> bool {
-        self.pidfd.as_ref().is_some_and(|fd| !readable(fd))
-    }
-
     /// Calls `read`, which gives the task's start time as read from /proc
     /// (and whatever else the caller wants from the same read, returned as
     /// `T`), and pins the task: a pidfd still not readable after `read`

@@ -103,7 +103,7 @@ static NO_PIDFD_INFO: AtomicBool = AtomicBool::new(false);
 
 /// How selection for trees knows `p`. Through a pidfd whose
 /// `PIDFD_GET_INFO` (Linux 6.13) names the parent: its stat (which costs
-/// about twice the `pidfd_open` and the ioctl, mostly in formatting) is
+/// about twice the `pidfd_open` and the ioctl: a path walk and a format) is
 /// read after the walk, for the trees' processes only. When the ioctl
 /// fails for `p` alone (its parent is outside this pid namespace, or it
 /// was reaped): by its stat, read now and pinned by that pidfd. Where the

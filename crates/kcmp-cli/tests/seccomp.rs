@@ -288,3 +288,48 @@ fn scan_lists_process_kinds_as_unavailable() {
         );
     }
 }
+
+/// The (pid, fd) members of a scan's descriptions, each description's
+/// members sorted, the descriptions sorted.
+fn descriptions(scan: &serde_json::Value) -> Vec<Vec<(i64, i64)>> {
+    let mut all: Vec<Vec<(i64, i64)>> = scan["open_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let mut m: Vec<(i64, i64)> = f["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| (m["pid"].as_i64().unwrap(), m["fd"].as_i64().unwrap()))
+                .collect();
+            m.sort_unstable();
+            m
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// A kernel before 6.13 (here `PIDFD_GET_INFO` refused with `ENOTTY` by a
+/// filter): tree scans find the trees from every process's stat instead of
+/// each parent through its pidfd, and give the same answer, the one the
+/// topology was built to have.
+#[test]
+fn a_tree_scan_without_pidfd_get_info_gives_the_same_answer() {
+    let bin = kcmp_testkit::topology_bin().expect("kcmp-topology");
+    let args = ["shape", "--procs", "30", "--fds", "8", "--inherit", "4"];
+    let fx = kcmp_testkit::process::JsonFixture::spawn(&bin, &args);
+    let root = fx.json["root"].to_string();
+    let scan_args = ["scan", "--json", "--include-unshared", "--tree", &root];
+    let scan = |out: Output| -> serde_json::Value {
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).expect("scan JSON")
+    };
+    let plain = scan(kcmp_under(&["allow"], &scan_args));
+    let older = scan(kcmp_under(&["allow", "--no-pidfd-info"], &scan_args));
+    assert_eq!(older["fds"], fx.json["fds"], "{}", older["stats"]);
+    assert_eq!(older["tasks"], plain["tasks"]);
+    assert_eq!(descriptions(&older), descriptions(&plain));
+    assert_eq!(older["skipped"], plain["skipped"]);
+}

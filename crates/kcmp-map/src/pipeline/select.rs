@@ -123,7 +123,9 @@ fn known(p: Pid, budget: &AtomicUsize) -> Result<Known> {
         // A thread of another process by now (pid reused): not a process.
         Ok((tgid, _)) if tgid != p.get() => Err(Error::Vanished { pid: p.get() }),
         Ok((_, ppid)) => Ok(Known::Pidfd { ppid, pending }),
-        Err(e) if e == Errno::NOTTY || e == Errno::INVAL => {
+        // Before 6.13 (ENOTTY, EINVAL), or refused by a seccomp filter
+        // (EPERM, ENOSYS, EACCES: the ioctl itself checks nothing).
+        Err(Errno::NOTTY | Errno::INVAL | Errno::PERM | Errno::NOSYS | Errno::ACCESS) => {
             NO_PIDFD_INFO.store(true, Ordering::Relaxed);
             drop(pending);
             procfs::read_process_stat(p).map(|s| Known::Stat((s, None)))

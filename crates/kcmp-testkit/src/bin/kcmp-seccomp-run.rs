@@ -1,10 +1,12 @@
-//! `kcmp-seccomp-run enosys|eperm [--no-dupfd-query] -- CMD ARGS...`
+//! `kcmp-seccomp-run enosys|eperm|allow [--no-dupfd-query] [--no-pidfd-info] -- CMD ARGS...`
 //!
 //! Installs a seccomp BPF filter that makes kcmp(2) fail with `ENOSYS` or
 //! `EPERM` (as a kernel without CONFIG_KCMP, or Docker's default profile
-//! without CAP_SYS_PTRACE, would), then execs CMD. With `--no-dupfd-query`,
-//! `fcntl(fd, F_DUPFD_QUERY, …)` also fails with `EINVAL`, as on a kernel
-//! before 6.10, so the epoll trick is what is left.
+//! without CAP_SYS_PTRACE, would; `allow` leaves it alone), then execs CMD.
+//! With `--no-dupfd-query`, `fcntl(fd, F_DUPFD_QUERY, …)` also fails with
+//! `EINVAL`, as on a kernel before 6.10, so the epoll trick is what is
+//! left. With `--no-pidfd-info`, `ioctl(pidfd, PIDFD_GET_INFO, …)` fails
+//! with `ENOTTY`, as on a kernel before 6.13.
 //!
 //! The filter checks the audit architecture first (a syscall of another ABI
 //! kills the process instead of slipping past the number check) and, on
@@ -24,6 +26,8 @@ const AUDIT_ARCH: u32 = 0xC000_00F3; // AUDIT_ARCH_RISCV64
 /// The x32 ABI's syscall-number bit (x86_64 only).
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const F_DUPFD_QUERY: u32 = 1027;
+/// `_IOWR(0xFF, 11, struct pidfd_info)`, the 64-byte first version.
+const PIDFD_GET_INFO: u32 = (3 << 30) | (64 << 16) | (0xFF << 8) | 11;
 
 // Classic BPF opcodes.
 const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
@@ -63,7 +67,23 @@ fn ret(k: u32) -> libc::sock_filter {
     }
 }
 
-fn program(kcmp_errno: i32, block_dupfd_query: bool) -> Vec<libc::sock_filter> {
+/// Makes `syscall(_, arg1, …)` fail with `errno` when the low 32 bits of
+/// arg1 are `arg1` (the accumulator holds the syscall number).
+fn block_arg1(p: &mut Vec<libc::sock_filter>, syscall: i64, arg1: u32, errno: i32) {
+    p.push(jeq(syscall as u32, 0, 4));
+    p.push(ld(OFF_ARG1_LO));
+    p.push(jeq(arg1, 0, 1));
+    p.push(ret(
+        libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA)
+    ));
+    p.push(ld(OFF_NR));
+}
+
+fn program(
+    kcmp_errno: Option<i32>,
+    block_dupfd_query: bool,
+    block_pidfd_info: bool,
+) -> Vec<libc::sock_filter> {
     let mut p = vec![
         ld(OFF_ARCH),
         jeq(AUDIT_ARCH, 1, 0),
@@ -74,19 +94,17 @@ fn program(kcmp_errno: i32, block_dupfd_query: bool) -> Vec<libc::sock_filter> {
     if cfg!(target_arch = "x86_64") {
         nrs.push(libc::SYS_kcmp as u32 | X32_SYSCALL_BIT);
     }
-    for nr in nrs {
+    for nr in nrs.into_iter().filter(|_| kcmp_errno.is_some()) {
         p.push(jeq(nr, 0, 1));
         p.push(ret(
-            libc::SECCOMP_RET_ERRNO | (kcmp_errno as u32 & libc::SECCOMP_RET_DATA)
+            libc::SECCOMP_RET_ERRNO | (kcmp_errno.unwrap_or(0) as u32 & libc::SECCOMP_RET_DATA)
         ));
     }
     if block_dupfd_query {
-        p.push(jeq(libc::SYS_fcntl as u32, 0, 3));
-        p.push(ld(OFF_ARG1_LO));
-        p.push(jeq(F_DUPFD_QUERY, 0, 1));
-        p.push(ret(
-            libc::SECCOMP_RET_ERRNO | (libc::EINVAL as u32 & libc::SECCOMP_RET_DATA)
-        ));
+        block_arg1(&mut p, libc::SYS_fcntl, F_DUPFD_QUERY, libc::EINVAL);
+    }
+    if block_pidfd_info {
+        block_arg1(&mut p, libc::SYS_ioctl, PIDFD_GET_INFO, libc::ENOTTY);
     }
     p.push(ret(libc::SECCOMP_RET_ALLOW));
     p
@@ -98,7 +116,7 @@ fn die(msg: &str) -> ! {
 }
 
 fn usage() -> ! {
-    die("usage: kcmp-seccomp-run enosys|eperm [--no-dupfd-query] -- CMD ARGS...")
+    die("usage: kcmp-seccomp-run enosys|eperm|allow [--no-dupfd-query] [--no-pidfd-info] -- CMD ARGS...")
 }
 
 fn install(filter: &mut [libc::sock_filter]) -> std::io::Result<()> {
@@ -137,17 +155,19 @@ fn main() {
         usage();
     }
     let mut errno = None;
-    let mut block_dupfd_query = false;
+    let (mut block_dupfd_query, mut block_pidfd_info) = (false, false);
     for o in opts {
         match o.as_str() {
-            "enosys" => errno = Some(libc::ENOSYS),
-            "eperm" => errno = Some(libc::EPERM),
+            "enosys" => errno = Some(Some(libc::ENOSYS)),
+            "eperm" => errno = Some(Some(libc::EPERM)),
+            "allow" => errno = Some(None),
             "--no-dupfd-query" => block_dupfd_query = true,
+            "--no-pidfd-info" => block_pidfd_info = true,
             _ => usage(),
         }
     }
     let Some(errno) = errno else { usage() };
-    let mut filter = program(errno, block_dupfd_query);
+    let mut filter = program(errno, block_dupfd_query, block_pidfd_info);
     if let Err(e) = install(&mut filter) {
         die(&format!("installing the seccomp filter: {e}"));
     }

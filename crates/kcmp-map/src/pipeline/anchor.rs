@@ -87,6 +87,19 @@ pub(crate) struct Budget {
     kept_server_free: std::sync::atomic::AtomicU64,
 }
 
+/// The calling thread's tid. Anchors are this process's fds, handed to
+/// kcmp under the tid of the thread that compares: kcmp finds a task by
+/// tid and locks it twice per call (`task_lock`, to check access and to
+/// look the fd up), and under the process's pid every worker would lock
+/// the main thread, each call. Every thread of this process sees the
+/// table the copies were taken into.
+pub(crate) fn this_thread() -> Option<Pid> {
+    thread_local! {
+        static TID: Option<Pid> = Pid::new(rustix::thread::gettid().as_raw_nonzero().get()).ok();
+    }
+    TID.with(|t| *t)
+}
+
 impl Budget {
     /// A budget of half the fds still free under the soft `RLIMIT_NOFILE`
     /// (`open_now` is a fallback count of open fds when /proc/self/fd
@@ -140,9 +153,10 @@ impl Budget {
         self.left_open.load(Ordering::Relaxed)
     }
 
-    /// This process's pid: the one to hand to kcmp with an anchor.
+    /// The task to hand to kcmp with an anchor: the calling thread
+    /// ([`this_thread`]).
     pub(crate) fn me(&self) -> Pid {
-        self.me
+        this_thread().unwrap_or(self.me)
     }
 
     /// Takes a copy of `fd` of the task behind `pidfd` as an anchor, when

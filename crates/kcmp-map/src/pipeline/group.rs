@@ -35,9 +35,16 @@ pub(crate) fn file_comparator(use_kcmp: bool, calls: &CallCounter) -> Box<FileCo
             compare_files(p1, f1, p2, f2)
         })
     } else {
+        // An anchor comes under the calling thread's tid (`Budget::me`):
+        // the fallbacks know this process's own fds by its pid.
+        let me = Pid::this();
+        let own = move |p: Pid| match super::anchor::this_thread() {
+            Some(t) if t == p => me,
+            _ => p,
+        };
         Box::new(move |p1, f1, p2, f2| {
             calls.add();
-            let same = kcmp::fallback::same_description_without_kcmp(p1, f1, p2, f2)?;
+            let same = kcmp::fallback::same_description_without_kcmp(own(p1), f1, own(p2), f2)?;
             Ok(if same.same {
                 KcmpOrdering::Equal
             } else {
@@ -336,7 +343,7 @@ impl Grouped {
 /// Buckets of rows by key, largest first; within a bucket, parents' rows
 /// before their children's (so that hints find their group placed).
 fn buckets<'r>(rows: &'r [FdRow], depth: &[u32]) -> Vec<(&'r str, Vec<u32>)> {
-    let mut by_key: HashMap<&str, Vec<u32>> = HashMap::new();
+    let mut by_key: foldhash::HashMap<&str, Vec<u32>> = Default::default();
     for (i, row) in rows.iter().enumerate() {
         by_key
             .entry(procfs::bucket_key(&row.target))

@@ -79,7 +79,7 @@ pub(crate) struct Sorted<'a, R: Rows> {
     /// Members that stood in as representative and failed: (row, error).
     pub dropped_reps: Vec<(u32, Error)>,
     /// The group id of each placed row.
-    group_of: std::collections::HashMap<u32, u32>,
+    group_of: foldhash::HashMap<u32, u32>,
     /// Each group id's label: labels grow with positions in `order`, and
     /// an insert leaves every other label as it is (mostly: see
     /// [`Self::insert_group`]), so that no insert renumbers the groups
@@ -87,9 +87,9 @@ pub(crate) struct Sorted<'a, R: Rows> {
     /// a scan renumbering). [`GONE`] for a removed group.
     label: Vec<u64>,
     /// The group ids each task's rows joined (a dup joins its source).
-    of_task: std::collections::HashMap<u32, Vec<u32>>,
+    of_task: foldhash::HashMap<u32, Vec<u32>>,
     /// (task, group id) pairs of `of_task`, for a constant-time check.
-    task_in: std::collections::HashSet<(u32, u32)>,
+    task_in: foldhash::HashSet<(u32, u32)>,
     /// How to place the next fd, learnt from this bucket.
     tactics: Tactics,
 }
@@ -135,10 +135,10 @@ impl<'a, R: Rows> Sorted<'a, R> {
             budget,
             paths: true,
             dropped_reps: Vec::new(),
-            group_of: std::collections::HashMap::new(),
+            group_of: Default::default(),
             label: Vec::new(),
-            of_task: std::collections::HashMap::new(),
-            task_in: std::collections::HashSet::new(),
+            of_task: Default::default(),
+            task_in: Default::default(),
             tactics: Tactics::default(),
         }
     }

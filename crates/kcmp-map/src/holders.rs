@@ -144,6 +144,7 @@ fn access_end(mode: u32) -> &'static str {
 /// ```
 pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<HoldersReport> {
     crate::pidns::check()?;
+    crate::pipeline::anchor::check_shared_fd_table()?;
     let started = Instant::now();
     let workers = crate::parallel::workers(options.workers);
     // A process whose main thread exited is read through a live thread.

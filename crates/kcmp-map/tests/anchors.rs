@@ -3,6 +3,7 @@
 //! the engine learns its id from a memfd of its own and copies them.
 
 use kcmp::{FdNum, Pid};
+use kcmp_map::holders::{find_holders, HoldersOptions};
 use kcmp_map::{scan, ScanOptions};
 use rustix::fs::{memfd_create, MemfdFlags};
 use std::os::fd::AsRawFd;
@@ -113,4 +114,44 @@ fn a_scan_that_fails_late_still_closes_its_copies() {
         matches!(eof, Ok(Ok(true))),
         "no EOF on the pipe: a copy of its write end stayed open ({eof:?})"
     );
+}
+
+/// A scan or a holders query from a thread with an fd table of its own
+/// (`unshare(CLONE_FILES)`) is refused with EINVAL: the engine would take
+/// its copies into that table, while its closer thread (one per process)
+/// and its reads of /proc/PID/fd and fdinfo see the process's table. From
+/// a thread that shares the table, both run.
+#[test]
+fn a_thread_with_an_fd_table_of_its_own_is_refused() {
+    let (r, _w) = rustix::pipe::pipe().expect("pipe");
+    let fd = FdNum::new(r.as_raw_fd()).unwrap();
+    let holders = move || find_holders(Pid::this(), fd, &HoldersOptions::default());
+    let shared = std::thread::spawn(holders).join().unwrap();
+    assert!(
+        shared.is_ok(),
+        "from a thread sharing the table: {shared:?}"
+    );
+    let (scanned, held) = std::thread::spawn(move || {
+        // SAFETY: after the unshare this thread uses only its own copies of
+        // the fds (the pipe's read end, by number, in its copy of the table)
+        // and the fds it opens itself; none of them reaches another thread.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) }
+            .expect("unshare(CLONE_FILES)");
+        let options = ScanOptions {
+            pids: vec![Pid::this()],
+            skip_epoll: true,
+            ..ScanOptions::default()
+        };
+        (scan(&options).err(), holders().err())
+    })
+    .join()
+    .unwrap();
+    for (what, err) in [("scan", scanned), ("find_holders", held)] {
+        let err = err.unwrap_or_else(|| panic!("{what} from a thread with its own fd table ran"));
+        assert_eq!(err.errno_name(), Some("EINVAL"), "{what}: {err}");
+        assert!(
+            err.to_string().contains("fd table of its own"),
+            "{what}: {err}"
+        );
+    }
 }

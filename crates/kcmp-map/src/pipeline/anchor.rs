@@ -92,12 +92,38 @@ pub(crate) struct Budget {
 /// tid and locks it twice per call (`task_lock`, to check access and to
 /// look the fd up), and under the process's pid every worker would lock
 /// the main thread, each call. Every thread of this process sees the
-/// table the copies were taken into.
+/// table the copies were taken into ([`check_shared_fd_table`]).
 pub(crate) fn this_thread() -> Option<Pid> {
     thread_local! {
         static TID: Option<Pid> = Pid::new(rustix::thread::gettid().as_raw_nonzero().get()).ok();
     }
     TID.with(|t| *t)
+}
+
+/// Ok when the calling thread shares this process's fd table: the engine
+/// takes its copies into the caller's table, while its closer thread (one
+/// for the process) and its reads of /proc/PID/fd and fdinfo see the main
+/// thread's. A thread with a table of its own (`unshare(CLONE_FILES)`)
+/// gets an `EINVAL` error that says so. Where the main thread exited (no
+/// table to read) or kcmp(2) is not available, nothing can be told: Ok.
+pub(crate) fn check_shared_fd_table() -> kcmp::Result<()> {
+    let (Some(tid), me) = (this_thread(), Pid::this()) else {
+        return Ok(());
+    };
+    if tid == me || crate::procfs::FdDir::open(me).is_err() {
+        return Ok(());
+    }
+    match kcmp::compare_process(kcmp::ProcessResource::Files, me, tid) {
+        Ok(o) if !o.is_equal() => Err(kcmp::Error::os(
+            format!(
+                "thread {tid} has an fd table of its own (unshare(CLONE_FILES)): the engine's \
+                 copies would go to another table than the one it reads and closes; call it \
+                 from a thread that shares process {me}'s fd table"
+            ),
+            Errno::INVAL,
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl Budget {

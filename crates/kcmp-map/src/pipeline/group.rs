@@ -403,7 +403,7 @@ fn group_bucket(
         });
         for (groups, placed) in parts {
             note(&mut out, placed);
-            let odd = sorted.absorb(groups);
+            let odd = sorted.absorb(groups, workers);
             note(&mut out, odd);
         }
     } else {

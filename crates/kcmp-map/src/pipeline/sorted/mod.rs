@@ -52,8 +52,9 @@ pub(crate) enum Placed {
     Failed(Error),
 }
 
-/// Where a row lives: its (pid, fd) and its task's pidfd.
-pub(crate) trait Rows {
+/// Where a row lives: its (pid, fd) and its task's pidfd (shared by the
+/// workers of a merge: [`Sorted::absorb`]).
+pub(crate) trait Rows: Sync {
     /// The (pid, fd) of a row.
     fn locate(&self, row: u32) -> (Pid, FdNum);
     /// The pidfd of the row's task, when it has one.

@@ -43,54 +43,135 @@ impl<'a, R: Rows> Sorted<'a, R> {
     }
 
     /// Takes in the groups of another part of the same bucket (grouped on
-    /// another worker), in kcmp order too: one linear merge by
-    /// representative (anchors compare exactly among themselves); equal
-    /// groups join. A group whose representative cannot be compared has
-    /// its rows placed one by one.
-    pub(crate) fn absorb(&mut self, other: Vec<Group>) -> Vec<(u32, Placed)> {
-        let mut odd = Vec::new();
-        let mut i = 0;
-        for group in other {
-            loop {
-                if i == self.len() {
-                    self.insert_group(i, group.rep, group.rows);
-                    i += 1;
-                    break;
+    /// another worker), in kcmp order too: a merge by representative
+    /// (anchors compare exactly among themselves), planned on `workers`
+    /// ([`Self::merge_plan`]), then applied: new groups take their place in
+    /// one new order, labelled once; equal groups join. A group whose
+    /// representative cannot be compared has its rows placed one by one.
+    pub(crate) fn absorb(&mut self, other: Vec<Group>, workers: usize) -> Vec<(u32, Placed)> {
+        let old = std::mem::take(&mut self.order);
+        let plan = self.merge_plan(&old, &other, workers);
+        let mut merged: Vec<u32> = Vec::with_capacity(old.len() + other.len());
+        let mut joined: Vec<(u32, Vec<u32>)> = Vec::with_capacity(other.len());
+        let mut odd_rows: Vec<u32> = Vec::new();
+        let mut next = 0; // old groups up to here are in `merged`
+        for (group, step) in other.into_iter().zip(plan) {
+            match step {
+                Merge::Join(at) => {
+                    let id = old[at];
+                    let g = self.slots[id as usize].as_mut().expect("a placed group");
+                    g.rows.extend_from_slice(&group.rows);
+                    self.budget.release(group.rep);
+                    joined.push((id, group.rows));
                 }
-                let (p, f) = group.rep.locate(self.budget.me(), |r| self.rows.locate(r));
-                let (rp, rf) = self
-                    .at(i)
-                    .rep
-                    .locate(self.budget.me(), |r| self.rows.locate(r));
-                match (self.cmp)(p, f, rp, rf) {
-                    Ok(KcmpOrdering::Greater) => i += 1,
-                    Ok(KcmpOrdering::Less) => {
-                        self.insert_group(i, group.rep, group.rows);
-                        i += 1;
-                        break;
-                    }
-                    Ok(KcmpOrdering::Equal) => {
-                        let id = self.order[i];
-                        for &r in &group.rows {
-                            self.group_of.insert(r, id);
-                            self.note_task(r, id);
-                        }
-                        self.at_mut(i).rows.extend(group.rows);
-                        self.budget.release(group.rep);
-                        break;
-                    }
-                    _ => {
-                        self.budget.release(group.rep);
-                        for r in group.rows {
-                            let placed = self.place(r, None);
-                            odd.push((r, placed));
-                        }
-                        i = 0;
-                        break;
-                    }
+                Merge::Before(at) => {
+                    merged.extend_from_slice(&old[next..at]);
+                    next = at;
+                    let id = self.slots.len() as u32;
+                    self.label.push(GONE); // labelled below
+                    merged.push(id);
+                    joined.push((id, group.rows.clone()));
+                    self.slots.push(Some(Group {
+                        rep: group.rep,
+                        rows: group.rows,
+                        id,
+                    }));
+                }
+                Merge::OneByOne => {
+                    self.budget.release(group.rep);
+                    odd_rows.extend(group.rows);
                 }
             }
         }
-        odd
+        merged.extend_from_slice(&old[next..]);
+        self.order = merged;
+        self.relabel();
+        for (id, rows) in joined {
+            for r in rows {
+                self.group_of.insert(r, id);
+                self.note_task(r, id);
+            }
+        }
+        odd_rows
+            .into_iter()
+            .map(|r| (r, self.place(r, None)))
+            .collect()
     }
+
+    /// Where each of `other`'s groups goes among the groups `old` (ids, in
+    /// kcmp order): one linear merge, or, when big and `workers` allow, two
+    /// at once: the middle group of `other` is searched for in `old`, and
+    /// the groups before it and after it are merged with the old groups on
+    /// their side of it (every group before it sorts before it, and so
+    /// before every old group from that point on).
+    fn merge_plan(&self, old: &[u32], other: &[Group], workers: usize) -> Vec<Merge> {
+        let mid = other.len() / 2;
+        if workers < 2 || old.len() + other.len() < PARALLEL_MERGE {
+            return self.merge_linear(old, 0, other);
+        }
+        let (mut lo, mut hi) = (0, old.len());
+        while lo < hi {
+            let m = lo + (hi - lo) / 2;
+            match self.compare_reps(&other[mid].rep, old[m]) {
+                Ok(KcmpOrdering::Greater) => lo = m + 1,
+                Ok(KcmpOrdering::Less | KcmpOrdering::Equal) => hi = m,
+                _ => return self.merge_linear(old, 0, other),
+            }
+        }
+        let halves = [
+            (&old[..lo], 0, &other[..mid]),
+            (&old[lo..], lo, &other[mid..]),
+        ];
+        crate::parallel::parallel_map(2, 2, |h| {
+            let (old, offset, other) = halves[h];
+            self.merge_linear(old, offset, other)
+        })
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// [`Self::merge_plan`] in one pass: `old` starts at position `offset`
+    /// of the whole order.
+    fn merge_linear(&self, old: &[u32], offset: usize, other: &[Group]) -> Vec<Merge> {
+        let mut i = 0;
+        other
+            .iter()
+            .map(|group| loop {
+                let Some(&id) = old.get(i) else {
+                    return Merge::Before(offset + i);
+                };
+                match self.compare_reps(&group.rep, id) {
+                    Ok(KcmpOrdering::Greater) => i += 1,
+                    Ok(KcmpOrdering::Less) => return Merge::Before(offset + i),
+                    Ok(KcmpOrdering::Equal) => return Merge::Join(offset + i),
+                    _ => return Merge::OneByOne,
+                }
+            })
+            .collect()
+    }
+
+    /// kcmp of representative `rep` against group `id`'s.
+    fn compare_reps(&self, rep: &Rep, id: u32) -> kcmp::Result<KcmpOrdering> {
+        let (p, f) = rep.locate(self.budget.me(), |r| self.rows.locate(r));
+        let group = self.slots[id as usize].as_ref().expect("a placed group");
+        let (rp, rf) = group.rep.locate(self.budget.me(), |r| self.rows.locate(r));
+        (self.cmp)(p, f, rp, rf)
+    }
+}
+
+/// Groups from which [`Sorted::absorb`] merges on two workers (fewer in
+/// unit tests, which place a few hundred fds).
+const PARALLEL_MERGE: usize = if cfg!(test) { 64 } else { 2048 };
+
+/// Where [`Sorted::absorb`] puts a group of the other part.
+enum Merge {
+    /// Into the group at this position of the old order (the same
+    /// description).
+    Join(usize),
+    /// As a new group, before the one at this position of the old order
+    /// (at the end when past it).
+    Before(usize),
+    /// Its rows one by one (its representative could not be compared).
+    OneByOne,
 }

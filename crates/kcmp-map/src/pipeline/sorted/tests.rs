@@ -99,7 +99,7 @@ fn check(what: &str, all: &[FdNum], opened: &[OwnedFd], dups: &[OwnedFd]) {
         })
         .collect();
     for groups in parts {
-        let odd = sorted.absorb(groups);
+        let odd = sorted.absorb(groups, 2);
         assert!(
             odd.iter().all(|(_, p)| matches!(p, Placed::Joined)),
             "{what}"

@@ -73,10 +73,17 @@ pub(super) fn check(pid: Pid, epfd: FdNum) -> Result<()> {
     }
 }
 
-/// See [`super::registrations`].
+/// See [`super::registrations`]. Only an epoll instance's fdinfo shows
+/// `tfd:` lines: the link is read (is `epfd` one?) only when it shows none
+/// or cannot be read.
 pub(super) fn read(pid: Pid, epfd: FdNum) -> Result<Vec<Registration>> {
-    check(pid, epfd)?;
-    read_again(pid, epfd)
+    match read_again(pid, epfd) {
+        Ok(regs) if !regs.is_empty() => Ok(regs),
+        first => {
+            check(pid, epfd)?;
+            first
+        }
+    }
 }
 
 /// The registrations of `epfd`, read again after [`read`] checked that it

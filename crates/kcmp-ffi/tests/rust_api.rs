@@ -187,3 +187,25 @@ fn holders_across_processes() {
     // SAFETY: NULL is accepted.
     unsafe { kcmp_holders_free(std::ptr::null_mut()) };
 }
+
+/// From a thread with an fd table of its own (`unshare(CLONE_FILES)`),
+/// kcmp_holders fails with EINVAL: the engine would take its copies into
+/// that table while it reads and closes them in the process's.
+#[test]
+fn holders_from_a_thread_with_its_own_fd_table_is_einval() {
+    let f = std::fs::File::open("/dev/null").unwrap();
+    let fd = f.as_raw_fd();
+    let me = std::process::id() as i32;
+    assert!(holders(me, fd).is_ok(), "from a thread sharing the table");
+    let got = std::thread::spawn(move || {
+        // SAFETY: after the unshare this thread uses only `fd` (by number,
+        // in its copy of the table) and what kcmp_holders opens itself.
+        let r = unsafe { libc::unshare(libc::CLONE_FILES) };
+        assert_eq!(r, 0, "unshare(CLONE_FILES)");
+        holders(me, fd)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(got, Err(libc::EINVAL));
+    drop(f);
+}

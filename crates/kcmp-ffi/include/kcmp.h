@@ -72,9 +72,10 @@ struct kcmp_holder {
  *
  * On success returns the number of holders n and stores in *out an array of
  * n struct kcmp_holder (NULL when n is 0). On error returns -1, sets errno
- * (EINVAL: out is NULL, a pid <= 0, or the calling thread has an fd table of
- * its own, from unshare(CLONE_FILES); EBADF: an fd < 0 or not open; ESRCH;
- * EPERM; ENOMEM; ...) and stores NULL in *out when out is not NULL.
+ * (EINVAL: out is NULL, a pid <= 0, or a thread of the caller's process has
+ * another fd table than the calling thread, from unshare(CLONE_FILES); EBADF:
+ * an fd < 0 or not open; ESRCH; EPERM; ENOMEM; ...) and stores NULL in *out
+ * when out is not NULL.
  * Processes the caller may not inspect, or that exit meanwhile, are skipped.
  * Without kcmp(2) it uses the same fallbacks as kcmp_same_file() (exact,
  * but slower: equality without order). It inspects processes with helper

@@ -153,9 +153,9 @@ fn same_file(pid1: pid_t, fd1: c_int, pid2: pid_t, fd2: c_int) -> kcmp::Result<b
 /// On success returns the number of holders `n` and stores in `*out` an
 /// array of `n` [`KcmpHolder`]s (NULL when `n` is 0) that the caller owns
 /// and must release with [`kcmp_holders_free`]. On error returns -1, sets
-/// `errno` (`EINVAL` for a NULL `out`, a pid <= 0, or a calling thread with
-/// an fd table of its own, from `unshare(CLONE_FILES)`; `EBADF` for an fd < 0
-/// or not open; `ESRCH`, `EPERM`, `ENOMEM`, …) and stores NULL in `*out` (when
+/// `errno` (`EINVAL` for a NULL `out`, a pid <= 0, or a thread of the
+/// caller's process with another fd table than the calling thread, from
+/// `unshare(CLONE_FILES)`; `EBADF` for an fd < 0 or not open; `ESRCH`, `EPERM`, `ENOMEM`, …) and stores NULL in `*out` (when
 /// `out` is not NULL).
 ///
 /// Processes the caller may not inspect are skipped, as are processes that

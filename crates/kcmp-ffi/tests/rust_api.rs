@@ -190,9 +190,11 @@ fn holders_across_processes() {
 
 /// From a thread with an fd table of its own (`unshare(CLONE_FILES)`),
 /// kcmp_holders fails with EINVAL: the engine would take its copies into
-/// that table while it reads and closes them in the process's.
+/// that table while it reads and closes them in the process's other one.
 #[test]
 fn holders_from_a_thread_with_its_own_fd_table_is_einval() {
+    // The unshared thread refuses every search of this process while it lives.
+    let _serial = spawn_lock();
     let f = std::fs::File::open("/dev/null").unwrap();
     let fd = f.as_raw_fd();
     let me = std::process::id() as i32;

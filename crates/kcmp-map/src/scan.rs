@@ -84,10 +84,11 @@ pub struct ScanOptions {
 
 /// Scans the selected tasks. See the module documentation.
 ///
-/// Call it from a thread that shares the process's fd table: from one
-/// with a table of its own (`unshare(CLONE_FILES)`) it fails with `EINVAL`
-/// (the engine's copies of other processes' fds would go to that table,
-/// while it reads and closes them in the process's).
+/// Call it from a process whose threads share one fd table: while a thread
+/// has a table of its own (`unshare(CLONE_FILES)`), the caller or another,
+/// it fails with `EINVAL` (the engine's copies of other processes' fds go
+/// to the caller's table, while its closer thread closes them in its own
+/// and it reads /proc/PID/fd in the main thread's).
 pub fn scan(options: &ScanOptions) -> Result<SharingMap> {
     scan_with_progress(options, &|_| {})
 }

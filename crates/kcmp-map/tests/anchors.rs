@@ -8,8 +8,16 @@ use kcmp_map::{scan, ScanOptions};
 use rustix::fs::{memfd_create, MemfdFlags};
 use std::os::fd::AsRawFd;
 
+/// One test at a time: a test leaves a thread with an fd table of its own
+/// for a while, which refuses every scan of this process meanwhile.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[test]
 fn memfds_get_anchors_and_group_exactly() {
+    let _turn = one_at_a_time();
     let a = memfd_create("kcmp-anchor-test", MemfdFlags::CLOEXEC).expect("memfd_create");
     let b = memfd_create("kcmp-anchor-test", MemfdFlags::CLOEXEC).expect("memfd_create");
     let a2 = rustix::io::fcntl_dupfd_cloexec(&a, 0).expect("dup");
@@ -40,6 +48,7 @@ fn memfds_get_anchors_and_group_exactly() {
 /// `setns(CLONE_NEWNS)` and `unshare(CLONE_NEWUSER)` require).
 #[test]
 fn the_closer_thread_ends_after_a_scan() {
+    let _turn = one_at_a_time();
     let pipes: Vec<_> = (0..8).map(|_| rustix::pipe::pipe().unwrap()).collect();
     let map = scan(&ScanOptions {
         pids: vec![Pid::this()],
@@ -76,6 +85,7 @@ fn the_closer_thread_ends_after_a_scan() {
 /// would keep the reader from ever seeing EOF.
 #[test]
 fn a_scan_that_fails_late_still_closes_its_copies() {
+    let _turn = one_at_a_time();
     use std::io::Read;
     use std::process::Stdio;
     let (reader, writer) = std::io::pipe().expect("pipe");
@@ -116,42 +126,67 @@ fn a_scan_that_fails_late_still_closes_its_copies() {
     );
 }
 
-/// A scan or a holders query from a thread with an fd table of its own
-/// (`unshare(CLONE_FILES)`) is refused with EINVAL: the engine would take
-/// its copies into that table, while its closer thread (one per process)
-/// and its reads of /proc/PID/fd and fdinfo see the process's table. From
-/// a thread that shares the table, both run.
+/// A scan or a holders query while a thread of this process has an fd
+/// table of its own (`unshare(CLONE_FILES)`), the caller or another, is
+/// refused with EINVAL: the engine takes its copies into the caller's table,
+/// while its closer thread (one for the process, started by whichever scan
+/// came first) closes them in its own and its /proc reads see the main
+/// thread's. Once every thread shares one table again, both run.
 #[test]
 fn a_thread_with_an_fd_table_of_its_own_is_refused() {
+    let _turn = one_at_a_time();
     let (r, _w) = rustix::pipe::pipe().expect("pipe");
     let fd = FdNum::new(r.as_raw_fd()).unwrap();
     let holders = move || find_holders(Pid::this(), fd, &HoldersOptions::default());
+    let options = ScanOptions {
+        pids: vec![Pid::this()],
+        skip_epoll: true,
+        ..ScanOptions::default()
+    };
+    let refused = |what: &str, err: Option<kcmp::Error>| {
+        let err = err.unwrap_or_else(|| panic!("{what} ran"));
+        assert_eq!(err.errno_name(), Some("EINVAL"), "{what}: {err}");
+        assert!(
+            err.to_string().contains("another fd table"),
+            "{what}: {err}"
+        );
+    };
     let shared = std::thread::spawn(holders).join().unwrap();
     assert!(
         shared.is_ok(),
         "from a thread sharing the table: {shared:?}"
     );
+    // The caller has a table of its own.
+    let opts = options.clone();
     let (scanned, held) = std::thread::spawn(move || {
-        // SAFETY: after the unshare this thread uses only its own copies of
-        // the fds (the pipe's read end, by number, in its copy of the table)
-        // and the fds it opens itself; none of them reaches another thread.
-        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) }
-            .expect("unshare(CLONE_FILES)");
-        let options = ScanOptions {
-            pids: vec![Pid::this()],
-            skip_epoll: true,
-            ..ScanOptions::default()
-        };
-        (scan(&options).err(), holders().err())
+        unshare_files();
+        (scan(&opts).err(), holders().err())
     })
     .join()
     .unwrap();
-    for (what, err) in [("scan", scanned), ("find_holders", held)] {
-        let err = err.unwrap_or_else(|| panic!("{what} from a thread with its own fd table ran"));
-        assert_eq!(err.errno_name(), Some("EINVAL"), "{what}: {err}");
-        assert!(
-            err.to_string().contains("fd table of its own"),
-            "{what}: {err}"
-        );
-    }
+    refused("scan from the unshared thread", scanned);
+    refused("find_holders from the unshared thread", held);
+    // Another thread has one (the caller's is the main thread's).
+    let (unshared_tx, unshared_rx) = std::sync::mpsc::channel();
+    let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        unshare_files();
+        unshared_tx.send(()).unwrap();
+        let _ = end_rx.recv();
+    });
+    unshared_rx.recv().unwrap();
+    refused("scan beside an unshared thread", scan(&options).err());
+    refused("find_holders beside an unshared thread", holders().err());
+    end_tx.send(()).unwrap();
+    other.join().unwrap();
+    assert!(scan(&options).is_ok(), "once the unshared thread ended");
+}
+
+/// `unshare(CLONE_FILES)` for the calling thread.
+fn unshare_files() {
+    // SAFETY: after the unshare the calling thread uses only its own copies
+    // of the fds (by number, in its copy of the table) and the fds it opens
+    // itself; none of them reaches another thread.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) }
+        .expect("unshare(CLONE_FILES)");
 }

@@ -100,30 +100,49 @@ pub(crate) fn this_thread() -> Option<Pid> {
     TID.with(|t| *t)
 }
 
-/// Ok when the calling thread shares this process's fd table: the engine
-/// takes its copies into the caller's table, while its closer thread (one
-/// for the process) and its reads of /proc/PID/fd and fdinfo see the main
-/// thread's. A thread with a table of its own (`unshare(CLONE_FILES)`)
-/// gets an `EINVAL` error that says so. Where the main thread exited (no
-/// table to read) or kcmp(2) is not available, nothing can be told: Ok.
+/// Ok when every thread of this process shares the calling thread's fd
+/// table. The engine takes its copies into the caller's table; its closer
+/// thread (one for the process, outliving a scan by 100 ms, and used by
+/// every scan under way) closes them in its own; its reads of
+/// /proc/PID/fd and fdinfo see the main thread's. A thread with a table
+/// of its own (`unshare(CLONE_FILES)`), the caller or another, could get
+/// fds closed that were not the engine's: `EINVAL`, naming it. Threads
+/// without a table (a main thread that exited, a thread exiting) are
+/// passed over; where kcmp(2) is not available, nothing can be told: Ok.
 pub(crate) fn check_shared_fd_table() -> kcmp::Result<()> {
-    let (Some(tid), me) = (this_thread(), Pid::this()) else {
+    let (Some(me), pid) = (this_thread(), Pid::this()) else {
         return Ok(());
     };
-    if tid == me || crate::procfs::FdDir::open(me).is_err() {
+    let Ok(tids) = crate::procfs::list_tids(pid) else {
         return Ok(());
+    };
+    let apart = |tid: Pid| match kcmp::compare_process(kcmp::ProcessResource::Files, me, tid) {
+        // A zombie main thread has no table; an exiting thread lets go of
+        // its table a moment before it turns into one, hence one more try.
+        Ok(o) if !o.is_equal() => {
+            crate::procfs::read_task_stat(pid, tid).is_ok_and(|s| !s.is_zombie())
+        }
+        Ok(_) => false,
+        // Gone, or no kcmp here: nothing to tell.
+        Err(_) => false,
+    };
+    let still_apart = |tid: Pid| {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        apart(tid)
+    };
+    for tid in tids.into_iter().filter(|&t| t != me) {
+        if apart(tid) && still_apart(tid) {
+            return Err(kcmp::Error::os(
+                format!(
+                    "thread {tid} of this process has another fd table than thread {me} \
+                     (unshare(CLONE_FILES)): the engine's copies could be closed in the wrong \
+                     table; scan from a process whose threads share one fd table"
+                ),
+                Errno::INVAL,
+            ));
+        }
     }
-    match kcmp::compare_process(kcmp::ProcessResource::Files, me, tid) {
-        Ok(o) if !o.is_equal() => Err(kcmp::Error::os(
-            format!(
-                "thread {tid} has an fd table of its own (unshare(CLONE_FILES)): the engine's \
-                 copies would go to another table than the one it reads and closes; call it \
-                 from a thread that shares process {me}'s fd table"
-            ),
-            Errno::INVAL,
-        )),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 impl Budget {

@@ -144,7 +144,7 @@ fn access_end(mode: u32) -> &'static str {
 /// ```
 pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<HoldersReport> {
     crate::pidns::check()?;
-    crate::pipeline::anchor::check_shared_fd_table()?;
+    crate::pipeline::own_table::check_shared()?;
     let started = Instant::now();
     let workers = crate::parallel::workers(options.workers);
     // A process whose main thread exited is read through a live thread.
@@ -179,11 +179,14 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
     // files are copied only on local filesystems.
     let path = FdTarget::parse(&link).may_flush();
     let anchor = budget.copy(queried.pidfd(), via, fd, path).ok().flatten();
+    // The copy is this thread's: kcmp finds it under this thread's tid (the
+    // main thread may have exited); the fallbacks know it by the pid.
+    let own_side = match use_kcmp {
+        true => crate::pipeline::own_table::own_fds_task(),
+        false => Pid::this(),
+    };
     let (rep_pid, rep_fd) = match &anchor {
-        Some(own) => (
-            Pid::this(),
-            FdNum::new(std::os::fd::AsRawFd::as_raw_fd(own))?,
-        ),
+        Some(own) => (own_side, FdNum::new(std::os::fd::AsRawFd::as_raw_fd(own))?),
         None => (via, fd),
     };
     let without_anchor = anchor.is_none();

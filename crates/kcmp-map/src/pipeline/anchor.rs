@@ -36,6 +36,7 @@
 use super::closer::leave_open;
 use super::mount_watch::MountTables;
 pub(crate) use super::own_locks::OwnLocks;
+use super::own_table::ThreadIds;
 use crate::hostfs::ServerFreeHost;
 use kcmp::{FdNum, Pid};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -74,6 +75,8 @@ pub(crate) struct Budget {
     left: AtomicI64,
     /// This process's pid, read once.
     me: Pid,
+    /// The tids of the threads that compare ([`Budget::me`]).
+    threads: ThreadIds,
     /// Copies left open by this budget.
     left_open: std::sync::atomic::AtomicU64,
     /// The POSIX locks this process holds: their files are not copied.
@@ -87,71 +90,13 @@ pub(crate) struct Budget {
     kept_server_free: std::sync::atomic::AtomicU64,
 }
 
-/// The calling thread's tid. Anchors are this process's fds, handed to
-/// kcmp under the tid of the thread that compares: kcmp finds a task by
-/// tid and locks it twice per call (`task_lock`, to check access and to
-/// look the fd up), and under the process's pid every worker would lock
-/// the main thread, each call. Every thread of this process sees the
-/// table the copies were taken into ([`check_shared_fd_table`]).
-pub(crate) fn this_thread() -> Option<Pid> {
-    thread_local! {
-        static TID: Option<Pid> = Pid::new(rustix::thread::gettid().as_raw_nonzero().get()).ok();
-    }
-    TID.with(|t| *t)
-}
-
-/// Ok when every thread of this process shares the calling thread's fd
-/// table. The engine takes its copies into the caller's table; its closer
-/// thread (one for the process, outliving a scan by 100 ms, and used by
-/// every scan under way) closes them in its own; its reads of
-/// /proc/PID/fd and fdinfo see the main thread's. A thread with a table
-/// of its own (`unshare(CLONE_FILES)`), the caller or another, could get
-/// fds closed that were not the engine's: `EINVAL`, naming it. Threads
-/// without a table (a main thread that exited, a thread exiting) are
-/// passed over; where kcmp(2) is not available, nothing can be told: Ok.
-pub(crate) fn check_shared_fd_table() -> kcmp::Result<()> {
-    let (Some(me), pid) = (this_thread(), Pid::this()) else {
-        return Ok(());
-    };
-    let Ok(tids) = crate::procfs::list_tids(pid) else {
-        return Ok(());
-    };
-    let apart = |tid: Pid| match kcmp::compare_process(kcmp::ProcessResource::Files, me, tid) {
-        // A zombie main thread has no table; an exiting thread lets go of
-        // its table a moment before it turns into one, hence one more try.
-        Ok(o) if !o.is_equal() => {
-            crate::procfs::read_task_stat(pid, tid).is_ok_and(|s| !s.is_zombie())
-        }
-        Ok(_) => false,
-        // Gone, or no kcmp here: nothing to tell.
-        Err(_) => false,
-    };
-    let still_apart = |tid: Pid| {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        apart(tid)
-    };
-    for tid in tids.into_iter().filter(|&t| t != me) {
-        if apart(tid) && still_apart(tid) {
-            return Err(kcmp::Error::os(
-                format!(
-                    "thread {tid} of this process has another fd table than thread {me} \
-                     (unshare(CLONE_FILES)): the engine's copies could be closed in the wrong \
-                     table; scan from a process whose threads share one fd table"
-                ),
-                Errno::INVAL,
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl Budget {
     /// A budget of half the fds still free under the soft `RLIMIT_NOFILE`
     /// (`open_now` is a fallback count of open fds when /proc/self/fd
     /// cannot be read), keeping at least 64 for everything else; with
     /// `all_free`, all of them but 256.
     pub(crate) fn new(open_now: usize, locks: OwnLocks, all_free: bool) -> Budget {
-        let open_now = crate::procfs::FdDir::open(Pid::this())
+        let open_now = crate::procfs::FdDir::open(super::own_table::own_fds_task())
             .and_then(|d| d.fds())
             .map_or(open_now, |f| f.len());
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
@@ -166,6 +111,7 @@ impl Budget {
         Budget {
             left: AtomicI64::new(share.max(0)),
             me: Pid::this(),
+            threads: ThreadIds::new(),
             left_open: std::sync::atomic::AtomicU64::new(0),
             locks,
             mounts: MountTables::default(),
@@ -199,9 +145,9 @@ impl Budget {
     }
 
     /// The task to hand to kcmp with an anchor: the calling thread
-    /// ([`this_thread`]).
+    /// ([`ThreadIds`]).
     pub(crate) fn me(&self) -> Pid {
-        this_thread().unwrap_or(self.me)
+        self.threads.current().unwrap_or(self.me)
     }
 
     /// Takes a copy of `fd` of the task behind `pidfd` as an anchor, when
@@ -338,7 +284,7 @@ impl Budget {
         // Linux before 5.8 has no STATX_MNT_ID: the copy's own fdinfo.
         let mnt_id = mnt_id.or_else(|| {
             let own = FdNum::new(copy.as_raw_fd()).ok()?;
-            crate::procfs::read_fdinfo(Pid::this(), own)
+            crate::procfs::read_fdinfo(super::own_table::own_fds_task(), own)
                 .ok()
                 .map(|i| i.mnt_id)
         });
@@ -418,7 +364,10 @@ pub(crate) fn own_mount_inode_type(fd: BorrowedFd<'_>) -> (Option<(u64, u64)>, O
         }
         _ => {
             let own = FdNum::new(fd.as_raw_fd()).ok();
-            (own.and_then(|f| mount_and_inode(Pid::this(), f)), None)
+            (
+                own.and_then(|f| mount_and_inode(super::own_table::own_fds_task(), f)),
+                None,
+            )
         }
     }
 }

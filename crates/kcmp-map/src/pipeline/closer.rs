@@ -48,6 +48,7 @@ static QUEUE: Mutex<Queue> = Mutex::new(Queue {
     tx: None,
     batch: Vec::new(),
     since: None,
+    owner: 0,
 });
 
 struct Queue {
@@ -55,6 +56,9 @@ struct Queue {
     batch: Vec<OwnedFd>,
     /// When the batch's first copy was added.
     since: Option<Instant>,
+    /// The process whose thread `tx` reaches: in a fork's child, the
+    /// closer thread (and what was sent to it) stayed in the parent.
+    owner: u32,
 }
 
 /// How long the closer waits for work before it ends.
@@ -102,6 +106,13 @@ pub(crate) fn flush() {
 /// Sends the queue's batch, starting the closer thread if none runs (and
 /// closing the batch here if none can start).
 fn send(mut queue: std::sync::MutexGuard<'_, Queue>) {
+    let me = std::process::id();
+    if queue.owner != me {
+        // This process's first batch, or a fork's child's: no closer here.
+        queue.tx = None;
+        queue.owner = me;
+        PENDING.store(queue.batch.len(), Ordering::SeqCst);
+    }
     let batch = std::mem::take(&mut queue.batch);
     queue.since = None;
     if batch.is_empty() {

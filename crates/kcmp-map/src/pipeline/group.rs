@@ -38,7 +38,7 @@ pub(crate) fn file_comparator(use_kcmp: bool, calls: &CallCounter) -> Box<FileCo
         // An anchor comes under the calling thread's tid (`Budget::me`):
         // the fallbacks know this process's own fds by its pid.
         let me = Pid::this();
-        let own = move |p: Pid| match super::anchor::this_thread() {
+        let own = move |p: Pid| match super::own_table::this_thread() {
             Some(t) if t == p => me,
             _ => p,
         };

@@ -256,7 +256,7 @@ pub(crate) fn list_task(task: &SelectedTask) -> Listing {
 /// This process's own fds and their links, read before the engine opens
 /// anything: the caller's fds. See [`drop_engine_fds`].
 pub(crate) fn own_fds() -> HashMap<FdNum, procfs::FdEntry> {
-    let Ok(dir) = procfs::FdDir::open(Pid::this()) else {
+    let Ok(dir) = procfs::FdDir::open(super::own_table::own_fds_task()) else {
         return HashMap::new();
     };
     let mut out = HashMap::new();

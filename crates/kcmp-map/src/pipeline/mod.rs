@@ -22,6 +22,7 @@ pub(crate) mod list;
 pub(crate) mod map;
 pub(crate) mod mount_watch;
 pub(crate) mod own_locks;
+pub(crate) mod own_table;
 pub(crate) mod pin;
 pub(crate) mod select;
 pub(crate) mod sorted;
@@ -77,7 +78,7 @@ pub(crate) fn run(
     progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Result<SharingMap> {
     crate::pidns::check()?; // /proc's pids must be kcmp(2)'s
-    anchor::check_shared_fd_table()?; // copies go to the table the engine reads
+    own_table::check_shared()?; // copies go to the table the engine reads and closes
     let _flush = closer::FlushOnReturn; // released copies never wait in a batch
     let own_fds = list::own_fds(); // the caller's, before the engine opens any
     let own_locks = anchor::OwnLocks::read_among(own_fds.keys().copied().collect());

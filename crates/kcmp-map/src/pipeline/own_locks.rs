@@ -27,7 +27,7 @@ impl OwnLocks {
     /// global lock, unlike /proc/locks (whose reader waits for an RCU grace
     /// period: about 10 ms here, a third of a small host's scan).
     pub(crate) fn read() -> OwnLocks {
-        match crate::procfs::FdDir::open(Pid::this()).and_then(|d| d.fds()) {
+        match crate::procfs::FdDir::open(super::own_table::own_fds_task()).and_then(|d| d.fds()) {
             Ok(fds) => Self::read_among(fds),
             Err(_) => Self::from_proc_locks(),
         }
@@ -76,7 +76,9 @@ impl OwnLocks {
             OwnLocks::Unknown => true,
             OwnLocks::On(inodes) => {
                 let own = FdNum::new(copy.as_raw_fd()).ok();
-                match own.map(|own| crate::procfs::read_fdinfo(Pid::this(), own)) {
+                match own
+                    .map(|own| crate::procfs::read_fdinfo(super::own_table::own_fds_task(), own))
+                {
                     Some(Ok(info)) => info.ino == 0 || inodes.contains(&info.ino),
                     _ => true,
                 }
@@ -115,7 +117,7 @@ impl OwnLocks {
             return Ok(copy);
         };
         let own = FdNum::new(copy.as_raw_fd()).ok();
-        match own.map(|own| crate::procfs::read_fdinfo(Pid::this(), own)) {
+        match own.map(|own| crate::procfs::read_fdinfo(super::own_table::own_fds_task(), own)) {
             Some(Ok(info)) if info.ino != 0 && !inodes.contains(&info.ino) => Ok(copy),
             _ => Err(copy),
         }

@@ -80,7 +80,7 @@ pub(crate) fn pidfd_budget() -> usize {
         .current
         .unwrap_or(1 << 20)
         .min(1 << 20) as usize;
-    let open = procfs::FdDir::open(Pid::this())
+    let open = procfs::FdDir::open(super::own_table::own_fds_task())
         .and_then(|d| d.fds())
         .map_or(64, |f| f.len());
     limit.saturating_sub(open + 128) * 3 / 4

@@ -106,7 +106,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
     /// before every old group from that point on).
     fn merge_plan(&self, old: &[u32], other: &[Group], workers: usize) -> Vec<Merge> {
         let mid = other.len() / 2;
-        if workers < 2 || old.len() + other.len() < PARALLEL_MERGE {
+        if workers < 2 || other.len() < 2 || old.len() + other.len() < PARALLEL_MERGE {
             return self.merge_linear(old, 0, other);
         }
         let (mut lo, mut hi) = (0, old.len());

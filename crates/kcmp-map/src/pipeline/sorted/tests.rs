@@ -72,7 +72,8 @@ fn groups_stay_exact_and_in_kcmp_order_whatever_the_insertion_order() {
 
 /// Places every fd of `all` and checks the groups against what was built:
 /// in one [`Sorted`], then in parts (the first third placed, the rest in
-/// two forks of it, absorbed back), as a big bucket is on several workers.
+/// two forks of it and nothing in a third, absorbed back), as a big bucket
+/// is on several workers.
 fn check(what: &str, all: &[FdNum], opened: &[OwnedFd], dups: &[OwnedFd]) {
     let rows = OwnFds(all.to_vec());
     let calls = CallCounter::default();
@@ -83,30 +84,35 @@ fn check(what: &str, all: &[FdNum], opened: &[OwnedFd], dups: &[OwnedFd]) {
         assert!(matches!(sorted.place(row, None), Placed::Joined), "{what}");
     }
     check_groups(what, all, opened, dups, sorted.into_groups(), &budget);
-    let mut sorted = Sorted::new(&rows, &*cmp, &budget).without_paths();
-    let third = all.len() as u32 / 3;
-    for row in 0..third {
-        assert!(matches!(sorted.place(row, None), Placed::Joined), "{what}");
+    // The first third placed before the forks, or nothing (the roots held
+    // no fd of the bucket); the last part empty, as a part of a bucket split
+    // on many workers may be.
+    let (third, end) = (all.len() as u32 / 3, all.len() as u32);
+    for first in [third, 0] {
+        let mut sorted = Sorted::new(&rows, &*cmp, &budget).without_paths();
+        for row in 0..first {
+            assert!(matches!(sorted.place(row, None), Placed::Joined), "{what}");
+        }
+        let parts: Vec<_> = [first..2 * third, 2 * third..end, end..end]
+            .into_iter()
+            .map(|part| {
+                let mut fork = sorted.fork();
+                for row in part {
+                    assert!(matches!(fork.place(row, None), Placed::Joined), "{what}");
+                }
+                fork.into_groups()
+            })
+            .collect();
+        for groups in parts {
+            let odd = sorted.absorb(groups, 2);
+            assert!(
+                odd.iter().all(|(_, p)| matches!(p, Placed::Joined)),
+                "{what}"
+            );
+        }
+        let what = format!("{what}, in parts after {first} rows");
+        check_groups(&what, all, opened, dups, sorted.into_groups(), &budget);
     }
-    let parts: Vec<_> = [third..2 * third, 2 * third..all.len() as u32]
-        .into_iter()
-        .map(|part| {
-            let mut fork = sorted.fork();
-            for row in part {
-                assert!(matches!(fork.place(row, None), Placed::Joined), "{what}");
-            }
-            fork.into_groups()
-        })
-        .collect();
-    for groups in parts {
-        let odd = sorted.absorb(groups, 2);
-        assert!(
-            odd.iter().all(|(_, p)| matches!(p, Placed::Joined)),
-            "{what}"
-        );
-    }
-    let what = format!("{what}, in parts");
-    check_groups(&what, all, opened, dups, sorted.into_groups(), &budget);
 }
 
 fn check_groups(

@@ -2,8 +2,9 @@
 //! copies (anchors) into the calling thread's table and hands them to
 //! kcmp(2) under the tid of the thread that compares ([`ThreadIds`]); its
 //! closer thread (one for the process, outliving a scan by 100 ms) closes
-//! them, and it reads /proc/PID/fd and fdinfo of the main thread: all of
-//! them must be one table ([`check_shared`]).
+//! them; it reads its own fds and their fdinfo through the calling
+//! thread's /proc/TID ([`own_fds_task`]): all of them must be one table
+//! ([`check_shared`]).
 
 use crate::procfs;
 use kcmp::{Error, FdNum, Pid, Result};

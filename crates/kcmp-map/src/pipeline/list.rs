@@ -169,15 +169,24 @@ fn list_in_chunks(
             _ => parts.push((t, None)),
         }
     }
-    let listed = parallel_map(parts.len(), workers, |p| match &parts[p] {
+    // Workers take consecutive parts: interleaved by task, they read
+    // different tasks' directories at once (two readers of one directory
+    // share its dentry's reference count and the task's lock).
+    let order = interleaved(&parts);
+    let listed = parallel_map(parts.len(), workers, |i| match &parts[order[i]] {
         (t, None) => one(*t),
         (t, Some(range)) => {
             let (dir, fds) = numbers[*t].as_ref().expect("chunked tasks were read");
             links(dir, &fds[range.clone()])
         }
     });
+    let mut listed: Vec<Option<Listing>> = listed.into_iter().map(Some).collect();
+    let mut by_part: Vec<Option<Listing>> = (0..parts.len()).map(|_| None).collect();
+    for (i, &p) in order.iter().enumerate() {
+        by_part[p] = listed[i].take();
+    }
     let mut out: Vec<Listing> = Vec::with_capacity(tasks.len());
-    for ((t, _), part) in parts.iter().zip(listed) {
+    for ((t, _), part) in parts.iter().zip(by_part.into_iter().flatten()) {
         if out.len() == *t {
             out.push(part);
             continue;
@@ -191,6 +200,23 @@ fn list_in_chunks(
         }
     }
     out
+}
+
+/// The indices of `parts` (grouped by task, in task order) taken round
+/// robin: each task's first part, then each task's second, …
+fn interleaved(parts: &[(usize, Option<std::ops::Range<usize>>)]) -> Vec<usize> {
+    let mut rank = Vec::with_capacity(parts.len());
+    let mut k = 0;
+    for (i, (t, _)) in parts.iter().enumerate() {
+        k = if i > 0 && parts[i - 1].0 == *t {
+            k + 1
+        } else {
+            0
+        };
+        rank.push((k, i));
+    }
+    rank.sort_unstable();
+    rank.into_iter().map(|(_, i)| i).collect()
 }
 
 /// The entries of `fds` in `dir`: closed ones left out, unreadable links
@@ -294,5 +320,18 @@ pub(crate) fn drop_engine_fds(
             entries.retain(|e| own.get(&e.fd) == Some(e) && !pidfds.contains(&e.fd.get()));
         }
         l.bad.retain(|(fd, _)| own.contains_key(fd));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interleaved;
+
+    #[test]
+    fn parts_are_taken_round_robin_by_task() {
+        let tasks = [0, 0, 1, 2, 2, 2];
+        let parts: Vec<_> = tasks.iter().map(|&t| (t, None)).collect();
+        assert_eq!(interleaved(&parts), [0, 2, 3, 1, 4, 5]);
+        assert!(interleaved(&[]).is_empty());
     }
 }

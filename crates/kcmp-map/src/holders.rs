@@ -276,7 +276,7 @@ fn candidates(
 ) -> Result<(Vec<SelectedTask>, Vec<Skipped>)> {
     let mut skipped = Vec::new();
     let (mut procs, early) =
-        select_processes(&ScanOptions::default(), &HashSet::new(), &mut skipped)?;
+        select_processes(&ScanOptions::default(), None, &HashSet::new(), &mut skipped)?;
     if pid == Pid::this() || options.include_self {
         procs.push(procfs::read_stat(Pid::this())?);
     }

@@ -86,7 +86,11 @@ pub(crate) fn run(
     // once threads share it, every growth waits for an RCU grace period
     // (about 10 ms here), and a thread just joined may still hold it. Room
     // for a pidfd per process (four per process with threads) and anchors.
-    let processes = crate::procfs::list_pids().map_or(0, |p| p.len());
+    // /proc is listed once: here, for the selection.
+    let listed = select::needs_listing(options)
+        .then(crate::procfs::list_pids)
+        .transpose()?;
+    let processes = listed.as_ref().map_or(options.pids.len(), Vec::len);
     pin::reserve_fds(processes * if options.threads { 4 } else { 1 } + ANCHOR_ROOM);
     let mut phases = Phases::start();
     let workers = workers(options.workers);
@@ -99,7 +103,7 @@ pub(crate) fn run(
 
     let mut skipped = Vec::new();
     let (procs, early) =
-        select::select_processes(options, &sentinel_pids(&sentinels), &mut skipped)?;
+        select::select_processes(options, listed, &sentinel_pids(&sentinels), &mut skipped)?;
     phases.mark("select");
     if procs.is_empty() && skipped.is_empty() {
         return Err(Error::InvalidArgument(

@@ -68,10 +68,10 @@ fn read_pinned(p: Pid, budget: &AtomicUsize) -> Result<Read> {
 /// `work` over every listed process, in parallel chunks; failures (a
 /// process that exited, a thread) are left out.
 fn over_all<R: Send>(
+    pids: &[Pid],
     workers: usize,
     work: impl Fn(Pid) -> Result<R> + Sync,
-) -> Result<Vec<(Pid, R)>> {
-    let pids = procfs::list_pids()?;
+) -> Vec<(Pid, R)> {
     let chunk = pids.len().div_ceil(workers * 4).max(1);
     let parts = parallel_map_lazy(pids.len().div_ceil(chunk), workers, |c| {
         pids[c * chunk..((c + 1) * chunk).min(pids.len())]
@@ -79,7 +79,7 @@ fn over_all<R: Send>(
             .filter_map(|&p| work(p).ok().map(|r| (p, r)))
             .collect::<Vec<_>>()
     });
-    Ok(parts.into_iter().flatten().collect())
+    parts.into_iter().flatten().collect()
 }
 
 /// How selection for trees knows a process: through its pidfd (its
@@ -146,10 +146,11 @@ fn known(p: Pid, budget: &AtomicUsize) -> Result<Known> {
 /// read after ([`read_members`]). The other pidfds close here.
 fn tree_reads(
     options: &ScanOptions,
+    listed: &[Pid],
     workers: usize,
     budget: &AtomicUsize,
-) -> Result<HashMap<Pid, Read>> {
-    let mut all: HashMap<Pid, Known> = over_all(workers, |p| known(p, budget))?
+) -> HashMap<Pid, Read> {
+    let mut all: HashMap<Pid, Known> = over_all(listed, workers, |p| known(p, budget))
         .into_iter()
         .collect();
     let mut children: HashMap<i32, Vec<Pid>> = HashMap::new();
@@ -173,7 +174,7 @@ fn tree_reads(
         }
     }
     drop(all);
-    Ok(read_members(members, workers))
+    read_members(members, workers)
 }
 
 /// A process selected by a tree walk or by name, not read yet.
@@ -218,9 +219,11 @@ fn read_members(members: Vec<Member>, workers: usize) -> HashMap<Pid, Read> {
 /// (those the pidfd budget allows), and returned pinned with the
 /// selection: when every process is selected, by reading each stat after
 /// its pidfd is open; named pids alone, by reading theirs only; trees, by
-/// their parents first ([`tree_reads`]).
+/// their parents first ([`tree_reads`]). `listed` is /proc's listing when
+/// the caller made one (see [`needs_listing`]); otherwise it is made here.
 pub(crate) fn select_processes(
     options: &ScanOptions,
+    listed: Option<Vec<Pid>>,
     exclude: &HashSet<Pid>,
     skipped: &mut Vec<Skipped>,
 ) -> Result<(Vec<TaskStat>, EarlyPins)> {
@@ -228,8 +231,13 @@ pub(crate) fn select_processes(
     let workers = workers(options.workers);
     let start_budget = super::pin::pidfd_budget();
     let budget = AtomicUsize::new(start_budget);
+    let listed = match listed {
+        Some(pids) => pids,
+        None if needs_listing(options) => procfs::list_pids()?,
+        None => Vec::new(),
+    };
     let read: HashMap<Pid, Read> = if options.pids.is_empty() && options.trees.is_empty() {
-        over_all(workers, |p| read_pinned(p, &budget))?
+        over_all(&listed, workers, |p| read_pinned(p, &budget))
             .into_iter()
             .collect()
     } else if options.trees.is_empty() {
@@ -239,7 +247,7 @@ pub(crate) fn select_processes(
             .filter_map(|p| read_pinned(p, &budget).ok().map(|r| (p, r)))
             .collect()
     } else {
-        tree_reads(options, workers, &budget)?
+        tree_reads(options, &listed, workers, &budget)
     };
     let mut threads: Vec<(Pid, TaskStat)> = Vec::new();
     let mut named: HashSet<Pid> = HashSet::new();
@@ -286,6 +294,12 @@ pub(crate) fn select_processes(
         own_table_threads,
     };
     Ok((procs, pins))
+}
+
+/// Whether selecting for `options` walks /proc's listing: the whole host
+/// and trees do, named pids alone do not.
+pub(crate) fn needs_listing(options: &ScanOptions) -> bool {
+    options.pids.is_empty() || !options.trees.is_empty()
 }
 
 /// A thread named explicitly: it is inspected as a task of its own, with

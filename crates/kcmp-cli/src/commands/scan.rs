@@ -36,6 +36,10 @@ pub fn run(args: &ScanArgs) -> i32 {
     } else if let Some(n) = crate::output::not_frozen_note(&map.not_frozen) {
         eprintln!("kcmp: {n}");
     }
+    // The process exits next: freeing a host's worth of small allocations
+    // one by one would cost milliseconds (5 ms at 75,000 fds).
+    std::mem::forget(view);
+    std::mem::forget(map);
     exit::SAME
 }
 

@@ -7,7 +7,7 @@ use super::kinds::KindOutcome;
 use super::pin::SelectedTask;
 use crate::model::{FdRef, OpenFileDescription, SharingMap, Skipped, SkippedFd};
 use kcmp::{Pid, ProcessResource};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Fills `map.open_files` (sorted by first member), its kcmp-order index,
 /// `skipped_fds` and `changed_fds`. A description listed under two keys
@@ -18,9 +18,9 @@ pub(crate) fn assemble_files(
     grouped: Grouped,
     failed: &HashMap<u32, Skipped>,
 ) {
-    let keep = |task: u32| !failed.contains_key(&task);
+    let keep = |task: u32| failed.is_empty() || !failed.contains_key(&task);
     let Grouped {
-        rows,
+        mut rows,
         keys,
         groups,
         unordered_keys,
@@ -37,44 +37,17 @@ pub(crate) fn assemble_files(
             fd: row.fd,
         }
     };
-    let mut rows = rows;
-    // (description, bucket, position in kcmp order) of each description
-    // and each further name of one, for the index; the description of each
-    // first row. Flat, not a collection per description: 50k descriptions
-    // would cost megabytes of small allocations at the scan's peak.
-    let mut origin: Vec<(u32, u32, u32)> = Vec::new();
-    let mut seen: Vec<u32> = vec![u32::MAX; rows.len()];
-    for (bucket, groups) in groups.into_iter().enumerate() {
-        for (position, g) in groups.into_iter().enumerate() {
-            let Some(&first) = g.first() else { continue };
-            let (bucket, position) = (bucket as u32, position as u32);
-            if seen[first as usize] != u32::MAX {
-                origin.push((seen[first as usize], bucket, position));
-                continue;
-            }
-            let mut members: Vec<FdRef> = g
-                .iter()
-                .filter(|&&r| keep(rows[r as usize].task))
-                .map(|&r| fd_ref(&rows, r))
-                .collect();
-            if members.is_empty() {
-                continue;
-            }
-            members.sort_unstable();
-            // Each row's name goes to at most one description: moved, not
-            // copied (a host's worth of paths).
-            let row = &mut rows[first as usize];
-            let (target, raw) = (std::mem::take(&mut row.target), row.raw.take());
-            let mut description = OpenFileDescription::new(target, raw, members);
-            description.file_type = file_types.get(&first).copied();
-            description.without_anchor = without_anchor.contains(&first);
-            seen[first as usize] = map.open_files.len() as u32;
-            origin.push((seen[first as usize], bucket, position));
-            map.open_files.push(description);
-        }
-    }
-    drop(seen);
-    sort_and_index(map, &mut origin, keys);
+    // Each row's (pid, fd), or None for a failed task's: read in row
+    // order (the groups visit rows in no order: a cache miss each).
+    let refs: Vec<Option<FdRef>> = rows
+        .iter()
+        .enumerate()
+        .map(|(r, row)| keep(row.task).then(|| fd_ref(&rows, r as u32)))
+        .collect();
+    let found = collect_members(&refs, groups);
+    drop(refs);
+    let new_index = build_in_order(map, &mut rows, found.members, &file_types, &without_anchor);
+    index(map, &found.origin, &new_index, keys);
     map.unordered_keys = unordered_keys;
     map.skipped_fds = bad_fds
         .into_iter()
@@ -94,28 +67,91 @@ pub(crate) fn assemble_files(
     map.changed_fds.sort_unstable();
 }
 
-/// Sorts `map.open_files` by first member and builds, for each bucket key,
-/// the indices of its descriptions in kcmp order (`origin`: (description,
-/// bucket, position) of every description under every key it has).
-fn sort_and_index(map: &mut SharingMap, origin: &mut [(u32, u32, u32)], keys: Vec<String>) {
-    // In place (a host's worth of descriptions is not copied twice): each
-    // description's first member is its own (an fd is in one description),
-    // so sorting the old indices by it gives the order the sort makes.
-    let mut permutation: Vec<(FdRef, u32)> = map
-        .open_files
+/// Pushes the descriptions onto `map.open_files` in the final order (by
+/// first member: sorting them once built would move a host's worth of
+/// them), each with the name of its first row (moved, not copied: a
+/// host's worth of paths); returns where each went.
+fn build_in_order(
+    map: &mut SharingMap,
+    rows: &mut [super::group::FdRow],
+    mut members: Vec<(u32, Vec<FdRef>)>,
+    file_types: &HashMap<u32, u32>,
+    without_anchor: &HashSet<u32>,
+) -> Vec<u32> {
+    let mut by_first: Vec<(FdRef, u32)> = members
         .iter()
         .enumerate()
-        .map(|(i, d)| (d.members[0], i as u32))
+        .map(|(i, (_, m))| (m[0], i as u32))
         .collect();
-    permutation.sort_unstable();
-    map.open_files.sort_unstable_by_key(|d| d.members[0]);
-    let mut new_index = vec![0u32; permutation.len()];
-    for (new, &(_, old)) in permutation.iter().enumerate() {
-        new_index[old as usize] = new as u32;
+    by_first.sort_unstable();
+    let mut new_index = vec![0u32; by_first.len()];
+    map.open_files.reserve(by_first.len());
+    for (new, &(_, i)) in by_first.iter().enumerate() {
+        new_index[i as usize] = new as u32;
+        let (first, members) = std::mem::take(&mut members[i as usize]);
+        let row = &mut rows[first as usize];
+        let (target, raw) = (std::mem::take(&mut row.target), row.raw.take());
+        let mut description = OpenFileDescription::new(target, raw, members);
+        if !file_types.is_empty() {
+            description.file_type = file_types.get(&first).copied();
+        }
+        description.without_anchor = !without_anchor.is_empty() && without_anchor.contains(&first);
+        map.open_files.push(description);
     }
-    drop(permutation);
-    origin.sort_unstable_by_key(|&(_, bucket, position)| (bucket, position));
+    new_index
+}
+
+/// The descriptions of the grouping, each once, with what indexes them.
+struct Found {
+    /// Each description's first row and its members (sorted, not empty).
+    members: Vec<(u32, Vec<FdRef>)>,
+    /// (description, bucket, position in kcmp order) of each description
+    /// and each further name of one, in (bucket, position) order. Flat, not
+    /// a collection per description: 50k descriptions would cost megabytes
+    /// of small allocations at the scan's peak.
+    origin: Vec<(u32, u32, u32)>,
+}
+
+/// The members of each group of `groups` (the rows' `refs`, those that
+/// are not None); a group under a further key (the same first row) is one
+/// more name of the description found first.
+fn collect_members(refs: &[Option<FdRef>], groups: Vec<Vec<Vec<u32>>>) -> Found {
+    let mut found = Found {
+        members: Vec::new(),
+        origin: Vec::new(),
+    };
+    let mut seen: Vec<u32> = vec![u32::MAX; refs.len()];
+    for (bucket, groups) in groups.into_iter().enumerate() {
+        for (position, g) in groups.into_iter().enumerate() {
+            let Some(&first) = g.first() else { continue };
+            let (bucket, position) = (bucket as u32, position as u32);
+            if seen[first as usize] != u32::MAX {
+                found.origin.push((seen[first as usize], bucket, position));
+                continue;
+            }
+            let mut members: Vec<FdRef> = g.iter().filter_map(|&r| refs[r as usize]).collect();
+            if members.is_empty() {
+                continue;
+            }
+            members.sort_unstable();
+            seen[first as usize] = found.members.len() as u32;
+            found.origin.push((seen[first as usize], bucket, position));
+            found.members.push((first, members));
+        }
+    }
+    found
+}
+
+/// For each bucket key, the indices of its descriptions in kcmp order
+/// (`origin`: (description, bucket, position) of every description under
+/// every key it has, in (bucket, position) order; `new_index`: where each
+/// description went in `map.open_files`).
+fn index(map: &mut SharingMap, origin: &[(u32, u32, u32)], new_index: &[u32], keys: Vec<String>) {
+    debug_assert!(origin
+        .windows(2)
+        .all(|w| (w[0].1, w[0].2) < (w[1].1, w[1].2)));
     let mut entries = origin.iter().peekable();
+    map.order.reserve(keys.len());
     for (bucket, key) in keys.into_iter().enumerate() {
         let mut indices = Vec::new();
         while let Some(&(d, _, _)) = entries.next_if(|e| e.1 as usize == bucket) {

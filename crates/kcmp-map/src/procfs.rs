@@ -8,6 +8,10 @@ use rustix::fs::{openat, readlinkat, Dir, Mode, OFlags, CWD};
 use std::fmt;
 use std::os::fd::OwnedFd;
 
+mod fdinfo;
+pub(crate) use fdinfo::read_fdinfo_text;
+pub use fdinfo::{read_fdinfo, EpollRegistration, FdInfo};
+
 /// `PF_KTHREAD` in the `flags` field of /proc/PID/stat.
 const PF_KTHREAD: u32 = 0x0020_0000;
 
@@ -89,7 +93,7 @@ impl TaskStat {
 /// Reads a small /proc file with as few syscalls as possible: open, one
 /// read into a stack buffer (more only for a longer file), close. std's
 /// `read_to_string` stats the file and probes, six calls for a /proc stat.
-fn read_to_string(path: &str) -> Result<String> {
+pub(crate) fn read_to_string(path: &str) -> Result<String> {
     crate::freeze::step();
     let fd = openat(CWD, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::os(format!("open {path}"), e))?;
@@ -514,121 +518,6 @@ pub fn fd_target(pid: Pid, fd: FdNum) -> Result<String> {
         )),
         Err(e) => Err(Error::io(format!("readlink {path}"), &e)),
     }
-}
-
-/// The parsed text of /proc/PID/fdinfo/FD.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FdInfo {
-    /// `pos:` the file offset.
-    pub pos: u64,
-    /// `flags:` the open flags (octal in the file), O_CLOEXEC included.
-    pub flags: u32,
-    /// `mnt_id:`.
-    pub mnt_id: u64,
-    /// `ino:` the inode number.
-    pub ino: u64,
-    /// The `tfd:` lines of an epoll fd, in the kernel's order.
-    pub epoll_registrations: Vec<EpollRegistration>,
-}
-
-/// One `tfd:` line of an epoll fd's fdinfo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EpollRegistration {
-    /// The fd number the target was registered under.
-    pub tfd: i32,
-    /// The event mask.
-    pub events: u32,
-    /// The user data.
-    pub data: u64,
-    /// The target's file position.
-    pub pos: i64,
-    /// The target's inode number.
-    pub ino: u64,
-    /// The target's superblock device (the kernel's encoding).
-    pub sdev: u32,
-}
-
-impl FdInfo {
-    /// Parses fdinfo text.
-    ///
-    /// ```
-    /// let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\n\
-    ///     tfd:        5 events:       19 data:                5  pos:0 ino:1d5d sdev:d\n";
-    /// let info = kcmp_map::procfs::FdInfo::parse(text);
-    /// assert_eq!(info.flags, 0o2000002);
-    /// assert_eq!(info.epoll_registrations[0].tfd, 5);
-    /// assert_eq!(info.epoll_registrations[0].ino, 0x1d5d);
-    /// ```
-    pub fn parse(text: &str) -> FdInfo {
-        let mut info = FdInfo::default();
-        for line in text.lines() {
-            if let Some(v) = line.strip_prefix("pos:") {
-                info.pos = v.trim().parse().unwrap_or(0);
-            } else if let Some(v) = line.strip_prefix("flags:") {
-                info.flags = u32::from_str_radix(v.trim(), 8).unwrap_or(0);
-            } else if let Some(v) = line.strip_prefix("mnt_id:") {
-                info.mnt_id = v.trim().parse().unwrap_or(0);
-            } else if let Some(v) = line.strip_prefix("ino:") {
-                info.ino = v.trim().parse().unwrap_or(0);
-            } else if line.starts_with("tfd:") {
-                if let Some(r) = parse_tfd_line(line) {
-                    info.epoll_registrations.push(r);
-                }
-            }
-        }
-        info
-    }
-
-    /// The access mode (`O_RDONLY`, `O_WRONLY` or `O_RDWR`).
-    pub fn access_mode(&self) -> u32 {
-        self.flags & libc::O_ACCMODE as u32
-    }
-}
-
-fn parse_tfd_line(line: &str) -> Option<EpollRegistration> {
-    // "tfd: %8d events: %8x data: %16llx  pos:%lli ino:%lx sdev:%x"
-    let mut it = line.split_ascii_whitespace();
-    let mut reg = EpollRegistration {
-        tfd: 0,
-        events: 0,
-        data: 0,
-        pos: 0,
-        ino: 0,
-        sdev: 0,
-    };
-    while let Some(word) = it.next() {
-        match word {
-            "tfd:" => reg.tfd = it.next()?.parse().ok()?,
-            "events:" => reg.events = u32::from_str_radix(it.next()?, 16).ok()?,
-            "data:" => reg.data = u64::from_str_radix(it.next()?, 16).ok()?,
-            w => {
-                if let Some(v) = w.strip_prefix("pos:") {
-                    reg.pos = v.parse().ok()?;
-                } else if let Some(v) = w.strip_prefix("ino:") {
-                    reg.ino = u64::from_str_radix(v, 16).ok()?;
-                } else if let Some(v) = w.strip_prefix("sdev:") {
-                    reg.sdev = u32::from_str_radix(v, 16).ok()?;
-                }
-            }
-        }
-    }
-    Some(reg)
-}
-
-/// Reads /proc/PID/fdinfo/FD.
-///
-/// ```
-/// let info = kcmp_map::procfs::read_fdinfo(kcmp::Pid::this(), kcmp::FdNum::new(0).unwrap()).unwrap();
-/// assert!(info.ino > 0);
-/// ```
-pub fn read_fdinfo(pid: Pid, fd: FdNum) -> Result<FdInfo> {
-    let path = format!("/proc/{pid}/fdinfo/{fd}");
-    Ok(FdInfo::parse(&read_to_string(&path)?))
-}
-
-/// The text of /proc/PID/fdinfo/FD.
-pub(crate) fn read_fdinfo_text(pid: Pid, fd: FdNum) -> Result<String> {
-    read_to_string(&format!("/proc/{pid}/fdinfo/{fd}"))
 }
 
 /// Reads one `/proc/PID/status` field (`"TracerPid"`, `"Seccomp"`, …).

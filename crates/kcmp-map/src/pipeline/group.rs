@@ -86,7 +86,7 @@ pub(crate) struct Grouped {
     pub changed: Vec<u32>,
     /// The file type (`st_mode & S_IFMT`) of path descriptions whose anchor
     /// told it, by the description's first row.
-    pub file_types: HashMap<u32, u32>,
+    pub file_types: foldhash::HashMap<u32, u32>,
     /// Tasks whose fd directory could not be read.
     pub unlisted: Vec<(u32, Error)>,
     /// Fds decided by their key alone (single fds).
@@ -99,7 +99,7 @@ pub(crate) struct Grouped {
     pub renamed: u64,
     /// The first rows of descriptions whose representative was a member
     /// standing in (no copy could be taken).
-    pub without_anchor: HashSet<u32>,
+    pub without_anchor: foldhash::HashSet<u32>,
 }
 
 /// The rows and tasks, as the placement sees them.
@@ -198,7 +198,7 @@ pub(crate) fn group_files(
         tasks,
         depth: &depth,
     };
-    let buckets = buckets(&g.rows, &depth);
+    let buckets = buckets(&g.rows, family);
     // Anchors open at once: at most a bucket's fds per worker. Grow the fd
     // table once for them now (each later doubling of a table shared by
     // threads waits for an RCU grace period).
@@ -244,7 +244,7 @@ pub(crate) fn group_files(
     let sizes: Vec<usize> = buckets.iter().map(|b| b.1.len()).collect();
     drop(buckets);
     let mut groups = Vec::with_capacity(outs.len());
-    let mut inodes: HashMap<(u64, u64), Vec<(usize, usize)>> = HashMap::new();
+    let mut inodes: foldhash::HashMap<(u64, u64), Vec<(usize, usize)>> = Default::default();
     for (b, out) in outs.into_iter().enumerate() {
         g.by_key += (sizes[b] == 1) as u64;
         for (e_row, err) in out.failures {
@@ -281,13 +281,13 @@ fn flatten(family: &Family, listed: Vec<Listing>) -> Grouped {
         task_errors: Vec::new(),
         bad_fds: Vec::new(),
         changed: Vec::new(),
-        file_types: HashMap::new(),
+        file_types: Default::default(),
         unlisted: Vec::new(),
         by_key: 0,
         compared: 0,
         split: 0,
         renamed: 0,
-        without_anchor: HashSet::new(),
+        without_anchor: Default::default(),
     };
     let mut range: Vec<(usize, usize)> = vec![(0, 0); listed.len()];
     for (t, l) in listed.into_iter().enumerate() {
@@ -325,15 +325,21 @@ impl Grouped {
             let Some(p) = family.parent[t] else {
                 continue;
             };
-            let (plo, phi) = range[p as usize];
+            // Both tasks' rows ascend by fd: walked side by side.
+            let (mut j, phi) = range[p as usize];
             for i in lo..hi {
                 let fd = self.rows[i].fd;
-                if let Ok(j) = self.rows[plo..phi].binary_search_by_key(&fd, |r| r.fd) {
-                    let same_key = procfs::bucket_key(&self.rows[plo + j].target)
-                        == procfs::bucket_key(&self.rows[i].target);
-                    if same_key {
-                        self.rows[i].hint = Some((plo + j) as u32);
-                    }
+                while j < phi && self.rows[j].fd < fd {
+                    j += 1;
+                }
+                if j == phi {
+                    break;
+                }
+                if self.rows[j].fd == fd
+                    && procfs::bucket_key(&self.rows[j].target)
+                        == procfs::bucket_key(&self.rows[i].target)
+                {
+                    self.rows[i].hint = Some(j as u32);
                 }
             }
         }
@@ -341,21 +347,50 @@ impl Grouped {
 }
 
 /// Buckets of rows by key, largest first; within a bucket, parents' rows
-/// before their children's (so that hints find their group placed).
-fn buckets<'r>(rows: &'r [FdRow], depth: &[u32]) -> Vec<(&'r str, Vec<u32>)> {
-    let mut by_key: foldhash::HashMap<&str, Vec<u32>> = Default::default();
-    for (i, row) in rows.iter().enumerate() {
-        by_key
-            .entry(procfs::bucket_key(&row.target))
-            .or_default()
-            .push(i as u32);
-    }
-    let mut out: Vec<(&str, Vec<u32>)> = by_key.into_iter().collect();
-    for (_, items) in &mut out {
-        items.sort_by_key(|&r| (depth[rows[r as usize].task as usize], r));
+/// before their children's (so that hints find their group placed), by
+/// depth, then row. A row with a hint has its parent's row's key: it goes
+/// to that row's bucket without hashing its name (most rows of a forked
+/// server's children).
+fn buckets<'r>(rows: &'r [FdRow], family: &Family) -> Vec<(&'r str, Vec<u32>)> {
+    // Rows by (depth, row): each level's tasks in order, each task's rows
+    // contiguous (flatten) — found here by binary search of the task.
+    let starts = task_starts(rows, family.parent.len());
+    let mut bucket_of: Vec<u32> = vec![u32::MAX; rows.len()];
+    let mut by_key: foldhash::HashMap<&str, u32> = Default::default();
+    let mut out: Vec<(&str, Vec<u32>)> = Vec::new();
+    for level in &family.levels {
+        let mut level = level.clone();
+        level.sort_unstable();
+        for t in level {
+            for i in starts[t as usize]..starts[t as usize + 1] {
+                let row = &rows[i];
+                let b = match row.hint.map(|h| bucket_of[h as usize]) {
+                    Some(b) if b != u32::MAX => b,
+                    _ => {
+                        let key = procfs::bucket_key(&row.target);
+                        *by_key.entry(key).or_insert_with(|| {
+                            out.push((key, Vec::new()));
+                            (out.len() - 1) as u32
+                        })
+                    }
+                };
+                bucket_of[i] = b;
+                out[b as usize].1.push(i as u32);
+            }
+        }
     }
     out.sort_unstable_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
     out
+}
+
+/// Where each task's rows begin in `rows` (grouped by task, in task
+/// order), and one past the last: `tasks + 1` entries.
+fn task_starts(rows: &[FdRow], tasks: usize) -> Vec<usize> {
+    let mut starts = Vec::with_capacity(tasks + 1);
+    for t in 0..=tasks as u32 {
+        starts.push(rows.partition_point(|r| r.task < t));
+    }
+    starts
 }
 
 /// Splits one bucket into descriptions.
@@ -491,7 +526,7 @@ fn classify(g: &mut Grouped, row: u32, err: Error) {
 fn join_renamed(
     g: &mut Grouped,
     tasks: &[SelectedTask],
-    inodes: HashMap<(u64, u64), Vec<(usize, usize)>>,
+    inodes: foldhash::HashMap<(u64, u64), Vec<(usize, usize)>>,
     cmp: &FileComparator<'_>,
     budget: &Budget,
 ) {

@@ -7,7 +7,7 @@ use super::kinds::KindOutcome;
 use super::pin::SelectedTask;
 use crate::model::{FdRef, OpenFileDescription, SharingMap, Skipped, SkippedFd};
 use kcmp::{Pid, ProcessResource};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Fills `map.open_files` (sorted by first member), its kcmp-order index,
 /// `skipped_fds` and `changed_fds`. A description listed under two keys
@@ -75,8 +75,8 @@ fn build_in_order(
     map: &mut SharingMap,
     rows: &mut [super::group::FdRow],
     mut members: Vec<(u32, Vec<FdRef>)>,
-    file_types: &HashMap<u32, u32>,
-    without_anchor: &HashSet<u32>,
+    file_types: &foldhash::HashMap<u32, u32>,
+    without_anchor: &foldhash::HashSet<u32>,
 ) -> Vec<u32> {
     let mut by_first: Vec<(FdRef, u32)> = members
         .iter()

@@ -322,3 +322,93 @@ fn an_epoll_without_registrations_has_no_targets() {
     assert!(found.targets.is_empty());
     assert_eq!(found.kcmp_calls, 0);
 }
+
+/// An epoll fd may be locked like any file (flock, fcntl): its fdinfo then
+/// shows `lock:` lines before its `tfd:` lines, and its registrations are
+/// still read (an adversarial review found them read as none).
+#[test]
+fn a_locked_epoll_fd_keeps_its_registrations() {
+    use rustix::event::epoll;
+    use rustix::fs::{fcntl_lock, flock, FlockOperation};
+    let me = Pid::this();
+    for lock in ["flock", "fcntl"] {
+        let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        epoll::add(&ep, &r, epoll::EventData::new_u64(1), epoll::EventFlags::IN).unwrap();
+        epoll::add(
+            &ep,
+            &w,
+            epoll::EventData::new_u64(2),
+            epoll::EventFlags::OUT,
+        )
+        .unwrap();
+        let epfd = FdNum::of(&ep);
+        let before = registrations(me, epfd).unwrap();
+        assert_eq!(before.len(), 2);
+        match lock {
+            "flock" => flock(&ep, FlockOperation::NonBlockingLockExclusive).unwrap(),
+            _ => fcntl_lock(&ep, FlockOperation::NonBlockingLockExclusive).unwrap(),
+        }
+        let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{epfd}")).unwrap();
+        assert!(text.contains("lock:"), "{lock}: no lock shown:\n{text}");
+        let locked = registrations(me, epfd).unwrap();
+        assert_eq!(locked, before, "{lock}:\n{text}");
+        let found = epoll_targets(me, epfd).unwrap();
+        assert_eq!(found.targets.len(), 2, "{lock}");
+    }
+}
+
+/// Real fdinfo texts of other kinds of files (a memfd named like a `tfd:`
+/// line among them) give the kernel's own header lines and no
+/// registrations.
+#[test]
+fn fdinfo_of_other_kinds_has_its_header_and_no_registrations() {
+    use rustix::fd::OwnedFd;
+    use rustix::fs::{statx, AtFlags, MemfdFlags, StatxFlags};
+    use rustix::net::{socket, AddressFamily, SocketType};
+    let memfd =
+        rustix::fs::memfd_create("x\ntfd: 1 events: 19 data: 1", MemfdFlags::CLOEXEC).unwrap();
+    rustix::io::write(&memfd, b"hello").unwrap();
+    let files: Vec<(&str, OwnedFd)> = vec![
+        (
+            "eventfd",
+            rustix::event::eventfd(3, rustix::event::EventfdFlags::CLOEXEC).unwrap(),
+        ),
+        ("memfd", memfd),
+        (
+            "pidfd",
+            rustix::process::pidfd_open(
+                rustix::process::getpid(),
+                rustix::process::PidfdFlags::empty(),
+            )
+            .unwrap(),
+        ),
+        (
+            "unix socket",
+            socket(AddressFamily::UNIX, SocketType::STREAM, None).unwrap(),
+        ),
+        (
+            "inotify",
+            rustix::fs::inotify::init(rustix::fs::inotify::CreateFlags::CLOEXEC).unwrap(),
+        ),
+    ];
+    for (what, fd) in &files {
+        let n = FdNum::of(fd);
+        let info = kcmp_map::procfs::read_fdinfo(Pid::this(), n).unwrap();
+        let st = statx(
+            fd,
+            "",
+            AtFlags::EMPTY_PATH,
+            StatxFlags::INO | StatxFlags::MNT_ID,
+        )
+        .unwrap();
+        assert_eq!(
+            (info.ino, info.mnt_id),
+            (st.stx_ino, st.stx_mnt_id),
+            "{what}"
+        );
+        assert!(info.epoll_registrations.is_empty(), "{what}");
+        let access = rustix::fs::fcntl_getfl(fd).unwrap().bits() & libc::O_ACCMODE as u32;
+        assert_eq!(info.access_mode(), access, "{what}");
+    }
+}

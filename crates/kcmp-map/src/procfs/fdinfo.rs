@@ -39,12 +39,12 @@ pub struct EpollRegistration {
 impl FdInfo {
     /// Parses fdinfo text. The kernel's own lines (`pos:`, `flags:`,
     /// `mnt_id:`, `ino:`) are read where it prints them, first and in
-    /// that order; what the file's type shows after them is taken for an
-    /// epoll instance's registrations only when every line is a
-    /// well-formed `tfd:` line (or, after them, a `lock:` line, which any
-    /// file may show). Other types show other lines first, and some go on
-    /// with text their user chose (a dma-buf's name may hold a newline and
-    /// a line that looks like `tfd:`): such a text gives no registrations.
+    /// that order, then the `lock:` lines of any file with locks; what the
+    /// file's type shows after them is taken for an epoll instance's
+    /// registrations only when every line is a well-formed `tfd:` line.
+    /// Other types show other lines first, and some go on with text their
+    /// user chose (a dma-buf's name may hold a newline and a line that
+    /// looks like `tfd:`): such a text gives no registrations.
     ///
     /// ```
     /// let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\n\
@@ -70,13 +70,13 @@ impl FdInfo {
                 _ => info.ino = v.parse().unwrap_or(0),
             }
         }
+        // Then the locks on the file (any file's), then the type's lines.
+        while lines.next_if(|l| l.starts_with("lock:")).is_some() {}
         let mut registrations = Vec::new();
-        let mut locks = false;
         for line in lines {
             match parse_tfd_line(line) {
-                Some(r) if !locks => registrations.push(r),
-                _ if line.starts_with("lock:") => locks = true,
-                _ => return info, // not an epoll instance's text
+                Some(r) => registrations.push(r),
+                None => return info, // not an epoll instance's text
             }
         }
         info.epoll_registrations = registrations;
@@ -163,14 +163,17 @@ mod tests {
         }
     }
 
+    /// The kernel prints a file's locks before its type's lines (seq_show
+    /// in fs/proc/fd.c: show_fd_locks, then show_fdinfo); an epoll fd may
+    /// be locked (flock, fcntl) like any file.
     #[test]
-    fn lock_lines_after_the_registrations_are_any_files() {
+    fn lock_lines_come_before_the_registrations() {
+        let lock = "lock:\t1: POSIX  ADVISORY  WRITE 42 00:0f:1057 0 EOF\n";
         let text = format!(
-            "pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n{EPOLL_LINE}\n\
-             lock:\t1: POSIX  ADVISORY  WRITE 42 00:0f:1057 0 EOF\n"
+            "pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n{lock}{lock}{EPOLL_LINE}\n{EPOLL_LINE}\n"
         );
-        assert_eq!(FdInfo::parse(&text).epoll_registrations.len(), 1);
-        let text = format!("{text}{EPOLL_LINE}\n");
+        assert_eq!(FdInfo::parse(&text).epoll_registrations.len(), 2);
+        let text = format!("{text}{lock}");
         assert!(FdInfo::parse(&text).epoll_registrations.is_empty());
     }
 

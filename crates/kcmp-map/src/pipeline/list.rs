@@ -7,7 +7,9 @@ use crate::parallel::{parallel_map, parallel_map_lazy};
 use crate::procfs;
 use kcmp::{Error, FdNum, Pid, Result};
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 /// The tasks' family: each task's parent among the selected tasks (the
 /// thread-group leader for a thread when threads are tasks, the parent
@@ -134,64 +136,65 @@ const CHUNK: usize = 2048;
 
 /// [`list_fds`] for few tasks, which may each hold very many fds (4 tasks
 /// of 15,000 on 2 cores left one core idle for a third of the phase): each
-/// task's fd directory is read first, then its links in chunks of
-/// [`CHUNK`] on all workers. `one` lists a task whose directory could not
-/// be read (again, for its error) or is empty.
+/// task's fd directory is read, then its links in chunks of [`CHUNK`], all
+/// from one queue on all workers: directories first (a worker done with
+/// one reads another's links while the rest are read), then the chunks
+/// round robin by task (two readers of one directory share its dentry's
+/// reference count and the task's lock). `one` lists a task whose
+/// directory could not be read (again, for its error) or is empty.
 fn list_in_chunks(
     tasks: &[SelectedTask],
     workers: usize,
     one: &(dyn Fn(usize) -> Listing + Sync),
 ) -> Vec<Listing> {
-    let numbers: Vec<Option<(procfs::FdDir, Vec<FdNum>)>> =
-        parallel_map(tasks.len(), workers, |t| {
-            let r = &tasks[t].record;
-            if r.kernel_thread || r.is_zombie() {
-                return None;
-            }
-            let dir = procfs::FdDir::open(tasks[t].via).ok()?;
-            let fds = dir.fds().ok()?;
-            let skip = (r.tgid == Pid::this()).then(|| dir.own_number());
-            let fds = fds.into_iter().filter(|&fd| Some(fd) != skip).collect();
-            Some((dir, fds))
-        });
-    // (task, range of its fds), or (task, None): listed by `one` (its
-    // directory could not be read above: `one` says why).
-    let mut parts: Vec<(usize, Option<std::ops::Range<usize>>)> = Vec::new();
-    for (t, n) in numbers.iter().enumerate() {
-        match n {
-            Some((_, fds)) if !fds.is_empty() => {
-                parts.extend(
-                    (0..fds.len())
-                        .step_by(CHUNK)
-                        .map(|a| (t, Some(a..(a + CHUNK).min(fds.len())))),
-                );
-            }
-            _ => parts.push((t, None)),
+    let queue = ChunkQueue::new(tasks.len());
+    let parts: Vec<Mutex<Vec<(usize, Listing)>>> =
+        (0..tasks.len()).map(|_| Mutex::new(Vec::new())).collect();
+    let dirs: Vec<OnceLock<Option<Directory>>> =
+        (0..tasks.len()).map(|_| OnceLock::new()).collect();
+    let work = || {
+        while let Some(item) = queue.next() {
+            let (t, at, listing) = match item {
+                Item::Directory(t) => {
+                    // Told read even when this worker panics: the others end.
+                    let mut done = DirectoryRead(&queue, t, 0);
+                    let read = read_directory(&tasks[t]);
+                    let chunks = read
+                        .as_ref()
+                        .map_or(0, |(_, fds)| fds.len().div_ceil(CHUNK));
+                    let _ = dirs[t].set(read);
+                    done.2 = chunks;
+                    drop(done); // its chunks join the queue
+                    if chunks > 0 {
+                        continue;
+                    }
+                    (t, 0, one(t))
+                }
+                Item::Chunk(t, c) => {
+                    let (dir, fds) = dirs[t].get().and_then(Option::as_ref).expect("read first");
+                    let range = c * CHUNK..((c + 1) * CHUNK).min(fds.len());
+                    (t, c, links(dir, &fds[range]))
+                }
+            };
+            lock(&parts[t]).push((at, listing));
         }
-    }
-    // Workers take consecutive parts: interleaved by task, they read
-    // different tasks' directories at once (two readers of one directory
-    // share its dentry's reference count and the task's lock).
-    let order = interleaved(&parts);
-    let listed = parallel_map(parts.len(), workers, |i| match &parts[order[i]] {
-        (t, None) => one(*t),
-        (t, Some(range)) => {
-            let (dir, fds) = numbers[*t].as_ref().expect("chunked tasks were read");
-            links(dir, &fds[range.clone()])
+    };
+    std::thread::scope(|s| {
+        for _ in 1..workers.min(tasks.len()) {
+            s.spawn(work);
         }
+        work();
     });
-    let mut listed: Vec<Option<Listing>> = listed.into_iter().map(Some).collect();
-    let mut by_part: Vec<Option<Listing>> = (0..parts.len()).map(|_| None).collect();
-    for (i, &p) in order.iter().enumerate() {
-        by_part[p] = listed[i].take();
-    }
-    let mut out: Vec<Listing> = Vec::with_capacity(tasks.len());
-    for ((t, _), part) in parts.iter().zip(by_part.into_iter().flatten()) {
-        if out.len() == *t {
-            out.push(part);
-            continue;
-        }
-        let whole = out.last_mut().expect("a task's first part came first");
+    parts.into_iter().map(joined).collect()
+}
+
+/// A task's listing from its parts (by chunk index).
+fn joined(parts: Mutex<Vec<(usize, Listing)>>) -> Listing {
+    let mut parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
+    parts.sort_unstable_by_key(|(at, _)| *at);
+    let mut parts = parts.into_iter().map(|(_, l)| l);
+    let mut whole = parts.next().expect("every task was listed");
+    for part in parts {
         whole.bad.extend(part.bad);
         match (&mut whole.fds, part.fds) {
             (Ok(entries), Ok(more)) => entries.extend(more),
@@ -199,24 +202,104 @@ fn list_in_chunks(
             (Err(_), _) => {}
         }
     }
-    out
+    whole
 }
 
-/// The indices of `parts` (grouped by task, in task order) taken round
-/// robin: each task's first part, then each task's second, …
-fn interleaved(parts: &[(usize, Option<std::ops::Range<usize>>)]) -> Vec<usize> {
-    let mut rank = Vec::with_capacity(parts.len());
-    let mut k = 0;
-    for (i, (t, _)) in parts.iter().enumerate() {
-        k = if i > 0 && parts[i - 1].0 == *t {
-            k + 1
-        } else {
-            0
-        };
-        rank.push((k, i));
+/// A task's fd directory, open, and its fds.
+type Directory = (procfs::FdDir, Vec<FdNum>);
+
+/// A task's fd directory and its fds (without the directory's own fd when
+/// the task is this process); `None` when it cannot be read.
+fn read_directory(task: &SelectedTask) -> Option<Directory> {
+    let r = &task.record;
+    if r.kernel_thread || r.is_zombie() {
+        return None;
     }
-    rank.sort_unstable();
-    rank.into_iter().map(|(_, i)| i).collect()
+    let dir = procfs::FdDir::open(task.via).ok()?;
+    let fds = dir.fds().ok()?;
+    let skip = (r.tgid == Pid::this()).then(|| dir.own_number());
+    let fds = fds.into_iter().filter(|&fd| Some(fd) != skip).collect();
+    Some((dir, fds))
+}
+
+/// Work for [`list_in_chunks`]: a task's directory, or a chunk (by index)
+/// of a task's fds.
+enum Item {
+    Directory(usize),
+    Chunk(usize, usize),
+}
+
+/// The queue of [`list_in_chunks`]: directories not taken yet, then each
+/// read task's chunks, taken round robin by task.
+struct ChunkQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+struct QueueState {
+    directories: std::ops::Range<usize>,
+    /// Directories taken and not read yet: their chunks may still come.
+    reading: usize,
+    /// (task, next chunk, chunks) of each read task with chunks left.
+    chunks: VecDeque<(usize, usize, usize)>,
+}
+
+impl ChunkQueue {
+    fn new(tasks: usize) -> ChunkQueue {
+        ChunkQueue {
+            state: Mutex::new(QueueState {
+                directories: 0..tasks,
+                reading: 0,
+                chunks: VecDeque::new(),
+            }),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// The next item; `None` once everything is taken.
+    fn next(&self) -> Option<Item> {
+        let mut q = lock(&self.state);
+        loop {
+            if let Some(t) = q.directories.next() {
+                q.reading += 1;
+                return Some(Item::Directory(t));
+            }
+            if let Some((t, c, n)) = q.chunks.pop_front() {
+                if c + 1 < n {
+                    q.chunks.push_back((t, c + 1, n));
+                }
+                return Some(Item::Chunk(t, c));
+            }
+            if q.reading == 0 {
+                return None;
+            }
+            q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Task `t`'s directory was read: its `chunks` join the queue.
+    fn read(&self, t: usize, chunks: usize) {
+        let mut q = lock(&self.state);
+        q.reading -= 1;
+        if chunks > 0 {
+            q.chunks.push_back((t, 0, chunks));
+        }
+        self.ready.notify_all();
+    }
+}
+
+/// Tells the queue that task `.1`'s directory was read, with `.2` chunks,
+/// when dropped.
+struct DirectoryRead<'q>(&'q ChunkQueue, usize, usize);
+
+impl Drop for DirectoryRead<'_> {
+    fn drop(&mut self) {
+        self.0.read(self.1, self.2);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The entries of `fds` in `dir`: closed ones left out, unreadable links
@@ -320,18 +403,5 @@ pub(crate) fn drop_engine_fds(
             entries.retain(|e| own.get(&e.fd) == Some(e) && !pidfds.contains(&e.fd.get()));
         }
         l.bad.retain(|(fd, _)| own.contains_key(fd));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::interleaved;
-
-    #[test]
-    fn parts_are_taken_round_robin_by_task() {
-        let tasks = [0, 0, 1, 2, 2, 2];
-        let parts: Vec<_> = tasks.iter().map(|&t| (t, None)).collect();
-        assert_eq!(interleaved(&parts), [0, 2, 3, 1, 4, 5]);
-        assert!(interleaved(&[]).is_empty());
     }
 }

@@ -116,9 +116,10 @@ struct Found {
 /// are not None); a group under a further key (the same first row) is one
 /// more name of the description found first.
 fn collect_members(refs: &[Option<FdRef>], groups: Vec<Vec<Vec<u32>>>) -> Found {
+    let descriptions = groups.iter().map(Vec::len).sum();
     let mut found = Found {
-        members: Vec::new(),
-        origin: Vec::new(),
+        members: Vec::with_capacity(descriptions),
+        origin: Vec::with_capacity(descriptions),
     };
     let mut seen: Vec<u32> = vec![u32::MAX; refs.len()];
     for (bucket, groups) in groups.into_iter().enumerate() {
@@ -150,14 +151,14 @@ fn index(map: &mut SharingMap, origin: &[(u32, u32, u32)], new_index: &[u32], ke
     debug_assert!(origin
         .windows(2)
         .all(|w| (w[0].1, w[0].2) < (w[1].1, w[1].2)));
-    let mut entries = origin.iter().peekable();
     map.order.reserve(keys.len());
+    let mut rest = origin;
     for (bucket, key) in keys.into_iter().enumerate() {
-        let mut indices = Vec::new();
-        while let Some(&(d, _, _)) = entries.next_if(|e| e.1 as usize == bucket) {
-            indices.push(new_index[d as usize] as usize);
-        }
-        map.order.insert(key, indices);
+        let n = rest.iter().take_while(|e| e.1 as usize == bucket).count();
+        let (mine, after) = rest.split_at(n);
+        let indices = mine.iter().map(|&(d, _, _)| new_index[d as usize] as usize);
+        map.order.insert(key, indices.collect());
+        rest = after;
     }
 }
 

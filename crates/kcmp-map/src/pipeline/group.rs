@@ -16,10 +16,13 @@ use super::sorted::{Placed, Rows, Sorted};
 use crate::model::{ScanProgress, ScanStats, Skipped};
 use crate::parallel::{parallel_map, parallel_map_lazy, CallCounter};
 use crate::procfs::{self, FdTarget};
+use buckets::buckets;
 use kcmp::{compare_files, Error, FdNum, KcmpOrdering, Pid, Result};
 use rustix::fd::{AsFd, BorrowedFd};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
+mod buckets;
 
 /// How two (pid, fd) pairs are compared.
 pub(crate) type FileComparator<'a> =
@@ -344,53 +347,6 @@ impl Grouped {
             }
         }
     }
-}
-
-/// Buckets of rows by key, largest first; within a bucket, parents' rows
-/// before their children's (so that hints find their group placed), by
-/// depth, then row. A row with a hint has its parent's row's key: it goes
-/// to that row's bucket without hashing its name (most rows of a forked
-/// server's children).
-fn buckets<'r>(rows: &'r [FdRow], family: &Family) -> Vec<(&'r str, Vec<u32>)> {
-    // Rows by (depth, row): each level's tasks in order, each task's rows
-    // contiguous (flatten) — found here by binary search of the task.
-    let starts = task_starts(rows, family.parent.len());
-    let mut bucket_of: Vec<u32> = vec![u32::MAX; rows.len()];
-    let mut by_key: foldhash::HashMap<&str, u32> = Default::default();
-    let mut out: Vec<(&str, Vec<u32>)> = Vec::new();
-    for level in &family.levels {
-        let mut level = level.clone();
-        level.sort_unstable();
-        for t in level {
-            for i in starts[t as usize]..starts[t as usize + 1] {
-                let row = &rows[i];
-                let b = match row.hint.map(|h| bucket_of[h as usize]) {
-                    Some(b) if b != u32::MAX => b,
-                    _ => {
-                        let key = procfs::bucket_key(&row.target);
-                        *by_key.entry(key).or_insert_with(|| {
-                            out.push((key, Vec::new()));
-                            (out.len() - 1) as u32
-                        })
-                    }
-                };
-                bucket_of[i] = b;
-                out[b as usize].1.push(i as u32);
-            }
-        }
-    }
-    out.sort_unstable_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
-    out
-}
-
-/// Where each task's rows begin in `rows` (grouped by task, in task
-/// order), and one past the last: `tasks + 1` entries.
-fn task_starts(rows: &[FdRow], tasks: usize) -> Vec<usize> {
-    let mut starts = Vec::with_capacity(tasks + 1);
-    for t in 0..=tasks as u32 {
-        starts.push(rows.partition_point(|r| r.task < t));
-    }
-    starts
 }
 
 /// Splits one bucket into descriptions.

@@ -362,17 +362,19 @@ fn the_frozen_window_is_capped() {
 fn a_freezer_never_freezes_another_freezer() {
     let r = Role::spawn("ticker");
     let first = freeze(&[r.pid()]).unwrap();
-    // The first set's freezer: a child of this process named kcmp-freezer.
-    let me = std::process::id();
-    let freezer = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .find(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            stat.contains("(kcmp-freezer)")
-                && stat[stat.rfind(')').unwrap() + 4..].starts_with(&format!("{me} "))
-        })
-        .expect("a kcmp-freezer child");
+    // The first set's freezer: the process tracing the frozen ticker (not
+    // any kcmp-freezer child of this process: the tests of this file run at
+    // once, and another test's freezer may end meanwhile).
+    let field = |pid: i32, name: &str| -> i32 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line[name.len()..].trim().parse().unwrap()
+    };
+    let tracer = field(r.pid().get(), "TracerPid:");
+    assert_ne!(tracer, 0, "the ticker is not traced");
+    let freezer = field(tracer, "Tgid:");
+    let comm = std::fs::read_to_string(format!("/proc/{freezer}/comm")).unwrap();
+    assert_eq!(comm.trim(), "kcmp-freezer");
     let second = freeze(&[Pid::new(freezer).unwrap()]).unwrap();
     assert!(second.frozen().is_empty());
     assert_eq!(second.not_frozen()[0].kind, NotFrozenKind::Freezer);

@@ -152,36 +152,48 @@ fn list_in_chunks(
         (0..tasks.len()).map(|_| Mutex::new(Vec::new())).collect();
     let dirs: Vec<OnceLock<Option<Directory>>> =
         (0..tasks.len()).map(|_| OnceLock::new()).collect();
+    let handle = |item: Item| {
+        let (t, at, listing) = match item {
+            Item::Directory(t) => {
+                // Told read even when this worker panics: the others end.
+                let mut done = DirectoryRead(&queue, t, 0);
+                let read = read_directory(&tasks[t]);
+                let chunks = read
+                    .as_ref()
+                    .map_or(0, |(_, fds)| fds.len().div_ceil(CHUNK));
+                let _ = dirs[t].set(read);
+                done.2 = chunks;
+                drop(done); // its chunks join the queue
+                if chunks > 0 {
+                    return;
+                }
+                (t, 0, one(t))
+            }
+            Item::Chunk(t, c) => {
+                let (dir, fds) = dirs[t].get().and_then(Option::as_ref).expect("read first");
+                let range = c * CHUNK..((c + 1) * CHUNK).min(fds.len());
+                (t, c, links(dir, &fds[range]))
+            }
+        };
+        lock(&parts[t]).push((at, listing));
+    };
     let work = || {
         while let Some(item) = queue.next() {
-            let (t, at, listing) = match item {
-                Item::Directory(t) => {
-                    // Told read even when this worker panics: the others end.
-                    let mut done = DirectoryRead(&queue, t, 0);
-                    let read = read_directory(&tasks[t]);
-                    let chunks = read
-                        .as_ref()
-                        .map_or(0, |(_, fds)| fds.len().div_ceil(CHUNK));
-                    let _ = dirs[t].set(read);
-                    done.2 = chunks;
-                    drop(done); // its chunks join the queue
-                    if chunks > 0 {
-                        continue;
-                    }
-                    (t, 0, one(t))
-                }
-                Item::Chunk(t, c) => {
-                    let (dir, fds) = dirs[t].get().and_then(Option::as_ref).expect("read first");
-                    let range = c * CHUNK..((c + 1) * CHUNK).min(fds.len());
-                    (t, c, links(dir, &fds[range]))
-                }
-            };
-            lock(&parts[t]).push((at, listing));
+            handle(item);
         }
     };
     std::thread::scope(|s| {
-        for _ in 1..workers.min(tasks.len()) {
-            s.spawn(work);
+        // One task: its directory first, and helpers only for its chunks
+        // (a small task's scan starts no thread).
+        if tasks.len() == 1 {
+            if let Some(item) = queue.next() {
+                handle(item);
+            }
+        }
+        if tasks.len() > 1 || queue.chunks_left() > 1 {
+            for _ in 1..workers {
+                s.spawn(work);
+            }
         }
         work();
     });
@@ -275,6 +287,15 @@ impl ChunkQueue {
             }
             q = self.ready.wait(q).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Chunks not taken yet.
+    fn chunks_left(&self) -> usize {
+        lock(&self.state)
+            .chunks
+            .iter()
+            .map(|&(_, c, n)| n - c)
+            .sum()
     }
 
     /// Task `t`'s directory was read: its `chunks` join the queue.

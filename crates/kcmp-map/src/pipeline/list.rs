@@ -182,20 +182,23 @@ fn list_in_chunks(
             handle(item);
         }
     };
+    // This thread starts helpers as items wait, `workers` threads in all:
+    // one small task starts none, one big task's chunks get them all.
     std::thread::scope(|s| {
-        // One task: its directory first, and helpers only for its chunks
-        // (a small task's scan starts no thread).
-        if tasks.len() == 1 {
-            if let Some(item) = queue.next() {
-                handle(item);
-            }
-        }
-        if tasks.len() > 1 || queue.chunks_left() > 1 {
-            for _ in 1..workers {
+        let mut running = 1;
+        // Threads wanted: this one, with `holding` an item or not, and one
+        // per other item waiting.
+        let mut grow = |holding: usize| {
+            while running < workers.min(queue.waiting() + holding) {
                 s.spawn(work);
+                running += 1;
             }
+        };
+        while let Some(item) = queue.next() {
+            grow(1);
+            handle(item);
+            grow(0); // the chunks it queued: this thread takes one
         }
-        work();
     });
     parts.into_iter().map(joined).collect()
 }
@@ -289,13 +292,10 @@ impl ChunkQueue {
         }
     }
 
-    /// Chunks not taken yet.
-    fn chunks_left(&self) -> usize {
-        lock(&self.state)
-            .chunks
-            .iter()
-            .map(|&(_, c, n)| n - c)
-            .sum()
+    /// Items not taken yet: directories and chunks.
+    fn waiting(&self) -> usize {
+        let q = lock(&self.state);
+        q.directories.len() + q.chunks.iter().map(|&(_, c, n)| n - c).sum::<usize>()
     }
 
     /// Task `t`'s directory was read: its `chunks` join the queue.

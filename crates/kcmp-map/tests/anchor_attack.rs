@@ -13,6 +13,7 @@ use rustix::fd::{AsFd, AsRawFd};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::TryRecvError;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -383,6 +384,10 @@ fn kernel_stacks_with(word: &str) -> Vec<String> {
         .collect()
 }
 
+/// Tells its channel's receiver, by being dropped (the sender
+/// disconnects), that the thread holding it is done.
+struct Told(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
 /// One self-scan while a watcher thread closes every fd of the lingering
 /// socket `client` as soon as the engine's copy of it appears: the copy is
 /// then the last reference. Returns whether the copy was seen, and whether
@@ -402,8 +407,10 @@ fn scan_while_closing_the_holder(dups: usize) -> (bool, bool) {
     let top = mine.iter().copied().max().unwrap() + 512;
     let done = std::sync::atomic::AtomicBool::new(false);
     let (tx, rx) = std::sync::mpsc::channel();
+    let (watched_tx, watched) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         let watcher = s.spawn(|| {
+            let _told = Told(watched_tx);
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let copy = (0..top).filter(|n| !mine.contains(n)).any(|n| {
                     std::fs::read_link(format!("/proc/self/fd/{n}"))
@@ -429,12 +436,24 @@ fn scan_while_closing_the_holder(dups: usize) -> (bool, bool) {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         if !returned {
             eprintln!("blocked in: {:?}", kernel_stacks_with("close"));
-            // The scan waits in close(): let the peer read, which ends it.
-            server
-                .set_read_timeout(Some(Duration::from_secs(1)))
-                .unwrap();
-            let mut buf = vec![0u8; 1 << 16];
-            while rx.try_recv().is_err() {
+        }
+        // Whoever closes last waits in close(): the scan (its copy), or the
+        // watcher, when the engine closed its copy before the watcher's last
+        // fd (then this round proves nothing, and must not wait an hour).
+        // Let the peer read until both are done, which ends the wait.
+        server
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut scanned = returned;
+        let mut watcher_done = false;
+        while !(scanned && watcher_done) {
+            scanned = scanned || rx.try_recv().is_ok();
+            watcher_done = watcher_done
+                || watched
+                    .try_recv()
+                    .is_err_and(|e| e == TryRecvError::Disconnected);
+            if !(scanned && watcher_done) {
                 let _ = std::io::Read::read(&mut &server, &mut buf);
             }
         }

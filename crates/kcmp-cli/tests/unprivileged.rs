@@ -27,11 +27,22 @@ impl UserTopology {
     fn spawn(args: &[&str]) -> UserTopology {
         let bin = topology_bin().unwrap_or_else(|e| panic!("{e}"));
         let mut command = Command::new(bin);
+        command.uid(UID).gid(UID);
+        Self::start(command, args)
+    }
+
+    /// A topology running as root without `CAP_SYS_PTRACE`.
+    fn spawn_without_ptrace(args: &[&str]) -> UserTopology {
+        let bin = topology_bin().unwrap_or_else(|e| panic!("{e}"));
+        let mut command = Command::new(bin);
+        without_cap_sys_ptrace(&mut command);
+        Self::start(command, args)
+    }
+
+    fn start(mut command: Command, args: &[&str]) -> UserTopology {
         command
             .arg("general")
             .args(args)
-            .uid(UID)
-            .gid(UID)
             .current_dir("/")
             .env("TMPDIR", "/tmp")
             .stderr(Stdio::inherit());
@@ -55,6 +66,21 @@ fn kcmp_as_user(args: &[&str]) -> (i32, String, String) {
             .current_dir("/")
             .env("NO_COLOR", "1"),
     )
+}
+
+/// Runs `command` without `CAP_SYS_PTRACE`: dropped from the bounding set,
+/// so root's exec keeps every other capability but that one.
+fn without_cap_sys_ptrace(command: &mut Command) {
+    // SAFETY: between fork and exec the closure makes one prctl system call
+    // and allocates nothing (async-signal-safe).
+    unsafe {
+        command.pre_exec(|| {
+            rustix::thread::remove_capability_from_bounding_set(
+                rustix::thread::CapabilitySet::SYS_PTRACE,
+            )
+            .map_err(Into::into)
+        });
+    }
 }
 
 fn is_root() -> bool {
@@ -189,4 +215,67 @@ fn doctor_as_an_unprivileged_user() {
         assert_eq!(v["freeze"]["ptrace"]["works"], true, "{v}");
     }
     assert_eq!(v["freeze"]["sigstop"]["works"], true, "{v}");
+}
+
+/// The kinds of a task kcmp refuses (EPERM after its fd directory was
+/// read: root without `CAP_SYS_PTRACE` against a task with more
+/// capabilities, as a container's root meets the host's) cost that task's
+/// own failed comparisons, not a second sort of everyone on sighand:
+/// sighand is grouped within vm's groups when vm failed only on tasks that
+/// are skipped anyway (before, a single refused task made the scan sort all
+/// the others on sighand: 471 more calls for one such task here, not 10).
+#[test]
+fn a_task_kcmp_refuses_costs_only_its_own_comparisons() {
+    assert!(
+        is_root(),
+        "this test drops CAP_SYS_PTRACE, which needs root (CI runs as root)"
+    );
+    let capped = UserTopology::spawn_without_ptrace(&["--procs", "60", "--fds", "3"]);
+    let refused = Topology::spawn("general", &["--procs", "1", "--fds", "2", "--seed", "4"]);
+    let tree = capped.truth.root.to_string();
+    let scan = |extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kcmp"));
+        command
+            .args(["scan", "--json", "--include-unshared", "--tree", &tree])
+            .args(extra)
+            .env("NO_COLOR", "1");
+        without_cap_sys_ptrace(&mut command);
+        cli::success_json("scan without CAP_SYS_PTRACE", cli::output_of(&mut command))
+    };
+    let kinds_calls = |v: &Value| v["stats"]["kcmp_calls_by_phase"]["kinds"].as_u64().unwrap();
+    let alone = scan(&[]);
+    let refused_pid = refused.root().to_string();
+    let with_refused = scan(&["--pid", &refused_pid]);
+
+    // The refused task is skipped for kcmp's EPERM, not for its listing.
+    let skipped = with_refused["skipped"].as_array().unwrap();
+    let entry = skipped
+        .iter()
+        .find(|s| s["pid"].as_i64() == Some(refused.root() as i64))
+        .unwrap_or_else(|| panic!("the refused task is not skipped: {with_refused}"));
+    assert_eq!(entry["reason"], "EPERM", "{entry}");
+    assert!(
+        entry["detail"].as_str().unwrap().contains("kcmp"),
+        "{entry}"
+    );
+    // Both scans are exact on the capped topology.
+    let pids: HashSet<i32> = capped.truth.pids().into_iter().collect();
+    for scan in [&alone, &with_refused] {
+        assert_eq!(partition(scan, &pids), capped.truth.partition());
+        for kind in ["vm", "files", "fs", "sighand"] {
+            let got = groups(scan, kind, &pids);
+            let want: BTreeSet<Vec<i32>> =
+                capped.truth.shared.groups(kind).iter().cloned().collect();
+            assert_eq!(got, want, "{kind}");
+        }
+    }
+    // A second sort on sighand costs at least one call per task (the
+    // check of its order alone); the refused task costs a few.
+    let (a, b) = (kinds_calls(&alone), kinds_calls(&with_refused));
+    assert!(
+        b < a + pids.len() as u64 / 2,
+        "one refused task added {} kinds calls to {a} ({} tasks)",
+        b.saturating_sub(a),
+        pids.len()
+    );
 }

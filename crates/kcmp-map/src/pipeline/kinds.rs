@@ -109,8 +109,11 @@ fn process_kinds(
 /// `CLONE_SIGHAND` without `CLONE_VM`), and the one way to stop sharing an
 /// address space, `execve`, unshares the handlers too. Tasks apart on vm
 /// are therefore apart on sighand, whenever either was read: a process
-/// alone on vm needs no comparison. When vm did not place every candidate
-/// (a task without an address space, one that failed), all are compared.
+/// alone on vm needs no comparison. A task that failed on vm because it
+/// may not be inspected (EPERM) or is gone is skipped by the scan
+/// ([`group_kinds`]): it fails on sighand with the same error, uncompared.
+/// When vm did not place every other candidate (a task without an address
+/// space, another error), all are compared.
 fn sighand_within(
     vm: Option<&KindOutcome>,
     tasks: &[SelectedTask],
@@ -119,17 +122,19 @@ fn sighand_within(
     repaired: &AtomicU64,
 ) -> KindOutcome {
     let kind = ProcessResource::Sighand;
-    let groups = match vm {
+    let (groups, mut failures) = match vm {
         Some(KindOutcome::Groups(groups, failures))
-            if failures.is_empty()
-                && groups.iter().map(Vec::len).sum::<usize>() == candidates.len() =>
+            if failures
+                .iter()
+                .all(|(_, e)| e.is_permission() || e.is_gone())
+                && groups.iter().map(Vec::len).sum::<usize>() + failures.len()
+                    == candidates.len() =>
         {
-            groups
+            (groups, failures.clone())
         }
         _ => return one_kind(kind, tasks, candidates, None, calls, repaired),
     };
     let mut out = Vec::new();
-    let mut failures = Vec::new();
     for g in groups {
         if g.len() < 2 {
             out.push(g.clone());

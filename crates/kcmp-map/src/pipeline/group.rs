@@ -371,11 +371,17 @@ fn group_bucket(
         sorted = sorted.without_paths();
     }
     if items.len() >= SPLIT_BUCKET && workers > 1 {
-        // A big bucket. The roots' fds first, here: most other fds join
-        // their descriptions through inheritance hints. Then the rest in
-        // parts on all workers, each with a copy of those descriptions,
-        // merged back by representative.
-        let roots = items.iter().take_while(|&&r| table.depth(r) == 0).count();
+        // A big bucket. The fds of its shallowest tasks first, here (the
+        // bucket is in family order), unless they are a big share of it:
+        // most other fds join their descriptions through inheritance hints
+        // to them (a part without them would search for every fd). Then the
+        // rest in parts on all workers, each with a copy of those
+        // descriptions, merged back by representative. (Before, only the
+        // fds of tasks without a selected parent came first: in a
+        // whole-host scan, init's alone.)
+        let top = table.depth(items[0]);
+        let roots = items.iter().take_while(|&&r| table.depth(r) == top).count();
+        let roots = if roots * 4 <= items.len() { roots } else { 0 };
         let placed = items[..roots]
             .iter()
             .map(|&r| (r, place_hinted(&mut sorted, table, r)))

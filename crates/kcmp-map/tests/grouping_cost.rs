@@ -1,0 +1,63 @@
+//! What the file grouping's kcmp calls depend on, on a real topology: the
+//! same processes cost about the same calls whether their family's top
+//! task is the top of the scan or has a selected parent of its own (as
+//! every process of a whole-host scan has: init).
+
+use kcmp::Pid;
+use kcmp_map::procfs::TaskStat;
+use kcmp_map::{scan, ScanOptions, SharingMap};
+use kcmp_testkit::process::JsonFixture;
+use kcmp_testkit::topology_bin;
+use std::process::Command;
+use std::time::Duration;
+
+fn scan_tree(top: i32) -> SharingMap {
+    scan(&ScanOptions {
+        trees: vec![Pid::new(top).unwrap()],
+        skip_epoll: true,
+        // Two workers, whatever this machine has: a big bucket is grouped
+        // in parts only on more than one.
+        workers: 2,
+        ..ScanOptions::default()
+    })
+    .unwrap()
+}
+
+fn files_calls(map: &SharingMap) -> u64 {
+    map.stats.kcmp_calls_by_phase["files"]
+}
+
+/// A big bucket (one file opened separately by 100 processes, and
+/// inherited by them) is grouped in parts on two workers, after its
+/// shallowest fds: before, only fds of tasks without a selected parent
+/// came first, so under a selected parent the root's fds went into the
+/// first part, the second part's inheritance hints pointed nowhere, and
+/// its fds were searched for (8,918 calls from the root, 10,054 from its
+/// parent; now 8,921).
+#[test]
+fn hints_work_in_a_split_bucket_under_a_selected_parent() {
+    let bin = topology_bin().unwrap_or_else(|e| panic!("{e}"));
+    // A shell waits for the topology: the topology's root has a parent.
+    let mut command = Command::new("/bin/sh");
+    command
+        .args(["-c", "\"$0\" \"$@\"; :"])
+        .arg(bin)
+        .args(["general", "--procs", "100", "--fds", "40", "--seed", "11"]);
+    let fixture = JsonFixture::start(&mut command, Duration::from_secs(60));
+    let root = fixture.json["root"].as_i64().unwrap() as i32;
+    let stat = std::fs::read_to_string(format!("/proc/{root}/stat")).unwrap();
+    let shell = TaskStat::parse(&stat).unwrap().ppid;
+
+    let from_root = scan_tree(root);
+    let from_shell = scan_tree(shell);
+    assert!(
+        from_root.stats.buckets_split >= 1 && from_shell.stats.buckets_split >= 1,
+        "no bucket was big enough to split: the test shows nothing"
+    );
+    // The shell's few fds (stdin, stdout, stderr) cost a few calls more.
+    let (a, b) = (files_calls(&from_root), files_calls(&from_shell));
+    assert!(
+        b <= a + a / 50,
+        "the same topology under a selected parent: {b} calls, from its root: {a}"
+    );
+}

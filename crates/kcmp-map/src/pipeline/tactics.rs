@@ -19,6 +19,11 @@
 //!   one wasted copy (about one kcmp's time; for paths also an fdinfo read,
 //!   about five) for each fd that joins an existing description.
 //!
+//! * **copy after a miss**: the same trade, for the fds that missed among
+//!   their own task's groups (dups are found there with the live fd): the
+//!   rest of the search is made with the copy, so a new description needs
+//!   no neighbour checks.
+//!
 //! (A search among the task's own groups first, for dups, needs no
 //! tactic: a miss narrows the search to the gap between two of them.)
 
@@ -31,6 +36,10 @@ pub(crate) struct Tactics {
     /// descriptions.
     searched: u32,
     new: u32,
+    /// Fds that missed among their own task's groups, and how many of them
+    /// were new descriptions.
+    missed: u32,
+    missed_new: u32,
     /// Hints passed over since the last try (see [`explore`]).
     hint_skips: u32,
     /// A copy was refused here (no pidfd, no budget, a path whose copy
@@ -96,6 +105,24 @@ impl Tactics {
         !self.no_copies && p > if paths { 0.75 } else { 0.35 }
     }
 
+    /// Whether to copy the fd after it missed among its task's own groups
+    /// and search for the rest with the copy: the same trade as
+    /// [`Self::copy_first`] (a copy wasted on each fd that joins a
+    /// description, two neighbour checks saved on each new one), judged on
+    /// the fds it applies to. Dups found among their task's own groups,
+    /// the bulk of a bucket's joins, no longer count against it.
+    pub(crate) fn copy_after_miss(&self, paths: bool) -> bool {
+        let p = neutral(self.missed_new, self.missed);
+        !self.no_copies && p > if paths { 0.75 } else { 0.35 }
+    }
+
+    /// Records the outcome of a search after a miss among the task's own
+    /// groups.
+    pub(crate) fn missed_own(&mut self, new: bool) {
+        self.missed += 1;
+        self.missed_new += new as u32;
+    }
+
     /// Records that a copy was refused: no more copying first here (a
     /// bucket on FUSE, NFS or overlayfs would read fdinfo twice per fd).
     pub(crate) fn copy_refused(&mut self) {
@@ -146,5 +173,28 @@ mod tests {
         assert!(t.copy_first(false));
         t.copy_refused();
         assert!(!t.copy_first(false));
+    }
+
+    #[test]
+    fn copy_after_miss_follows_the_rate_among_misses_only() {
+        // Two dups found among their own groups for each new description:
+        // copying first does not pay, copying after a miss does.
+        let mut t = Tactics::default();
+        for _ in 0..30 {
+            t.searched(true);
+            t.missed_own(true);
+            t.searched(false);
+            t.searched(false);
+        }
+        assert!(!t.copy_first(true) && t.copy_after_miss(true));
+        // Misses that join descriptions of other tasks end it.
+        for _ in 0..80 {
+            t.searched(false);
+            t.missed_own(false);
+        }
+        assert!(!t.copy_after_miss(true) && !t.copy_after_miss(false));
+        let mut t = Tactics::default();
+        t.copy_refused();
+        assert!(!t.copy_after_miss(false));
     }
 }

@@ -18,17 +18,18 @@
 //! a member standing in ([`Rep::Member`]) both sides are checked, and only
 //! the side that fails is dropped.
 //!
-//! Which way an fd is placed (hint, own groups, copy first) is chosen from
-//! the bucket's record ([`super::tactics`]): it changes the cost, never the
-//! answer.
+//! Which way an fd is placed (hint, own groups, copy first or after a miss
+//! among its own groups) is chosen from the bucket's record
+//! ([`super::tactics`]): it changes the cost, never the answer.
 
 use super::anchor::{Budget, Rep};
 use super::group::FileComparator;
 use super::tactics::Tactics;
 use kcmp::{Error, FdNum, KcmpOrdering, Pid};
-use rustix::fd::{BorrowedFd, OwnedFd};
+use rustix::fd::BorrowedFd;
 use std::ops::Range;
 
+mod copies;
 mod parts;
 #[cfg(test)]
 mod tests;
@@ -262,8 +263,11 @@ impl<'a, R: Rows> Sorted<'a, R> {
         Ok(Err(range))
     }
 
-    /// A search with the live fd in `range` (its own task's groups first);
-    /// a new description gets an anchor placed by [`Self::found_new`].
+    /// A search with the live fd in `range`, its own task's groups first;
+    /// after a miss there, the rest of the search is made with the
+    /// engine's copy of the fd when the bucket's record says it pays
+    /// ([`Tactics::copy_after_miss`]); else with the live fd, and a new
+    /// description gets an anchor placed by [`Self::found_new`].
     fn place_by_search(&mut self, row: u32, range: Range<usize>) -> Placed {
         let range = match self.search_own(row, range) {
             Ok(Own::Found(g)) => {
@@ -274,64 +278,27 @@ impl<'a, R: Rows> Sorted<'a, R> {
             Ok(Own::Restart) => 0..self.len(),
             Err(e) => return Placed::Failed(e),
         };
+        if self.tactics.copy_after_miss(self.paths) {
+            match self.copy_of(row) {
+                Ok(Some(own)) => return self.place_copy_within(row, own, range),
+                Ok(None) => self.tactics.copy_refused(), // the live fd's way
+                Err(e) => return Placed::Failed(e),
+            }
+        }
         match self.search(Probe::Row(row), range) {
             Ok(Ok(g)) => {
                 self.tactics.searched(false);
+                self.tactics.missed_own(false);
                 self.join(g, row)
             }
             Ok(Err(pos)) => {
                 let placed = self.found_new(pos, row);
                 self.tactics.searched(matches!(placed, Placed::Joined));
+                self.tactics.missed_own(matches!(placed, Placed::Joined));
                 placed
             }
             Err(e) => Placed::Failed(e),
         }
-    }
-
-    /// Copy first ([`Tactics::copy_first`]): the engine's copy `own` of
-    /// the fd is compared with the hint's group, then searched for (it
-    /// cannot change: the search is over a fixed order). The fd holds what
-    /// its copy holds (`pidfd_getfd` hands over the very description): equal
-    /// to a group's anchor, it joins that group (an exact chain: fd = copy,
-    /// copy = anchor by kcmp); equal to none, the copy founds a new group,
-    /// the fd its first member.
-    fn place_by_copy(&mut self, row: u32, own: OwnedFd, hint: Option<usize>) -> Placed {
-        let mine = FdNum::new(rustix::fd::AsRawFd::as_raw_fd(&own)).expect("open fd");
-        let copy = Probe::Copy(mine);
-        let found = match hint.map(|h| self.hint_range(h, copy)) {
-            None => self.search(copy, 0..self.len()).map(|r| (r, false)),
-            Some(Ok(Ok(h))) => Ok((Ok(h), true)),
-            Some(Ok(Err(range))) => self.search(copy, range).map(|r| (r, false)),
-            Some(Err(e)) => Err(e),
-        };
-        match found {
-            Ok((Ok(g), by_hint)) => {
-                self.budget.release(Rep::Own(own));
-                if !by_hint {
-                    self.tactics.searched(false);
-                }
-                self.join(g, row)
-            }
-            Ok((Err(pos), _)) => {
-                self.insert_group(pos, Rep::Own(own), vec![row]);
-                self.tactics.searched(true);
-                Placed::Joined
-            }
-            Err(e) => {
-                self.budget.release(Rep::Own(own));
-                Placed::Failed(e)
-            }
-        }
-    }
-
-    /// The engine's copy of `row`'s fd, when it may take one: `Ok(None)`
-    /// when not (no pidfd, no budget, closing a copy of this path could
-    /// block); an error when the fd is closed or its task exited.
-    fn copy_of(&self, row: u32) -> Result<Option<OwnedFd>, Error> {
-        let (pid, fd) = self.rows.locate(row);
-        self.budget
-            .copy(self.rows.pidfd(row), pid, fd, self.paths)
-            .map_err(|e| Error::os(format!("pidfd_getfd({fd})"), e))
     }
 
     /// Records that `row`'s task holds group `id`; each task's groups are
@@ -494,73 +461,6 @@ impl<'a, R: Rows> Sorted<'a, R> {
             }
         }
         Ok(Err(self.len()))
-    }
-
-    /// `row` matched no description: it starts one at `pos`, anchored when
-    /// possible; reported as changed when its copy turns out to be a
-    /// description it was not found in.
-    fn found_new(&mut self, pos: usize, row: u32) -> Placed {
-        let own = match self.copy_of(row) {
-            Ok(Some(own)) => own,
-            Ok(None) => {
-                // No anchors here: the member stands in (re-verified on failure).
-                self.insert_group(pos, Rep::Member(row), vec![row]);
-                return Placed::Joined;
-            }
-            // Closed (or its task exited) since the search: never a
-            // representative.
-            Err(e) => return Placed::Failed(e),
-        };
-        // The copy is of what the fd holds at getfd time: the fd is its
-        // first member. If the fd did not change since the search, the copy
-        // belongs at `pos`: two comparisons with the neighbours confirm it;
-        // otherwise a binary search among the representatives places it.
-        let mine = FdNum::new(rustix::fd::AsRawFd::as_raw_fd(&own)).expect("open fd");
-        match self.place_anchor(mine, pos) {
-            Ok(at) => {
-                self.insert_group(at, Rep::Own(own), vec![row]);
-                Placed::Joined
-            }
-            Err(_) => {
-                // Its copy equals a description the search did not find
-                // the fd in: the fd changed during its placement.
-                self.budget.release(Rep::Own(own));
-                Placed::Changed
-            }
-        }
-    }
-
-    /// Where a new anchor `mine` goes: `Ok(pos)` when its neighbours agree,
-    /// else where a search with the anchor itself puts it (a member
-    /// standing in that fails is dropped and the search starts again, never
-    /// a place taken on trust); `Err(g)` when it equals group `g`.
-    fn place_anchor(&mut self, mine: FdNum, pos: usize) -> Result<usize, usize> {
-        let copy = Probe::Copy(mine);
-        let pos = pos.min(self.len());
-        let side = |s: &mut Self, g: usize, want: KcmpOrdering| match s.compare_probe(g, copy) {
-            Ok(Some(o)) if o == want => Some(true),
-            Ok(Some(KcmpOrdering::Unordered(_))) => None, // no order: nothing to check
-            _ => Some(false), // out of place, or a stand-in failed (groups moved)
-        };
-        let left = if pos == 0 {
-            Some(true)
-        } else {
-            side(self, pos - 1, KcmpOrdering::Greater)
-        };
-        let right = match left {
-            Some(true) if pos < self.len() => side(self, pos, KcmpOrdering::Less),
-            other => other,
-        };
-        match right {
-            Some(true) | None => return Ok(pos.min(self.len())),
-            Some(false) => {}
-        }
-        match self.search(copy, 0..self.len()) {
-            Ok(Ok(g)) => Err(g),
-            Ok(Err(at)) => Ok(at),
-            // Only an anchor can fail here, and an anchor cannot.
-            Err(_) => Ok(pos.min(self.len())),
-        }
     }
 
     /// The groups, in kcmp order (their anchors still open).

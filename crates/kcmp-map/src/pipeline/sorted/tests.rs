@@ -26,6 +26,96 @@ impl Rows for OwnFds {
     }
 }
 
+/// Rows are fds of this process, each with the task it is said to be of,
+/// and copies taken through a pidfd of this process (anchors).
+struct CopiedFds {
+    fds: Vec<FdNum>,
+    tasks: Vec<u32>,
+    pidfd: OwnedFd,
+}
+
+impl Rows for CopiedFds {
+    fn locate(&self, row: u32) -> (Pid, FdNum) {
+        (Pid::this(), self.fds[row as usize])
+    }
+    fn pidfd(&self, _: u32) -> Option<BorrowedFd<'_>> {
+        Some(rustix::fd::AsFd::as_fd(&self.pidfd))
+    }
+    fn task(&self, row: u32) -> u32 {
+        self.tasks[row as usize]
+    }
+}
+
+/// Each description followed by two dups of it in the same task: most fds
+/// are dups found among their task's own groups, so copying first does not
+/// pay, while nearly every fd that misses there is new and is searched for
+/// with the engine's copy ([`super::Tactics::copy_after_miss`]). The groups
+/// are the descriptions, in kcmp order, with their dups.
+#[test]
+fn copies_taken_after_a_miss_among_own_groups_place_exactly() {
+    if !kcmp::fallback::kcmp_available().is_available() {
+        return;
+    }
+    let Ok(pidfd) = rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty(),
+    ) else {
+        return; // no pidfds: no copies to take
+    };
+    let opened: Vec<OwnedFd> = (0..DISTINCT)
+        .map(|_| OwnedFd::from(std::fs::File::open("/dev/null").expect("open /dev/null")))
+        .collect();
+    let dups: Vec<[OwnedFd; 2]> = opened
+        .iter()
+        .map(|f| [f.try_clone().expect("dup"), f.try_clone().expect("dup")])
+        .collect();
+    let num = |fd: &OwnedFd| FdNum::new(fd.as_raw_fd()).unwrap();
+    let mut fds = Vec::new();
+    let mut tasks = Vec::new();
+    for (i, (f, [d1, d2])) in opened.iter().zip(&dups).enumerate() {
+        fds.extend([num(f), num(d1), num(d2)]);
+        tasks.extend([i as u32 % 7; 3]);
+    }
+    let rows = CopiedFds { fds, tasks, pidfd };
+    let calls = CallCounter::default();
+    let cmp = file_comparator(true, &calls);
+    let budget = Budget::new(0, OwnLocks::None, false);
+    let mut sorted = Sorted::new(&rows, &*cmp, &budget).without_paths();
+    for row in 0..rows.fds.len() as u32 {
+        assert!(matches!(sorted.place(row, None), Placed::Joined));
+    }
+    assert!(
+        !sorted.tactics.copy_first(false) && sorted.tactics.copy_after_miss(false),
+        "the bucket did not take the way this test is for: {:?}",
+        sorted.tactics
+    );
+    let groups = sorted.into_groups();
+    assert_eq!(groups.len(), DISTINCT, "one group per description");
+    let me = Pid::this();
+    for pair in groups.windows(2) {
+        let (a, b) = (
+            rows.fds[pair[0].rows[0] as usize],
+            rows.fds[pair[1].rows[0] as usize],
+        );
+        assert_eq!(
+            kcmp::compare_files(me, a, me, b).unwrap(),
+            KcmpOrdering::Less
+        );
+    }
+    for g in groups {
+        let mut members = g.rows.clone();
+        members.sort_unstable();
+        let first = members[0];
+        assert_eq!(first % 3, 0, "a group without its description's first fd");
+        assert_eq!(
+            members,
+            [first, first + 1, first + 2],
+            "a dup left its source"
+        );
+        budget.release(g.rep);
+    }
+}
+
 const DISTINCT: usize = 300;
 const DUPS: usize = 100;
 
@@ -149,5 +239,85 @@ fn check_groups(
     }
     for g in groups {
         budget.release(g.rep);
+    }
+}
+
+/// The fd changes after its search among its own task's groups and before
+/// its copy is taken: the first comparison of the fd moves another
+/// description under its number (`dup2`). The live fd's comparisons drew
+/// the range its copy is searched in; a copy that lands at an end of that
+/// range is compared with the neighbour outside it, and searched for among
+/// all groups when out of place. Whatever description moved in, the fd
+/// must end in that description's group, never in a second group of it.
+#[test]
+fn an_fd_changed_before_its_copy_ends_in_the_description_it_holds() {
+    if !kcmp::fallback::kcmp_available().is_available() {
+        return;
+    }
+    const TRIPLES: usize = 60;
+    const CHANGED: usize = 40; // the triple whose first fd changes
+    for moved_in in (0..CHANGED).step_by(3) {
+        let Ok(pidfd) = rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        ) else {
+            return;
+        };
+        let open = || OwnedFd::from(std::fs::File::open("/dev/null").expect("open /dev/null"));
+        let mut opened: Vec<OwnedFd> = (0..TRIPLES).map(|_| open()).collect();
+        let dups: Vec<[OwnedFd; 2]> = opened
+            .iter()
+            .map(|f| [f.try_clone().expect("dup"), f.try_clone().expect("dup")])
+            .collect();
+        let num = |fd: &OwnedFd| FdNum::new(fd.as_raw_fd()).unwrap();
+        let mut fds = Vec::new();
+        let mut tasks = Vec::new();
+        for (i, (f, [d1, d2])) in opened.iter().zip(&dups).enumerate() {
+            fds.extend([num(f), num(d1), num(d2)]);
+            tasks.extend([i as u32 % 7; 3]);
+        }
+        let target = num(&opened[CHANGED]);
+        let source = opened[moved_in].try_clone().expect("dup");
+        // The row's fd, moved out of `opened` (a stand-in takes its place).
+        let victim = std::sync::Mutex::new(std::mem::replace(&mut opened[CHANGED], open()));
+        let fired = std::sync::atomic::AtomicBool::new(false);
+        let calls = CallCounter::default();
+        let inner = file_comparator(true, &calls);
+        let cmp = |p1: Pid, f1: FdNum, p2: Pid, f2: FdNum| {
+            let answer = inner(p1, f1, p2, f2);
+            if f1 == target && !fired.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                let mut fd = victim.lock().unwrap();
+                rustix::io::dup2(&source, &mut fd).expect("dup2");
+            }
+            answer
+        };
+        let rows = CopiedFds { fds, tasks, pidfd };
+        let budget = Budget::new(0, OwnLocks::None, false);
+        let mut sorted = Sorted::new(&rows, &cmp, &budget).without_paths();
+        for row in 0..rows.fds.len() as u32 {
+            assert!(matches!(sorted.place(row, None), Placed::Joined));
+        }
+        let groups = sorted.into_groups();
+        // The truth now, with every fd still: same group iff same description.
+        let me = Pid::this();
+        let group_of = |row: u32| groups.iter().position(|g| g.rows.contains(&row)).unwrap();
+        let n = rows.fds.len() as u32;
+        for a in 0..n {
+            for b in a + 1..n {
+                let same = kcmp::compare_files(me, rows.fds[a as usize], me, rows.fds[b as usize])
+                    .unwrap()
+                    .is_equal();
+                assert_eq!(
+                    group_of(a) == group_of(b),
+                    same,
+                    "rows {a} and {b} (description {moved_in} moved under row {})",
+                    CHANGED * 3
+                );
+            }
+        }
+        assert!(fired.into_inner(), "the fd was never compared");
+        for g in groups {
+            budget.release(g.rep);
+        }
     }
 }

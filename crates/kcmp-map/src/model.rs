@@ -161,6 +161,10 @@ pub struct ScanStats {
     pub buckets_split: u64,
     /// Fds alone in their bucket (one fd: its own description, no kcmp).
     pub fds_decided_by_key: u64,
+    /// Fds that joined their description by one kcmp against the
+    /// description their parent's fd of the same number joined (an
+    /// inheritance hint).
+    pub fds_joined_by_hint: u64,
     /// Fds closed while the scan ran (left out).
     pub fds_vanished: u64,
     /// Process-level kind groupings whose sorted representatives turned out
@@ -192,8 +196,10 @@ pub struct ScanStats {
     pub copies_on_server_free_host: u64,
     /// How equality was decided: `"kcmp"` (ordered) or a fallback.
     pub method: String,
-    /// Wall time of each phase, in milliseconds: `select`, `pin`,
-    /// `list_fds`, `group_fds`, `process_kinds`, `verify`.
+    /// Wall time of each phase, in milliseconds: `sentinels`, `select`,
+    /// `pin`, `list_fds`, `group_fds`, `process_kinds`, `verify`,
+    /// `assemble` (the map built from the groups) and `epoll_thaw` (the
+    /// epoll section, and thawing after `--freeze`).
     pub phase_ms: BTreeMap<String, f64>,
 }
 

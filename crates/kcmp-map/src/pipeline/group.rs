@@ -94,6 +94,8 @@ pub(crate) struct Grouped {
     pub unlisted: Vec<(u32, Error)>,
     /// Fds decided by their key alone (single fds).
     pub by_key: u64,
+    /// Fds that joined through their inheritance hint.
+    pub by_hint: u64,
     /// Buckets compared.
     pub compared: u64,
     /// Buckets grouped in parts on all workers.
@@ -109,14 +111,6 @@ pub(crate) struct Grouped {
 struct Table<'a> {
     rows: &'a [FdRow],
     tasks: &'a [SelectedTask],
-    depth: &'a [u32],
-}
-
-impl Table<'_> {
-    /// The depth of a row's task in the family (0: no parent selected).
-    fn depth(&self, row: u32) -> u32 {
-        self.depth[self.rows[row as usize].task as usize]
-    }
 }
 
 impl Rows for Table<'_> {
@@ -160,6 +154,7 @@ impl Grouped {
             buckets_compared: self.compared,
             buckets_split: self.split,
             fds_decided_by_key: self.by_key,
+            fds_joined_by_hint: self.by_hint,
             fds_vanished: vanished.count() as u64,
             descriptions_joined_across_names: self.renamed,
             descriptions_without_anchor: self.without_anchor.len() as u64,
@@ -182,6 +177,8 @@ struct BucketOut {
     /// The first rows of groups whose representative was a member
     /// standing in.
     unanchored: Vec<u32>,
+    /// Fds that joined through their inheritance hint.
+    by_hint: u64,
 }
 
 /// Groups the listed fds of `tasks` into open file descriptions.
@@ -195,11 +192,9 @@ pub(crate) fn group_files(
     progress: &(dyn Fn(ScanProgress) + Sync),
 ) -> Grouped {
     let mut g = flatten(family, listed);
-    let depth = family.depths(tasks.len());
     let table = Table {
         rows: &g.rows,
         tasks,
-        depth: &depth,
     };
     let buckets = buckets(&g.rows, family);
     // Anchors open at once: at most a bucket's fds per worker. Grow the fd
@@ -250,6 +245,7 @@ pub(crate) fn group_files(
     let mut inodes: foldhash::HashMap<(u64, u64), Vec<(usize, usize)>> = Default::default();
     for (b, out) in outs.into_iter().enumerate() {
         g.by_key += (sizes[b] == 1) as u64;
+        g.by_hint += out.by_hint;
         for (e_row, err) in out.failures {
             classify(&mut g, e_row, err);
         }
@@ -287,12 +283,18 @@ fn flatten(family: &Family, listed: Vec<Listing>) -> Grouped {
         file_types: Default::default(),
         unlisted: Vec::new(),
         by_key: 0,
+        by_hint: 0,
         compared: 0,
         split: 0,
         renamed: 0,
         without_anchor: Default::default(),
     };
     let mut range: Vec<(usize, usize)> = vec![(0, 0); listed.len()];
+    let rows: usize = listed
+        .iter()
+        .map(|l| l.fds.as_ref().map_or(0, Vec::len))
+        .sum();
+    g.rows.reserve_exact(rows);
     for (t, l) in listed.into_iter().enumerate() {
         for (fd, e) in l.bad {
             g.bad_fds.push((t as u32, fd, e));
@@ -371,38 +373,7 @@ fn group_bucket(
         sorted = sorted.without_paths();
     }
     if items.len() >= SPLIT_BUCKET && workers > 1 {
-        // A big bucket. The fds of its shallowest tasks first, here (the
-        // bucket is in family order), unless they are a big share of it:
-        // most other fds join their descriptions through inheritance hints
-        // to them (a part without them would search for every fd). Then the
-        // rest in parts on all workers, each with a copy of those
-        // descriptions, merged back by representative. (Before, only the
-        // fds of tasks without a selected parent came first: in a
-        // whole-host scan, init's alone.)
-        let top = table.depth(items[0]);
-        let roots = items.iter().take_while(|&&r| table.depth(r) == top).count();
-        let roots = if roots * 4 <= items.len() { roots } else { 0 };
-        let placed = items[..roots]
-            .iter()
-            .map(|&r| (r, place_hinted(&mut sorted, table, r)))
-            .collect();
-        note(&mut out, placed);
-        let rest = &items[roots..];
-        let chunk = rest.len().div_ceil(workers).max(1);
-        let parts = parallel_map(workers, workers, |w| {
-            let part = &rest[(w * chunk).min(rest.len())..((w + 1) * chunk).min(rest.len())];
-            let mut s = sorted.fork();
-            let placed: Vec<(u32, Placed)> = part
-                .iter()
-                .map(|&r| (r, place_hinted(&mut s, table, r)))
-                .collect();
-            (s.into_groups(), placed)
-        });
-        for (groups, placed) in parts {
-            note(&mut out, placed);
-            let odd = sorted.absorb(groups, workers);
-            note(&mut out, odd);
-        }
+        group_in_parts(&mut sorted, &mut out, table, items, workers);
     } else {
         let placed = items
             .iter()
@@ -411,6 +382,7 @@ fn group_bucket(
         note(&mut out, placed);
     }
     out.failures.append(&mut sorted.dropped_reps);
+    out.by_hint = sorted.hinted;
     for group in sorted.into_groups() {
         let (ino, file_type) = match (&group.rep, is_path) {
             (Rep::Own(fd), true) => own_mount_inode_type(fd.as_fd()),
@@ -452,6 +424,48 @@ fn split_buckets(buckets: &[(&str, Vec<u32>)], workers: usize) -> Vec<bool> {
             workers > 1 && b.1.len() >= SPLIT_BUCKET && cost(b.1.len()) * workers as f64 > total
         })
         .collect()
+}
+
+/// A big bucket, on all workers. First, here, the fds that other fds of
+/// the bucket have as inheritance hints (a parent's fds that its children
+/// inherited), in family order: most other fds join their descriptions
+/// through them (a part without them would search for every fd). Then the
+/// rest in parts on all workers, each with a copy of those descriptions,
+/// merged back by representative. (Before, the fds of the shallowest tasks
+/// came first: a parent below the top, or a top holding one fd of the
+/// bucket, left its children's hints pointing into another part.)
+fn group_in_parts(
+    sorted: &mut Sorted<'_, Table<'_>>,
+    out: &mut BucketOut,
+    table: &Table<'_>,
+    items: &[u32],
+    workers: usize,
+) {
+    let targets: foldhash::HashSet<u32> = items
+        .iter()
+        .filter_map(|&r| table.rows[r as usize].hint)
+        .collect();
+    let (first, rest): (Vec<u32>, Vec<u32>) = items.iter().partition(|r| targets.contains(r));
+    let placed = first
+        .iter()
+        .map(|&r| (r, place_hinted(sorted, table, r)))
+        .collect();
+    note(out, placed);
+    let chunk = rest.len().div_ceil(workers).max(1);
+    let parts = parallel_map(workers, workers, |w| {
+        let part = &rest[(w * chunk).min(rest.len())..((w + 1) * chunk).min(rest.len())];
+        let mut s = sorted.fork();
+        let placed: Vec<(u32, Placed)> = part
+            .iter()
+            .map(|&r| (r, place_hinted(&mut s, table, r)))
+            .collect();
+        (s.into_part(), placed)
+    });
+    for (part, placed) in parts {
+        note(out, placed);
+        let odd = sorted.absorb(part, workers);
+        note(out, odd);
+    }
 }
 
 /// Places one row, trying its inheritance hint first.
@@ -507,7 +521,6 @@ fn join_renamed(
         let table = Table {
             rows: &g.rows,
             tasks,
-            depth: &[], // no big-bucket split here
         };
         let mut sorted = Sorted::new(&table, cmp, budget);
         let mut changed = Vec::new();

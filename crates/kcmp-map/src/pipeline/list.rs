@@ -72,17 +72,6 @@ impl Family {
         }
         Family { parent, levels }
     }
-
-    /// Each task's depth (0 for a root).
-    pub(crate) fn depths(&self, tasks: usize) -> Vec<u32> {
-        let mut depth = vec![0u32; tasks];
-        for (d, level) in self.levels.iter().enumerate() {
-            for &t in level {
-                depth[t as usize] = d as u32;
-            }
-        }
-        depth
-    }
 }
 
 /// One task's listing.

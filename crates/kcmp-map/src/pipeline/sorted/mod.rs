@@ -94,6 +94,12 @@ pub(crate) struct Sorted<'a, R: Rows> {
     task_in: foldhash::HashSet<(u32, u32)>,
     /// How to place the next fd, learnt from this bucket.
     tactics: Tactics,
+    /// In a copy made by [`Self::fork`]: the groups with a smaller id are
+    /// the original's (0 otherwise).
+    forked_from: u32,
+    /// Rows that joined through their inheritance hint (with those of the
+    /// parts absorbed).
+    pub(crate) hinted: u64,
 }
 
 /// What a search among the task's own groups found.
@@ -142,6 +148,8 @@ impl<'a, R: Rows> Sorted<'a, R> {
             of_task: Default::default(),
             task_in: Default::default(),
             tactics: Tactics::default(),
+            forked_from: 0,
+            hinted: 0,
         }
     }
 
@@ -251,6 +259,7 @@ impl<'a, R: Rows> Sorted<'a, R> {
         let range = match self.compare_probe(h, probe)? {
             Some(KcmpOrdering::Equal) => {
                 self.tactics.hint(true);
+                self.hinted += 1;
                 return Ok(Ok(h));
             }
             Some(KcmpOrdering::Less) => 0..h,

@@ -4,7 +4,22 @@
 
 use super::{Group, Placed, Rows, Sorted, GONE};
 use crate::pipeline::anchor::Rep;
-use kcmp::KcmpOrdering;
+use kcmp::{Error, KcmpOrdering};
+
+/// What a copy made by [`Sorted::fork`] placed, to take back with
+/// [`Sorted::absorb`].
+pub(crate) struct Part {
+    /// Its groups in kcmp order: the original's it joined rows to, and new
+    /// ones.
+    groups: Vec<Group>,
+    /// Groups with a smaller id are the original's.
+    forked_from: u32,
+    /// Members that stood in as representative and failed there: (row,
+    /// error). Some may be members of the original's groups.
+    dropped: Vec<(u32, Error)>,
+    /// Rows that joined through their inheritance hint there.
+    hinted: u64,
+}
 
 impl<'a, R: Rows> Sorted<'a, R> {
     /// A copy to place more rows in on another worker: the same groups in
@@ -39,7 +54,48 @@ impl<'a, R: Rows> Sorted<'a, R> {
             copy.label[id as usize] = self.label[id as usize];
         }
         copy.group_of = self.group_of.clone();
+        copy.forked_from = self.slots.len() as u32;
         copy
+    }
+
+    /// What this copy placed ([`Self::fork`]), to take back with
+    /// [`Self::absorb`].
+    pub(crate) fn into_part(mut self) -> Part {
+        let dropped = std::mem::take(&mut self.dropped_reps);
+        let (forked_from, hinted) = (self.forked_from, self.hinted);
+        Part {
+            groups: self.into_groups(),
+            forked_from,
+            dropped,
+            hinted,
+        }
+    }
+
+    /// A member `m` that failed in a part: it leaves its group here too
+    /// (if it had one: a row placed before the fork), and is reported with
+    /// this grouping's dropped representatives.
+    fn drop_member(&mut self, m: u32, e: Error) {
+        let Some(g) = self.group_of(m) else {
+            self.dropped_reps.push((m, e));
+            return;
+        };
+        if matches!(self.at(g).rep, Rep::Member(r) if r == m) {
+            return self.drop_rep(g, m, e); // the next member stands in
+        }
+        self.dropped_reps.push((m, e));
+        self.group_of.remove(&m);
+        let task = self.rows.task(m);
+        let rows = self.rows;
+        let group = self.at_mut(g);
+        group.rows.retain(|&r| r != m);
+        let (id, left) = (group.id, group.rows.is_empty());
+        if !group.rows.iter().any(|&r| rows.task(r) == task) {
+            self.forget(task, id);
+        }
+        if left {
+            let gone = self.remove_group(g);
+            self.budget.release(gone.rep);
+        }
     }
 
     /// Takes in the groups of another part of the same bucket (grouped on
@@ -48,7 +104,31 @@ impl<'a, R: Rows> Sorted<'a, R> {
     /// ([`Self::merge_plan`]), then applied: new groups take their place in
     /// one new order, labelled once; equal groups join. A group whose
     /// representative cannot be compared has its rows placed one by one.
-    pub(crate) fn absorb(&mut self, other: Vec<Group>, workers: usize) -> Vec<(u32, Placed)> {
+    ///
+    /// A group the part had from this grouping (its id, from the fork)
+    /// takes the part's rows without a comparison: the part compared them
+    /// with a copy of this group's representative. Members that failed in
+    /// the part are dropped here too ([`Self::drop_member`]).
+    pub(crate) fn absorb(&mut self, part: Part, workers: usize) -> Vec<(u32, Placed)> {
+        self.hinted += part.hinted;
+        for (m, e) in part.dropped {
+            self.drop_member(m, e);
+        }
+        let mut other = Vec::with_capacity(part.groups.len());
+        for group in part.groups {
+            let id = group.id;
+            match self.slots.get_mut(id as usize) {
+                Some(Some(mine)) if id < part.forked_from => {
+                    mine.rows.extend_from_slice(&group.rows);
+                    self.budget.release(group.rep);
+                    for r in group.rows {
+                        self.group_of.insert(r, id);
+                        self.note_task(r, id);
+                    }
+                }
+                _ => other.push(group),
+            }
+        }
         let old = std::mem::take(&mut self.order);
         let plan = self.merge_plan(&old, &other, workers);
         let mut merged: Vec<u32> = Vec::with_capacity(old.len() + other.len());

@@ -190,11 +190,11 @@ fn check(what: &str, all: &[FdNum], opened: &[OwnedFd], dups: &[OwnedFd]) {
                 for row in part {
                     assert!(matches!(fork.place(row, None), Placed::Joined), "{what}");
                 }
-                fork.into_groups()
+                fork.into_part()
             })
             .collect();
-        for groups in parts {
-            let odd = sorted.absorb(groups, 2);
+        for part in parts {
+            let odd = sorted.absorb(part, 2);
             assert!(
                 odd.iter().all(|(_, p)| matches!(p, Placed::Joined)),
                 "{what}"

@@ -37,6 +37,10 @@ pub struct OrderedGroups<T> {
     comparisons: u64,
 }
 
+/// How many times [`OrderedGroups::insert`] compares an item with a
+/// representative again after a failure that neither shows by itself.
+const RETRIES: u32 = 3;
+
 impl<T> Default for OrderedGroups<T> {
     fn default() -> Self {
         OrderedGroups {
@@ -127,11 +131,31 @@ impl<T: Copy> OrderedGroups<T> {
     /// Places `item` in the group of its equal, or in a new group.
     ///
     /// `cmp(a, b)` answers how `a`'s object orders against `b`'s. When it
-    /// fails, the item is compared with itself to learn which side failed:
+    /// fails, each side is compared with itself to learn which one failed:
     /// if the item itself fails, it is returned as an [`InsertError`]; if
-    /// the representative failed (its fd closed, its task exited), the
-    /// representative is dropped (see [`dropped`](Self::dropped)), the next
-    /// member of its group takes its place, and the search goes on.
+    /// the representative fails by itself (its fd closed, its task exited),
+    /// it is dropped (see [`dropped`](Self::dropped)), the next member of
+    /// its group takes its place, and the search goes on; if neither does
+    /// (one changed between the calls), the comparison is made again, a
+    /// few times, and then the item is returned as an [`InsertError`].
+    ///
+    /// ```
+    /// use kcmp::grouping::OrderedGroups;
+    /// use kcmp::{Error, KcmpOrdering};
+    /// // 5 against 3 fails once, and neither fails by itself: 3 stays.
+    /// let mut failed_once = false;
+    /// let mut cmp = |a: i32, b: i32| {
+    ///     if (a, b) == (5, 3) && !failed_once {
+    ///         failed_once = true;
+    ///         return Err(Error::Vanished { pid: 5 });
+    ///     }
+    ///     Ok(KcmpOrdering::from(a.cmp(&b)))
+    /// };
+    /// let mut g = OrderedGroups::new();
+    /// for x in [3, 5, 3] { g.insert(x, &mut cmp).unwrap(); }
+    /// assert!(g.dropped().is_empty());
+    /// assert_eq!(g.into_groups(), vec![vec![3, 3], vec![5]]);
+    /// ```
     pub fn insert<F>(&mut self, item: T, cmp: &mut F) -> Result<usize, InsertError<T>>
     where
         F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
@@ -158,6 +182,7 @@ impl<T: Copy> OrderedGroups<T> {
             self.groups.push(vec![item]);
             return Ok(0);
         }
+        let mut retries = 0;
         'search: loop {
             if self.ordered {
                 let (mut lo, mut hi) = (0usize, self.groups.len());
@@ -175,7 +200,7 @@ impl<T: Copy> OrderedGroups<T> {
                             continue 'search;
                         }
                         Err(e) => {
-                            self.handle_failure(item, mid, e, cmp)?;
+                            self.handle_failure(item, mid, e, cmp, &mut retries)?;
                             continue 'search;
                         }
                     }
@@ -192,7 +217,7 @@ impl<T: Copy> OrderedGroups<T> {
                         }
                         Ok(_) => i += 1,
                         Err(e) => {
-                            self.handle_failure(item, i, e, cmp)?;
+                            self.handle_failure(item, i, e, cmp, &mut retries)?;
                             continue 'search;
                         }
                     }
@@ -384,27 +409,45 @@ impl<T: Copy> OrderedGroups<T> {
         self
     }
 
+    /// A comparison of `item` with group `group`'s representative failed
+    /// (`error`): the item fails if it fails by itself; the representative
+    /// is dropped if it fails by itself (the next member of its group takes
+    /// its place). When both compare with themselves, one of them changed
+    /// between the calls (a permission that flapped, an fd closed and
+    /// opened again): the caller compares again, up to [`RETRIES`] times,
+    /// and then the item fails. (A representative was dropped on the item's
+    /// word before: a stable task left its group.)
     fn handle_failure<F>(
         &mut self,
         item: T,
         group: usize,
         error: Error,
         cmp: &mut F,
+        retries: &mut u32,
     ) -> Result<(), InsertError<T>>
     where
         F: FnMut(T, T) -> crate::Result<KcmpOrdering>,
     {
         if let Err(own) = cmp(item, item) {
-            let _ = error;
             return Err(InsertError { item, error: own });
         }
-        // The item is fine: the representative failed. Drop it.
-        let rep = self.groups[group].remove(0);
-        self.dropped.push((rep, error));
-        if self.groups[group].is_empty() {
-            self.groups.remove(group);
+        let rep = self.groups[group][0];
+        match cmp(rep, rep) {
+            Err(own) => {
+                // The representative fails by itself: drop it.
+                self.groups[group].remove(0);
+                self.dropped.push((rep, own));
+                if self.groups[group].is_empty() {
+                    self.groups.remove(group);
+                }
+                Ok(())
+            }
+            Ok(_) if *retries < RETRIES => {
+                *retries += 1;
+                Ok(())
+            }
+            Ok(_) => Err(InsertError { item, error }),
         }
-        Ok(())
     }
 
     /// How many times the comparator was called by this grouping.

@@ -274,7 +274,7 @@ fn finish(
     }
     let Some(Part {
         mut groups,
-        failures,
+        mut failures,
     }) = merged
     else {
         return KindOutcome::Groups(Vec::new(), Vec::new());
@@ -282,6 +282,19 @@ fn finish(
     // A task may have exec'd or exited under the search: check, repair.
     if groups.check_and_repair(&mut c, 3) > 0 {
         repaired.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+    // A task that failed while it stood for its group left the group: it
+    // fails here (it was in no group and skipped nowhere before).
+    for (item, e) in groups.dropped() {
+        match *item {
+            KindItem::Task(t) => failures.push((t, e.clone())),
+            KindItem::Sentinel(_) => {
+                let kind = kind.name();
+                return KindOutcome::Unavailable(format!(
+                    "a sentinel task could not be compared on {kind}"
+                ));
+            }
+        }
     }
     let groups = groups.into_groups();
     let absent_group = match absent_group(kind, &groups, &live, zombie) {

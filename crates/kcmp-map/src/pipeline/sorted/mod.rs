@@ -123,6 +123,10 @@ enum Probe {
 /// The label of a removed group.
 const GONE: u64 = u64::MAX;
 
+/// How many times a comparison with a member standing in is made again
+/// after a failure that neither side shows by itself.
+const RETRIES: u32 = 3;
+
 /// The distance between neighbouring labels when they are (re)assigned.
 const LABEL_STEP: u64 = 1 << 32;
 
@@ -378,17 +382,44 @@ impl<'a, R: Rows> Sorted<'a, R> {
     /// fails: `Ok(None)` when the representative was at fault (it is
     /// dropped from its group and the caller searches again).
     fn compare_checked(&mut self, g: usize, row: u32) -> Result<Option<KcmpOrdering>, Error> {
-        match self.compare(g, row) {
-            Ok(o) => Ok(Some(o)),
-            Err(e) => {
-                let Rep::Member(m) = self.at(g).rep else {
-                    return Err(e); // an anchor cannot fail: the fd did
-                };
-                let (p, f) = self.rows.locate(row);
-                (self.cmp)(p, f, p, f)?; // the fd itself fails: its fault
-                self.drop_rep(g, m, e);
-                Ok(None)
+        let mut retries = 0;
+        loop {
+            let e = match self.compare(g, row) {
+                Ok(o) => return Ok(Some(o)),
+                Err(e) => e,
+            };
+            let Rep::Member(m) = self.at(g).rep else {
+                return Err(e); // an anchor cannot fail: the fd did
+            };
+            let (p, f) = self.rows.locate(row);
+            (self.cmp)(p, f, p, f)?; // the fd itself fails: its fault
+            if !self.member_fails(g, m, &mut retries) {
+                return Err(e); // neither, again and again: the fd's
             }
+            if !matches!(self.at_opt(g).map(|x| &x.rep), Some(Rep::Member(r)) if *r == m) {
+                return Ok(None); // dropped: search again
+            }
+        }
+    }
+
+    /// After a comparison with group `g`'s member `m` standing in failed,
+    /// and the other side compares with itself: `m` is dropped if it fails
+    /// by itself; if not (one side changed between the calls: an fd closed
+    /// and opened again, a permission that flapped), the comparison is to
+    /// be made again, up to [`RETRIES`] times (a stable member was dropped on
+    /// the fd's word before). `false` when the retries are spent.
+    fn member_fails(&mut self, g: usize, m: u32, retries: &mut u32) -> bool {
+        let (mp, mf) = self.rows.locate(m);
+        match (self.cmp)(mp, mf, mp, mf) {
+            Err(own) => {
+                self.drop_rep(g, m, own);
+                true
+            }
+            Ok(_) if *retries < RETRIES => {
+                *retries += 1;
+                true
+            }
+            Ok(_) => false,
         }
     }
 
@@ -425,16 +456,22 @@ impl<'a, R: Rows> Sorted<'a, R> {
             .at(g)
             .rep
             .locate(self.budget.me(), |r| self.rows.locate(r));
-        match (self.cmp)(self.budget.me(), fd, rp, rf) {
-            Ok(o) => Ok(Some(o)),
-            // The copy cannot fail: the member standing in did.
-            Err(e) => match self.at(g).rep {
-                Rep::Member(m) => {
-                    self.drop_rep(g, m, e);
-                    Ok(None)
-                }
-                Rep::Own(_) => Err(e),
-            },
+        let mut retries = 0;
+        loop {
+            let e = match (self.cmp)(self.budget.me(), fd, rp, rf) {
+                Ok(o) => return Ok(Some(o)),
+                Err(e) => e,
+            };
+            // The copy cannot fail: the member standing in did, or changed.
+            let Rep::Member(m) = self.at(g).rep else {
+                return Err(e);
+            };
+            if !self.member_fails(g, m, &mut retries) {
+                return Err(e);
+            }
+            if !matches!(self.at_opt(g).map(|x| &x.rep), Some(Rep::Member(r)) if *r == m) {
+                return Ok(None); // dropped: search again
+            }
         }
     }
 
@@ -491,6 +528,11 @@ impl<'a, R: Rows> Sorted<'a, R> {
         self.slots[self.order[g] as usize]
             .as_ref()
             .expect("a placed group")
+    }
+
+    /// The group at position `g`, if there is one.
+    fn at_opt(&self, g: usize) -> Option<&Group> {
+        self.slots[*self.order.get(g)? as usize].as_ref()
     }
 
     /// The group at position `g`, to change.

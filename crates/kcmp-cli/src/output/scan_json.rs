@@ -11,7 +11,6 @@
 
 use super::scan::View;
 use super::sink::Sink;
-use super::summary;
 use kcmp::Pid;
 use kcmp_map::scan::OpenFileDescription;
 use serde::ser::SerializeSeq;
@@ -47,25 +46,47 @@ fn description<'a>(
     d: &'a OpenFileDescription,
     ty: Option<&'static str>,
 ) -> Description<'a> {
-    let holders = view.holders(d);
+    // A process's members come together: its comm is looked up once.
+    let mut last: Option<(Pid, &str)> = None;
+    let members: Vec<Member<'a>> = d
+        .members
+        .iter()
+        .map(|m| {
+            let comm = match last {
+                Some((p, c)) if p == m.pid => c,
+                _ => view.facts.comm(m.pid).unwrap_or("?"),
+            };
+            last = Some((m.pid, comm));
+            Member {
+                pid: m.pid,
+                fd: m.fd,
+                comm,
+            }
+        })
+        .collect();
     Description {
         ty,
         target: &d.target,
         target_bytes: view.name_bytes(d),
         kind: view.facts.kind(d),
-        holder_count: holders.len(),
-        process_count: summary::process_count(&holders),
-        members: d
-            .members
-            .iter()
-            .map(|m| Member {
-                pid: m.pid,
-                fd: m.fd,
-                comm: view.facts.comm(m.pid).unwrap_or("?"),
-            })
-            .collect(),
+        holder_count: members.len(),
+        process_count: distinct_pids(&members),
+        members,
         without_anchor: d.without_anchor(),
     }
+}
+
+/// How many processes the members are of (counted in one pass when they
+/// come in pid order, as the map lists them).
+fn distinct_pids(members: &[Member<'_>]) -> usize {
+    if members.windows(2).all(|w| w[0].pid <= w[1].pid) {
+        let changes = members.windows(2).filter(|w| w[0].pid != w[1].pid).count();
+        return changes + usize::from(!members.is_empty());
+    }
+    let mut pids: Vec<Pid> = members.iter().map(|m| m.pid).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids.len()
 }
 
 struct OpenFiles<'a, 'b>(&'a View<'b>);

@@ -157,6 +157,7 @@ pub(crate) fn run(
     map::assemble_kinds(&mut map, &tasks, kinds, &failed);
     map::assemble_tasks(&mut map, &tasks, skipped, failed);
     nothing_scanned(&map)?;
+    phases.mark("assemble");
 
     // The epoll section, while the tasks are still frozen.
     let mut epoll_calls = 0;

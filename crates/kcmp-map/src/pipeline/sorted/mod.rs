@@ -426,6 +426,19 @@ impl<'a, R: Rows> Sorted<'a, R> {
     /// The representative `m` of group `g` failed: it leaves its group; the
     /// next member (if any) stands in.
     fn drop_rep(&mut self, g: usize, m: u32, e: Error) {
+        self.leave(g, m, e);
+        let group = self.at_mut(g);
+        match group.rows.first() {
+            Some(&next) => group.rep = Rep::Member(next),
+            None => {
+                self.remove_group(g);
+            }
+        }
+    }
+
+    /// Member `m` failed (`e`): it leaves group `g` and is reported with the
+    /// dropped representatives; the group keeps its representative.
+    fn leave(&mut self, g: usize, m: u32, e: Error) {
         self.dropped_reps.push((m, e));
         self.group_of.remove(&m);
         let task = self.rows.task(m);
@@ -435,13 +448,6 @@ impl<'a, R: Rows> Sorted<'a, R> {
         let id = group.id;
         if !group.rows.iter().any(|&r| rows.task(r) == task) {
             self.forget(task, id);
-        }
-        let group = self.at_mut(g);
-        match group.rows.first() {
-            Some(&next) => group.rep = Rep::Member(next),
-            None => {
-                self.remove_group(g);
-            }
         }
     }
 

@@ -82,17 +82,8 @@ impl<'a, R: Rows> Sorted<'a, R> {
         if matches!(self.at(g).rep, Rep::Member(r) if r == m) {
             return self.drop_rep(g, m, e); // the next member stands in
         }
-        self.dropped_reps.push((m, e));
-        self.group_of.remove(&m);
-        let task = self.rows.task(m);
-        let rows = self.rows;
-        let group = self.at_mut(g);
-        group.rows.retain(|&r| r != m);
-        let (id, left) = (group.id, group.rows.is_empty());
-        if !group.rows.iter().any(|&r| rows.task(r) == task) {
-            self.forget(task, id);
-        }
-        if left {
+        self.leave(g, m, e);
+        if self.at(g).rows.is_empty() {
             let gone = self.remove_group(g);
             self.budget.release(gone.rep);
         }

@@ -46,6 +46,37 @@ impl Rows for CopiedFds {
     }
 }
 
+/// `n` separate opens of /dev/null, each with two dups, as rows: each
+/// description's three fds in a row, of task `i % 7`; `None` without
+/// pidfds (no copies to take).
+fn triples(n: usize) -> Option<(Vec<OwnedFd>, Vec<[OwnedFd; 2]>, CopiedFds)> {
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .ok()?;
+    let opened: Vec<OwnedFd> = (0..n).map(|_| dev_null()).collect();
+    let dups: Vec<[OwnedFd; 2]> = opened
+        .iter()
+        .map(|f| [f.try_clone().expect("dup"), f.try_clone().expect("dup")])
+        .collect();
+    let mut fds = Vec::new();
+    let mut tasks = Vec::new();
+    for (i, (f, [d1, d2])) in opened.iter().zip(&dups).enumerate() {
+        fds.extend([num(f), num(d1), num(d2)]);
+        tasks.extend([i as u32 % 7; 3]);
+    }
+    Some((opened, dups, CopiedFds { fds, tasks, pidfd }))
+}
+
+fn dev_null() -> OwnedFd {
+    OwnedFd::from(std::fs::File::open("/dev/null").expect("open /dev/null"))
+}
+
+fn num(fd: &OwnedFd) -> FdNum {
+    FdNum::new(fd.as_raw_fd()).unwrap()
+}
+
 /// Each description followed by two dups of it in the same task: most fds
 /// are dups found among their task's own groups, so copying first does not
 /// pay, while nearly every fd that misses there is new and is searched for
@@ -56,27 +87,9 @@ fn copies_taken_after_a_miss_among_own_groups_place_exactly() {
     if !kcmp::fallback::kcmp_available().is_available() {
         return;
     }
-    let Ok(pidfd) = rustix::process::pidfd_open(
-        rustix::process::getpid(),
-        rustix::process::PidfdFlags::empty(),
-    ) else {
+    let Some((_opened, _dups, rows)) = triples(DISTINCT) else {
         return; // no pidfds: no copies to take
     };
-    let opened: Vec<OwnedFd> = (0..DISTINCT)
-        .map(|_| OwnedFd::from(std::fs::File::open("/dev/null").expect("open /dev/null")))
-        .collect();
-    let dups: Vec<[OwnedFd; 2]> = opened
-        .iter()
-        .map(|f| [f.try_clone().expect("dup"), f.try_clone().expect("dup")])
-        .collect();
-    let num = |fd: &OwnedFd| FdNum::new(fd.as_raw_fd()).unwrap();
-    let mut fds = Vec::new();
-    let mut tasks = Vec::new();
-    for (i, (f, [d1, d2])) in opened.iter().zip(&dups).enumerate() {
-        fds.extend([num(f), num(d1), num(d2)]);
-        tasks.extend([i as u32 % 7; 3]);
-    }
-    let rows = CopiedFds { fds, tasks, pidfd };
     let calls = CallCounter::default();
     let cmp = file_comparator(true, &calls);
     let budget = Budget::new(0, OwnLocks::None, false);
@@ -124,16 +137,10 @@ fn groups_stay_exact_and_in_kcmp_order_whatever_the_insertion_order() {
     if !kcmp::fallback::kcmp_available().is_available() {
         return; // no order to check
     }
-    let opened: Vec<OwnedFd> = (0..DISTINCT)
-        .map(|_| {
-            let file = std::fs::File::open("/dev/null").expect("open /dev/null");
-            OwnedFd::from(file)
-        })
-        .collect();
+    let opened: Vec<OwnedFd> = (0..DISTINCT).map(|_| dev_null()).collect();
     let dups: Vec<OwnedFd> = (0..DUPS)
         .map(|i| opened[i * 3].try_clone().expect("dup"))
         .collect();
-    let num = |fd: &OwnedFd| FdNum::new(fd.as_raw_fd()).unwrap();
     let me = Pid::this();
     // The distinct descriptions in kcmp order.
     let mut order: Vec<FdNum> = opened.iter().map(num).collect();
@@ -257,29 +264,13 @@ fn an_fd_changed_before_its_copy_ends_in_the_description_it_holds() {
     const TRIPLES: usize = 60;
     const CHANGED: usize = 40; // the triple whose first fd changes
     for moved_in in (0..CHANGED).step_by(3) {
-        let Ok(pidfd) = rustix::process::pidfd_open(
-            rustix::process::getpid(),
-            rustix::process::PidfdFlags::empty(),
-        ) else {
+        let Some((mut opened, _dups, rows)) = triples(TRIPLES) else {
             return;
         };
-        let open = || OwnedFd::from(std::fs::File::open("/dev/null").expect("open /dev/null"));
-        let mut opened: Vec<OwnedFd> = (0..TRIPLES).map(|_| open()).collect();
-        let dups: Vec<[OwnedFd; 2]> = opened
-            .iter()
-            .map(|f| [f.try_clone().expect("dup"), f.try_clone().expect("dup")])
-            .collect();
-        let num = |fd: &OwnedFd| FdNum::new(fd.as_raw_fd()).unwrap();
-        let mut fds = Vec::new();
-        let mut tasks = Vec::new();
-        for (i, (f, [d1, d2])) in opened.iter().zip(&dups).enumerate() {
-            fds.extend([num(f), num(d1), num(d2)]);
-            tasks.extend([i as u32 % 7; 3]);
-        }
         let target = num(&opened[CHANGED]);
         let source = opened[moved_in].try_clone().expect("dup");
         // The row's fd, moved out of `opened` (a stand-in takes its place).
-        let victim = std::sync::Mutex::new(std::mem::replace(&mut opened[CHANGED], open()));
+        let victim = std::sync::Mutex::new(std::mem::replace(&mut opened[CHANGED], dev_null()));
         let fired = std::sync::atomic::AtomicBool::new(false);
         let calls = CallCounter::default();
         let inner = file_comparator(true, &calls);
@@ -291,7 +282,6 @@ fn an_fd_changed_before_its_copy_ends_in_the_description_it_holds() {
             }
             answer
         };
-        let rows = CopiedFds { fds, tasks, pidfd };
         let budget = Budget::new(0, OwnLocks::None, false);
         let mut sorted = Sorted::new(&rows, &cmp, &budget).without_paths();
         for row in 0..rows.fds.len() as u32 {
@@ -334,10 +324,9 @@ fn a_failure_neither_side_shows_by_itself_drops_no_member() {
     if !kcmp::fallback::kcmp_available().is_available() {
         return;
     }
-    let a = OwnedFd::from(std::fs::File::open("/dev/null").expect("open /dev/null"));
+    let a = dev_null();
     let b = a.try_clone().expect("dup");
-    let c = OwnedFd::from(std::fs::File::open("/dev/null").expect("open /dev/null"));
-    let num = |fd: &OwnedFd| FdNum::new(fd.as_raw_fd()).unwrap();
+    let c = dev_null();
     let rows = OwnFds(vec![num(&a), num(&b), num(&c)]);
     let fired = std::sync::atomic::AtomicBool::new(false);
     let calls = CallCounter::default();

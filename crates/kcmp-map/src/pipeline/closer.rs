@@ -77,9 +77,14 @@ const BATCH_AGE: Duration = Duration::from_millis(5);
 /// Closes `copy` on the closer thread, with the next batch (here when no
 /// thread can start). [`flush`] sends a batch not yet full.
 pub(crate) fn close_later(copy: OwnedFd) {
-    PENDING.fetch_add(1, Ordering::SeqCst);
     let now = Instant::now();
     let mut queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    // Counted under the lock: a process's first batch sets the count to
+    // its length, and a copy counted before the lock but queued after
+    // would be uncounted, its close then wrapping the count around (every
+    // later `settle` waited its whole limit: 1.1 s in 1 of 2 fresh
+    // processes queueing copies from two threads).
+    PENDING.fetch_add(1, Ordering::SeqCst);
     queue.batch.push(copy);
     let since = *queue.since.get_or_insert(now);
     if queue.batch.len() >= BATCH || now.duration_since(since) >= BATCH_AGE {
@@ -307,4 +312,64 @@ pub(crate) fn left_open() -> Vec<i32> {
     let mut fds = LEFT_OPEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
     fds.sort_unstable();
     fds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set in the copies of the test binary that
+    /// [`copies_queued_during_a_first_batch_are_all_counted`] starts: a
+    /// process's first batch happens once, so each run needs a fresh one.
+    const ALONE: &str = "KCMP_TEST_CLOSER_ALONE";
+
+    #[test]
+    fn copies_queued_during_a_first_batch_are_all_counted() {
+        if std::env::var_os(ALONE).is_some() {
+            return first_batches_in_this_process();
+        }
+        let name = module_path!().split_once("::").map_or("", |(_, m)| m);
+        let name = format!("{name}::copies_queued_during_a_first_batch_are_all_counted");
+        let exe = std::env::current_exe().expect("the test binary");
+        for run in 0..20 {
+            let out = std::process::Command::new(&exe)
+                .args([name.as_str(), "--exact", "--test-threads=1", "--nocapture"])
+                .env(ALONE, "1")
+                .output()
+                .expect("the test binary runs");
+            assert!(
+                out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+                "run {run}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Two threads queue copies at once from this process's start: the
+    /// first batch is sent while the other thread waits to queue its copy.
+    fn first_batches_in_this_process() {
+        let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    start.wait();
+                    for _ in 0..2_000 {
+                        let null = std::fs::File::open("/dev/null").expect("/dev/null");
+                        close_later(OwnedFd::from(null));
+                    }
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .for_each(|t| t.join().expect("no panic"));
+        settle(Duration::from_secs(10));
+        assert_eq!(
+            pending(),
+            0,
+            "copies counted as pending after all were closed"
+        );
+    }
 }

@@ -5,9 +5,11 @@
     report.py --pids ROOT...         prints the pids of the trees under ROOTs
 
 Each RESULTS_DIR/NN-name/ holds meta.json, hyperfine.json, scan.json,
-grouper.json, rss.json (peak RSS in KiB per tool) and walk.txt.
+grouper.json, rss.json (peak RSS in KiB per tool) and walk.txt;
+RESULTS_DIR/cost.json what one kcmp call costs here (bench/kcmp-cost.c).
 """
 import json
+import math
 import os
 import sys
 
@@ -167,6 +169,56 @@ def series_table(ws, series):
               f"| {ms(t['grouper'])} | {kib(w['rss'].get('scan'))} |")
 
 
+def kinds_bound(scan):
+    """The information bound of the address-space, fd-table and fs groupings
+    (the kinds every exact map must tell apart; sighand follows the address
+    space), over the processes that hold an fd: per kind, log2(D!) + (M − D)
+    for M processes in D groups (kcmp orders them: telling all apart needs
+    their order)."""
+    pids = {m["pid"] for d in scan.get("open_files", []) for m in d.get("members", [])}
+    total = 0.0
+    for kind in ("vm", "files", "fs"):
+        merged = 0
+        for group in scan.get("shared", {}).get(kind, []):
+            members = group.get("members", group) if isinstance(group, dict) else group
+            inside = {m["pid"] if isinstance(m, dict) else m for m in members} & pids
+            merged += max(len(inside) - 1, 0)
+        distinct = len(pids) - merged
+        total += math.lgamma(distinct + 1) / math.log(2) + merged
+    return int(total)
+
+
+def floor_table(ws, cost, cores):
+    """The least time any exact tool could take on each workload: list every
+    fd as the bare walk does (its CPU time), plus the information bounds of
+    the open-file grouping (sockets left out) and of the process kinds, each
+    comparison at one uncontended kcmp's cost, all of it spread perfectly
+    over every core. The epoll section is left out: a floor, not an
+    estimate."""
+    c_file, c_vm = cost["one_thread_ns"], cost.get("vm_one_thread_ns", 0)
+    print("| workload | walk CPU | bound: files (no sockets) + kinds | floor | ≤ 1.5× walk: target | "
+          "≥ 4× lsof: target | kcmp scan | scan / floor | reachable by the floor |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for w in ws:
+        t, g = w["t"], w["grouper"]
+        walk, scan, lsof = t["bare walk"], t["kcmp scan"], t["lsof"]
+        bound = g.get("bound_no_sockets")
+        if not walk or not scan or bound is None:
+            continue
+        kinds = kinds_bound(w["scan"])
+        walk_cpu = (walk["user"] + walk["system"]) * 1e3
+        floor = (walk_cpu + (bound * c_file + kinds * c_vm) / 1e6) / cores
+        walk_target = 1.5 * walk["median"] * 1e3
+        lsof_target = lsof["median"] * 1e3 / 4 if lsof else None
+        verdict = ["1.5× walk: " + ("yes" if floor <= walk_target else "**no**")]
+        if lsof_target is not None:
+            verdict.append("4× lsof: " + ("yes" if floor <= lsof_target else "**no**"))
+        lt = f"{lsof_target:.1f} ms" if lsof_target is not None else "–"
+        print(f"| {w['meta']['label']} | {walk_cpu:.1f} ms | {bound} + {kinds} | {floor:.1f} ms "
+              f"| {walk_target:.1f} ms | {lt} | {scan['median'] * 1e3:.1f} ms "
+              f"| {scan['median'] * 1e3 / floor:.2f}× | {', '.join(verdict)} |")
+
+
 def report(results):
     dirs = sorted(os.path.join(results, d) for d in os.listdir(results)
                   if os.path.isfile(os.path.join(results, d, "meta.json")))
@@ -179,6 +231,15 @@ def report(results):
     calls_table(ws)
     print("\nWhere the scan's time goes (`stats.phase_ms` of the scan's own run):\n")
     phase_table(ws)
+    cost = load(os.path.join(results, "cost.json"))
+    if cost:
+        cores = os.cpu_count() or 1
+        print(f"\nFloors: one kcmp here costs {cost['one_thread_ns']:.0f} ns on one thread, "
+              f"{cost['per_thread_ns']:.0f} ns per thread with {cost['threads']} comparing at once, "
+              f"KCMP_VM {cost.get('vm_one_thread_ns', 0):.0f} ns (`bench/kcmp-cost.c`); floor = "
+              f"(walk CPU + files bound × KCMP_FILE + kinds bound × KCMP_VM) / {cores} cores, "
+              f"epoll left out:\n")
+        floor_table(main, cost, cores)
     series_table(ws, "fds")
     series_table(ws, "processes")
 

@@ -2,7 +2,10 @@
 # The benchmark suite of issue 11: for each workload, side by side in one
 # run, the bare walk (one thread: list /proc/PID/fd, readlink every entry),
 # `kcmp scan --json` (release build), `lsof -n -P` and the CRIU-style
-# grouper (bench/grouper.c). Prints markdown tables ready for BENCHMARKS.md.
+# grouper (bench/grouper.c). Prints markdown tables ready for BENCHMARKS.md,
+# with each workload's floor: the least time an exact tool could take there
+# (the walk's work and the information bound's comparisons at the cost
+# bench/kcmp-cost.c measures, over every core).
 #
 #   bench/run-suite.sh [--quick] [--runs N] [--only NAME,NAME] [--no-series] [--check-every-copy] [--out DIR]
 #
@@ -118,6 +121,8 @@ BIN=${CARGO_TARGET_DIR:-$ROOT_DIR/target}/release
 KCMP=$BIN/kcmp WALK=$BIN/examples/bare_walk TOPO=$BIN/kcmp-topology
 GROUPER=$BIN/kcmp-grouper
 /usr/bin/cc -O2 -Wall -o "$GROUPER" bench/grouper.c -lm
+COST=$BIN/kcmp-cost
+/usr/bin/cc -O2 -Wall -pthread -o "$COST" bench/kcmp-cost.c
 
 # --- limits ----------------------------------------------------------------
 # RLIMIT_NOFILE: the fixtures need more than 15k fds per process (a container
@@ -133,6 +138,10 @@ fi
 
 if [ -n "$OUT" ]; then mkdir -p "$OUT"; RESULTS=$(cd "$OUT" && pwd); else TMP_OUT=$(mktemp -d /tmp/kcmp-bench-results.XXXXXX); RESULTS=$TMP_OUT; fi
 SEQ=0
+
+# What one kcmp costs here, before any workload runs (the floors' unit).
+log "kcmp call cost"
+"$COST" 400000 "$(nproc)" >"$RESULTS/cost.json" || log "kcmp-cost failed: no floors"
 
 # --- fixtures --------------------------------------------------------------
 TRUTH=

@@ -150,22 +150,24 @@ def phase_table(ws):
               f"| {epoll:.1f} ms ({epoll / el:.0%}) | {(kinds + epoll) / el:.0%} | {allp} |")
 
 
-def series_table(ws, series):
+def series_table(ws, series, cost=None):
     rows = [w for w in ws if w["meta"].get("series") == series]
     if not rows:
         return
     print(f"\nScaling by {series}:\n")
     print("| workload | tasks | fds | bare walk | kcmp scan | scan / walk | scan µs per fd "
-          "| scan kcmp calls per fd | grouper | scan peak RSS |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| floor µs per fd | scan kcmp calls per fd | grouper | scan peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for w in rows:
         t, s = w["t"], w["scan"]
         fds = s.get("fds") or 0
         us = f"{t['kcmp scan']['median'] * 1e6 / fds:.2f}" if t["kcmp scan"] and fds else "–"
         calls = s.get("stats", {}).get("kcmp_calls")
         per = f"{calls / fds:.2f}" if calls is not None and fds else "–"
+        floor = floor_ms(w, cost, os.cpu_count() or 1)
+        floor_us = f"{floor * 1e3 / fds:.2f}" if floor is not None and fds else "–"
         print(f"| {w['meta']['label']} | {s.get('tasks', '–')} | {fds} | {ms(t['bare walk'])} "
-              f"| {ms(t['kcmp scan'])} | {ratio(t['kcmp scan'], t['bare walk'])} | {us} | {per} "
+              f"| {ms(t['kcmp scan'])} | {ratio(t['kcmp scan'], t['bare walk'])} | {us} | {floor_us} | {per} "
               f"| {ms(t['grouper'])} | {kib(w['rss'].get('scan'))} |")
 
 
@@ -188,6 +190,15 @@ def kinds_bound(scan):
     return int(total)
 
 
+def floor_ms(w, cost, cores):
+    """See floor_table; None without the walk's time or the grouper's bound."""
+    walk, bound = w["t"]["bare walk"], w["grouper"].get("bound_no_sockets")
+    if not walk or bound is None or not cost:
+        return None
+    calls_ns = bound * cost["one_thread_ns"] + kinds_bound(w["scan"]) * cost.get("vm_one_thread_ns", 0)
+    return ((walk["user"] + walk["system"]) * 1e3 + calls_ns / 1e6) / cores
+
+
 def floor_table(ws, cost, cores):
     """The least time any exact tool could take on each workload: list every
     fd as the bare walk does (its CPU time), plus the information bounds of
@@ -195,7 +206,6 @@ def floor_table(ws, cost, cores):
     comparison at one uncontended kcmp's cost, all of it spread perfectly
     over every core. The epoll section is left out: a floor, not an
     estimate."""
-    c_file, c_vm = cost["one_thread_ns"], cost.get("vm_one_thread_ns", 0)
     print("| workload | walk CPU | bound: files (no sockets) + kinds | floor | ≤ 1.5× walk: target | "
           "≥ 4× lsof: target | kcmp scan | scan / floor | reachable by the floor |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -207,7 +217,7 @@ def floor_table(ws, cost, cores):
             continue
         kinds = kinds_bound(w["scan"])
         walk_cpu = (walk["user"] + walk["system"]) * 1e3
-        floor = (walk_cpu + (bound * c_file + kinds * c_vm) / 1e6) / cores
+        floor = floor_ms(w, cost, cores)
         walk_target = 1.5 * walk["median"] * 1e3
         lsof_target = lsof["median"] * 1e3 / 4 if lsof else None
         verdict = ["1.5× walk: " + ("yes" if floor <= walk_target else "**no**")]
@@ -240,8 +250,8 @@ def report(results):
               f"(walk CPU + files bound × KCMP_FILE + kinds bound × KCMP_VM) / {cores} cores, "
               f"epoll left out:\n")
         floor_table(main, cost, cores)
-    series_table(ws, "fds")
-    series_table(ws, "processes")
+    series_table(ws, "fds", cost)
+    series_table(ws, "processes", cost)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,17 @@
 //! The sentinels are forks of the calling process without exec — no
 //! program is looked up or run, and when kcmp is a library the caller's
 //! program is not re-run either. A live sentinel closes every inherited fd
-//! but the read end of a pipe (`close_range`), resets its signal handlers,
-//! and blocks reading that pipe until kcmp closes the write end or dies.
+//! but the read end of a pipe (`close_range`), blocks every signal, and
+//! blocks reading that pipe until kcmp closes the write end or dies.
 //! Scans leave the sentinels out of every result.
+//!
+//! Their exit signal is 0 ([`crate::sys::process::fork_quiet`]): a caller
+//! that ignores SIGCHLD (the kernel then reaps its children as they exit)
+//! or reaps every child it has (`waitpid(-1)`) would take the zombie away
+//! (every scan waited 5 s for it) and free its pid, which the scan then
+//! killed. Each sentinel is signalled through a pidfd.
 
-use crate::sys::process as sys;
+use crate::sys::process::{self as sys, ChildState, QuietChild};
 use kcmp::Pid;
 use rustix::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -29,27 +35,56 @@ use std::time::{Duration, Instant};
 /// [`crate::exit`]) is left behind rather than hang the scan.
 const REAP_LIMIT: Duration = Duration::from_millis(500);
 
+/// A child of this process: its pid, and a pidfd to signal it by (where
+/// pidfds exist), opened while the pid was surely its own (no SIGCHLD
+/// reaper can take a child of exit signal 0).
+#[derive(Debug)]
+struct Child {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Child {
+    fn fork(what: QuietChild) -> std::io::Result<Child> {
+        let pid = sys::fork_quiet(what)?;
+        let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        });
+        Ok(Child { pid, pidfd })
+    }
+
+    /// SIGKILL, through the pidfd when there is one: never to a process
+    /// that took the pid over.
+    fn kill(&self) {
+        match &self.pidfd {
+            Some(fd) => {
+                let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+            }
+            None => sys::kill(self.pid),
+        }
+    }
+
+    /// Kills and reaps it (waiting at most [`REAP_LIMIT`]).
+    fn end(self) {
+        self.kill();
+        sys::reap_within(self.pid, REAP_LIMIT);
+    }
+}
+
 /// Two live sentinel tasks and one zombie, children of this process.
 /// Dropping it ends and reaps them.
 #[derive(Debug)]
 pub struct Sentinels {
-    /// (pid, the write end of its pipe).
-    live: Vec<(i32, Option<OwnedFd>)>,
-    zombie: Option<i32>,
+    /// Each live sentinel and the write end of its pipe.
+    live: Vec<(Child, Option<OwnedFd>)>,
+    zombie: Option<Child>,
 }
 
 /// Forks a live sentinel: it blocks reading the returned pipe's read end.
-fn fork_live() -> std::io::Result<(i32, OwnedFd)> {
+fn fork_live() -> std::io::Result<(Child, OwnedFd)> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    match sys::fork()? {
-        sys::Forked::Child => {
-            sys::default_signals();
-            sys::keep_only_fds(&[r.as_raw_fd()]);
-            sys::read_until_eof(0);
-            sys::exit_now(0)
-        }
-        sys::Forked::Parent(pid) => Ok((pid, w)),
-    }
+    let child = Child::fork(QuietChild::ReadUntilEof(r.as_raw_fd()))?;
+    Ok((child, w))
 }
 
 /// An idle child: a fork of this process (no exec) blocked reading a pipe,
@@ -62,28 +97,32 @@ fn fork_live() -> std::io::Result<(i32, OwnedFd)> {
 /// ```
 #[derive(Debug)]
 pub struct Idle {
-    pid: i32,
+    child: Option<Child>,
     pipe: Option<OwnedFd>,
 }
 
 impl Idle {
     /// Forks the idle child.
     pub fn spawn() -> std::io::Result<Idle> {
-        let (pid, w) = fork_live()?;
-        Ok(Idle { pid, pipe: Some(w) })
+        let (child, w) = fork_live()?;
+        Ok(Idle {
+            child: Some(child),
+            pipe: Some(w),
+        })
     }
 
     /// Its pid.
     pub fn id(&self) -> u32 {
-        self.pid as u32
+        self.child.as_ref().map_or(0, |c| c.pid as u32)
     }
 }
 
 impl Drop for Idle {
     fn drop(&mut self) {
         drop(self.pipe.take());
-        sys::kill(self.pid);
-        sys::reap_within(self.pid, REAP_LIMIT);
+        if let Some(child) = self.child.take() {
+            child.end();
+        }
     }
 }
 
@@ -112,24 +151,22 @@ impl Sentinels {
             zombie: None,
         };
         for _ in 0..2 {
-            let (pid, w) = fork_live()?;
-            s.live.push((pid, Some(w)));
+            let (child, w) = fork_live()?;
+            s.live.push((child, Some(w)));
         }
-        s.zombie = match sys::fork()? {
-            sys::Forked::Child => sys::exit_now(0),
-            sys::Forked::Parent(pid) => Some(pid),
-        };
+        s.zombie = Some(Child::fork(QuietChild::Exit)?);
         Ok(s)
     }
 
     /// Waits (at most 5 s) until the zombie has exited — it is not reaped —
     /// and the live ones have closed the fds they inherited. A zombie that
-    /// does not exit in time is dropped ([`zombie_pid`](Self::zombie_pid)
+    /// does not exit in time, or that another thread of this process reaped
+    /// (`waitpid` with `__WALL`), is dropped ([`zombie_pid`](Self::zombie_pid)
     /// is `None`).
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        for (pid, _) in &self.live {
-            let dir = format!("/proc/{pid}/fd");
+        for (child, _) in &self.live {
+            let dir = format!("/proc/{}/fd", child.pid);
             while Instant::now() < deadline {
                 crate::freeze::step(); // a bounded wait, not a stall
                 let open = std::fs::read_dir(&dir).map_or(0, |d| d.count());
@@ -139,22 +176,17 @@ impl Sentinels {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
-        let zpid = self.zombie_pid();
-        loop {
-            let exited = zpid
-                .and_then(|p| crate::procfs::read_stat(p).ok())
-                .is_some_and(|st| st.is_zombie());
-            if exited {
-                break;
-            }
-            if Instant::now() > deadline {
-                if let Some(z) = self.zombie.take() {
-                    sys::kill(z);
-                    sys::reap_within(z, REAP_LIMIT);
+        while let Some(z) = &self.zombie {
+            match sys::child_state(z.pid) {
+                ChildState::Exited => break,
+                ChildState::Gone => self.zombie = None,
+                ChildState::Running if Instant::now() > deadline => {
+                    if let Some(z) = self.zombie.take() {
+                        z.end();
+                    }
                 }
-                break;
+                ChildState::Running => std::thread::sleep(Duration::from_micros(200)),
             }
-            std::thread::sleep(Duration::from_micros(200));
         }
     }
 
@@ -162,13 +194,13 @@ impl Sentinels {
     pub fn live_pids(&self) -> Vec<Pid> {
         self.live
             .iter()
-            .filter_map(|(p, _)| Pid::new(*p).ok())
+            .filter_map(|(c, _)| Pid::new(c.pid).ok())
             .collect()
     }
 
     /// The zombie sentinel (no mm, fd table or fs struct), if it exited in time.
     pub fn zombie_pid(&self) -> Option<Pid> {
-        self.zombie.and_then(|p| Pid::new(p).ok())
+        self.zombie.as_ref().and_then(|c| Pid::new(c.pid).ok())
     }
 
     /// All sentinel pids.
@@ -182,15 +214,15 @@ impl Sentinels {
 impl Drop for Sentinels {
     fn drop(&mut self) {
         // All told to exit first, then reaped: their exits overlap.
-        for (pid, w) in &mut self.live {
+        for (child, w) in &mut self.live {
             drop(w.take()); // the sentinel sees EOF and exits
-            sys::kill(*pid);
+            child.kill();
         }
-        for (pid, _) in &self.live {
-            sys::reap_within(*pid, REAP_LIMIT);
+        for (child, _) in self.live.drain(..) {
+            sys::reap_within(child.pid, REAP_LIMIT);
         }
         if let Some(z) = self.zombie.take() {
-            sys::reap_within(z, REAP_LIMIT);
+            sys::reap_within(z.pid, REAP_LIMIT);
         }
     }
 }

@@ -110,19 +110,6 @@ pub fn default_signals() {
     }
 }
 
-/// Blocks in `read(fd)` until EOF or an error, then returns.
-/// Async-signal-safe.
-pub fn read_until_eof(fd: i32) {
-    let mut buf = [0u8; 64];
-    loop {
-        // SAFETY: `buf` is a valid writable buffer of the given length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n == 0 || (n < 0 && last_errno() != Errno::INTR) {
-            return;
-        }
-    }
-}
-
 /// `waitpid(pid)` for at most `limit`: a child that cannot die (it inherited a
 /// copy of a FUSE file that the engine left open, and its exit waits on
 /// the server) is left unreaped rather than waited for. True once reaped.
@@ -323,5 +310,104 @@ pub(crate) unsafe fn clone_quietly(flags: usize) -> libc::c_long {
         #[cfg(not(target_arch = "s390x"))]
         let pid = libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize);
         pid
+    }
+}
+
+/// What a child of [`fork_quiet`] does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum QuietChild {
+    /// Keeps only this fd (as fd 0), blocks reading it until EOF, then exits.
+    ReadUntilEof(i32),
+    /// Exits at once.
+    Exit,
+}
+
+/// Forks a child with exit signal 0 ([`clone_quietly`]) that does `what`
+/// and exits. No SIGCHLD announces its exit, so a caller that ignores
+/// SIGCHLD (`SIG_IGN`, `SA_NOCLDWAIT`: the kernel reaps such children as
+/// they exit) or that reaps every child (`waitpid(-1)`) neither takes it
+/// away nor sees it: it stays a zombie until this process reaps it
+/// (`__WALL`, [`reap_within`]). It runs with every signal blocked (SIGKILL
+/// ends it) and makes raw syscalls only. Returns its pid.
+pub(crate) fn fork_quiet(what: QuietChild) -> Result<i32, Errno> {
+    // SAFETY: an all-zero sigset_t is valid storage for sigfillset and
+    // pthread_sigmask, which write it.
+    let (mut all, mut before): (libc::sigset_t, libc::sigset_t) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: sigfillset and pthread_sigmask write sigsets we own.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before);
+    }
+    // SAFETY: the child runs `quiet_child` only: raw syscalls on integers
+    // and on a buffer of its own stack, in a table of its own, ending in
+    // exit_group.
+    let pid = unsafe { clone_quietly(0) };
+    if pid == 0 {
+        quiet_child(what);
+    }
+    let failed = (pid < 0).then(last_errno);
+    // SAFETY: pthread_sigmask reads the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(pid as i32),
+    }
+}
+
+/// The life of a [`fork_quiet`] child: raw syscalls only.
+fn quiet_child(what: QuietChild) -> ! {
+    if let QuietChild::ReadUntilEof(fd) = what {
+        // SAFETY: dup3, close_range, close and read take integers and, for
+        // read, a buffer of this stack; they touch this child's own fd
+        // table (a copy of the parent's).
+        unsafe {
+            if fd != 0 {
+                libc::syscall(libc::SYS_dup3, fd, 0, 0);
+            }
+            if libc::syscall(libc::SYS_close_range, 1u32, u32::MAX, 0) < 0 {
+                for other in 1..65536 {
+                    libc::syscall(libc::SYS_close, other);
+                }
+            }
+            let mut buf = [0u8; 64];
+            while libc::syscall(libc::SYS_read, 0, buf.as_mut_ptr(), buf.len()) > 0 {}
+        }
+    }
+    // SAFETY: exit_group takes an integer and does not return.
+    unsafe { libc::syscall(libc::SYS_exit_group, 0) };
+    unreachable!("exit_group returned")
+}
+
+/// What became of a child of this process, asked without reaping it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChildState {
+    /// Still running.
+    Running,
+    /// Exited and not reaped: a zombie, its pid still its own.
+    Exited,
+    /// Not a child of this process (any more): reaped by another thread's
+    /// `waitpid(__WALL)`, say.
+    Gone,
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOWAIT | WNOHANG | __WALL)`.
+pub(crate) fn child_state(pid: i32) -> ChildState {
+    // SAFETY: an all-zero siginfo_t is valid storage for waitid to write.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let options = libc::WEXITED | libc::WNOWAIT | libc::WNOHANG | libc::__WALL;
+    // SAFETY: waitid writes the siginfo_t we own; WNOWAIT leaves the child
+    // unreaped.
+    let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, options) };
+    if r < 0 {
+        return match last_errno() {
+            Errno::CHILD => ChildState::Gone,
+            _ => ChildState::Running,
+        };
+    }
+    // SAFETY: si_pid is set by waitid (0 when no child changed state).
+    match unsafe { info.si_pid() } {
+        0 => ChildState::Running,
+        _ => ChildState::Exited,
     }
 }

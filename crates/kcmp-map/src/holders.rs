@@ -145,6 +145,9 @@ fn access_end(mode: u32) -> &'static str {
 pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<HoldersReport> {
     crate::pidns::check()?;
     crate::pipeline::own_table::check_shared()?;
+    // Another engine operation of this process beside this one: the
+    // caller's own fds are then left out (see `leave_out_own_unless_alone`).
+    let operation = crate::pipeline::own_table::Operation::start();
     let started = Instant::now();
     let workers = crate::parallel::workers(options.workers);
     // A process whose main thread exited is read through a live thread.
@@ -166,6 +169,7 @@ pub fn find_holders(pid: Pid, fd: FdNum, options: &HoldersOptions) -> Result<Hol
         listed = list_all_fds(&tasks, workers);
         freeze_guard = Some(frozen);
     }
+    crate::pipeline::list::leave_out_own_unless_alone(&tasks, &mut listed, &operation);
 
     let calls = CallCounter::default();
     let use_kcmp = kcmp::fallback::kcmp_available().is_available();

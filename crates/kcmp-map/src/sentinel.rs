@@ -28,7 +28,19 @@
 use crate::sys::process::{self as sys, ChildState, QuietChild};
 use kcmp::Pid;
 use rustix::fd::{AsRawFd, OwnedFd};
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The pids of every sentinel (and idle child) of this process not reaped
+/// yet: a scan leaves out those of other scans running beside it too.
+static ALL: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// The sentinels and idle children of every scan of this process now.
+pub(crate) fn all_pids() -> HashSet<Pid> {
+    let all = ALL.lock().unwrap_or_else(|e| e.into_inner());
+    all.iter().filter_map(|&p| Pid::new(p).ok()).collect()
+}
 
 /// How long a killed sentinel is waited for: one that cannot die (its exit
 /// closes a copy of a FUSE file left open by an earlier scan, see
@@ -46,7 +58,12 @@ struct Child {
 
 impl Child {
     fn fork(what: QuietChild) -> std::io::Result<Child> {
+        // Registered under the lock it is forked under: a scan of another
+        // thread lists /proc either before the child exists or after this.
+        let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
         let pid = sys::fork_quiet(what)?;
+        all.push(pid);
+        drop(all);
         let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
         });
@@ -68,6 +85,14 @@ impl Child {
     fn end(self) {
         self.kill();
         sys::reap_within(self.pid, REAP_LIMIT);
+    }
+}
+
+impl Drop for Child {
+    /// Leaves the registry ([`all_pids`]): reaped by now, or left behind.
+    fn drop(&mut self) {
+        let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|&p| p != self.pid);
     }
 }
 

@@ -372,6 +372,27 @@ pub(crate) fn list_task(task: &SelectedTask) -> Listing {
     }
 }
 
+/// When another engine operation of this process overlapped `operation`,
+/// this process's listing is replaced by that error (the other's copies
+/// and pidfds cannot be told from its fds). True when it was.
+pub(crate) fn leave_out_own_unless_alone(
+    tasks: &[SelectedTask],
+    listed: &mut [Listing],
+    operation: &super::own_table::Operation,
+) -> bool {
+    let Err(e) = operation.alone() else {
+        return false;
+    };
+    let me = Pid::this();
+    for (t, l) in tasks.iter().zip(listed.iter_mut()) {
+        if t.record.tgid == me {
+            l.bad.clear();
+            l.fds = Err(e.clone());
+        }
+    }
+    true
+}
+
 /// This process's own fds and their links, read before the engine opens
 /// anything: the caller's fds. See [`drop_engine_fds`].
 pub(crate) fn own_fds() -> HashMap<FdNum, procfs::FdEntry> {
@@ -394,11 +415,20 @@ pub(crate) fn own_fds() -> HashMap<FdNum, procfs::FdEntry> {
 /// the engine's pidfds. The engine's pidfds, pipes, /proc directories and
 /// copies all come later, so they never appear; a caller's fd closed and
 /// reused during the scan is left out too (it changed).
+///
+/// When another engine operation of this process overlapped this one
+/// (`operation`), this process's fds are not reported: the other's copies
+/// and pidfds cannot be told from them (its sentinels are left out of the
+/// selection by [`crate::sentinel::all_pids`]).
 pub(crate) fn drop_engine_fds(
     tasks: &[SelectedTask],
     listed: &mut [Listing],
     own: &HashMap<FdNum, procfs::FdEntry>,
+    operation: &super::own_table::Operation,
 ) {
+    if leave_out_own_unless_alone(tasks, listed, operation) {
+        return;
+    }
     let me = Pid::this();
     let pidfds: std::collections::HashSet<i32> = tasks
         .iter()

@@ -80,6 +80,7 @@ pub(crate) fn run(
     crate::pidns::check()?; // /proc's pids must be kcmp(2)'s
     own_table::check_shared()?; // copies go to the table the engine reads and closes
     let _flush = closer::FlushOnReturn; // released copies never wait in a batch
+    let operation = own_table::Operation::start(); // before this scan opens any fd
     let own_fds = list::own_fds(); // the caller's, before the engine opens any
     let own_locks = anchor::OwnLocks::read_among(own_fds.keys().copied().collect());
     // Grow the fd table now, while this process may still be single-threaded:
@@ -120,7 +121,7 @@ pub(crate) fn run(
 
     let family = list::Family::new(&tasks, options.threads);
     let mut listed = list::list_fds(&tasks, workers, progress);
-    list::drop_engine_fds(&tasks, &mut listed, &own_fds);
+    list::drop_engine_fds(&tasks, &mut listed, &own_fds, &operation);
     phases.mark("list_fds");
 
     let budget = anchor::Budget::new(tasks.len(), own_locks, options.all_free_fds)
@@ -183,11 +184,11 @@ pub(crate) fn run(
     Ok(map)
 }
 
+/// This scan's sentinels, and those of every other scan of this process.
 fn sentinel_pids(sentinels: &std::io::Result<Sentinels>) -> HashSet<Pid> {
-    sentinels
-        .as_ref()
-        .map(|s| s.pids().into_iter().collect())
-        .unwrap_or_default()
+    let mut pids: HashSet<Pid> = crate::sentinel::all_pids();
+    pids.extend(sentinels.as_ref().map(Sentinels::pids).unwrap_or_default());
+    pids
 }
 
 /// Threads inspected as tasks of their own although threads were not

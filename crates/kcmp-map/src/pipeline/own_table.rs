@@ -109,3 +109,49 @@ pub(crate) fn check_shared() -> Result<()> {
         )),
     }
 }
+
+/// Engine operations (scans, holder searches) running in this process, and
+/// how many ever started: another operation's copies and pidfds are in the
+/// same fd table, where nothing tells them from the caller's.
+static RUNNING: AtomicU64 = AtomicU64::new(0);
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// One engine operation of this process, running until dropped. It tells
+/// whether its view of the caller's own fds is clean: no other operation
+/// ran when it began, and none began since.
+#[derive(Debug)]
+pub(crate) struct Operation {
+    alone: bool,
+    started: u64,
+}
+
+impl Operation {
+    pub(crate) fn start() -> Operation {
+        let others = RUNNING.fetch_add(1, Ordering::SeqCst);
+        let started = STARTED.fetch_add(1, Ordering::SeqCst) + 1;
+        Operation {
+            alone: others == 0,
+            started,
+        }
+    }
+
+    /// `Ok` while this operation has run alone in this process; else the
+    /// error to report the caller's own fds with (they cannot be told from
+    /// the other operation's).
+    pub(crate) fn alone(&self) -> Result<()> {
+        if self.alone && STARTED.load(Ordering::SeqCst) == self.started {
+            return Ok(());
+        }
+        Err(Error::os(
+            "another kcmp operation of this process ran at the same time: \
+             its fds cannot be told from this process's own",
+            Errno::BUSY,
+        ))
+    }
+}
+
+impl Drop for Operation {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -19,7 +19,7 @@
 //! blocks reading that pipe until kcmp closes the write end or dies.
 //! Scans leave the sentinels out of every result.
 //!
-//! Their exit signal is 0 ([`crate::sys::process::fork_quiet`]): a caller
+//! Their exit signal is 0 (a raw `clone`, not `fork`): a caller
 //! that ignores SIGCHLD (the kernel then reaps its children as they exit)
 //! or reaps every child it has (`waitpid(-1)`) would take the zombie away
 //! (every scan waited 5 s for it) and free its pid, which the scan then

@@ -97,6 +97,9 @@ pub fn compare_present(
             compared: (pid1, pid2),
         });
     }
+    // The sentinel's pipes are in this process's table: a self-scan beside
+    // this call says it cannot tell them from the caller's fds.
+    let _operation = crate::pipeline::own_table::Operation::start();
     let started;
     let sentinels = match sentinels {
         Some(s) => s,
@@ -112,8 +115,8 @@ pub fn compare_present(
     };
     let zombie = sentinels.zombie_pid().ok_or_else(|| {
         Error::os(
-            "the zombie sentinel task did not exit in time: cannot tell \"neither has one\" \
-             from \"shared\"",
+            "the zombie sentinel task is not there (it did not exit in time, or another thread \
+             of this process reaped it): cannot tell \"neither has one\" from \"shared\"",
             kcmp::Errno::AGAIN,
         )
     })?;
@@ -124,8 +127,19 @@ pub fn compare_present(
         .filter(|&(_, has)| !has)
         .map(|(p, _)| p)
         .collect();
+    let ordering = compare_process(resource, c1, c2)?;
+    // Still the zombie after the comparisons: its pid named no other
+    // process meanwhile (a caller's thread reaping with `__WALL` could
+    // have freed it).
+    if sentinels.zombie_pid() != Some(zombie) {
+        return Err(Error::os(
+            "the zombie sentinel task was reaped by another thread of this process: cannot \
+             tell \"neither has one\" from \"shared\"",
+            kcmp::Errno::AGAIN,
+        ));
+    }
     Ok(PairAnswer {
-        ordering: compare_process(resource, c1, c2)?,
+        ordering,
         absent,
         compared: (c1, c2),
     })

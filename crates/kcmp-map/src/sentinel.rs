@@ -27,19 +27,27 @@
 
 use crate::sys::process::{self as sys, ChildState, QuietChild};
 use kcmp::Pid;
-use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The pids of every sentinel (and idle child) of this process not reaped
-/// yet: a scan leaves out those of other scans running beside it too.
-static ALL: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Every sentinel (and idle child) of this process not dropped yet, with
+/// its pidfd: a scan leaves out those of other scans running beside it too.
+static ALL: Mutex<Vec<(i32, Option<Arc<OwnedFd>>)>> = Mutex::new(Vec::new());
 
-/// The sentinels and idle children of every scan of this process now.
+/// The sentinels and idle children of every scan of this process now; one
+/// that another thread of the caller reaped (`__WALL`) is not among them:
+/// its pid may be another process's by now.
 pub(crate) fn all_pids() -> HashSet<Pid> {
     let all = ALL.lock().unwrap_or_else(|e| e.into_inner());
-    all.iter().filter_map(|&p| Pid::new(p).ok()).collect()
+    all.iter()
+        .filter(|(_, fd)| {
+            fd.as_ref()
+                .is_none_or(|fd| sys::child_state_of(fd.as_fd()) != ChildState::Gone)
+        })
+        .filter_map(|&(p, _)| Pid::new(p).ok())
+        .collect()
 }
 
 /// How long a killed sentinel is waited for: one that cannot die (its exit
@@ -53,7 +61,7 @@ const REAP_LIMIT: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 struct Child {
     pid: i32,
-    pidfd: Option<OwnedFd>,
+    pidfd: Option<Arc<OwnedFd>>,
 }
 
 impl Child {
@@ -62,11 +70,12 @@ impl Child {
         // thread lists /proc either before the child exists or after this.
         let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
         let pid = sys::fork_quiet(what)?;
-        all.push(pid);
-        drop(all);
         let pidfd = rustix::process::Pid::from_raw(pid).and_then(|p| {
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
         });
+        let pidfd = pidfd.map(Arc::new);
+        all.push((pid, pidfd.clone()));
+        drop(all);
         Ok(Child { pid, pidfd })
     }
 
@@ -81,10 +90,42 @@ impl Child {
         }
     }
 
+    /// What became of it, asked through its pidfd when it has one: a
+    /// process that took its pid after another thread of the caller reaped
+    /// it (`__WALL`) is not mistaken for it.
+    fn state(&self) -> ChildState {
+        match &self.pidfd {
+            Some(fd) => sys::child_state_of(fd.as_fd()),
+            None => sys::child_state(self.pid),
+        }
+    }
+
+    /// Reaps it, waiting at most `limit` for it to exit (through its
+    /// pidfd: never a process that took its pid over).
+    fn reap_within(&self, limit: Duration) {
+        let Some(fd) = &self.pidfd else {
+            sys::reap_within(self.pid, limit);
+            return;
+        };
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let deadline = Instant::now() + limit;
+        while !sys::try_reap_pidfd(fd.as_fd()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let wait = Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let _ = poll(&mut [PollFd::new(fd, PollFlags::IN)], Some(&wait));
+        }
+    }
+
     /// Kills and reaps it (waiting at most [`REAP_LIMIT`]).
     fn end(self) {
         self.kill();
-        sys::reap_within(self.pid, REAP_LIMIT);
+        self.reap_within(REAP_LIMIT);
     }
 }
 
@@ -92,7 +133,7 @@ impl Drop for Child {
     /// Leaves the registry ([`all_pids`]): reaped by now, or left behind.
     fn drop(&mut self) {
         let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
-        all.retain(|&p| p != self.pid);
+        all.retain(|(p, _)| *p != self.pid);
     }
 }
 
@@ -202,7 +243,7 @@ impl Sentinels {
             }
         }
         while let Some(z) = &self.zombie {
-            match sys::child_state(z.pid) {
+            match z.state() {
                 ChildState::Exited => break,
                 ChildState::Gone => self.zombie = None,
                 ChildState::Running if Instant::now() > deadline => {
@@ -223,9 +264,31 @@ impl Sentinels {
             .collect()
     }
 
-    /// The zombie sentinel (no mm, fd table or fs struct), if it exited in time.
+    /// The zombie sentinel (no mm, fd table or fs struct), if it exited in
+    /// time and is still unreaped (its pid then still its own; another
+    /// thread of the caller reaping with `__WALL` can take it).
     pub fn zombie_pid(&self) -> Option<Pid> {
-        self.zombie.as_ref().and_then(|c| Pid::new(c.pid).ok())
+        let z = self.zombie.as_ref()?;
+        (z.state() == ChildState::Exited)
+            .then(|| Pid::new(z.pid).ok())
+            .flatten()
+    }
+
+    /// Whether every sentinel is still what it was when ready (the zombie
+    /// unreaped, the live ones running): then no comparison made with their
+    /// pids meanwhile met another process. A caller's thread reaping with
+    /// `__WALL` can break it; answers resting on the sentinels are then
+    /// not given.
+    pub fn intact(&self) -> bool {
+        let zombie = self
+            .zombie
+            .as_ref()
+            .is_none_or(|z| z.state() == ChildState::Exited);
+        zombie
+            && self
+                .live
+                .iter()
+                .all(|(c, _)| c.state() == ChildState::Running)
     }
 
     /// All sentinel pids.
@@ -244,10 +307,10 @@ impl Drop for Sentinels {
             child.kill();
         }
         for (child, _) in self.live.drain(..) {
-            sys::reap_within(child.pid, REAP_LIMIT);
+            child.reap_within(REAP_LIMIT);
         }
         if let Some(z) = self.zombie.take() {
-            sys::reap_within(z.pid, REAP_LIMIT);
+            z.reap_within(REAP_LIMIT);
         }
     }
 }

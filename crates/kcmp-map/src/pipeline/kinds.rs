@@ -176,6 +176,28 @@ fn sentinel_items(
     })
 }
 
+/// Takes back the kinds that rest on the sentinels when one of them
+/// stopped being what it was during the scan (another thread of the caller
+/// reaped it with `__WALL`): its pid may have named another process in the
+/// comparisons, and "none" could then be told wrongly.
+pub(crate) fn distrust_lost_sentinels(
+    kinds: &mut [(ProcessResource, KindOutcome)],
+    sentinels: Option<&Sentinels>,
+) {
+    if sentinels.is_none_or(Sentinels::intact) {
+        return;
+    }
+    for (kind, outcome) in kinds.iter_mut() {
+        if *kind != ProcessResource::Sighand {
+            *outcome = KindOutcome::Unavailable(
+                "a sentinel task was reaped by another thread of this process during the \
+                 scan (waitpid with __WALL): \"none\" could not be told from \"shared\""
+                    .into(),
+            );
+        }
+    }
+}
+
 /// Candidates at which vm, files and fs are sorted in parts.
 const SPLIT_KIND: usize = 2048;
 

@@ -135,7 +135,7 @@ pub(crate) fn run(
         s.wait_ready();
     }
     let repaired = AtomicU64::new(0);
-    let kinds = kinds::group_kinds(
+    let mut kinds = kinds::group_kinds(
         &tasks,
         &mut failed,
         sentinels.as_ref().ok(),
@@ -145,6 +145,7 @@ pub(crate) fn run(
         workers,
         progress,
     );
+    kinds::distrust_lost_sentinels(&mut kinds, sentinels.as_ref().ok());
     phases.mark("process_kinds");
     pin::verify_tasks(&tasks, &mut failed);
     drop(sentinels);

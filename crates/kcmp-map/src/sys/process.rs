@@ -411,3 +411,42 @@ pub(crate) fn child_state(pid: i32) -> ChildState {
         _ => ChildState::Exited,
     }
 }
+
+/// `P_PIDFD` (Linux 5.4): `waitid` on the process a pidfd refers to.
+const P_PIDFD: libc::idtype_t = 3;
+
+/// [`child_state`] of exactly the child `pidfd` refers to (never another
+/// process that took its pid after it was reaped).
+pub(crate) fn child_state_of(pidfd: std::os::fd::BorrowedFd<'_>) -> ChildState {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero siginfo_t is valid storage for waitid to write.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let options = libc::WEXITED | libc::WNOWAIT | libc::WNOHANG | libc::__WALL;
+    // SAFETY: waitid writes the siginfo_t we own; WNOWAIT leaves the child
+    // unreaped; the pidfd is borrowed, so open for the call.
+    let r = unsafe { libc::waitid(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, options) };
+    if r < 0 {
+        return match last_errno() {
+            Errno::CHILD => ChildState::Gone,
+            _ => ChildState::Running,
+        };
+    }
+    // SAFETY: si_pid is set by waitid (0 when no child changed state).
+    match unsafe { info.si_pid() } {
+        0 => ChildState::Running,
+        _ => ChildState::Exited,
+    }
+}
+
+/// Reaps the child `pidfd` refers to if it exited: true once reaped, or
+/// when it is not a child of this process any more.
+pub(crate) fn try_reap_pidfd(pidfd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero siginfo_t is valid storage for waitid to write.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let options = libc::WEXITED | libc::WNOHANG | libc::__WALL;
+    // SAFETY: waitid writes the siginfo_t we own; the pidfd is borrowed.
+    let r = unsafe { libc::waitid(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, options) };
+    // SAFETY: si_pid is set by waitid (0 when the child has not exited).
+    r < 0 || unsafe { info.si_pid() } != 0
+}

@@ -279,7 +279,7 @@ impl Sentinels {
     /// pids meanwhile met another process. A caller's thread reaping with
     /// `__WALL` can break it; answers resting on the sentinels are then
     /// not given.
-    pub fn intact(&self) -> bool {
+    pub(crate) fn intact(&self) -> bool {
         let zombie = self
             .zombie
             .as_ref()

@@ -42,9 +42,9 @@ static ALL: Mutex<Vec<(i32, Option<Arc<OwnedFd>>)>> = Mutex::new(Vec::new());
 pub(crate) fn all_pids() -> HashSet<Pid> {
     let all = ALL.lock().unwrap_or_else(|e| e.into_inner());
     all.iter()
-        .filter(|(_, fd)| {
+        .filter(|(p, fd)| {
             fd.as_ref()
-                .is_none_or(|fd| sys::child_state_of(fd.as_fd()) != ChildState::Gone)
+                .is_none_or(|fd| sys::child_state_of(fd.as_fd(), *p) != ChildState::Gone)
         })
         .filter_map(|&(p, _)| Pid::new(p).ok())
         .collect()
@@ -95,7 +95,7 @@ impl Child {
     /// it (`__WALL`) is not mistaken for it.
     fn state(&self) -> ChildState {
         match &self.pidfd {
-            Some(fd) => sys::child_state_of(fd.as_fd()),
+            Some(fd) => sys::child_state_of(fd.as_fd(), self.pid),
             None => sys::child_state(self.pid),
         }
     }
@@ -109,7 +109,7 @@ impl Child {
         };
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
         let deadline = Instant::now() + limit;
-        while !sys::try_reap_pidfd(fd.as_fd()) {
+        while !sys::try_reap_pidfd(fd.as_fd(), self.pid) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;

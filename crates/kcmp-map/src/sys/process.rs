@@ -416,8 +416,9 @@ pub(crate) fn child_state(pid: i32) -> ChildState {
 const P_PIDFD: libc::idtype_t = 3;
 
 /// [`child_state`] of exactly the child `pidfd` refers to (never another
-/// process that took its pid after it was reaped).
-pub(crate) fn child_state_of(pidfd: std::os::fd::BorrowedFd<'_>) -> ChildState {
+/// process that took its pid after it was reaped); of `pid` on Linux 5.3,
+/// which has pidfds but not `P_PIDFD`.
+pub(crate) fn child_state_of(pidfd: std::os::fd::BorrowedFd<'_>, pid: i32) -> ChildState {
     use std::os::fd::AsRawFd;
     // SAFETY: an all-zero siginfo_t is valid storage for waitid to write.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -428,6 +429,7 @@ pub(crate) fn child_state_of(pidfd: std::os::fd::BorrowedFd<'_>) -> ChildState {
     if r < 0 {
         return match last_errno() {
             Errno::CHILD => ChildState::Gone,
+            Errno::INVAL => child_state(pid),
             _ => ChildState::Running,
         };
     }
@@ -439,14 +441,18 @@ pub(crate) fn child_state_of(pidfd: std::os::fd::BorrowedFd<'_>) -> ChildState {
 }
 
 /// Reaps the child `pidfd` refers to if it exited: true once reaped, or
-/// when it is not a child of this process any more.
-pub(crate) fn try_reap_pidfd(pidfd: std::os::fd::BorrowedFd<'_>) -> bool {
+/// when it is not a child of this process any more (by `pid` on Linux 5.3,
+/// which has no `P_PIDFD`).
+pub(crate) fn try_reap_pidfd(pidfd: std::os::fd::BorrowedFd<'_>, pid: i32) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: an all-zero siginfo_t is valid storage for waitid to write.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let options = libc::WEXITED | libc::WNOHANG | libc::__WALL;
     // SAFETY: waitid writes the siginfo_t we own; the pidfd is borrowed.
     let r = unsafe { libc::waitid(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, options) };
+    if r < 0 {
+        return last_errno() != Errno::INVAL || try_reap(pid);
+    }
     // SAFETY: si_pid is set by waitid (0 when the child has not exited).
-    r < 0 || unsafe { info.si_pid() } != 0
+    unsafe { info.si_pid() != 0 }
 }

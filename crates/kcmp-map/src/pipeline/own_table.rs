@@ -110,7 +110,8 @@ pub(crate) fn check_shared() -> Result<()> {
     }
 }
 
-/// Engine operations (scans, holder searches) running in this process, and
+/// Engine operations (scans, holder searches, `absent::compare_present`,
+/// `doctor::run`) running in this process, and
 /// how many ever started: another operation's copies and pidfds are in the
 /// same fd table, where nothing tells them from the caller's.
 static RUNNING: AtomicU64 = AtomicU64::new(0);

@@ -391,25 +391,38 @@ pub(crate) enum ChildState {
     Gone,
 }
 
-/// `waitid(P_PID, pid, WEXITED | WNOWAIT | WNOHANG | __WALL)`.
-pub(crate) fn child_state(pid: i32) -> ChildState {
+/// `waitid(idtype, id, WEXITED | WNOHANG | __WALL | extra)`: whether the
+/// child exited (`si_pid` set), or the errno.
+fn waitid_exited(
+    idtype: libc::idtype_t,
+    id: libc::id_t,
+    extra: libc::c_int,
+) -> Result<bool, Errno> {
     // SAFETY: an all-zero siginfo_t is valid storage for waitid to write.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let options = libc::WEXITED | libc::WNOWAIT | libc::WNOHANG | libc::__WALL;
-    // SAFETY: waitid writes the siginfo_t we own; WNOWAIT leaves the child
-    // unreaped.
-    let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, options) };
-    if r < 0 {
-        return match last_errno() {
-            Errno::CHILD => ChildState::Gone,
-            _ => ChildState::Running,
-        };
+    let options = libc::WEXITED | libc::WNOHANG | libc::__WALL | extra;
+    // SAFETY: waitid writes the siginfo_t we own; an id that names no
+    // child of ours is an error, never a wait on another process.
+    if unsafe { libc::waitid(idtype, id, &mut info, options) } < 0 {
+        return Err(last_errno());
     }
     // SAFETY: si_pid is set by waitid (0 when no child changed state).
-    match unsafe { info.si_pid() } {
-        0 => ChildState::Running,
-        _ => ChildState::Exited,
+    Ok(unsafe { info.si_pid() } != 0)
+}
+
+/// The answer of a `WNOWAIT` [`waitid_exited`] as a [`ChildState`].
+fn state_from(answer: Result<bool, Errno>) -> ChildState {
+    match answer {
+        Ok(true) => ChildState::Exited,
+        Ok(false) => ChildState::Running,
+        Err(Errno::CHILD) => ChildState::Gone,
+        Err(_) => ChildState::Running,
     }
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOWAIT | WNOHANG | __WALL)`.
+pub(crate) fn child_state(pid: i32) -> ChildState {
+    state_from(waitid_exited(libc::P_PID, pid as libc::id_t, libc::WNOWAIT))
 }
 
 /// `P_PIDFD` (Linux 5.4): `waitid` on the process a pidfd refers to.
@@ -420,23 +433,9 @@ const P_PIDFD: libc::idtype_t = 3;
 /// which has pidfds but not `P_PIDFD`.
 pub(crate) fn child_state_of(pidfd: std::os::fd::BorrowedFd<'_>, pid: i32) -> ChildState {
     use std::os::fd::AsRawFd;
-    // SAFETY: an all-zero siginfo_t is valid storage for waitid to write.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let options = libc::WEXITED | libc::WNOWAIT | libc::WNOHANG | libc::__WALL;
-    // SAFETY: waitid writes the siginfo_t we own; WNOWAIT leaves the child
-    // unreaped; the pidfd is borrowed, so open for the call.
-    let r = unsafe { libc::waitid(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, options) };
-    if r < 0 {
-        return match last_errno() {
-            Errno::CHILD => ChildState::Gone,
-            Errno::INVAL => child_state(pid),
-            _ => ChildState::Running,
-        };
-    }
-    // SAFETY: si_pid is set by waitid (0 when no child changed state).
-    match unsafe { info.si_pid() } {
-        0 => ChildState::Running,
-        _ => ChildState::Exited,
+    match waitid_exited(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, libc::WNOWAIT) {
+        Err(Errno::INVAL) => child_state(pid),
+        answer => state_from(answer),
     }
 }
 
@@ -445,14 +444,9 @@ pub(crate) fn child_state_of(pidfd: std::os::fd::BorrowedFd<'_>, pid: i32) -> Ch
 /// which has no `P_PIDFD`).
 pub(crate) fn try_reap_pidfd(pidfd: std::os::fd::BorrowedFd<'_>, pid: i32) -> bool {
     use std::os::fd::AsRawFd;
-    // SAFETY: an all-zero siginfo_t is valid storage for waitid to write.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let options = libc::WEXITED | libc::WNOHANG | libc::__WALL;
-    // SAFETY: waitid writes the siginfo_t we own; the pidfd is borrowed.
-    let r = unsafe { libc::waitid(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, options) };
-    if r < 0 {
-        return last_errno() != Errno::INVAL || try_reap(pid);
+    match waitid_exited(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, 0) {
+        Ok(exited) => exited,
+        Err(Errno::INVAL) => try_reap(pid),
+        Err(_) => true,
     }
-    // SAFETY: si_pid is set by waitid (0 when the child has not exited).
-    unsafe { info.si_pid() != 0 }
 }

@@ -203,7 +203,9 @@ pub fn network_filesystem_registered() -> bool {
 }
 
 /// Where each thread of `pid` and of its children waits (state, wait
-/// channel, kernel stack when readable): the report of a run that hung.
+/// channel, kernel stack when readable), then every other task of the host
+/// in uninterruptible sleep (state D), which may hold what they wait for:
+/// the report of a run that hung.
 pub fn kernel_stacks(pid: u32) -> String {
     let mut s = String::new();
     let mut pids = vec![pid.to_string()];
@@ -214,25 +216,57 @@ pub fn kernel_stacks(pid: u32) -> String {
             .split_whitespace()
             .map(str::to_string),
     );
-    for p in pids {
-        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
-            .into_iter()
-            .flatten();
-        for t in tasks.flatten() {
-            let path = t.path();
-            let read = |f: &str| std::fs::read_to_string(path.join(f)).unwrap_or_default();
-            let stat = read("stat");
-            let state = stat.rsplit(") ").next().unwrap_or("").split(' ').next();
-            s += &format!(
-                "{}: state {}, wchan {}\n{}",
-                path.display(),
-                state.unwrap_or("?"),
-                read("wchan"),
-                read("stack")
-            );
+    for p in &pids {
+        for t in tasks_of(p) {
+            s += &task_report(&t).1;
         }
     }
+    let mut others = String::new();
+    let all = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    for p in all.filter_map(|e| e.file_name().into_string().ok()) {
+        if !p.bytes().all(|b| b.is_ascii_digit()) || pids.contains(&p) {
+            continue;
+        }
+        for t in tasks_of(&p) {
+            let (state, report) = task_report(&t);
+            if state == "D" {
+                others += &report;
+            }
+        }
+    }
+    if !others.is_empty() {
+        s += "other tasks in state D:\n";
+        s += &others;
+    }
     s
+}
+
+/// The task directories of process `p` (/proc/P/task/T).
+fn tasks_of(p: &str) -> Vec<std::path::PathBuf> {
+    let tasks = std::fs::read_dir(format!("/proc/{p}/task"));
+    tasks
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| t.path())
+        .collect()
+}
+
+/// A task's state letter, and its report: path, command, state, wait
+/// channel, kernel stack.
+fn task_report(path: &std::path::Path) -> (String, String) {
+    let read = |f: &str| std::fs::read_to_string(path.join(f)).unwrap_or_default();
+    let stat = read("stat");
+    let state = stat.rsplit(") ").next().unwrap_or("").split(' ').next();
+    let state = state.unwrap_or("?").to_string();
+    let report = format!(
+        "{} ({}): state {state}, wchan {}\n{}",
+        path.display(),
+        read("comm").trim_end(),
+        read("wchan"),
+        read("stack")
+    );
+    (state, report)
 }
 
 /// Waits at most `limit` for `child` to be reaped: whether it was.

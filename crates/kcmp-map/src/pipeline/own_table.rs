@@ -66,8 +66,14 @@ impl ThreadIds {
 /// the caller or another thread): the engine's copies could be closed in
 /// the wrong table. Told without kcmp(2): a pipe opened here must show
 /// under its number in every thread's /proc/TID/fd. A thread without a
-/// table (a main thread that exited, a thread exiting) is passed over.
+/// table (a main thread that exited, a thread exiting) is passed over: a
+/// thread lets go of its table only in `do_exit`, after the kernel marked
+/// it `PF_EXITING`, and may stay there long after (the last close of a
+/// private table's files runs there too: a lingering socket waits its
+/// linger time).
 pub(crate) fn check_shared() -> Result<()> {
+    /// `PF_EXITING` in the `flags` field of /proc/PID/task/TID/stat.
+    const PF_EXITING: u32 = 0x4;
     let pid = Pid::this();
     let (Some(me), Ok(tids)) = (this_thread(), procfs::list_tids(pid)) else {
         return Ok(());
@@ -85,9 +91,11 @@ pub(crate) fn check_shared() -> Result<()> {
     };
     let apart = |tid: Pid| {
         let shared = procfs::fd_target(tid, n).is_ok_and(|l| l == ours);
-        // Gone, a zombie main thread, or exiting (its table let go a
-        // moment before it turns into a zombie: looked at again).
-        let with_table = || procfs::read_task_stat(pid, tid).is_ok_and(|s| !s.is_zombie());
+        // Gone, a zombie main thread, or exiting.
+        let with_table = || {
+            procfs::read_task_stat(pid, tid)
+                .is_ok_and(|s| !s.is_zombie() && s.flags & PF_EXITING == 0)
+        };
         !shared && with_table()
     };
     let still_apart = |tid: Pid| {
@@ -154,5 +162,98 @@ impl Operation {
 impl Drop for Operation {
     fn drop(&mut self) {
         RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kcmp_testkit::process::{no_fuse, JsonFixture};
+    use std::os::fd::IntoRawFd;
+
+    /// Set in the copy of the test binary that
+    /// [`a_thread_exiting_with_a_table_of_its_own_is_passed_over`] starts: a
+    /// thread with a table of its own would fail every other test's scan.
+    const ALONE: &str = "KCMP_TEST_OWN_TABLE_ALONE";
+
+    #[test]
+    fn a_thread_exiting_with_a_table_of_its_own_is_passed_over() {
+        if let Some(why) = no_fuse() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        if std::env::var_os(ALONE).is_some() {
+            return exiting_thread_in_this_process();
+        }
+        let name = module_path!().split_once("::").map_or("", |(_, m)| m);
+        let name = format!("{name}::a_thread_exiting_with_a_table_of_its_own_is_passed_over");
+        let exe = std::env::current_exe().expect("the test binary");
+        let out = std::process::Command::new(&exe)
+            .args([name.as_str(), "--exact", "--test-threads=1", "--nocapture"])
+            .env(ALONE, "1")
+            .output()
+            .expect("the test binary runs");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A thread unshares its table and takes into it a copy of a file on a
+    /// FUSE filesystem whose server answers no more (`kcmp-hang-fixture
+    /// fuse`); then it exits: its exit lets go of its table, then closes
+    /// the file, which waits for the server's answer to FLUSH until the
+    /// fixture ends. The check passes it over (before, it took the thread
+    /// for one with another table as long as it waited: `EINVAL`); alive
+    /// with its own table, the thread fails the check.
+    fn exiting_thread_in_this_process() {
+        let bin = kcmp_testkit::workspace_bin("kcmp-hang-fixture");
+        let mut fixture = JsonFixture::start(
+            std::process::Command::new(bin).arg("fuse"),
+            Duration::from_secs(10),
+        );
+        let holder = Pid::new(fixture.json["holder"].as_i64().unwrap() as i32).unwrap();
+        let fuse_fd = fixture.json["fuse_fd"].as_i64().unwrap() as i32;
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            crate::sys::process::unshare_fd_table().expect("unshare(CLONE_FILES)");
+            let pid = rustix::process::Pid::from_raw(holder.get()).expect("a pid");
+            let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+                .expect("pidfd_open");
+            let flags = rustix::process::PidfdGetfdFlags::empty();
+            let copy = rustix::process::pidfd_getfd(&pidfd, fuse_fd, flags).expect("getfd");
+            // Closed only by this thread's exit, with its table.
+            let _ = copy.into_raw_fd();
+            tid_tx.send(this_thread().expect("tid")).expect("send");
+            let _ = go_rx.recv();
+        });
+        let tid = tid_rx.recv().expect("the thread's tid");
+        assert!(check_shared().is_err(), "a live thread with its own table");
+        drop(go_tx);
+        // Wait until it let go of its table (its /proc/TID/fd lists
+        // nothing) while it still exists, waiting in the close of its copy.
+        let mut exiting = false;
+        for _ in 0..500 {
+            let stat = procfs::read_task_stat(Pid::this(), tid);
+            let fds = procfs::FdDir::open(tid).and_then(|d| d.fds());
+            let no_table = fds.map_or(true, |f| f.is_empty());
+            if stat.is_ok_and(|s| !s.is_zombie()) && no_table {
+                exiting = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let checked = check_shared();
+        // The server ends: the FLUSH fails, the thread's exit completes.
+        fixture.end();
+        thread.join().expect("no panic");
+        assert!(
+            exiting,
+            "the thread never waited in its exit: nothing shown"
+        );
+        checked.expect("an exiting thread taken for one with another table");
     }
 }

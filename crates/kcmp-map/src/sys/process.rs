@@ -450,3 +450,17 @@ pub(crate) fn try_reap_pidfd(pidfd: std::os::fd::BorrowedFd<'_>, pid: i32) -> bo
         Err(_) => true,
     }
 }
+
+/// `unshare(CLONE_FILES)`: the calling thread gets a table of its own, a
+/// copy of the process's. For tests of [`crate::pipeline`]'s check that
+/// every thread shares one table.
+#[cfg(test)]
+pub(crate) fn unshare_fd_table() -> Result<(), Errno> {
+    // SAFETY: unshare takes flags only. After it, the fds of this thread's
+    // table are copies; the test thread that calls it uses only fds it
+    // opens itself afterwards, and hands none to other threads.
+    match unsafe { libc::unshare(libc::CLONE_FILES) } {
+        0 => Ok(()),
+        _ => Err(last_errno()),
+    }
+}

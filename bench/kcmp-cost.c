@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -60,6 +61,49 @@ static void *compare(void *arg) {
         sum += r;
     }
     return (void *)sum;
+}
+
+/* One copy of a child's fd as the engine takes it, per call (ns). */
+static double copies(long n) {
+    int pidfd = syscall(SYS_pidfd_open, child[0], 0);
+    int dir = open("/", O_PATH | O_DIRECTORY);
+    if (pidfd < 0 || dir < 0) {
+        perror("pidfd_open");
+        exit(1);
+    }
+    double start = now_ns();
+    for (long k = 0; k < n; k++) {
+        int own = syscall(SYS_pidfd_getfd, pidfd, fds[k % FILES], 0);
+        struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        struct stat st;
+        if (own < 0) {
+            perror("pidfd_getfd");
+            exit(1);
+        }
+        fcntl(own, F_OFD_GETLK, &lk);
+        fstat(dir, &st);
+        close(own);
+    }
+    double per = (now_ns() - start) / n;
+    close(pidfd);
+    close(dir);
+    return per;
+}
+
+/* One read of a child's /proc/PID/fdinfo/N, per call (ns). */
+static double fdinfo_reads(long n) {
+    char path[64], buf[4096];
+    double start = now_ns();
+    for (long k = 0; k < n; k++) {
+        snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", child[0], fds[k % FILES]);
+        int f = open(path, O_RDONLY | O_CLOEXEC);
+        if (f < 0 || read(f, buf, sizeof buf) <= 0) {
+            perror("fdinfo");
+            exit(1);
+        }
+        close(f);
+    }
+    return (now_ns() - start) / n;
 }
 
 static double run(int threads) {
@@ -110,11 +154,15 @@ int main(int argc, char **argv) {
     double many = run(threads);
     kind = KCMP_VM;
     double vm = run(1);
+    long few = calls_per_thread / 4 > 0 ? calls_per_thread / 4 : 1;
+    double copy = copies(few);
+    double fdinfo = fdinfo_reads(few);
     for (int c = 0; c < 2; c++) {
         kill(child[c], SIGKILL);
         waitpid(child[c], NULL, 0);
     }
-    printf("{\"one_thread_ns\":%.1f,\"threads\":%d,\"per_thread_ns\":%.1f,\"vm_one_thread_ns\":%.1f}\n",
-           one, threads, many, vm);
+    printf("{\"one_thread_ns\":%.1f,\"threads\":%d,\"per_thread_ns\":%.1f,\"vm_one_thread_ns\":%.1f,"
+           "\"copy_ns\":%.1f,\"fdinfo_ns\":%.1f}\n",
+           one, threads, many, vm, copy, fdinfo);
     return 0;
 }

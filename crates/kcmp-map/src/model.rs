@@ -194,6 +194,11 @@ pub struct ScanStats {
     /// the host had no FUSE connection and no network filesystem type
     /// while each was taken, so no close could wait on a server.
     pub copies_on_server_free_host: u64,
+    /// The engine's copies of fds (`pidfd_getfd`) taken while grouping:
+    /// one anchors each description found, the rest were taken first and
+    /// turned out to be of a description already found (the price of the
+    /// copy-first tactics).
+    pub copies_taken: u64,
     /// How equality was decided: `"kcmp"` (ordered) or a fallback.
     pub method: String,
     /// Wall time of each phase, in milliseconds: `sentinels`, `select`,

@@ -88,6 +88,8 @@ pub(crate) struct Budget {
     server_free: Option<ServerFreeHost>,
     /// Copies kept on its word.
     kept_server_free: std::sync::atomic::AtomicU64,
+    /// Copies taken (`pidfd_getfd` succeeded), kept or not.
+    taken: std::sync::atomic::AtomicU64,
 }
 
 impl Budget {
@@ -117,6 +119,7 @@ impl Budget {
             mounts: MountTables::default(),
             server_free: ServerFreeHost::probe(),
             kept_server_free: std::sync::atomic::AtomicU64::new(0),
+            taken: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -132,6 +135,19 @@ impl Budget {
     /// ([`ServerFreeHost`]).
     pub(crate) fn kept_server_free(&self) -> u64 {
         self.kept_server_free.load(Ordering::Relaxed)
+    }
+
+    /// How many copies were taken (`pidfd_getfd`), kept or not.
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
+    /// Whether a copy of a file with a path needs its fdinfo read first
+    /// (closing it could wait on a server), as [`copy`](Self::copy) last
+    /// judged: the price the copy-first tactics weigh, never a safety
+    /// answer.
+    pub(crate) fn path_copies_checked(&self) -> bool {
+        !self.server_free.as_ref().is_some_and(|h| h.held_last())
     }
 
     /// Whether no file of this host can wait on a server now.
@@ -175,7 +191,7 @@ impl Budget {
             fd.get(),
             rustix::process::PidfdGetfdFlags::empty(),
         ) {
-            Ok(own) => match self.locks.keep_unless_locked(own) {
+            Ok(own) => match self.count_taken(own) {
                 Ok(own) => Ok(Some(own)),
                 Err(locked) => {
                     leave_open(locked);
@@ -191,6 +207,13 @@ impl Budget {
                 }
             }
         }
+    }
+
+    /// Counts a copy just taken, and keeps it unless its file holds one of
+    /// this process's locks (`Err`: to be left open).
+    fn count_taken(&self, own: OwnedFd) -> Result<OwnedFd, OwnedFd> {
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        self.locks.keep_unless_locked(own)
     }
 
     /// The engine's copy of `fd` of `pid` (see [`try_anchor`](Self::try_anchor)),
@@ -218,8 +241,7 @@ impl Budget {
         // before the copy follows the last answer (one `fstat` a copy, not
         // two): when a FUSE connection appears, the copies already under
         // way go through the check after the copy, and may be left open.
-        let server_free = self.server_free.as_ref().is_some_and(|h| h.held_last());
-        if path && !server_free && !self.path_copy_is_safe(pid, fd)? {
+        if path && self.path_copies_checked() && !self.path_copy_is_safe(pid, fd)? {
             return Ok(None);
         }
         let Some(copy) = self.try_anchor(pidfd, pid, fd)? else {

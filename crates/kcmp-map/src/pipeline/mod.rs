@@ -154,6 +154,7 @@ pub(crate) fn run(
     let mut stats = grouped.stats();
     stats.copies_left_open = budget.left_open();
     stats.copies_on_server_free_host = budget.kept_server_free();
+    stats.copies_taken = budget.taken();
     map::assemble_files(&mut map, &tasks, grouped, &failed);
     map.ordered = availability.is_available();
     map::assemble_kinds(&mut map, &tasks, kinds, &failed);

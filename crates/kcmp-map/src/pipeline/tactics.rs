@@ -16,8 +16,9 @@
 //!   `log2(D)` kcmp calls for a new description instead of `log2(D) + 2`
 //!   (a search with the live fd must re-check the copy's place against
 //!   both neighbours: the fd may have changed meanwhile), at the price of
-//!   one wasted copy (about one kcmp's time; for paths also an fdinfo read,
-//!   about five) for each fd that joins an existing description.
+//!   one wasted copy (about two kcmp's time; for paths on a host where
+//!   closing a copy could wait on a server, also an fdinfo read, about
+//!   five) for each fd that joins an existing description.
 //!
 //! * **copy after a miss**: the same trade, for the fds that missed among
 //!   their own task's groups (dups are found there with the live fd): the
@@ -63,6 +64,27 @@ fn explore(skips: &mut u32) -> bool {
 /// See [`explore`].
 const EXPLORE: u32 = 8;
 
+/// The time of one copy of an fd, in kcmp calls: `pidfd_getfd`, the lock
+/// check (`F_OFD_GETLK`), the server check (an `fstat` of fusectl's root)
+/// and the `close`: 2.0–2.2 µs against 1.10–1.13 µs a kcmp
+/// (`bench/kcmp-cost.c`, `copy_ns` and `one_thread_ns`; AMD EPYC, Linux
+/// 6.18).
+const COPY: f64 = 1.9;
+
+/// The time of one fdinfo read, in kcmp calls: 5.75 µs there
+/// (`fdinfo_ns`: a path walk and a ptrace check).
+const FDINFO: f64 = 5.2;
+
+/// The rate of new descriptions above which copying first pays: a copy
+/// (and, when `checked`, an fdinfo read) wasted on each fd that joins,
+/// two neighbour checks saved on each new one: 0.49 when no check is
+/// needed, 0.78 with one (it was 0.35 and 0.75, from a copy priced at
+/// one kcmp).
+fn copy_pays_above(checked: bool) -> f64 {
+    let waste = COPY + if checked { FDINFO } else { 0.0 };
+    waste / (waste + 2.0)
+}
+
 /// `log2(n + 1)`: the kcmp calls of a binary search among `n` groups.
 fn search_cost(n: usize) -> f64 {
     ((n + 1) as f64).log2()
@@ -96,13 +118,13 @@ impl Tactics {
 
     /// Whether to copy the fd before the search: when new descriptions are
     /// frequent enough to repay the wasted copies. With `c` the time of a
-    /// kcmp, `g` of a copy (`pidfd_getfd` and `close`, about `c`) and `f`
-    /// of an fdinfo read (about `5c`, paths only: is closing the copy
-    /// safe?), copying first pays when the rate of new descriptions `p`
-    /// exceeds `(g + f) / (g + f + 2c)`: about 1/3 without paths, 3/4 with.
-    pub(crate) fn copy_first(&self, paths: bool) -> bool {
+    /// kcmp, `g` of a copy and `f` of an fdinfo read (`checked`: a path
+    /// whose copy must first be shown safe to close), copying first pays
+    /// when the rate of new descriptions `p` exceeds `(g + f) / (g + f +
+    /// 2c)` ([`copy_pays_above`]).
+    pub(crate) fn copy_first(&self, checked: bool) -> bool {
         let p = neutral(self.new, self.searched);
-        !self.no_copies && p > if paths { 0.75 } else { 0.35 }
+        !self.no_copies && p > copy_pays_above(checked)
     }
 
     /// Whether to copy the fd after it missed among its task's own groups
@@ -111,9 +133,9 @@ impl Tactics {
     /// description, two neighbour checks saved on each new one), judged on
     /// the fds it applies to. Dups found among their task's own groups,
     /// the bulk of a bucket's joins, no longer count against it.
-    pub(crate) fn copy_after_miss(&self, paths: bool) -> bool {
+    pub(crate) fn copy_after_miss(&self, checked: bool) -> bool {
         let p = neutral(self.missed_new, self.missed);
-        !self.no_copies && p > if paths { 0.75 } else { 0.35 }
+        !self.no_copies && p > copy_pays_above(checked)
     }
 
     /// Records the outcome of a search after a miss among the task's own

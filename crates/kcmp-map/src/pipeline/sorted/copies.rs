@@ -9,20 +9,26 @@ use rustix::fd::OwnedFd;
 use std::ops::Range;
 
 impl<R: Rows> Sorted<'_, R> {
-    /// After a miss among the task's own groups, which left the fd's
-    /// description within `range`: the engine's copy `own` of the fd is
-    /// searched for there. It joins the group it equals (an exact chain, as
-    /// in [`Self::place_by_copy`]), or founds a new group with the copy as
-    /// its anchor. The copy's own comparisons put it between its two
-    /// neighbours, except at an end of `range`, which the live fd's
-    /// comparisons drew (the fd may have changed since): only there is the
-    /// neighbour compared with the copy; if the copy is out of place, it is
-    /// searched for among all groups.
+    /// Copy first ([`crate::pipeline::tactics::Tactics::copy_first`]), or
+    /// after a miss among the task's own groups (`after_miss`): the fd's
+    /// description lies within `range` (all groups, or what a live-fd
+    /// comparison with a hint or with the task's own groups left), and the
+    /// engine's copy `own` of the fd is searched for there (it cannot
+    /// change: the search is over a fixed order). The fd holds what its
+    /// copy holds (`pidfd_getfd` hands over the very description): equal to
+    /// a group's anchor, it joins that group (an exact chain: fd = copy,
+    /// copy = anchor by kcmp); equal to none, the copy founds a new group,
+    /// the fd its first member. The copy's own comparisons put it between
+    /// its two neighbours, except at an end of `range` drawn by the live
+    /// fd's comparisons (the fd may have changed since): only there is the
+    /// neighbour compared with the copy; if the copy is out of place, it
+    /// is searched for among all groups.
     pub(super) fn place_copy_within(
         &mut self,
         row: u32,
         own: OwnedFd,
         range: Range<usize>,
+        after_miss: bool,
     ) -> Placed {
         let mine = FdNum::new(rustix::fd::AsRawFd::as_raw_fd(&own)).expect("open fd");
         let found = match self.search(Probe::Copy(mine), range.clone()) {
@@ -30,17 +36,20 @@ impl<R: Rows> Sorted<'_, R> {
             Ok(Ok(g)) => Ok(Err(g)),
             Err(e) => Err(e),
         };
+        let new = matches!(found, Ok(Ok(_)));
+        if found.is_ok() {
+            self.tactics.searched(new);
+            if after_miss {
+                self.tactics.missed_own(new);
+            }
+        }
         match found {
             Ok(Ok(pos)) => {
                 self.insert_group(pos, Rep::Own(own), vec![row]);
-                self.tactics.searched(true);
-                self.tactics.missed_own(true);
                 Placed::Joined
             }
             Ok(Err(g)) => {
                 self.budget.release(Rep::Own(own));
-                self.tactics.searched(false);
-                self.tactics.missed_own(false);
                 self.join(g, row)
             }
             Err(e) => {
@@ -50,40 +59,11 @@ impl<R: Rows> Sorted<'_, R> {
         }
     }
 
-    /// Copy first ([`crate::pipeline::tactics::Tactics::copy_first`]): the engine's copy `own` of
-    /// the fd is compared with the hint's group, then searched for (it
-    /// cannot change: the search is over a fixed order). The fd holds what
-    /// its copy holds (`pidfd_getfd` hands over the very description): equal
-    /// to a group's anchor, it joins that group (an exact chain: fd = copy,
-    /// copy = anchor by kcmp); equal to none, the copy founds a new group,
-    /// the fd its first member.
-    pub(super) fn place_by_copy(&mut self, row: u32, own: OwnedFd, hint: Option<usize>) -> Placed {
-        let mine = FdNum::new(rustix::fd::AsRawFd::as_raw_fd(&own)).expect("open fd");
-        let copy = Probe::Copy(mine);
-        let found = match hint.map(|h| self.hint_range(h, copy)) {
-            None => self.search(copy, 0..self.len()).map(|r| (r, false)),
-            Some(Ok(Ok(h))) => Ok((Ok(h), true)),
-            Some(Ok(Err(range))) => self.search(copy, range).map(|r| (r, false)),
-            Some(Err(e)) => Err(e),
-        };
-        match found {
-            Ok((Ok(g), by_hint)) => {
-                self.budget.release(Rep::Own(own));
-                if !by_hint {
-                    self.tactics.searched(false);
-                }
-                self.join(g, row)
-            }
-            Ok((Err(pos), _)) => {
-                self.insert_group(pos, Rep::Own(own), vec![row]);
-                self.tactics.searched(true);
-                Placed::Joined
-            }
-            Err(e) => {
-                self.budget.release(Rep::Own(own));
-                Placed::Failed(e)
-            }
-        }
+    /// Whether a copy of this bucket's fds costs an fdinfo read too (a file
+    /// with a path, on a host where closing its copy could wait on a
+    /// server): what the copy-first tactics weigh.
+    pub(super) fn copies_checked(&self) -> bool {
+        self.paths && self.budget.path_copies_checked()
     }
 
     /// The engine's copy of `row`'s fd, when it may take one: `Ok(None)`

@@ -239,19 +239,22 @@ impl<'a, R: Rows> Sorted<'a, R> {
         let hint = hint
             .filter(|&h| h < groups)
             .filter(|_| self.tactics.try_hint(groups));
-        if self.tactics.copy_first(self.paths) {
-            match self.copy_of(row) {
-                Ok(Some(own)) => return self.place_by_copy(row, own, hint),
-                Ok(None) => self.tactics.copy_refused(), // the live fd's way
-                Err(e) => return Placed::Failed(e),
-            }
-        }
+        // The hint is tried with the live fd: a copy taken first would be
+        // wasted on every hit (copying first before the hint wasted 30,000
+        // copies on the wide shape, whose children's hints all hit).
         let range = match hint.map(|h| self.hint_range(h, Probe::Row(row))) {
             None => 0..self.len(),
             Some(Ok(Ok(h))) => return self.join(h, row),
             Some(Ok(Err(range))) => range,
             Some(Err(e)) => return Placed::Failed(e),
         };
+        if self.tactics.copy_first(self.copies_checked()) {
+            match self.copy_of(row) {
+                Ok(Some(own)) => return self.place_copy_within(row, own, range, false),
+                Ok(None) => self.tactics.copy_refused(), // the live fd's way
+                Err(e) => return Placed::Failed(e),
+            }
+        }
         self.place_by_search(row, range)
     }
 
@@ -291,9 +294,9 @@ impl<'a, R: Rows> Sorted<'a, R> {
             Ok(Own::Restart) => 0..self.len(),
             Err(e) => return Placed::Failed(e),
         };
-        if self.tactics.copy_after_miss(self.paths) {
+        if self.tactics.copy_after_miss(self.copies_checked()) {
             match self.copy_of(row) {
-                Ok(Some(own)) => return self.place_copy_within(row, own, range),
+                Ok(Some(own)) => return self.place_copy_within(row, own, range, true),
                 Ok(None) => self.tactics.copy_refused(), // the live fd's way
                 Err(e) => return Placed::Failed(e),
             }

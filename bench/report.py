@@ -109,8 +109,9 @@ def main_table(ws):
 
 def calls_table(ws):
     print("| workload | buckets | descriptions | information bound | grouper kcmp calls "
-          "| scan kcmp calls | scan by phase | scan / grouper | scan calls per fd |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| scan kcmp calls | scan by phase | scan / grouper | scan calls per fd "
+          "| copies taken (per description) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for w in ws:
         g, s = w["grouper"], w["scan"]
         st = s.get("stats", {})
@@ -126,12 +127,17 @@ def calls_table(ws):
         if files is not None and rel != "–":
             rel += " (files)"
         per = f"{calls / s['fds']:.2f}" if calls is not None and s.get("fds") else "–"
+        copies = st.get("copies_taken")
+        desc = g.get("descriptions")
+        taken = "not reported" if copies is None else str(copies)
+        if copies is not None and desc:
+            taken += f" ({copies / desc:.2f})"
         bound = f"{g.get('bound', '–')}"
         if "bound_no_sockets" in g:
             bound += f" ({g['bound_no_sockets']} without sockets)"
         print(f"| {w['meta']['label']} | {g.get('buckets', '–')} | {g.get('descriptions', '–')} "
               f"| {bound} | {gc if gc is not None else '–'} | {calls if calls is not None else '–'} "
-              f"| {by} | {rel} | {per} |")
+              f"| {by} | {rel} | {per} | {taken} |")
 
 
 def phase_table(ws):

@@ -6,15 +6,10 @@ use std::time::{Duration, Instant};
 
 /// The number of worker threads for a request (0: one per CPU).
 pub(crate) fn workers(requested: usize) -> usize {
-    // Learnt once per process: the standard library reads /proc/self/cgroup
-    // and the cgroup's CPU quota files at each call (three opens; about 1 %
-    // of a small host's scan, which asked twice), and the count only sizes
-    // the worker pools.
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     if requested > 0 {
         requested
     } else {
-        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        std::thread::available_parallelism().map_or(2, |n| n.get())
     }
 }
 

@@ -32,6 +32,8 @@ pub mod scan;
 pub mod sentinel;
 pub mod sockdiag;
 mod sys;
+#[cfg(test)]
+mod test_alone;
 
 pub use scan::{scan, FdRef, OpenFileDescription, ScanOptions, SharingMap};
 

@@ -328,21 +328,11 @@ mod tests {
         if std::env::var_os(ALONE).is_some() {
             return first_batches_in_this_process();
         }
-        let name = module_path!().split_once("::").map_or("", |(_, m)| m);
-        let name = format!("{name}::copies_queued_during_a_first_batch_are_all_counted");
-        let exe = std::env::current_exe().expect("the test binary");
+        let name = "copies_queued_during_a_first_batch_are_all_counted";
         for run in 0..20 {
-            let out = std::process::Command::new(&exe)
-                .args([name.as_str(), "--exact", "--test-threads=1", "--nocapture"])
-                .env(ALONE, "1")
-                .output()
-                .expect("the test binary runs");
-            assert!(
-                out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-                "run {run}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            if let Err(out) = crate::test_alone::run_alone(module_path!(), name, ALONE) {
+                panic!("run {run}: {out}");
+            }
         }
     }
 

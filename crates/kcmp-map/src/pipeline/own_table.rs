@@ -185,20 +185,10 @@ mod tests {
         if std::env::var_os(ALONE).is_some() {
             return exiting_thread_in_this_process();
         }
-        let name = module_path!().split_once("::").map_or("", |(_, m)| m);
-        let name = format!("{name}::a_thread_exiting_with_a_table_of_its_own_is_passed_over");
-        let exe = std::env::current_exe().expect("the test binary");
-        let out = std::process::Command::new(&exe)
-            .args([name.as_str(), "--exact", "--test-threads=1", "--nocapture"])
-            .env(ALONE, "1")
-            .output()
-            .expect("the test binary runs");
-        assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let name = "a_thread_exiting_with_a_table_of_its_own_is_passed_over";
+        if let Err(out) = crate::test_alone::run_alone(module_path!(), name, ALONE) {
+            panic!("{out}");
+        }
     }
 
     /// A thread unshares its table and takes into it a copy of a file on a

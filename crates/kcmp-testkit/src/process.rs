@@ -204,8 +204,9 @@ pub fn network_filesystem_registered() -> bool {
 
 /// Where each thread of `pid` and of its children waits (state, wait
 /// channel, kernel stack when readable), then every other task of the host
-/// in uninterruptible sleep (state D), which may hold what they wait for:
-/// the report of a run that hung.
+/// in uninterruptible sleep (state D) or running (state R), which may hold
+/// what they wait for (a holder on a CPU the hypervisor stalled shows as
+/// running): the report of a run that hung.
 pub fn kernel_stacks(pid: u32) -> String {
     let mut s = String::new();
     let mut pids = vec![pid.to_string()];
@@ -229,13 +230,13 @@ pub fn kernel_stacks(pid: u32) -> String {
         }
         for t in tasks_of(&p) {
             let (state, report) = task_report(&t);
-            if state == "D" {
+            if state == "D" || state == "R" {
                 others += &report;
             }
         }
     }
     if !others.is_empty() {
-        s += "other tasks in state D:\n";
+        s += "other tasks in state D or R:\n";
         s += &others;
     }
     s

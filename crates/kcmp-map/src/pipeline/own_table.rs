@@ -69,8 +69,8 @@ impl ThreadIds {
 /// table (a main thread that exited, a thread exiting) is passed over: a
 /// thread lets go of its table only in `do_exit`, after the kernel marked
 /// it `PF_EXITING`, and may stay there long after (the last close of a
-/// private table's files runs there too: a lingering socket waits its
-/// linger time).
+/// private table's files runs there too: a FUSE file's FLUSH waits for
+/// its server).
 pub(crate) fn check_shared() -> Result<()> {
     /// `PF_EXITING` in the `flags` field of /proc/PID/task/TID/stat.
     const PF_EXITING: u32 = 0x4;
